@@ -1,0 +1,56 @@
+"""`python -m orderengine`: settings -> database -> app -> serve until SIGTERM or SIGINT.
+
+On a signal the engine first stops taking orders (POST answers 503) and lets in-flight
+swaps finish within the grace period; only then does the server stop listening, close the
+open sockets with 1001 and release the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import ExitStack
+
+import structlog
+from aiohttp import web
+
+from orderengine.api import ENGINE, create_app
+from orderengine.embedded_db import embedded_postgres
+from orderengine.logs import configure_logging
+from orderengine.settings import Settings
+
+log = structlog.get_logger("orderengine")
+
+
+async def serve(settings: Settings) -> None:
+    runner = web.AppRunner(create_app(settings), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    log.info("listening", url=f"http://{settings.host}:{settings.port}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("stopping")
+        await runner.app[ENGINE].stop()
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    with ExitStack() as stack:
+        if settings.database_url is None:
+            url = stack.enter_context(embedded_postgres(settings.data_dir))
+            log.info("embedded_postgres", data_dir=str(settings.data_dir))
+            settings = settings.model_copy(update={"database_url": url})
+        asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The order state machine: queue, workers, pacing, retries, reconciliation and recovery.
+
+PostgreSQL is the truth and the queue is only a dispatcher. A worker reads the order's
+stored status and acts on it, so one code path serves a fresh order, a retry, an order
+recovered after a crash and one interrupted by the database going away:
+
+- `pending` (or `routing`/`building`, left by a crash): run an attempt from routing;
+- `submitted`: a signature was sent; ask the venue what became of it, never send again
+  until the venue says it did not land.
+
+An attempt is routing -> building -> submitted -> confirmed. A rejected swap or a failed
+routing goes back to `pending` with `attempt + 1` and the delay before the retry, or ends
+`failed` when no attempt is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from orderengine.domain import (
+    Execution,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    OrderStatus,
+    TransactionState,
+)
+from orderengine.errors import DatabaseUnavailable, NoRoute, QueueFull, ShuttingDown, VenueError
+from orderengine.events import EventHub
+from orderengine.limiter import TokenBucket
+from orderengine.metrics import Metrics
+from orderengine.repository import Repository
+from orderengine.router import Router
+from orderengine.settings import Settings
+from orderengine.transaction import build
+from orderengine.venues import Venue
+
+log = structlog.get_logger(__name__)
+
+S = OrderStatus
+
+
+class Engine:
+    """Owns the queue and the workers; every status change goes through `_move`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        repository: Repository,
+        venues: Mapping[str, Venue],
+        hub: EventHub,
+        metrics: Metrics,
+        limiter: TokenBucket | None = None,
+    ) -> None:
+        self._settings = settings
+        self._repository = repository
+        self._venues = dict(venues)
+        self._router = Router(list(venues.values()), settings.quote_timeout_s)
+        self._hub = hub
+        self._metrics = metrics
+        self._limiter = limiter or TokenBucket(settings.rate_per_minute, settings.rate_burst)
+        self._rng = random.Random(settings.seed)
+        self._queue: asyncio.Queue[UUID] = asyncio.Queue()
+        self._owned: set[UUID] = set()
+        self._later: dict[UUID, asyncio.TimerHandle] = {}
+        self._reserved = 0
+        self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # ---- intake -------------------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        """Accepted orders waiting for a worker, for a retry, or being committed now."""
+        return self._queue.qsize() + len(self._later) + self._reserved
+
+    async def submit(
+        self, request: OrderRequest, idempotency_key: str | None = None, digest: str | None = None
+    ) -> tuple[Order, bool]:
+        """Commit an order as pending and queue it; `(order, created)`.
+
+        Refused with nothing written while shutting down or while the backlog is full.
+        """
+        if self._closing:
+            raise ShuttingDown("the engine is shutting down; retry shortly", retry_after_s=5)
+        if self.backlog >= self._settings.queue_limit:
+            raise QueueFull(
+                f"{self.backlog} orders are waiting; retry later",
+                retry_after_s=self._drain_time_s(),
+            )
+        self._reserved += 1
+        try:
+            order, created = await self._repository.create_order(request, idempotency_key, digest)
+        finally:
+            self._reserved -= 1
+        if created:
+            self._metrics.accepted.inc()
+            self._hub.publish(
+                OrderEvent(
+                    order_id=order.order_id,
+                    seq=1,
+                    status=S.PENDING,
+                    attempt=1,
+                    at=order.created_at,
+                )
+            )
+            self._enqueue(order.order_id)
+        return order, created
+
+    def _drain_time_s(self) -> int:
+        per_second = min(self._settings.rate_per_minute / 60, float(self._settings.concurrency))
+        return max(1, round(self.backlog / per_second))
+
+    def _enqueue(self, order_id: UUID) -> None:
+        self._later.pop(order_id, None)
+        if self._closing:
+            return
+        if order_id not in self._owned:
+            self._owned.add(order_id)
+            self._queue.put_nowait(order_id)
+            self._metrics.queued.set(self._queue.qsize())
+
+    def _enqueue_after(self, order_id: UUID, delay_s: float) -> None:
+        """Queue an order again after a delay, without holding a worker meanwhile."""
+        self._owned.discard(order_id)
+        loop = asyncio.get_running_loop()
+        self._later[order_id] = loop.call_later(delay_s, self._enqueue, order_id)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Queue every unfinished order, oldest first, then start the workers."""
+        unfinished = await self._repository.unfinished()
+        for order_id in unfinished:
+            self._enqueue(order_id)
+        if unfinished:
+            log.info("orders_recovered", count=len(unfinished))
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"worker-{n}")
+            for n in range(self._settings.concurrency)
+        ]
+
+    async def stop(self) -> None:
+        """Take no more orders, let in-flight ones finish within the grace period, stop.
+
+        Orders not started stay pending in the database for the next start.
+        """
+        self._closing = True
+        for handle in self._later.values():
+            handle.cancel()
+        self._later.clear()
+        for worker in self._workers:
+            if worker not in self._busy:
+                worker.cancel()
+        if self._busy:
+            log.info("draining", in_flight=len(self._busy))
+            await asyncio.wait(set(self._busy), timeout=self._settings.shutdown_grace_s)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        log.info("engine_stopped", left_pending=self._queue.qsize())
+
+    async def _work(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._closing:
+            order_id = await self._queue.get()
+            self._busy.add(task)
+            self._metrics.queued.set(self._queue.qsize())
+            self._metrics.executing.inc()
+            try:
+                with bound_contextvars(order_id=str(order_id)):
+                    await self._process(order_id)
+            finally:
+                self._metrics.executing.dec()
+                self._busy.discard(task)
+
+    async def _process(self, order_id: UUID) -> None:
+        """Advance one order as far as it goes now; a database outage only delays it."""
+        try:
+            order = await self._repository.get_order(order_id)
+            if order.status is S.SUBMITTED:
+                await self._reconcile(order)
+            elif not order.status.terminal:
+                await self._attempt(order)
+            self._owned.discard(order_id)
+        except DatabaseUnavailable as error:
+            delay = self._settings.db_timeout_s
+            log.warning("database_unavailable", error=error.message, retry_in_s=delay)
+            self._enqueue_after(order_id, delay)
+        except Exception:
+            log.exception("order_processing_crashed")
+            self._enqueue_after(order_id, self._backoff_s(self._settings.max_attempts))
+
+    # ---- one attempt --------------------------------------------------------------------
+
+    async def _attempt(self, order: Order) -> None:
+        if order.status is not S.PENDING:
+            order = await self._resume(order)
+        await self._limiter.acquire()
+        try:
+            decision = await self._router.route(order.token_in, order.token_out, order.amount_in)
+        except NoRoute as error:
+            await self._move(
+                order, S.ROUTING, {"error": error.message, "unavailable": error.details}
+            )
+            await self._retry_or_fail(order, error.message)
+            return
+        await self._move(order, S.ROUTING, decision.details(), dex=decision.best.dex)
+        self._metrics.routed.labels(decision.best.dex).inc()
+        transaction = build(order.order_id, order.attempt, decision.best, order.slippage_bps)
+        await self._move(
+            order,
+            S.BUILDING,
+            {
+                "transaction": transaction.model_dump(
+                    mode="json",
+                    by_alias=True,
+                    include={"signature", "minAmountOut", "instructions"},
+                )
+            },
+        )
+        await self._move(
+            order,
+            S.SUBMITTED,
+            {"txHash": transaction.signature, "dex": decision.best.dex},
+            tx_hash=transaction.signature,
+        )
+        try:
+            execution = await self._venues[decision.best.dex].execute(transaction)
+        except VenueError as error:
+            self._metrics.attempts.labels(error.code).inc()
+            await self._retry_or_fail(order, error.message)
+            return
+        await asyncio.shield(self._confirm(order, execution, {}))
+
+    async def _resume(self, order: Order) -> Order:
+        """An order found in `routing` or `building` was interrupted: show it, start over."""
+        details = {"recovered": f"interrupted while {order.status}; routing again"}
+        log.info("order_resumed", interrupted_in=str(order.status))
+        await self._move(order, S.PENDING, details)
+        return order.model_copy(update={"status": S.PENDING})
+
+    async def _reconcile(self, order: Order) -> None:
+        """Resolve a sent signature with its venue: landed, or safe to retry."""
+        assert order.tx_hash is not None, "a submitted order has a signature"
+        assert order.dex is not None, "a submitted order has a venue"
+        status = await self._venues[order.dex].transaction_status(order.tx_hash)
+        log.info("reconciled", tx_hash=order.tx_hash, state=str(status.state))
+        if status.state is TransactionState.LANDED:
+            assert status.execution is not None
+            await self._confirm(order, status.execution, {"reconciled": True})
+        elif status.state is TransactionState.PENDING:
+            self._enqueue_after(order.order_id, self._backoff_s(1))
+        else:
+            reason = status.error or f"transaction {order.tx_hash} was dropped without landing"
+            await self._retry_or_fail(order, reason, {"reconciled": True})
+
+    async def _confirm(self, order: Order, execution: Execution, extra: dict[str, Any]) -> None:
+        details = {
+            **extra,
+            **execution.model_dump(
+                mode="json",
+                by_alias=True,
+                include={"dex", "tx_hash", "executed_price", "amount_out", "amount_in", "fee"},
+            ),
+        }
+        await self._move(order, S.CONFIRMED, details, execution=execution)
+        self._metrics.attempts.labels("confirmed").inc()
+        log.info(
+            "order_confirmed",
+            dex=execution.dex,
+            tx_hash=execution.tx_hash,
+            amount_out=str(execution.amount_out),
+        )
+
+    async def _retry_or_fail(
+        self, order: Order, reason: str, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        if order.attempt >= self._settings.max_attempts:
+            error = f"failed after {order.attempt} attempt(s): {reason}"
+            await self._move(order, S.FAILED, {**(extra or {}), "error": error}, error=error)
+            log.warning("order_failed", error=error)
+            return
+        delay_s = self._backoff_s(order.attempt)
+        retry_in_ms = round(delay_s * 1000)
+        await self._move(
+            order,
+            S.PENDING,
+            {**(extra or {}), "error": reason, "retryInMs": retry_in_ms},
+            attempt=order.attempt + 1,
+            error=reason,
+        )
+        log.info("order_retry_scheduled", error=reason, retry_in_ms=retry_in_ms)
+        self._enqueue_after(order.order_id, delay_s)
+
+    def _backoff_s(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: each delay is at least the previous one."""
+        settings = self._settings
+        ceiling = min(settings.retry_cap_ms, settings.retry_base_ms * 2 ** (attempt - 1))
+        return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2)) / 1000
+
+    async def _move(
+        self, order: Order, status: OrderStatus, details: Mapping[str, Any], **fields: Any
+    ) -> None:
+        """Commit a status change with its event, then tell the watchers."""
+        event = await self._repository.transition(order.order_id, status, details, **fields)
+        self._hub.publish(event)
+        if status.terminal:
+            self._metrics.finished.labels(str(status)).inc()
+            self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())

@@ -1,0 +1,86 @@
+"""One exception root for the engine; the API maps each subclass to its HTTP answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrderEngineError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(OrderEngineError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidOrder(OrderEngineError):
+    status = 422
+    code = "invalid_order"
+
+
+class OrderNotFound(OrderEngineError):
+    status = 404
+    code = "order_not_found"
+
+
+class IdempotencyConflict(OrderEngineError):
+    status = 409
+    code = "idempotency_conflict"
+
+
+class Unavailable(OrderEngineError):
+    """The engine cannot take the request now; the client should retry after `retry_after_s`."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFull(Unavailable):
+    code = "queue_full"
+
+
+class ShuttingDown(Unavailable):
+    code = "shutting_down"
+
+
+class DatabaseUnavailable(Unavailable):
+    code = "database_unavailable"
+
+
+class InvalidTransition(OrderEngineError):
+    """A status change the transition table forbids, or one raced by another writer."""
+
+    code = "invalid_transition"
+
+
+class VenueError(OrderEngineError):
+    """A venue could not serve a quote or a swap; the attempt may be retried."""
+
+    code = "venue_error"
+
+
+class NoRoute(VenueError):
+    code = "no_route"
+
+
+class SwapRejected(VenueError):
+    """The venue definitely did not execute the swap (so it is safe to send another)."""
+
+    code = "swap_rejected"
+
+
+class SlippageExceeded(SwapRejected):
+    code = "slippage_exceeded"

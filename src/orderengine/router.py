@@ -1,0 +1,105 @@
+"""Smart order routing: ask every venue at once, take the largest net output, say why."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from orderengine.domain import Quote
+from orderengine.errors import NoRoute
+from orderengine.venues import Venue
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen quote, every other venue's answer, and the reason in words."""
+
+    best: Quote
+    quotes: tuple[Quote, ...]
+    unavailable: dict[str, str]
+    reason: str
+
+    def details(self) -> dict[str, Any]:
+        """The routing event's details: what each venue offered and what was chosen."""
+        return {
+            "dex": self.best.dex,
+            "reason": self.reason,
+            "quotes": [quote.model_dump(mode="json", by_alias=True) for quote in self.quotes],
+            "unavailable": self.unavailable,
+        }
+
+
+class Router:
+    """Quotes all venues concurrently under a deadline; a slow or failing venue is skipped."""
+
+    def __init__(self, venues: Sequence[Venue], deadline_s: float) -> None:
+        self._venues = tuple(venues)
+        self._deadline_s = deadline_s
+
+    async def route(self, token_in: str, token_out: str, amount_in: Decimal) -> Decision:
+        answers = await asyncio.gather(
+            *(self._ask(venue, token_in, token_out, amount_in) for venue in self._venues)
+        )
+        quotes = sorted(
+            (a for a in answers if isinstance(a, Quote)), key=lambda q: q.amount_out, reverse=True
+        )
+        unavailable = {
+            venue.name: answer
+            for venue, answer in zip(self._venues, answers, strict=True)
+            if isinstance(answer, str)
+        }
+        if not quotes:
+            raise NoRoute("no venue could quote this swap", details=unavailable)
+        decision = Decision(quotes[0], tuple(quotes), unavailable, _reason(quotes, unavailable))
+        log.info(
+            "route_decided",
+            dex=decision.best.dex,
+            amount_out=str(decision.best.amount_out),
+            reason=decision.reason,
+        )
+        return decision
+
+    async def _ask(
+        self, venue: Venue, token_in: str, token_out: str, amount_in: Decimal
+    ) -> Quote | str:
+        """The venue's quote, or why there is none."""
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                quote = await venue.quote(token_in, token_out, amount_in)
+        except TimeoutError:
+            log.warning("quote_timed_out", dex=venue.name, deadline_s=self._deadline_s)
+            return f"no quote within {self._deadline_s}s"
+        except Exception as error:
+            log.warning("quote_failed", dex=venue.name, error=repr(error))
+            return f"quote failed: {error}"
+        log.info(
+            "quote",
+            dex=venue.name,
+            amount_out=str(quote.amount_out),
+            fee=str(quote.fee),
+            fee_bps=str(quote.fee_bps),
+            price_impact_pct=str(quote.price_impact_pct),
+        )
+        return quote
+
+
+def _reason(quotes: Sequence[Quote], unavailable: dict[str, str]) -> str:
+    best = quotes[0]
+    if len(quotes) == 1:
+        others = ", ".join(f"{name}: {why}" for name, why in unavailable.items())
+        return f"{best.dex.capitalize()} is the only venue that quoted ({others})"
+    runner_up = quotes[1]
+    if runner_up.amount_out == 0:
+        return f"{best.dex.capitalize()} pays out, {runner_up.dex.capitalize()} nothing"
+    edge = (best.amount_out / runner_up.amount_out - 1) * 100
+    return (
+        f"{best.dex.capitalize()} {edge.quantize(Decimal('0.01'))}% better than"
+        f" {runner_up.dex.capitalize()} after fees and price impact"
+    )

@@ -1,0 +1,48 @@
+"""Every knob of the engine, read from `ORDERENGINE_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration; each field is documented in the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERENGINE_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ORDERENGINE_DATABASE_URL", "DATABASE_URL"),
+    )
+    data_dir: Path = Path(".data/postgres")
+    db_pool_size: int = Field(default=20, ge=2)
+    db_timeout_s: float = Field(default=5.0, gt=0)
+
+    concurrency: int = Field(default=10, ge=1)
+    queue_limit: int = Field(default=1000, ge=1)
+    rate_per_minute: float = Field(default=100, gt=0)
+    rate_burst: int = Field(default=10, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    retry_base_ms: int = Field(default=500, ge=0)
+    retry_cap_ms: int = Field(default=10_000, ge=0)
+    quote_timeout_s: float = Field(default=1.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    latency_scale: float = Field(default=1.0, ge=0)
+    failure_rate: float = Field(default=0.05, ge=0, le=1)
+    price_volatility_bps: float = Field(default=5, ge=0)
+    seed: int | None = None
+
+    max_body_bytes: int = Field(default=16_384, ge=256)
+    ws_heartbeat_s: float = Field(default=20.0, gt=0)
+    ws_buffer: int = Field(default=256, ge=8)
+    ws_first_message_timeout_s: float = Field(default=10.0, gt=0)
+
+    log_format: Literal["json", "console"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,146 @@
+"""Machinery shared by the simulated venues: pools, latency, failures and the ledger.
+
+A simulated venue behaves like a real one: a quote takes about 200 ms and a swap 2–3 s (both
+scaled by the latency setting), prices drift between calls, a swap runs against the same pool
+its quote came from (as it has moved since) and fails when the price moved past the order's
+bound or at the configured failure rate. Every processed signature is written to the ledger in
+PostgreSQL, the venue's chain, which outlives the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from decimal import Decimal
+from itertools import combinations
+
+from orderengine.domain import Execution, Quote, TransactionState, TransactionStatus
+from orderengine.errors import NoRoute, SlippageExceeded, SwapRejected
+from orderengine.repository import Repository
+from orderengine.tokens import TOKENS, Token
+from orderengine.transaction import Transaction
+from orderengine.venues.pool import Pool
+
+QUOTE_LATENCY_S = (0.15, 0.25)
+SWAP_LATENCY_S = (2.0, 3.0)
+TRANSIENT_FAILURES = (
+    "blockhash not found",
+    "transaction simulation failed: account in use",
+    "node is behind by 42 slots",
+)
+
+
+class SimulatedVenue(ABC):
+    """A venue with one pool per token pair; subclasses set the name, prices and fee."""
+
+    name = "simulated"
+    depth_usd = Decimal(2_000_000)
+
+    def __init__(
+        self,
+        ledger: Repository,
+        *,
+        latency_scale: float,
+        failure_rate: float,
+        volatility_bps: float,
+        seed: int | None,
+    ) -> None:
+        self._ledger = ledger
+        self._latency_scale = latency_scale
+        self._failure_rate = failure_rate
+        self._volatility_bps = volatility_bps
+        self._rng = random.Random(f"{seed}:{self.name}" if seed is not None else None)
+        self._pools = {
+            frozenset((base.symbol, quote.symbol)): Pool(
+                self.name, base, quote, self.anchor_price(base, quote), self.depth_usd
+            )
+            for base, quote in combinations(TOKENS.values(), 2)
+        }
+        self._in_flight: set[str] = set()
+
+    def anchor_price(self, base: Token, quote: Token) -> Decimal:
+        """The price (quote per base) this venue's pool gravitates to."""
+        return base.usd_price / quote.usd_price
+
+    @abstractmethod
+    def fee_rate(self, pool: Pool, move: float) -> Decimal:
+        """The fee on a swap in `pool`, which has just moved by `move` (relative)."""
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        await self._sleep(QUOTE_LATENCY_S)
+        pool = self._pool(token_in, token_out)
+        fee_rate = self.fee_rate(pool, pool.drift(self._rng, self._volatility_bps))
+        result = pool.swap(token_in, amount_in, fee_rate)
+        return Quote(
+            dex=self.name,
+            pool=pool.address,
+            token_in=token_in,
+            token_out=token_out,
+            amount_in=amount_in,
+            amount_out=result.amount_out,
+            price=result.price,
+            price_impact_pct=result.price_impact_pct,
+            fee=result.fee,
+            fee_bps=(fee_rate * 10_000).quantize(Decimal("0.01")),
+        )
+
+    async def execute(self, transaction: Transaction) -> Execution:
+        self._in_flight.add(transaction.signature)
+        try:
+            await self._sleep(SWAP_LATENCY_S)
+            quote = transaction.quote
+            pool = self._pool(quote.token_in, quote.token_out)
+            fee_rate = self.fee_rate(pool, pool.drift(self._rng, self._volatility_bps))
+            result = pool.swap(quote.token_in, quote.amount_in, fee_rate)
+            rejection = self._rejection(transaction, result.amount_out)
+            if rejection is not None:
+                await self._ledger.record_transaction(
+                    transaction.signature, self.name, transaction.order_id, rejection.message
+                )
+                raise rejection
+            execution = Execution(
+                dex=self.name,
+                tx_hash=transaction.signature,
+                amount_in=quote.amount_in,
+                amount_out=result.amount_out,
+                executed_price=result.price,
+                fee=result.fee,
+            )
+            await self._ledger.record_transaction(
+                transaction.signature, self.name, transaction.order_id, execution
+            )
+            pool.settle(quote.token_in, quote.amount_in, result.amount_out)
+            return execution
+        finally:
+            self._in_flight.discard(transaction.signature)
+
+    async def transaction_status(self, signature: str) -> TransactionStatus:
+        if signature in self._in_flight:
+            return TransactionStatus(signature=signature, state=TransactionState.PENDING)
+        found = await self._ledger.find_transaction(signature)
+        if found is None:
+            return TransactionStatus(signature=signature, state=TransactionState.DROPPED)
+        return found
+
+    def _rejection(self, transaction: Transaction, amount_out: Decimal) -> SwapRejected | None:
+        """Why the swap does not land, or None if it does."""
+        if amount_out < transaction.min_amount_out:
+            return SlippageExceeded(
+                f"slippage tolerance exceeded: would receive {amount_out},"
+                f" minimum {transaction.min_amount_out}"
+            )
+        if self._rng.random() < self._failure_rate:
+            return SwapRejected(self._rng.choice(TRANSIENT_FAILURES))
+        return None
+
+    def _pool(self, token_in: str, token_out: str) -> Pool:
+        pool = self._pools.get(frozenset((token_in, token_out)))
+        if pool is None:
+            raise NoRoute(f"{self.name} has no {token_in}/{token_out} pool")
+        return pool
+
+    async def _sleep(self, bounds: tuple[float, float]) -> None:
+        delay = self._rng.uniform(*bounds) * self._latency_scale
+        if delay > 0:
+            await asyncio.sleep(delay)
