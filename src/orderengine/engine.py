@@ -224,7 +224,7 @@ class Engine:
                 "transaction": transaction.model_dump(
                     mode="json",
                     by_alias=True,
-                    include={"signature", "minAmountOut", "instructions"},
+                    include={"signature", "min_amount_out", "instructions"},
                 )
             },
         )
