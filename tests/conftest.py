@@ -59,8 +59,12 @@ async def _admin(server_url: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def template_url(server_url: str) -> str:
-    """A database holding the schema and nothing else, to clone for each test."""
+def template_url(server_url: str) -> Iterator[str]:
+    """A database holding the schema and nothing else, to clone for each test.
+
+    Clones are left for the embedded server, whose whole data directory goes at the end
+    of the session; on a server of TEST_DATABASE_URL they are dropped then.
+    """
 
     async def build() -> None:
         await _admin(
@@ -71,16 +75,28 @@ def template_url(server_url: str) -> str:
         repository = await Repository.connect(with_database(server_url, TEMPLATE), 2, 5.0)
         await repository.close()
 
+    async def drop_clones() -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            names = await connection.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'"
+            )
+            for row in names:
+                await connection.execute(f"DROP DATABASE {row['datname']} WITH (FORCE)")
+        finally:
+            await connection.close()
+
     asyncio.run(build())
-    return with_database(server_url, TEMPLATE)
+    yield with_database(server_url, TEMPLATE)
+    if os.environ.get("TEST_DATABASE_URL"):
+        asyncio.run(drop_clones())
 
 
 @pytest.fixture
-async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]:
+async def database_url(server_url: str, template_url: str) -> str:
     name = f"test_{uuid.uuid4().hex}"
     await _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    yield with_database(server_url, name)
-    await _admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return with_database(server_url, name)
 
 
 @pytest.fixture
@@ -113,7 +129,7 @@ async def repository(database_url: str) -> AsyncIterator[Repository]:
 
 
 @pytest.fixture
-def start_app(aiohttp_client: AiohttpClient, database_url: str) -> StartApp:
+def start_app(database_url: str, aiohttp_client: AiohttpClient) -> StartApp:
     """Boot the real app on this test's database; keyword arguments override settings."""
 
     async def start(venues: VenueFactory = simulated_venues, **overrides: Any) -> Client:

@@ -1,0 +1,81 @@
+"""The engine under load and under failure: concurrency cap, retries, terminal failure."""
+
+from __future__ import annotations
+
+import asyncio
+
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
+
+from tests.conftest import StartApp
+from tests.streams import MARKET, statuses, stream, submit, wait_terminal
+from tests.venues import ConcurrencyProbe, Rejections
+
+
+async def test_concurrency_cap_holds_with_30_queued_orders(start_app: StartApp) -> None:
+    probe = ConcurrencyProbe(hold_s=0.02)
+    client = await start_app(venues=probe.venues, concurrency=3)
+
+    ids = await asyncio.gather(*(submit(client) for _ in range(30)))
+    orders = await asyncio.gather(*(wait_terminal(client, order_id) for order_id in ids))
+
+    assert [order["status"] for order in orders] == ["confirmed"] * 30
+    assert probe.executed == 30
+    assert probe.peak == 3
+
+
+async def test_two_failed_attempts_then_success_show_both_retries_with_growing_delays(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(venues=Rejections(2).venues, max_attempts=3)
+
+    events = await stream(client, await submit(client))
+
+    assert statuses(events) == [
+        "pending",
+        *("routing", "building", "submitted", "pending"),
+        *("routing", "building", "submitted", "pending"),
+        *("routing", "building", "submitted", "confirmed"),
+    ]
+    retries = [event for event in events[1:] if event["status"] == "pending"]
+    assert [retry["attempt"] for retry in retries] == [2, 3]
+    assert all(retry["error"] == "blockhash not found" for retry in retries)
+    assert 0 < retries[0]["retryInMs"] < retries[1]["retryInMs"]
+    assert events[-1]["attempt"] == 3
+    signatures = {event["txHash"] for event in events if event["status"] == "submitted"}
+    assert len(signatures) == 3
+
+
+async def test_three_failures_end_failed_with_the_reason_stored(start_app: StartApp) -> None:
+    client = await start_app(venues=Rejections(3).venues, max_attempts=3)
+
+    order_id = await submit(client)
+    events = await stream(client, order_id)
+    order = await (await client.get(f"/api/orders/{order_id}")).json()
+
+    assert statuses(events).count("failed") == 1
+    assert events[-1]["status"] == "failed"
+    assert events[-1]["attempt"] == 3
+    assert "blockhash not found" in events[-1]["error"]
+    assert order["status"] == "failed"
+    assert order["error"] == events[-1]["error"]
+
+
+async def test_five_orders_at_once_run_concurrently_and_log_every_quote_and_decision(
+    start_app: StartApp,
+) -> None:
+    probe = ConcurrencyProbe(hold_s=0.05)
+    client = await start_app(venues=probe.venues)
+
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        ids = await asyncio.gather(*(submit(client, MARKET) for _ in range(5)))
+        await asyncio.gather(*(wait_terminal(client, order_id) for order_id in ids))
+
+    assert probe.peak == 5
+    for order_id in ids:
+        lines = [line for line in logs if line.get("order_id") == order_id]
+        quoted = {line["dex"] for line in lines if line["event"] == "quote"}
+        decisions = [line for line in lines if line["event"] == "route_decided"]
+        assert quoted == {"raydium", "meteora"}
+        assert len(decisions) == 1
+        assert "better than" in decisions[0]["reason"]

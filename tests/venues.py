@@ -1,0 +1,105 @@
+"""Venues for tests: wrappers around the simulated ones that fail, stall or count on cue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from decimal import Decimal
+
+from orderengine.api import simulated_venues
+from orderengine.domain import Execution, Quote, TransactionStatus
+from orderengine.errors import SwapRejected, VenueError
+from orderengine.repository import Repository
+from orderengine.settings import Settings
+from orderengine.transaction import Transaction
+from orderengine.venues import Venue
+
+
+class Wrapped:
+    """Delegates to a real simulated venue; subclasses change one behaviour."""
+
+    def __init__(self, inner: Venue) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        return await self.inner.quote(token_in, token_out, amount_in)
+
+    async def execute(self, transaction: Transaction) -> Execution:
+        return await self.inner.execute(transaction)
+
+    async def transaction_status(self, signature: str) -> TransactionStatus:
+        return await self.inner.transaction_status(signature)
+
+
+class Down(Wrapped):
+    """A venue whose quotes fail outright."""
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        raise VenueError(f"{self.name} is down")
+
+
+class Stalled(Wrapped):
+    """A venue whose quotes never come back."""
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class Rejections:
+    """The first `count` swaps, on whichever venue, are rejected; the rest run for real."""
+
+    def __init__(self, count: int, reason: str = "blockhash not found") -> None:
+        self.left = count
+        self.reason = reason
+
+    def venues(self, ledger: Repository, settings: Settings) -> Mapping[str, Venue]:
+        return {
+            name: Rejecting(venue, self)
+            for name, venue in simulated_venues(ledger, settings).items()
+        }
+
+
+class Rejecting(Wrapped):
+    def __init__(self, inner: Venue, plan: Rejections) -> None:
+        super().__init__(inner)
+        self.plan = plan
+
+    async def execute(self, transaction: Transaction) -> Execution:
+        if self.plan.left > 0:
+            self.plan.left -= 1
+            raise SwapRejected(self.plan.reason)
+        return await super().execute(transaction)
+
+
+class ConcurrencyProbe:
+    """Counts swaps in flight across all venues and keeps the highest count seen."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.in_flight = 0
+        self.peak = 0
+        self.executed = 0
+
+    def venues(self, ledger: Repository, settings: Settings) -> Mapping[str, Venue]:
+        return {
+            name: Probed(venue, self) for name, venue in simulated_venues(ledger, settings).items()
+        }
+
+
+class Probed(Wrapped):
+    def __init__(self, inner: Venue, probe: ConcurrencyProbe) -> None:
+        super().__init__(inner)
+        self.probe = probe
+
+    async def execute(self, transaction: Transaction) -> Execution:
+        self.probe.in_flight += 1
+        self.probe.peak = max(self.probe.peak, self.probe.in_flight)
+        try:
+            await asyncio.sleep(self.probe.hold_s)
+            execution = await super().execute(transaction)
+            self.probe.executed += 1
+            return execution
+        finally:
+            self.probe.in_flight -= 1
