@@ -24,6 +24,8 @@ from orderengine.venues.pool import Pool
 
 QUOTE_LATENCY_S = (0.15, 0.25)
 SWAP_LATENCY_S = (2.0, 3.0)
+LANDING_SHARE = (0.3, 0.7)
+"""How far into a swap's latency it lands; the rest is waiting for confirmation."""
 TRANSIENT_FAILURES = (
     "blockhash not found",
     "transaction simulation failed: account in use",
@@ -68,7 +70,7 @@ class SimulatedVenue(ABC):
         """The fee on a swap in `pool`, which has just moved by `move` (relative)."""
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
-        await self._sleep(QUOTE_LATENCY_S)
+        await self._pause(self._latency(QUOTE_LATENCY_S))
         pool = self._pool(token_in, token_out)
         fee_rate = self.fee_rate(pool, pool.drift(self._rng, self._volatility_bps))
         result = pool.swap(token_in, amount_in, fee_rate)
@@ -86,42 +88,58 @@ class SimulatedVenue(ABC):
         )
 
     async def execute(self, transaction: Transaction) -> Execution:
+        """Land the swap partway through its latency, as a chain would, then confirm it.
+
+        Once landed, the outcome is in the ledger whatever happens to the caller, so an
+        engine that dies while waiting for confirmation finds it there when it reconciles.
+        """
         self._in_flight.add(transaction.signature)
         try:
-            await self._sleep(SWAP_LATENCY_S)
-            quote = transaction.quote
-            pool = self._pool(quote.token_in, quote.token_out)
-            fee_rate = self.fee_rate(pool, pool.drift(self._rng, self._volatility_bps))
-            result = pool.swap(quote.token_in, quote.amount_in, fee_rate)
-            rejection = self._rejection(transaction, result.amount_out)
-            if rejection is not None:
-                await self._ledger.record_transaction(
-                    transaction.signature, self.name, transaction.order_id, rejection.message
-                )
-                raise rejection
-            execution = Execution(
-                dex=self.name,
-                tx_hash=transaction.signature,
-                amount_in=quote.amount_in,
-                amount_out=result.amount_out,
-                executed_price=result.price,
-                fee=result.fee,
-            )
-            await self._ledger.record_transaction(
-                transaction.signature, self.name, transaction.order_id, execution
-            )
-            pool.settle(quote.token_in, quote.amount_in, result.amount_out)
-            return execution
+            latency = self._latency(SWAP_LATENCY_S)
+            landing = self._rng.uniform(*LANDING_SHARE) * latency
+            await self._pause(landing)
+            outcome = await self._land(transaction)
+            await self._pause(latency - landing)
         finally:
             self._in_flight.discard(transaction.signature)
+        if isinstance(outcome, SwapRejected):
+            raise outcome
+        return outcome
 
     async def transaction_status(self, signature: str) -> TransactionStatus:
-        if signature in self._in_flight:
-            return TransactionStatus(signature=signature, state=TransactionState.PENDING)
         found = await self._ledger.find_transaction(signature)
-        if found is None:
-            return TransactionStatus(signature=signature, state=TransactionState.DROPPED)
-        return found
+        if found is not None:
+            return found
+        state = (
+            TransactionState.PENDING if signature in self._in_flight else TransactionState.DROPPED
+        )
+        return TransactionStatus(signature=signature, state=state)
+
+    async def _land(self, transaction: Transaction) -> Execution | SwapRejected:
+        """Execute against the quote's pool as it is now and write the outcome to the ledger."""
+        quote = transaction.quote
+        pool = self._pool(quote.token_in, quote.token_out)
+        fee_rate = self.fee_rate(pool, pool.drift(self._rng, self._volatility_bps))
+        result = pool.swap(quote.token_in, quote.amount_in, fee_rate)
+        rejection = self._rejection(transaction, result.amount_out)
+        if rejection is not None:
+            await self._ledger.record_transaction(
+                transaction.signature, self.name, transaction.order_id, rejection.message
+            )
+            return rejection
+        execution = Execution(
+            dex=self.name,
+            tx_hash=transaction.signature,
+            amount_in=quote.amount_in,
+            amount_out=result.amount_out,
+            executed_price=result.price,
+            fee=result.fee,
+        )
+        await self._ledger.record_transaction(
+            transaction.signature, self.name, transaction.order_id, execution
+        )
+        pool.settle(quote.token_in, quote.amount_in, result.amount_out)
+        return execution
 
     def _rejection(self, transaction: Transaction, amount_out: Decimal) -> SwapRejected | None:
         """Why the swap does not land, or None if it does."""
@@ -140,7 +158,9 @@ class SimulatedVenue(ABC):
             raise NoRoute(f"{self.name} has no {token_in}/{token_out} pool")
         return pool
 
-    async def _sleep(self, bounds: tuple[float, float]) -> None:
-        delay = self._rng.uniform(*bounds) * self._latency_scale
-        if delay > 0:
-            await asyncio.sleep(delay)
+    def _latency(self, bounds: tuple[float, float]) -> float:
+        return self._rng.uniform(*bounds) * self._latency_scale
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)

@@ -1,0 +1,88 @@
+"""Kill the engine for real, start it again, and check that nothing was lost or doubled."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+from uuid import UUID
+
+import aiohttp
+import pytest
+
+from orderengine.domain import OrderStatus
+from orderengine.repository import Repository
+from tests.engine_process import EngineProcess
+from tests.polling import eventually
+
+ORDERS = 50
+
+
+async def statuses(repository: Repository, ids: list[UUID]) -> Counter[str]:
+    return Counter([str((await repository.get_order(order_id)).status) for order_id in ids])
+
+
+async def wait_until(repository: Repository, ids: list[UUID], confirmed: int) -> None:
+    async def enough() -> bool:
+        return (await statuses(repository, ids))["confirmed"] >= confirmed
+
+    await eventually(enough)
+
+
+async def wait_all_terminal(repository: Repository) -> None:
+    async def done() -> bool:
+        return not await repository.unfinished()
+
+    await eventually(done)
+
+
+async def assert_each_order_ended_once(repository: Repository, ids: list[UUID]) -> None:
+    """Every order terminal; each confirmed one executed exactly once, each failed one never;
+    every event stream contiguous with a single terminal event at its end."""
+    landed = await repository.landed_signatures(ids)
+    for order_id in ids:
+        order = await repository.get_order(order_id)
+        events = await repository.events(order_id)
+        assert order.status.terminal, order
+        assert [event.seq for event in events] == list(range(1, len(events) + 1))
+        assert [event.status.terminal for event in events].count(True) == 1
+        assert events[-1].status is order.status
+        sent = [e.details["txHash"] for e in events if e.status is OrderStatus.SUBMITTED]
+        assert len(sent) == len(set(sent)), f"a signature was sent twice: {sent}"
+        if order.status is OrderStatus.CONFIRMED:
+            assert landed[order_id] == [order.tx_hash]
+        else:
+            assert landed[order_id] == []
+
+
+@pytest.mark.parametrize(
+    ("seed", "confirmed_at_kill"), [(1, 0), (2, 15), (3, 35)], ids=["early", "mid", "late"]
+)
+async def test_sigkill_at_any_point_loses_nothing_and_executes_nothing_twice(
+    database_url: str, repository: Repository, tmp_path: Path, seed: int, confirmed_at_kill: int
+) -> None:
+    engine = EngineProcess(
+        database_url,
+        tmp_path,
+        seed=seed,
+        latency_scale=0.05,
+        failure_rate=0.2,
+        retry_base_ms=50,
+        retry_cap_ms=200,
+    )
+    await engine.start()
+    async with aiohttp.ClientSession() as session:
+        ids = [UUID(order_id) for order_id in await engine.submit(session, ORDERS)]
+    await wait_until(repository, ids, confirmed_at_kill)
+
+    await engine.kill()
+    at_kill = await statuses(repository, ids)
+    await engine.start()
+    await wait_all_terminal(repository)
+    engine.signal(signal.SIGTERM)
+    await engine.wait()
+
+    assert sum(count for status, count in at_kill.items() if status not in ("confirmed", "failed"))
+    if confirmed_at_kill < 35:
+        assert {"pending", "submitted"} <= set(at_kill), at_kill
+    await assert_each_order_ended_once(repository, ids)
