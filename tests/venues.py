@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
-from orderengine.api import simulated_venues
+from orderengine.api import VenueFactory, simulated_venues
 from orderengine.domain import Execution, Quote, TransactionStatus
 from orderengine.errors import SwapRejected, VenueError
 from orderengine.repository import Repository
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
 from orderengine.venues import Venue
+
+
+def wrapping(wrap: Callable[[Venue], Venue]) -> VenueFactory:
+    """The simulated venues, each wrapped by `wrap`."""
+
+    def venues(ledger: Repository, settings: Settings) -> Mapping[str, Venue]:
+        return {name: wrap(venue) for name, venue in simulated_venues(ledger, settings).items()}
+
+    return venues
 
 
 class Wrapped:
@@ -54,11 +63,9 @@ class Rejections:
         self.left = count
         self.reason = reason
 
-    def venues(self, ledger: Repository, settings: Settings) -> Mapping[str, Venue]:
-        return {
-            name: Rejecting(venue, self)
-            for name, venue in simulated_venues(ledger, settings).items()
-        }
+    @property
+    def venues(self) -> VenueFactory:
+        return wrapping(lambda venue: Rejecting(venue, self))
 
 
 class Rejecting(Wrapped):
@@ -82,10 +89,9 @@ class ConcurrencyProbe:
         self.peak = 0
         self.executed = 0
 
-    def venues(self, ledger: Repository, settings: Settings) -> Mapping[str, Venue]:
-        return {
-            name: Probed(venue, self) for name, venue in simulated_venues(ledger, settings).items()
-        }
+    @property
+    def venues(self) -> VenueFactory:
+        return wrapping(lambda venue: Probed(venue, self))
 
 
 class Probed(Wrapped):
@@ -103,3 +109,26 @@ class Probed(Wrapped):
             return execution
         finally:
             self.probe.in_flight -= 1
+
+
+class Gate:
+    """Holds every swap until opened; tells when the first one is waiting."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    @property
+    def venues(self) -> VenueFactory:
+        return wrapping(lambda venue: Gated(venue, self))
+
+
+class Gated(Wrapped):
+    def __init__(self, inner: Venue, gate: Gate) -> None:
+        super().__init__(inner)
+        self.gate = gate
+
+    async def execute(self, transaction: Transaction) -> Execution:
+        self.gate.waiting.set()
+        await self.gate.opened.wait()
+        return await super().execute(transaction)

@@ -1,0 +1,69 @@
+"""A bounded backlog, and subscribers that cannot hold the engine back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from orderengine.domain import OrderEvent, OrderStatus
+from orderengine.events import EventHub, FellBehind
+from tests.conftest import StartApp
+from tests.streams import MARKET, statuses, stream, submit
+from tests.venues import Gate
+
+
+async def test_a_full_queue_answers_503_and_creates_nothing(start_app: StartApp) -> None:
+    gate = Gate()
+    client = await start_app(venues=gate.venues, concurrency=1, queue_limit=2)
+    executing = await submit(client)
+    await gate.waiting.wait()
+    queued = [await submit(client), await submit(client)]
+
+    refused = await client.post("/api/orders/execute", json=MARKET)
+
+    assert refused.status == 503
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert (await refused.json())["error"]["code"] == "queue_full"
+    listing = await (await client.get("/api/orders")).json()
+    assert len(listing["orders"]) == 3
+    gate.opened.set()
+    for order_id in [executing, *queued]:
+        assert statuses(await stream(client, order_id))[-1] == "confirmed"
+    assert (await client.post("/api/orders/execute", json=MARKET)).status == 201
+
+
+async def test_a_socket_that_never_reads_does_not_hold_up_other_orders(
+    start_app: StartApp,
+) -> None:
+    client = await start_app()
+    watched = await submit(client)
+    idle = await client.ws_connect(f"/api/orders/execute?orderId={watched}")
+
+    others = [await submit(client) for _ in range(5)]
+    results = [statuses(await stream(client, order_id))[-1] for order_id in others]
+
+    assert results == ["confirmed"] * 5
+    await idle.close()
+
+
+def event(order_id: uuid.UUID, seq: int) -> OrderEvent:
+    return OrderEvent(
+        order_id=order_id, seq=seq, status=OrderStatus.PENDING, attempt=1, at=datetime.now(UTC)
+    )
+
+
+async def test_a_subscriber_that_falls_behind_is_told_and_publishing_never_blocks() -> None:
+    hub = EventHub(buffer=3)
+    order_id = uuid.uuid4()
+    with hub.subscribe(order_id) as slow, hub.subscribe(order_id) as fast:
+        received = []
+        for seq in range(1, 10):
+            hub.publish(event(order_id, seq))
+            received.append((await fast.next()).seq)
+
+        assert received == list(range(1, 10))
+        assert [(await slow.next()).seq for _ in range(3)] == [1, 2, 3]
+        with pytest.raises(FellBehind):
+            await slow.next()

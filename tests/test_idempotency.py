@@ -1,0 +1,59 @@
+"""Idempotency-Key: a client may resend a POST safely, at once or after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import StartApp
+from tests.streams import MARKET
+
+
+async def test_same_key_sent_ten_times_at_once_makes_one_order(start_app: StartApp) -> None:
+    client = await start_app()
+    headers = {"Idempotency-Key": "order-42"}
+
+    answers = await asyncio.gather(
+        *(client.post("/api/orders/execute", json=MARKET, headers=headers) for _ in range(10))
+    )
+    bodies = [await answer.json() for answer in answers]
+
+    assert sorted(answer.status for answer in answers) == [200] * 9 + [201]
+    assert len({body["orderId"] for body in bodies}) == 1
+    assert all(body == bodies[0] for body in bodies)
+    listing = await (await client.get("/api/orders")).json()
+    assert len(listing["orders"]) == 1
+
+
+async def test_same_key_with_another_body_is_409(start_app: StartApp) -> None:
+    client = await start_app()
+    headers = {"Idempotency-Key": "order-43"}
+    first = await client.post("/api/orders/execute", json=MARKET, headers=headers)
+
+    other = await client.post(
+        "/api/orders/execute", json={**MARKET, "amountIn": "2"}, headers=headers
+    )
+
+    assert first.status == 201
+    assert other.status == 409
+    error = (await other.json())["error"]
+    assert error["code"] == "idempotency_conflict"
+    assert error["details"]["orderId"] == (await first.json())["orderId"]
+
+
+async def test_keys_outlive_a_restart(start_app: StartApp) -> None:
+    headers = {"Idempotency-Key": "order-44"}
+    before = await (await start_app()).post("/api/orders/execute", json=MARKET, headers=headers)
+
+    again = await (await start_app()).post("/api/orders/execute", json=MARKET, headers=headers)
+
+    assert again.status == 200
+    assert (await again.json()) == (await before.json())
+
+
+async def test_without_a_key_every_post_is_a_new_order(start_app: StartApp) -> None:
+    client = await start_app()
+
+    answers = [await client.post("/api/orders/execute", json=MARKET) for _ in range(2)]
+
+    assert [answer.status for answer in answers] == [201, 201]
+    assert len({(await answer.json())["orderId"] for answer in answers}) == 2
