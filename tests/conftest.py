@@ -39,14 +39,23 @@ def with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    if url := os.environ.get("TEST_DATABASE_URL"):
-        yield url
+def embedded_data_dir() -> Iterator[Path | None]:
+    """Where the embedded server keeps its data, or None when TEST_DATABASE_URL is set."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield None
         return
-    with tempfile.TemporaryDirectory(prefix="oe-pg-") as data_dir:
-        os.chmod(data_dir, 0o755)
-        with embedded_postgres(Path(data_dir) / "data") as url:
-            yield url
+    with tempfile.TemporaryDirectory(prefix="oe-pg-") as scratch:
+        os.chmod(scratch, 0o755)
+        yield Path(scratch) / "data"
+
+
+@pytest.fixture(scope="session")
+def server_url(embedded_data_dir: Path | None) -> Iterator[str]:
+    if embedded_data_dir is None:
+        yield os.environ["TEST_DATABASE_URL"]
+        return
+    with embedded_postgres(embedded_data_dir) as url:
+        yield url
 
 
 async def _admin(server_url: str, *statements: str) -> None:

@@ -1,0 +1,104 @@
+"""Start-up recovery from each state a crash can leave an order in, set up precisely."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import UUID
+
+from orderengine.domain import OrderRequest, OrderStatus
+from orderengine.repository import Repository
+from orderengine.transaction import build
+from orderengine.venues.raydium import Raydium
+from tests.conftest import StartApp
+from tests.streams import statuses, stream
+
+S = OrderStatus
+REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
+
+
+async def accepted(repository: Repository) -> UUID:
+    order, _ = await repository.create_order(REQUEST, None, None)
+    return order.order_id
+
+
+async def crashed_in(repository: Repository, *path: OrderStatus) -> UUID:
+    order_id = await accepted(repository)
+    for status in path:
+        await repository.transition(order_id, status, dex="raydium")
+    return order_id
+
+
+async def sent(repository: Repository, *, landed: bool) -> tuple[UUID, str]:
+    """An order left in `submitted`; its swap landed on the venue's chain, or never did."""
+    order_id = await crashed_in(repository, S.ROUTING, S.BUILDING)
+    venue = Raydium(repository, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)
+    transaction = build(order_id, 1, await venue.quote("SOL", "USDC", Decimal(1)), 100)
+    if landed:
+        await venue.execute(transaction)
+    await repository.transition(order_id, S.SUBMITTED, tx_hash=transaction.signature)
+    return order_id, transaction.signature
+
+
+async def test_orders_interrupted_before_sending_run_again_showing_the_recovery(
+    start_app: StartApp, repository: Repository
+) -> None:
+    in_routing = await crashed_in(repository, S.ROUTING)
+    in_building = await crashed_in(repository, S.ROUTING, S.BUILDING)
+
+    client = await start_app()
+
+    for order_id in (in_routing, in_building):
+        events = await stream(client, str(order_id))
+        resumed = events[-5]
+        assert statuses(events)[-5:] == ["pending", "routing", "building", "submitted", "confirmed"]
+        assert resumed["status"] == "pending"
+        assert "interrupted while" in resumed["recovered"]
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+        assert {event["attempt"] for event in events} == {1}
+
+
+async def test_a_sent_swap_that_landed_is_confirmed_without_sending_again(
+    start_app: StartApp, repository: Repository
+) -> None:
+    order_id, signature = await sent(repository, landed=True)
+
+    client = await start_app()
+    events = await stream(client, str(order_id))
+
+    assert statuses(events) == ["pending", "routing", "building", "submitted", "confirmed"]
+    assert events[-1]["reconciled"] is True
+    assert events[-1]["txHash"] == signature
+    assert (await repository.landed_signatures([order_id]))[order_id] == [signature]
+
+
+async def test_a_sent_swap_that_never_landed_is_retried_with_a_new_signature(
+    start_app: StartApp, repository: Repository
+) -> None:
+    order_id, dropped = await sent(repository, landed=False)
+
+    client = await start_app()
+    events = await stream(client, str(order_id))
+
+    retry = events[4]
+    assert retry["status"] == "pending"
+    assert retry["attempt"] == 2
+    assert retry["reconciled"] is True
+    assert dropped in retry["error"]
+    assert statuses(events)[-1] == "confirmed"
+    landed = (await repository.landed_signatures([order_id]))[order_id]
+    assert len(landed) == 1
+    assert landed != [dropped]
+    assert landed == [events[-1]["txHash"]]
+
+
+async def test_unfinished_orders_are_taken_up_in_the_order_they_were_accepted(
+    start_app: StartApp, repository: Repository
+) -> None:
+    ids = [await accepted(repository) for _ in range(6)]
+
+    client = await start_app(concurrency=1)
+    for order_id in ids:
+        await stream(client, str(order_id))
+
+    started = [(await repository.events(order_id))[1].at for order_id in ids]
+    assert started == sorted(started)
