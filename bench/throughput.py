@@ -9,8 +9,8 @@ what is measured is the engine itself: HTTP, the database and the workers.
 - end to end: the time from the first POST until every accepted order is terminal, read from
   the `orderengine_orders_finished_total` counters on `/metrics`, and each order's time from
   acceptance to its terminal status, read from the stored orders;
-- memory: the engine process's peak resident set (VmHWM); the PostgreSQL server, a separate
-  process, is not included.
+- engine: the engine process's peak resident set (VmHWM) and CPU time (user + system, start-up
+  included); the PostgreSQL server, a separate process, is not included.
 
 The engine is always stopped (SIGTERM, then a wait) and its temporary directory removed.
 """
@@ -116,7 +116,6 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
 class Engine:
     process: subprocess.Popen[bytes]
     base_url: str
-    log_path: Path
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -184,7 +183,7 @@ def running_engine(options: Options) -> Iterator[Engine]:
                 stderr=subprocess.STDOUT,
             )
             try:
-                yield Engine(process, f"http://{HOST}:{port}", log_path)
+                yield Engine(process, f"http://{HOST}:{port}")
             finally:
                 stop_engine(process)
                 stop_leftover_postgres(data_dir)
