@@ -13,7 +13,7 @@ from tests.venues import ConcurrencyProbe, Rejections
 
 
 async def test_concurrency_cap_holds_with_30_queued_orders(start_app: StartApp) -> None:
-    probe = ConcurrencyProbe(hold_s=0.02)
+    probe = ConcurrencyProbe(expected=3)
     client = await start_app(venues=probe.venues, concurrency=3)
 
     ids = await asyncio.gather(*(submit(client) for _ in range(30)))
@@ -64,7 +64,7 @@ async def test_three_failures_end_failed_with_the_reason_stored(start_app: Start
 async def test_five_orders_at_once_run_concurrently_and_log_every_quote_and_decision(
     start_app: StartApp,
 ) -> None:
-    probe = ConcurrencyProbe(hold_s=0.05)
+    probe = ConcurrencyProbe(expected=5)
     client = await start_app(venues=probe.venues)
 
     with capture_logs(processors=[merge_contextvars]) as logs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
@@ -81,13 +82,29 @@ class Rejecting(Wrapped):
 
 
 class ConcurrencyProbe:
-    """Counts swaps in flight across all venues and keeps the highest count seen."""
+    """Counts swaps in flight across all venues and keeps the highest count seen.
 
-    def __init__(self, hold_s: float) -> None:
+    The first swaps wait (up to a few seconds) until `expected` are in flight together, so
+    a test sees the engine's full concurrency however slowly the orders arrive; after that
+    every swap is held `hold_s`, leaving room for any excess concurrency to show.
+    """
+
+    def __init__(self, expected: int, hold_s: float = 0.01, patience_s: float = 5) -> None:
+        self.expected = expected
         self.hold_s = hold_s
+        self.patience_s = patience_s
+        self.all_in = asyncio.Event()
         self.in_flight = 0
         self.peak = 0
         self.executed = 0
+
+    async def hold(self) -> None:
+        if self.in_flight >= self.expected:
+            self.all_in.set()
+        if not self.all_in.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_in.wait(), self.patience_s)
+        await asyncio.sleep(self.hold_s)
 
     @property
     def venues(self) -> VenueFactory:
@@ -103,7 +120,7 @@ class Probed(Wrapped):
         self.probe.in_flight += 1
         self.probe.peak = max(self.probe.peak, self.probe.in_flight)
         try:
-            await asyncio.sleep(self.probe.hold_s)
+            await self.probe.hold()
             execution = await super().execute(transaction)
             self.probe.executed += 1
             return execution

@@ -151,8 +151,11 @@ class Engine:
     async def stop(self) -> None:
         """Take no more orders, let in-flight ones finish within the grace period, stop.
 
-        Orders not started stay pending in the database for the next start.
+        Orders not started stay pending in the database for the next start. Stopping a
+        stopped engine does nothing.
         """
+        if self._closing:
+            return
         self._closing = True
         for handle in self._later.values():
             handle.cancel()
