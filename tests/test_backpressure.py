@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -9,7 +10,7 @@ import pytest
 
 from orderengine.domain import OrderEvent, OrderStatus
 from orderengine.events import EventHub, FellBehind
-from tests.conftest import StartApp
+from tests.conftest import Client, StartApp
 from tests.streams import MARKET, statuses, stream, submit
 from tests.venues import Gate
 
@@ -67,3 +68,28 @@ async def test_a_subscriber_that_falls_behind_is_told_and_publishing_never_block
         assert [(await slow.next()).seq for _ in range(3)] == [1, 2, 3]
         with pytest.raises(FellBehind):
             await slow.next()
+
+
+async def test_heartbeats_drop_a_client_that_stops_answering(start_app: StartApp) -> None:
+    gate = Gate()
+    client = await start_app(venues=gate.venues, ws_heartbeat_s=0.1)
+    order_id = await submit(client)
+    silent = await client.ws_connect(f"/api/orders/execute?orderId={order_id}", autoping=False)
+
+    async with asyncio.timeout(5):
+        async for _ in silent:
+            pass
+
+    assert silent.closed
+    gate.opened.set()
+
+
+async def test_an_oversized_first_socket_message_is_refused(client: Client) -> None:
+    async with client.ws_connect("/api/orders/execute") as ws:
+        await ws.send_json({**MARKET, "padding": "x" * 100_000})
+        async with asyncio.timeout(5):
+            async for _ in ws:
+                pass
+
+    assert ws.close_code == 1009
+    assert (await (await client.get("/api/orders")).json())["orders"] == []

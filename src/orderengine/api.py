@@ -311,7 +311,12 @@ async def _refuse(ws: web.WebSocketResponse, error: OrderEngineError) -> None:
 
 
 def _websocket(request: web.Request) -> web.WebSocketResponse:
-    return web.WebSocketResponse(heartbeat=request.app[SETTINGS].ws_heartbeat_s)
+    """A socket that pings its client (dropping one that stops answering) and refuses
+    messages larger than an HTTP body may be."""
+    settings = request.app[SETTINGS]
+    return web.WebSocketResponse(
+        heartbeat=settings.ws_heartbeat_s, max_msg_size=settings.max_body_bytes
+    )
 
 
 async def _stream(
