@@ -15,7 +15,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
-from orderengine.domain import Order, OrderRequest, OrderStatus
+from orderengine.domain import Order, OrderEvent, OrderRequest, OrderStatus
 from orderengine.engine import Engine
 from orderengine.errors import (
     BadRequest,
@@ -24,7 +24,7 @@ from orderengine.errors import (
     OrderNotFound,
     Unavailable,
 )
-from orderengine.events import EventHub, FellBehind
+from orderengine.events import EventHub, FellBehind, Subscription
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
 from orderengine.settings import Settings
@@ -343,23 +343,14 @@ async def _stream(
 async def _send_events(
     app: web.Application, ws: web.WebSocketResponse, order_id: UUID, since: int
 ) -> None:
-    """Register for live events, replay the stored ones, then go live, skipping seen seqs."""
+    """Send every event after `since`, stored then live, each once; close after the last."""
     last = since
     with app[HUB].subscribe(order_id) as subscription:
         try:
-            for event in await app[REPOSITORY].events(order_id):
+            async for event in _stored_then_live(app[REPOSITORY], order_id, subscription):
                 if event.seq > last:
                     await ws.send_json(event.wire())
                     last = event.seq
-                if event.status.terminal:
-                    await ws.close()
-                    return
-            while True:
-                event = await subscription.next()
-                if event.seq <= last:
-                    continue
-                await ws.send_json(event.wire())
-                last = event.seq
                 if event.status.terminal:
                     await ws.close()
                     return
@@ -370,6 +361,18 @@ async def _send_events(
         except OrderEngineError as error:
             await ws.send_json(error_body(error.code, error.message))
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
+
+
+async def _stored_then_live(
+    repository: Repository, order_id: UUID, subscription: Subscription
+) -> AsyncIterator[OrderEvent]:
+    """The order's stored events, then its live ones. The subscription was registered
+    before the store is read, so nothing falls between; what both hold comes twice, and
+    the caller drops repeats by seq."""
+    for event in await repository.events(order_id):
+        yield event
+    while True:
+        yield await subscription.next()
 
 
 async def get_order(request: web.Request) -> web.Response:
