@@ -75,3 +75,12 @@ async def test_no_venue_quoting_is_no_route(repository: Repository) -> None:
         await router.route("SOL", "USDC", AMOUNT)
 
     assert raised.value.details == {"raydium": "quote failed: raydium is down"}
+
+
+async def test_a_quote_that_buys_nothing_is_no_quote(repository: Repository) -> None:
+    router = Router([venue(Raydium, repository)], deadline_s=1)
+
+    with pytest.raises(NoRoute) as raised:
+        await router.route("BONK", "SOL", Decimal("0.00001"))
+
+    assert "buys less than the smallest unit of SOL" in raised.value.details["raydium"]

@@ -79,6 +79,9 @@ class Router:
         except Exception as error:
             log.warning("quote_failed", dex=venue.name, error=repr(error))
             return f"quote failed: {error}"
+        if quote.amount_out <= 0:
+            log.warning("quote_empty", dex=venue.name, amount_in=str(amount_in))
+            return f"{amount_in} {token_in} buys less than the smallest unit of {token_out}"
         log.info(
             "quote",
             dex=venue.name,
@@ -96,8 +99,6 @@ def _reason(quotes: Sequence[Quote], unavailable: dict[str, str]) -> str:
         others = ", ".join(f"{name}: {why}" for name, why in unavailable.items())
         return f"{best.dex.capitalize()} is the only venue that quoted ({others})"
     runner_up = quotes[1]
-    if runner_up.amount_out == 0:
-        return f"{best.dex.capitalize()} pays out, {runner_up.dex.capitalize()} nothing"
     edge = (best.amount_out / runner_up.amount_out - 1) * 100
     return (
         f"{best.dex.capitalize()} {edge.quantize(Decimal('0.01'))}% better than"
