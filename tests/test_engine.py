@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import StartApp
 from tests.streams import MARKET, statuses, stream, submit, wait_terminal
-from tests.venues import ConcurrencyProbe, Rejections
+from tests.venues import ConcurrencyProbe, Nonsense, Rejections, wrapping
 
 
 async def test_concurrency_cap_holds_with_30_queued_orders(start_app: StartApp) -> None:
@@ -79,3 +79,18 @@ async def test_five_orders_at_once_run_concurrently_and_log_every_quote_and_deci
         assert quoted == {"raydium", "meteora"}
         assert len(decisions) == 1
         assert "better than" in decisions[0]["reason"]
+
+
+async def test_an_order_that_keeps_crashing_before_it_is_sent_ends_failed(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(venues=wrapping(Nonsense), max_attempts=2)
+
+    with capture_logs() as logs:
+        order_id = await submit(client)
+        events = await stream(client, order_id)
+
+    assert statuses(events) == ["pending", "routing", "pending", "routing", "failed"]
+    assert "internal error" in events[-1]["error"]
+    assert [line["event"] for line in logs].count("order_processing_crashed") == 2
+    assert "???" not in events[-1]["error"]

@@ -57,6 +57,14 @@ class Stalled(Wrapped):
         raise AssertionError("unreachable")
 
 
+class Nonsense(Wrapped):
+    """A venue that quotes a token nobody knows: building its swap is a bug to survive."""
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        quote = await super().quote(token_in, token_out, amount_in)
+        return quote.model_copy(update={"token_out": "???"})
+
+
 class Rejections:
     """The first `count` swaps, on whichever venue, are rejected; the rest run for real."""
 

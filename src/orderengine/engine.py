@@ -32,7 +32,14 @@ from orderengine.domain import (
     OrderStatus,
     TransactionState,
 )
-from orderengine.errors import DatabaseUnavailable, NoRoute, QueueFull, ShuttingDown, VenueError
+from orderengine.errors import (
+    DatabaseUnavailable,
+    NoRoute,
+    OrderEngineError,
+    QueueFull,
+    ShuttingDown,
+    VenueError,
+)
 from orderengine.events import EventHub
 from orderengine.limiter import TokenBucket
 from orderengine.metrics import Metrics
@@ -70,6 +77,7 @@ class Engine:
         self._queue: asyncio.Queue[UUID] = asyncio.Queue()
         self._owned: set[UUID] = set()
         self._later: dict[UUID, asyncio.TimerHandle] = {}
+        self._crashes: dict[UUID, int] = {}
         self._reserved = 0
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
@@ -201,7 +209,27 @@ class Engine:
             self._enqueue_after(order_id, delay)
         except Exception:
             log.exception("order_processing_crashed")
-            self._enqueue_after(order_id, self._backoff_s(self._settings.max_attempts))
+            await self._after_crash(order_id)
+        else:
+            self._crashes.pop(order_id, None)
+
+    async def _after_crash(self, order_id: UUID) -> None:
+        """An unexpected error: try again later; but an order that keeps crashing before its
+        swap was sent ends `failed` rather than loop forever. A sent one is only ever
+        reconciled, since its swap may have landed."""
+        crashes = self._crashes[order_id] = self._crashes.get(order_id, 0) + 1
+        if crashes >= self._settings.max_attempts:
+            try:
+                order = await self._repository.get_order(order_id)
+                if order.status is not S.SUBMITTED and not order.status.terminal:
+                    error = f"internal error after {crashes} tries; logged with the order id"
+                    await self._move(order, S.FAILED, {"error": error}, error=error)
+                    self._crashes.pop(order_id, None)
+                    self._owned.discard(order_id)
+                    return
+            except OrderEngineError as error:
+                log.warning("crashed_order_not_failed", error=error.message)
+        self._enqueue_after(order_id, self._backoff_s(min(crashes, self._settings.max_attempts)))
 
     # ---- one attempt --------------------------------------------------------------------
 
