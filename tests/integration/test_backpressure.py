@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 
-import pytest
-
-from orderengine.domain import OrderEvent, OrderStatus
-from orderengine.events import EventHub, FellBehind
 from tests.conftest import Client, StartApp
 from tests.streams import MARKET, statuses, stream, submit
 from tests.venues import Gate
@@ -47,27 +41,6 @@ async def test_a_socket_that_never_reads_does_not_hold_up_other_orders(
 
     assert results == ["confirmed"] * 5
     await idle.close()
-
-
-def event(order_id: uuid.UUID, seq: int) -> OrderEvent:
-    return OrderEvent(
-        order_id=order_id, seq=seq, status=OrderStatus.PENDING, attempt=1, at=datetime.now(UTC)
-    )
-
-
-async def test_a_subscriber_that_falls_behind_is_told_and_publishing_never_blocks() -> None:
-    hub = EventHub(buffer=3)
-    order_id = uuid.uuid4()
-    with hub.subscribe(order_id) as slow, hub.subscribe(order_id) as fast:
-        received = []
-        for seq in range(1, 10):
-            hub.publish(event(order_id, seq))
-            received.append((await fast.next()).seq)
-
-        assert received == list(range(1, 10))
-        assert [(await slow.next()).seq for _ in range(3)] == [1, 2, 3]
-        with pytest.raises(FellBehind):
-            await slow.next()
 
 
 async def test_heartbeats_drop_a_client_that_stops_answering(start_app: StartApp) -> None:
