@@ -103,6 +103,14 @@ class OrderRequest(Model):
         return self
 
 
+class NewOrder(Model):
+    """An order to commit: the request, and its idempotency key with the body's digest."""
+
+    request: OrderRequest
+    idempotency_key: str | None = None
+    digest: str | None = None
+
+
 class Quote(Model):
     """What a venue offers for a swap: output net of its fee and of the pool's price impact."""
 

@@ -26,6 +26,7 @@ from structlog.contextvars import bound_contextvars
 
 from orderengine.domain import (
     Execution,
+    NewOrder,
     Order,
     OrderEvent,
     OrderRequest,
@@ -41,6 +42,7 @@ from orderengine.errors import (
     VenueError,
 )
 from orderengine.events import EventHub
+from orderengine.intake import Intake
 from orderengine.limiter import TokenBucket
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
@@ -82,6 +84,7 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._intake = Intake(repository, self._accepted, settings.intake_batch)
 
     # ---- intake -------------------------------------------------------------------------
 
@@ -91,7 +94,7 @@ class Engine:
         return self._queue.qsize() + len(self._later) + self._reserved
 
     async def submit(
-        self, request: OrderRequest, idempotency_key: str | None = None, digest: str | None = None
+        self, request: OrderRequest, key: str | None = None, digest: str | None = None
     ) -> tuple[Order, bool]:
         """Commit an order as pending and queue it; `(order, created)`.
 
@@ -106,22 +109,20 @@ class Engine:
             )
         self._reserved += 1
         try:
-            order, created = await self._repository.create_order(request, idempotency_key, digest)
+            return await self._intake.commit(
+                NewOrder(request=request, idempotency_key=key, digest=digest)
+            )
         finally:
             self._reserved -= 1
-        if created:
-            self._metrics.accepted.inc()
-            self._hub.publish(
-                OrderEvent(
-                    order_id=order.order_id,
-                    seq=1,
-                    status=S.PENDING,
-                    attempt=1,
-                    at=order.created_at,
-                )
-            )
-            self._enqueue(order.order_id)
-        return order, created
+
+    def _accepted(self, order: Order) -> None:
+        """A new order is committed: tell its watchers and queue it."""
+        self._metrics.accepted.inc()
+        event = OrderEvent(
+            order_id=order.order_id, seq=1, status=S.PENDING, attempt=1, at=order.created_at
+        )
+        self._hub.publish(event)
+        self._enqueue(order.order_id)
 
     def _drain_time_s(self) -> int:
         per_second = min(self._settings.rate_per_minute / 60, float(self._settings.concurrency))

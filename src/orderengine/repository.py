@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from importlib import resources
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -20,9 +20,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 from orderengine.domain import (
     Execution,
+    NewOrder,
     Order,
     OrderEvent,
-    OrderRequest,
     OrderStatus,
     TransactionState,
     TransactionStatus,
@@ -82,7 +82,7 @@ class Repository:
         self._timeout_s = timeout_s
 
     @classmethod
-    async def connect(cls, dsn: str, size: int, timeout_s: float) -> Repository:
+    async def connect(cls, dsn: str, size: int, timeout_s: float) -> Self:
         """Open a pool and apply the schema; both survive the database restarting later."""
         pool = await asyncpg.create_pool(
             dsn,
@@ -119,21 +119,29 @@ class Repository:
         async with self._connection() as connection:
             await connection.fetchval("SELECT 1")
 
-    async def create_order(
-        self, request: OrderRequest, idempotency_key: str | None, digest: str | None
-    ) -> tuple[Order, bool]:
-        """Commit a new pending order with its first event; `(order, created)`.
+    async def create_orders(
+        self, batch: Sequence[NewOrder]
+    ) -> list[tuple[Order, bool] | IdempotencyConflict]:
+        """Commit new pending orders, each with its first event, in one statement.
 
-        With an idempotency key already used, nothing is written and the earlier order is
-        returned with `created` false, whatever the concurrency.
+        For each order, in the batch's order: `(order, True)` when it was created. An
+        idempotency key already used (earlier, or by an earlier order of the same batch) writes
+        nothing and gives `(earlier order, False)` when the body is the same, or a conflict.
         """
+        ids = [uuid4() for _ in batch]
         async with self._connection() as connection:
-            row = await connection.fetchrow(
+            rows = await connection.fetch(
                 f"""
                 WITH o AS (
                     INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
                                         status, idempotency_key, request_digest)
-                    VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
+                    SELECT id, type, token_in, token_out, amount_in, slippage_bps,
+                           'pending', idempotency_key, request_digest
+                    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                                $6::integer[], $7::text[], $8::text[])
+                         WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
+                                                 slippage_bps, idempotency_key, request_digest, n)
+                    ORDER BY n
                     ON CONFLICT (idempotency_key) DO NOTHING
                     RETURNING *
                 ), e AS (
@@ -142,25 +150,36 @@ class Repository:
                 )
                 SELECT {ORDER_COLUMNS} FROM o
                 """,
-                uuid4(),
-                request.type,
-                request.token_in,
-                request.token_out,
-                request.amount_in,
-                request.slippage_bps,
-                idempotency_key,
-                digest,
+                ids,
+                [new.request.type for new in batch],
+                [new.request.token_in for new in batch],
+                [new.request.token_out for new in batch],
+                [new.request.amount_in for new in batch],
+                [new.request.slippage_bps for new in batch],
+                [new.idempotency_key for new in batch],
+                [new.digest for new in batch],
             )
-            if row is not None:
-                return _order(row), True
-            row = await connection.fetchrow(
-                f"SELECT {ORDER_COLUMNS}, request_digest FROM orders WHERE idempotency_key = $1",
-                idempotency_key,
-            )
-        assert row is not None, "an idempotency conflict implies the earlier order exists"
+            created = {row["order_id"]: _order(row) for row in rows}
+            return [
+                (created[order_id], True)
+                if order_id in created
+                else await self._earlier(connection, new)
+                for order_id, new in zip(ids, batch, strict=True)
+            ]
+
+    @staticmethod
+    async def _earlier(
+        connection: Connection, new: NewOrder
+    ) -> tuple[Order, bool] | IdempotencyConflict:
+        """The order that already holds `new`'s idempotency key, if the bodies agree."""
+        row = await connection.fetchrow(
+            f"SELECT {ORDER_COLUMNS}, request_digest FROM orders WHERE idempotency_key = $1",
+            new.idempotency_key,
+        )
+        assert row is not None, "only an idempotency key can keep an order from being created"
         earlier = dict(row)
-        if earlier.pop("request_digest") != digest:
-            raise IdempotencyConflict(
+        if earlier.pop("request_digest") != new.digest:
+            return IdempotencyConflict(
                 "this Idempotency-Key was used with a different order body",
                 details={"orderId": str(earlier["order_id"])},
             )

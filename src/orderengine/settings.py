@@ -26,6 +26,7 @@ class Settings(BaseSettings):
 
     concurrency: int = Field(default=10, ge=1)
     queue_limit: int = Field(default=1000, ge=1)
+    intake_batch: int = Field(default=100, ge=1)
     rate_per_minute: float = Field(default=100, gt=0)
     rate_burst: int = Field(default=10, ge=1)
     max_attempts: int = Field(default=3, ge=1)

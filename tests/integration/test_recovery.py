@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import UUID
 
-from orderengine.domain import OrderRequest, OrderStatus
+from orderengine.domain import NewOrder, OrderRequest, OrderStatus
 from orderengine.repository import Repository
 from orderengine.transaction import build
 from orderengine.venues.raydium import Raydium
@@ -17,8 +17,9 @@ REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_i
 
 
 async def accepted(repository: Repository) -> UUID:
-    order, _ = await repository.create_order(REQUEST, None, None)
-    return order.order_id
+    [outcome] = await repository.create_orders([NewOrder(request=REQUEST)])
+    assert not isinstance(outcome, Exception)
+    return outcome[0].order_id
 
 
 async def crashed_in(repository: Repository, *path: OrderStatus) -> UUID:

@@ -1,0 +1,61 @@
+"""Group commit: orders submitted together are committed together, each with its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+
+from orderengine.domain import NewOrder, Order, OrderRequest
+from orderengine.errors import IdempotencyConflict
+from orderengine.intake import Intake
+from orderengine.repository import Repository
+
+
+def new(amount: str = "1", key: str | None = None) -> NewOrder:
+    request = OrderRequest(
+        type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(amount)
+    )
+    return NewOrder(request=request, idempotency_key=key, digest=amount if key else None)
+
+
+class CountingRepository(Repository):
+    """The real repository, counting the batches it commits."""
+
+    batches: list[int]
+
+    async def create_orders(
+        self, batch: Sequence[NewOrder]
+    ) -> list[tuple[Order, bool] | IdempotencyConflict]:
+        self.batches.append(len(batch))
+        return await super().create_orders(batch)
+
+
+async def test_concurrent_submissions_share_commits_and_keep_their_own_outcomes(
+    database_url: str,
+) -> None:
+    repository = await CountingRepository.connect(database_url, 4, 5.0)
+    repository.batches = []
+    created: list[Order] = []
+    intake = Intake(repository, created.append, max_batch=20)
+    submissions = [new(str(n + 1)) for n in range(50)] + [new("7", "k"), new("8", "k")]
+
+    try:
+        outcomes = await asyncio.gather(
+            *(intake.commit(submission) for submission in submissions), return_exceptions=True
+        )
+        unfinished = await repository.unfinished()
+    finally:
+        await repository.close()
+
+    assert sum(repository.batches) == 52
+    assert len(repository.batches) < 52
+    assert max(repository.batches) <= 20
+    for submission, outcome in zip(submissions[:51], outcomes, strict=False):
+        assert isinstance(outcome, tuple)
+        order, was_created = outcome
+        assert was_created
+        assert order.amount_in == submission.request.amount_in
+    assert isinstance(outcomes[51], IdempotencyConflict)
+    assert len(created) == 51
+    assert unfinished == [order.order_id for order in created]
