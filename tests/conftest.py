@@ -21,10 +21,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from orderengine.api import VenueFactory, create_app, simulated_venues
+from orderengine.api import create_app
 from orderengine.embedded_db import embedded_postgres
 from orderengine.repository import Repository
 from orderengine.settings import Settings
+from orderengine.venues import VenueFactory, simulated_venues
 
 TEMPLATE = "orderengine_template"
 

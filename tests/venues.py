@@ -7,13 +7,12 @@ import contextlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
-from orderengine.api import VenueFactory, simulated_venues
 from orderengine.domain import Execution, Quote, TransactionStatus
 from orderengine.errors import SwapRejected, VenueError
 from orderengine.repository import Repository
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
-from orderengine.venues import Venue
+from orderengine.venues import Venue, VenueFactory, simulated_venues
 
 
 def wrapping(wrap: Callable[[Venue], Venue]) -> VenueFactory:

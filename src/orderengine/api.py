@@ -28,11 +28,9 @@ from orderengine.events import EventHub, FellBehind, Subscription
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
 from orderengine.settings import Settings
-from orderengine.venues import Meteora, Raydium, Venue
+from orderengine.venues import VenueFactory, simulated_venues
 
 log = structlog.get_logger(__name__)
-
-VenueFactory = Callable[[Repository, Settings], Mapping[str, Venue]]
 
 SETTINGS = web.AppKey("settings", Settings)
 REPOSITORY = web.AppKey("repository", Repository)
@@ -46,17 +44,6 @@ EXECUTE = "/api/orders/execute"
 MAX_PAGE = 200
 FELL_BEHIND = 4000
 """Close code for a client that stopped reading; it may reconnect with `since=`."""
-
-
-def simulated_venues(ledger: Repository, settings: Settings) -> Mapping[str, Venue]:
-    """The default venues: simulated Raydium and Meteora sharing the ledger."""
-    options: dict[str, Any] = {
-        "latency_scale": settings.latency_scale,
-        "failure_rate": settings.failure_rate,
-        "volatility_bps": settings.price_volatility_bps,
-        "seed": settings.seed,
-    }
-    return {venue.name: venue for venue in (Raydium(ledger, **options), Meteora(ledger, **options))}
 
 
 def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> web.Application:
