@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 from orderengine.tokens import TOKENS
 
 MAX_SLIPPAGE_BPS = 5_000
+FUTURE_ORDER_TYPES = ("limit", "sniper")
 
 
 class OrderStatus(StrEnum):
@@ -74,6 +75,15 @@ class OrderRequest(Model):
     token_out: str = Field(min_length=1, max_length=16)
     amount_in: Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
     slippage_bps: int = Field(default=50, ge=1, le=MAX_SLIPPAGE_BPS, strict=True)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def supported_type(cls, value: object) -> object:
+        if value in FUTURE_ORDER_TYPES:
+            raise ValueError(f"{value} orders are not supported yet; only market orders are")
+        if value != "market":
+            raise ValueError(f"unknown order type {value!r}; the supported type is 'market'")
+        return value
 
     @field_validator("token_in", "token_out")
     @classmethod

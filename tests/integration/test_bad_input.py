@@ -31,6 +31,7 @@ INVALID_ORDERS: list[tuple[str, Any, str | None]] = [
     ("unknown token", {**MARKET, "tokenIn": "DOGE"}, "tokenIn"),
     ("same token in and out", {**MARKET, "tokenOut": "SOL"}, None),
     ("unknown order type", {**MARKET, "type": "stop"}, "type"),
+    ("limit order, not supported yet", {**MARKET, "type": "limit"}, "type"),
     ("slippage of zero", {**MARKET, "slippageBps": 0}, "slippageBps"),
     ("slippage above 50%", {**MARKET, "slippageBps": 5001}, "slippageBps"),
     ("slippage as a string", {**MARKET, "slippageBps": "50"}, "slippageBps"),
@@ -148,3 +149,13 @@ async def test_the_engine_keeps_serving_after_bad_input(client: Client) -> None:
     events = await stream(client, await submit(client))
 
     assert statuses(events)[-1] == "confirmed"
+
+
+async def test_reasons_name_the_problem(client: Client) -> None:
+    response = await client.post(
+        "/api/orders/execute", json={**MARKET, "type": "limit", "tokenIn": "DOGE"}
+    )
+
+    reasons = {r["field"]: r["message"] for r in error_of(await response.json())["details"]}
+    assert "limit orders are not supported yet" in reasons["type"]
+    assert "unknown token 'DOGE'" in reasons["tokenIn"]
