@@ -46,7 +46,7 @@ from orderengine.intake import Intake
 from orderengine.limiter import TokenBucket
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
-from orderengine.router import Router
+from orderengine.router import Decision, Router
 from orderengine.settings import Settings
 from orderengine.transaction import build
 from orderengine.venues import Venue
@@ -238,34 +238,35 @@ class Engine:
         if order.status is not S.PENDING:
             order = await self._resume(order)
         await self._limiter.acquire()
+        decision = await self._route(order)
+        if decision is not None:
+            await self._send(order, decision)
+
+    async def _route(self, order: Order) -> Decision | None:
+        """Ask every venue; the routing event carries their quotes and the choice, or why
+        there is none (and then the attempt is over)."""
         try:
             decision = await self._router.route(order.token_in, order.token_out, order.amount_in)
         except NoRoute as error:
-            await self._move(
-                order, S.ROUTING, {"error": error.message, "unavailable": error.details}
-            )
+            details = {"error": error.message, "unavailable": error.details}
+            await self._move(order, S.ROUTING, details)
+            self._metrics.attempts.labels(error.code).inc()
             await self._retry_or_fail(order, error.message)
-            return
+            return None
         await self._move(order, S.ROUTING, decision.details(), dex=decision.best.dex)
         self._metrics.routed.labels(decision.best.dex).inc()
+        return decision
+
+    async def _send(self, order: Order, decision: Decision) -> None:
+        """Build the transaction, commit `submitted` with its signature, and only then send
+        it, once; a crash after that commit is resolved by reconciliation, not by resending."""
         transaction = build(order.order_id, order.attempt, decision.best, order.slippage_bps)
-        await self._move(
-            order,
-            S.BUILDING,
-            {
-                "transaction": transaction.model_dump(
-                    mode="json",
-                    by_alias=True,
-                    include={"signature", "min_amount_out", "instructions"},
-                )
-            },
+        built = transaction.model_dump(
+            mode="json", by_alias=True, include={"signature", "min_amount_out", "instructions"}
         )
-        await self._move(
-            order,
-            S.SUBMITTED,
-            {"txHash": transaction.signature, "dex": decision.best.dex},
-            tx_hash=transaction.signature,
-        )
+        await self._move(order, S.BUILDING, {"transaction": built})
+        sent = {"txHash": transaction.signature, "dex": decision.best.dex}
+        await self._move(order, S.SUBMITTED, sent, tx_hash=transaction.signature)
         try:
             execution = await self._venues[decision.best.dex].execute(transaction)
         except VenueError as error:
