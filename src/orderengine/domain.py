@@ -166,15 +166,6 @@ class Order(Model):
     created_at: datetime
     updated_at: datetime
 
-    def request(self) -> OrderRequest:
-        return OrderRequest(
-            type="market",
-            token_in=self.token_in,
-            token_out=self.token_out,
-            amount_in=self.amount_in,
-            slippage_bps=self.slippage_bps,
-        )
-
 
 class OrderEvent(Model):
     """One status change of one order; `seq` runs 1, 2, 3 … per order without gaps."""
