@@ -168,7 +168,7 @@ def parse_order(raw: bytes | str) -> OrderRequest:
             details=[
                 {
                     "field": ".".join(str(part) for part in e["loc"]) or None,
-                    "message": e["msg"],
+                    "message": e["msg"].removeprefix("Value error, "),
                     "type": e["type"],
                 }
                 for e in error.errors(include_url=False, include_input=False)

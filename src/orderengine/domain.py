@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from orderengine.tokens import TOKENS
@@ -100,17 +100,21 @@ class OrderRequest(Model):
             raise ValueError("amountIn must be a decimal string or number")
         return value
 
-    @model_validator(mode="after")
-    def coherent(self) -> OrderRequest:
-        if self.token_in == self.token_out:
-            raise ValueError("tokenIn and tokenOut must differ")
-        decimals = TOKENS[self.token_in].decimals
-        exponent = self.amount_in.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > decimals:
-            raise ValueError(
-                f"amountIn has more than {decimals} decimal places for {self.token_in}"
-            )
-        return self
+    @field_validator("token_out")
+    @classmethod
+    def differs_from_token_in(cls, symbol: str, info: ValidationInfo) -> str:
+        if symbol == info.data.get("token_in"):
+            raise ValueError("tokenOut must differ from tokenIn")
+        return symbol
+
+    @field_validator("amount_in")
+    @classmethod
+    def within_token_decimals(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        token = TOKENS.get(info.data.get("token_in", ""))
+        exponent = amount.normalize().as_tuple().exponent
+        if token and isinstance(exponent, int) and -exponent > token.decimals:
+            raise ValueError(f"more than {token.decimals} decimal places for {token.symbol}")
+        return amount
 
 
 class NewOrder(Model):

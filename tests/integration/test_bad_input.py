@@ -27,9 +27,9 @@ INVALID_ORDERS: list[tuple[str, Any, str | None]] = [
     ("zero amount", {**MARKET, "amountIn": "0"}, "amountIn"),
     ("infinite amount", {**MARKET, "amountIn": "Infinity"}, "amountIn"),
     ("NaN amount", {**MARKET, "amountIn": "NaN"}, "amountIn"),
-    ("finer than the token allows", {**MARKET, "amountIn": "1.0000000001"}, None),
+    ("finer than the token allows", {**MARKET, "amountIn": "1.0000000001"}, "amountIn"),
     ("unknown token", {**MARKET, "tokenIn": "DOGE"}, "tokenIn"),
-    ("same token in and out", {**MARKET, "tokenOut": "SOL"}, None),
+    ("same token in and out", {**MARKET, "tokenOut": "SOL"}, "tokenOut"),
     ("unknown order type", {**MARKET, "type": "stop"}, "type"),
     ("limit order, not supported yet", {**MARKET, "type": "limit"}, "type"),
     ("slippage of zero", {**MARKET, "slippageBps": 0}, "slippageBps"),
@@ -158,4 +158,4 @@ async def test_reasons_name_the_problem(client: Client) -> None:
 
     reasons = {r["field"]: r["message"] for r in error_of(await response.json())["details"]}
     assert "limit orders are not supported yet" in reasons["type"]
-    assert "unknown token 'DOGE'" in reasons["tokenIn"]
+    assert reasons["tokenIn"].startswith("unknown token 'DOGE'")
