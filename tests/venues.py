@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 
-from orderengine.domain import Execution, Quote, TransactionStatus
 from orderengine.errors import SwapRejected, VenueError
-from orderengine.repository import Repository
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
-from orderengine.venues import Venue, VenueFactory, simulated_venues
+from orderengine.venues.factory import simulated_venues
+from orderengine.venues.values import Dex, Execution, Quote, TransactionStatus
+from orderengine.venues.venue import Venue, VenueFactory, Venues
 
 
 def wrapping(wrap: Callable[[Venue], Venue]) -> VenueFactory:
     """The simulated venues, each wrapped by `wrap`."""
 
-    def venues(ledger: Repository, settings: Settings) -> Mapping[str, Venue]:
-        return {name: wrap(venue) for name, venue in simulated_venues(ledger, settings).items()}
+    @contextlib.asynccontextmanager
+    async def venues(settings: Settings) -> AsyncIterator[Venues]:
+        async with simulated_venues(settings) as simulated:
+            yield {name: wrap(venue) for name, venue in simulated.items()}
 
     return venues
 
@@ -29,7 +31,10 @@ class Wrapped:
 
     def __init__(self, inner: Venue) -> None:
         self.inner = inner
-        self.name = inner.name
+
+    @property
+    def name(self) -> Dex:
+        return self.inner.name
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         return await self.inner.quote(token_in, token_out, amount_in)

@@ -9,8 +9,9 @@ from uuid import UUID
 
 import base58
 
-from orderengine.domain import Model, Quote
+from orderengine.model import Model
 from orderengine.tokens import TOKENS, WSOL_MINT
+from orderengine.venues.values import Quote
 
 
 class Instruction(Model):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from pathlib import Path
 from uuid import UUID
 
 import aiohttp
@@ -12,7 +11,8 @@ import pytest
 
 from orderengine.domain import OrderStatus
 from orderengine.repository import Repository
-from tests.engine_process import EngineProcess
+from orderengine.venues.chain import Chain
+from tests.engine_process import StartEngine
 from tests.polling import eventually
 
 ORDERS = 50
@@ -39,10 +39,15 @@ async def wait_all_terminal(repository: Repository) -> None:
     await eventually(done)
 
 
-async def assert_each_order_ended_once(repository: Repository, ids: list[UUID]) -> None:
-    """Every order terminal; each confirmed one executed exactly once, each failed one never;
-    every event stream contiguous with a single terminal event at its end."""
-    landed = await repository.landed_signatures(ids)
+async def assert_each_order_ended_once(
+    repository: Repository, chain: Chain, ids: list[UUID]
+) -> None:
+    """Check that every order ended once, and executed at most once.
+
+    Every order is terminal; each confirmed one executed exactly once, each failed one
+    never; every event stream is contiguous with a single terminal event at its end.
+    """
+    landed = await chain.landed_signatures(ids)
     for order_id in ids:
         order = await repository.get_order(order_id)
         events = await repository.events(order_id)
@@ -69,18 +74,15 @@ KILL_POINTS = {
     ("seed", "kill_when"), list(enumerate(KILL_POINTS.values(), 1)), ids=list(KILL_POINTS)
 )
 async def test_sigkill_at_any_point_loses_nothing_and_executes_nothing_twice(
-    database_url: str, repository: Repository, tmp_path: Path, seed: int, kill_when: Counter[str]
+    start_engine: StartEngine,
+    repository: Repository,
+    chain: Chain,
+    seed: int,
+    kill_when: Counter[str],
 ) -> None:
-    engine = EngineProcess(
-        database_url,
-        tmp_path,
-        seed=seed,
-        latency_scale=0.05,
-        failure_rate=0.2,
-        retry_base_ms=50,
-        retry_cap_ms=200,
+    engine = await start_engine(
+        seed=seed, latency_scale=0.05, failure_rate=0.2, retry_base_ms=50, retry_cap_ms=200
     )
-    await engine.start()
     async with aiohttp.ClientSession() as session:
         ids = [UUID(order_id) for order_id in await engine.submit(session, ORDERS)]
     await wait_until_seen(repository, ids, kill_when)
@@ -93,4 +95,4 @@ async def test_sigkill_at_any_point_loses_nothing_and_executes_nothing_twice(
     await engine.wait()
 
     assert at_kill["confirmed"] + at_kill["failed"] < ORDERS, at_kill
-    await assert_each_order_ended_once(repository, ids)
+    await assert_each_order_ended_once(repository, chain, ids)

@@ -9,14 +9,18 @@ from uuid import UUID
 import pytest
 
 from orderengine.repository import Repository
+from orderengine.venues.chain import Chain
 from tests import database_server
-from tests.conftest import StartApp
+from tests.harness import StartApp
 from tests.polling import eventually
 from tests.streams import MARKET, submit
 
 
 async def test_a_database_restart_under_load_loses_no_order(
-    start_app: StartApp, repository: Repository, embedded_data_dir: Path | None
+    start_app: StartApp,
+    repository: Repository,
+    chain: Chain,
+    embedded_data_dir: Path | None,
 ) -> None:
     if embedded_data_dir is None:
         pytest.skip("restarts only the embedded server, not one of TEST_DATABASE_URL")
@@ -43,7 +47,7 @@ async def test_a_database_restart_under_load_loses_no_order(
         return all(order.get("status") in ("confirmed", "failed") for order in orders)
 
     await eventually(all_terminal, limit_s=30, interval_s=0.1)
-    landed = await repository.landed_signatures(ids)
+    landed = await chain.landed_signatures(ids)
     for order_id in ids:
         order = await repository.get_order(order_id)
         assert order.status.value == "confirmed"

@@ -8,8 +8,9 @@ from uuid import UUID
 from orderengine.domain import NewOrder, OrderRequest, OrderStatus
 from orderengine.repository import Repository
 from orderengine.transaction import build
+from orderengine.venues.chain import Chain
 from orderengine.venues.raydium import Raydium
-from tests.conftest import StartApp
+from tests.harness import StartApp
 from tests.streams import statuses, stream
 
 S = OrderStatus
@@ -29,10 +30,10 @@ async def crashed_in(repository: Repository, *path: OrderStatus) -> UUID:
     return order_id
 
 
-async def sent(repository: Repository, *, landed: bool) -> tuple[UUID, str]:
+async def sent(repository: Repository, chain: Chain, *, landed: bool) -> tuple[UUID, str]:
     """An order left in `submitted`; its swap landed on the venue's chain, or never did."""
     order_id = await crashed_in(repository, S.ROUTING, S.BUILDING)
-    venue = Raydium(repository, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)
+    venue = Raydium(chain, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)
     transaction = build(order_id, 1, await venue.quote("SOL", "USDC", Decimal(1)), 100)
     if landed:
         await venue.execute(transaction)
@@ -59,9 +60,9 @@ async def test_orders_interrupted_before_sending_run_again_showing_the_recovery(
 
 
 async def test_a_sent_swap_that_landed_is_confirmed_without_sending_again(
-    start_app: StartApp, repository: Repository
+    start_app: StartApp, repository: Repository, chain: Chain
 ) -> None:
-    order_id, signature = await sent(repository, landed=True)
+    order_id, signature = await sent(repository, chain, landed=True)
 
     client = await start_app()
     events = await stream(client, str(order_id))
@@ -69,13 +70,13 @@ async def test_a_sent_swap_that_landed_is_confirmed_without_sending_again(
     assert statuses(events) == ["pending", "routing", "building", "submitted", "confirmed"]
     assert events[-1]["reconciled"] is True
     assert events[-1]["txHash"] == signature
-    assert (await repository.landed_signatures([order_id]))[order_id] == [signature]
+    assert (await chain.landed_signatures([order_id]))[order_id] == [signature]
 
 
 async def test_a_sent_swap_that_never_landed_is_retried_with_a_new_signature(
-    start_app: StartApp, repository: Repository
+    start_app: StartApp, repository: Repository, chain: Chain
 ) -> None:
-    order_id, dropped = await sent(repository, landed=False)
+    order_id, dropped = await sent(repository, chain, landed=False)
 
     client = await start_app()
     events = await stream(client, str(order_id))
@@ -86,7 +87,7 @@ async def test_a_sent_swap_that_never_landed_is_retried_with_a_new_signature(
     assert retry["reconciled"] is True
     assert dropped in retry["error"]
     assert statuses(events)[-1] == "confirmed"
-    landed = (await repository.landed_signatures([order_id]))[order_id]
+    landed = (await chain.landed_signatures([order_id]))[order_id]
     assert len(landed) == 1
     assert landed != [dropped]
     assert landed == [events[-1]["txHash"]]

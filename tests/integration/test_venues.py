@@ -1,4 +1,4 @@
-"""The simulated venues against their ledger in PostgreSQL: slippage and signatures."""
+"""The simulated venues against their chain in PostgreSQL: slippage and signatures."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from decimal import Decimal
 
 import pytest
 
-from orderengine.domain import TransactionState
 from orderengine.errors import SlippageExceeded
-from orderengine.repository import Repository
 from orderengine.transaction import build, min_amount_out
+from orderengine.venues.chain import Chain
 from orderengine.venues.raydium import Raydium
+from orderengine.venues.values import TransactionState
 
 
 async def test_swap_past_the_slippage_bound_is_rejected_and_recorded(
-    repository: Repository,
+    chain: Chain,
 ) -> None:
-    venue = Raydium(repository, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)
+    venue = Raydium(chain, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)
     quote = await venue.quote("SOL", "USDC", Decimal(1))
     greedy = quote.model_copy(update={"amount_out": quote.amount_out * Decimal("1.1")})
     transaction = build(uuid.uuid4(), 1, greedy, slippage_bps=10)
@@ -32,9 +32,9 @@ async def test_swap_past_the_slippage_bound_is_rejected_and_recorded(
 
 
 async def test_a_landed_swap_is_in_the_ledger_and_a_never_sent_one_is_dropped(
-    repository: Repository,
+    chain: Chain,
 ) -> None:
-    venue = Raydium(repository, latency_scale=0, failure_rate=0, volatility_bps=5, seed=1)
+    venue = Raydium(chain, latency_scale=0, failure_rate=0, volatility_bps=5, seed=1)
     quote = await venue.quote("SOL", "USDC", Decimal(2))
     transaction = build(uuid.uuid4(), 1, quote, slippage_bps=100)
 

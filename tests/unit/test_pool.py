@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
-from typing import cast
 
-from orderengine.repository import Repository
 from orderengine.tokens import TOKENS
 from orderengine.venues.meteora import Meteora
 from orderengine.venues.pool import Pool
 from orderengine.venues.raydium import Raydium
+from tests.ledger import MemoryLedger
 
 
 def pool() -> Pool:
@@ -50,7 +49,7 @@ def test_drift_moves_the_price_but_keeps_it_near_its_anchor() -> None:
 
 def test_venues_sit_two_to_five_percent_apart() -> None:
     for seed in range(20):
-        unused_ledger = cast(Repository, None)
+        unused_ledger = MemoryLedger()
         raydium = Raydium(
             unused_ledger, latency_scale=0, failure_rate=0, volatility_bps=0, seed=seed
         )

@@ -3,8 +3,8 @@
 A simulated venue behaves like a real one: a quote takes about 200 ms and a swap 2–3 s (both
 scaled by the latency setting), prices drift between calls, a swap runs against the same pool
 its quote came from (as it has moved since) and fails when the price moved past the order's
-bound or at the configured failure rate. Every processed signature is written to the ledger in
-PostgreSQL, the venue's chain, which outlives the engine.
+bound or at the configured failure rate. Every processed signature is written to the ledger
+of the venues' chain (chain.py), which outlives the engine.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from abc import ABC, abstractmethod
 from decimal import Decimal
 from itertools import combinations
 
-from orderengine.domain import Execution, Quote, TransactionState, TransactionStatus
 from orderengine.errors import NoRoute, SlippageExceeded, SwapRejected
-from orderengine.repository import Repository
 from orderengine.tokens import TOKENS, Token
 from orderengine.transaction import Transaction
+from orderengine.venues.chain import Ledger
 from orderengine.venues.pool import Pool
+from orderengine.venues.values import Dex, Execution, Quote, TransactionState, TransactionStatus
 
 QUOTE_LATENCY_S = (0.15, 0.25)
 SWAP_LATENCY_S = (2.0, 3.0)
@@ -36,12 +36,12 @@ TRANSIENT_FAILURES = (
 class SimulatedVenue(ABC):
     """A venue with one pool per token pair; subclasses set the name, prices and fee."""
 
-    name = "simulated"
+    name: Dex
     depth_usd = Decimal(2_000_000)
 
     def __init__(
         self,
-        ledger: Repository,
+        ledger: Ledger,
         *,
         latency_scale: float,
         failure_rate: float,
@@ -107,7 +107,7 @@ class SimulatedVenue(ABC):
         return outcome
 
     async def transaction_status(self, signature: str) -> TransactionStatus:
-        found = await self._ledger.find_transaction(signature)
+        found = await self._ledger.find(signature)
         if found is not None:
             return found
         state = (
@@ -123,7 +123,7 @@ class SimulatedVenue(ABC):
         result = pool.swap(quote.token_in, quote.amount_in, fee_rate)
         rejection = self._rejection(transaction, result.amount_out)
         if rejection is not None:
-            await self._ledger.record_transaction(
+            await self._ledger.record(
                 transaction.signature, self.name, transaction.order_id, rejection.message
             )
             return rejection
@@ -135,9 +135,7 @@ class SimulatedVenue(ABC):
             executed_price=result.price,
             fee=result.fee,
         )
-        await self._ledger.record_transaction(
-            transaction.signature, self.name, transaction.order_id, execution
-        )
+        await self._ledger.record(transaction.signature, self.name, transaction.order_id, execution)
         pool.settle(quote.token_in, quote.amount_in, result.amount_out)
         return execution
 

@@ -1,0 +1,25 @@
+"""The base of every value the engine passes around or puts on the wire.
+
+Values are frozen pydantic models. Amounts and prices are `Decimal`, never binary floats, and
+serialise to decimal strings; field names are camelCase on the wire, snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Model(BaseModel):
+    """Immutable, camelCase on the wire, and strict about unknown fields."""
+
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"
+    )
+
+
+Amount = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=38)]
+"""An exact amount or price: a decimal string on the wire, NUMERIC in the database."""
