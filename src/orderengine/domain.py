@@ -1,7 +1,8 @@
-"""The engine's vocabulary: orders, their statuses and transitions, quotes and executions.
+"""The engine's vocabulary: orders, their statuses and transitions, and every kind of event.
 
-Values are frozen pydantic models. Amounts and prices are `Decimal`, never binary floats, and
-serialise to decimal strings; field names are camelCase on the wire.
+Values are frozen pydantic models (see `model.py`): amounts are exact decimals, field names
+camelCase on the wire. Each event kind has its own model, so a misspelt or renamed wire field
+is a type error, not a silent change of the contract.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationInfo, field_validator
 
+from orderengine.model import Amount, Model
 from orderengine.tokens import TOKENS
+from orderengine.transaction import Instruction
+from orderengine.venues.values import Dex, Execution, Quote
 
 MAX_SLIPPAGE_BPS = 5_000
+OrderType = Literal["market"]
+"""The order types the engine executes; limit and sniper orders extend this."""
 FUTURE_ORDER_TYPES = ("limit", "sniper")
 
 
@@ -33,18 +38,21 @@ class OrderStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """The one place that says which statuses end an order."""
         return self in (OrderStatus.CONFIRMED, OrderStatus.FAILED)
 
 
-S = OrderStatus
-
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    S.PENDING: frozenset({S.ROUTING, S.FAILED}),
-    S.ROUTING: frozenset({S.BUILDING, S.PENDING, S.FAILED}),
-    S.BUILDING: frozenset({S.SUBMITTED, S.PENDING, S.FAILED}),
-    S.SUBMITTED: frozenset({S.CONFIRMED, S.PENDING, S.FAILED}),
-    S.CONFIRMED: frozenset(),
-    S.FAILED: frozenset(),
+    OrderStatus.PENDING: frozenset({OrderStatus.ROUTING, OrderStatus.FAILED}),
+    OrderStatus.ROUTING: frozenset({OrderStatus.BUILDING, OrderStatus.PENDING, OrderStatus.FAILED}),
+    OrderStatus.BUILDING: frozenset(
+        {OrderStatus.SUBMITTED, OrderStatus.PENDING, OrderStatus.FAILED}
+    ),
+    OrderStatus.SUBMITTED: frozenset(
+        {OrderStatus.CONFIRMED, OrderStatus.PENDING, OrderStatus.FAILED}
+    ),
+    OrderStatus.CONFIRMED: frozenset(),
+    OrderStatus.FAILED: frozenset(),
 }
 """Every allowed status change; the repository refuses any other."""
 
@@ -54,21 +62,26 @@ def sources_of(target: OrderStatus) -> list[OrderStatus]:
     return [source for source, targets in TRANSITIONS.items() if target in targets]
 
 
-class Model(BaseModel):
-    """Base of every value: immutable, camelCase on the wire, snake_case in Python."""
-
-    model_config = ConfigDict(
-        frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"
-    )
+def unfinished_statuses() -> list[OrderStatus]:
+    """Every status an order can still leave."""
+    return [status for status in OrderStatus if not status.terminal]
 
 
-Amount = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=38)]
+def decimal_places(amount: Decimal) -> int:
+    """The decimal places `amount` needs, trailing zeros aside, counted exactly.
+
+    `Decimal.normalize` would round to the context's 28 digits first.
+    """
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int), "only finite amounts reach here"
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros))
 
 
 class OrderRequest(Model):
     """A client's order as submitted; validation here is what makes a 422."""
 
-    type: Literal["market"] = Field(
+    type: OrderType = Field(
         description="Only market orders exist so far; limit and sniper orders extend this."
     )
     token_in: str = Field(min_length=1, max_length=16)
@@ -111,8 +124,7 @@ class OrderRequest(Model):
     @classmethod
     def within_token_decimals(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
         token = TOKENS.get(info.data.get("token_in", ""))
-        exponent = amount.normalize().as_tuple().exponent
-        if token and isinstance(exponent, int) and -exponent > token.decimals:
+        if token and decimal_places(amount) > token.decimals:
             raise ValueError(f"more than {token.decimals} decimal places for {token.symbol}")
         return amount
 
@@ -125,44 +137,18 @@ class NewOrder(Model):
     digest: str | None = None
 
 
-class Quote(Model):
-    """What a venue offers for a swap: output net of its fee and of the pool's price impact."""
-
-    dex: str
-    pool: str
-    token_in: str
-    token_out: str
-    amount_in: Amount
-    amount_out: Amount
-    price: Amount
-    price_impact_pct: Amount
-    fee: Amount
-    fee_bps: Amount
-
-
-class Execution(Model):
-    """A swap that landed on a venue, as the venue's ledger records it."""
-
-    dex: str
-    tx_hash: str
-    amount_in: Amount
-    amount_out: Amount
-    executed_price: Amount
-    fee: Amount
-
-
 class Order(Model):
     """An order as stored: its request, where it stands, and its result once it has one."""
 
     order_id: UUID
-    type: str
+    type: OrderType
     token_in: str
     token_out: str
     amount_in: Amount
     slippage_bps: int
     status: OrderStatus
     attempt: int
-    dex: str | None = None
+    dex: Dex | None = None
     tx_hash: str | None = None
     executed_price: Amount | None = None
     amount_out: Amount | None = None
@@ -172,7 +158,11 @@ class Order(Model):
 
 
 class OrderEvent(Model):
-    """One status change of one order; `seq` runs 1, 2, 3 … per order without gaps."""
+    """One status change of one order; `seq` runs 1, 2, 3 … per order without gaps.
+
+    `details` is the stored JSON of the event's kind (one of the models below), read back
+    as it was written.
+    """
 
     order_id: UUID
     seq: int
@@ -186,23 +176,97 @@ class OrderEvent(Model):
         return {**self.model_dump(mode="json", by_alias=True, exclude={"details"}), **self.details}
 
 
-class TransactionState(StrEnum):
-    """What a venue knows of a signature.
-
-    Only `landed`, `rejected` and `dropped` are definite; `pending` means ask again later.
-    A dropped signature never landed and never will (its blockhash has expired).
-    """
-
-    LANDED = "landed"
-    REJECTED = "rejected"
-    DROPPED = "dropped"
-    PENDING = "pending"
+# ---- event kinds: the details each status change carries on the wire ----------------------
 
 
-class TransactionStatus(Model):
-    """A venue's answer about one signature; `execution` is set when it landed."""
+class EventDetails(Model):
+    """Base of every event kind; unset optional fields are left off the wire."""
+
+    def stored(self) -> dict[str, Any]:
+        """The details as they are stored and sent: JSON values, camelCase, no nulls."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class RoutingDecided(EventDetails):
+    """`routing`: every venue's quote, the one chosen, and why."""
+
+    dex: Dex
+    reason: str
+    quotes: tuple[Quote, ...]
+    unavailable: dict[str, str]
+
+
+class RoutingFailed(EventDetails):
+    """`routing` with no venue able to quote: the attempt is over."""
+
+    error: str
+    unavailable: dict[str, str]
+
+
+class BuiltTransaction(Model):
+    """What a built transaction shows: its signature, its bound and its steps."""
 
     signature: str
-    state: TransactionState
-    execution: Execution | None = None
-    error: str | None = None
+    min_amount_out: Amount
+    instructions: tuple[Instruction, ...]
+
+
+class Building(EventDetails):
+    """`building`: the transaction about to be sent."""
+
+    transaction: BuiltTransaction
+
+
+class Submitted(EventDetails):
+    """`submitted`: the signature is committed before the swap is sent."""
+
+    tx_hash: str
+    dex: Dex
+
+
+class Confirmed(EventDetails):
+    """`confirmed`: the swap landed, with the venue's result."""
+
+    dex: Dex
+    tx_hash: str
+    amount_in: Amount
+    amount_out: Amount
+    executed_price: Amount
+    fee: Amount
+    reconciled: bool | None = None
+
+    @classmethod
+    def of(cls, execution: Execution, *, reconciled: bool = False) -> Confirmed:
+        """The confirmation of `execution`; `reconciled` when learnt by asking the venue."""
+        return cls(**execution.model_dump(), reconciled=reconciled or None)
+
+
+class RetryScheduled(EventDetails):
+    """`pending` again after a failed attempt: why, and the delay before the next one."""
+
+    error: str
+    retry_in_ms: int
+    reconciled: bool | None = None
+
+
+class Failed(EventDetails):
+    """`failed`: terminal, with the reason kept for post-mortems."""
+
+    error: str
+    reconciled: bool | None = None
+
+
+class Recovered(EventDetails):
+    """`pending` again for an order a crash interrupted before its swap was sent."""
+
+    recovered: str
+
+
+class TransitionFields(TypedDict, total=False):
+    """Columns of the order's row that a status change may set besides its status."""
+
+    attempt: int
+    error: str
+    dex: Dex
+    tx_hash: str
+    execution: Execution

@@ -10,28 +10,35 @@ recovered after a crash and one interrupted by the database going away:
 
 An attempt is routing -> building -> submitted -> confirmed. A rejected swap or a failed
 routing goes back to `pending` with `attempt + 1` and the delay before the retry, or ends
-`failed` when no attempt is left.
+`failed` when no attempt is left; `retry.py` decides which, and how long to wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Unpack
 from uuid import UUID
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from orderengine.domain import (
-    Execution,
+    Building,
+    BuiltTransaction,
+    Confirmed,
+    EventDetails,
+    Failed,
     NewOrder,
     Order,
     OrderEvent,
     OrderRequest,
     OrderStatus,
-    TransactionState,
+    Recovered,
+    RetryScheduled,
+    RoutingFailed,
+    Submitted,
+    TransitionFields,
 )
 from orderengine.errors import (
     DatabaseUnavailable,
@@ -46,14 +53,14 @@ from orderengine.intake import Intake
 from orderengine.limiter import TokenBucket
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
+from orderengine.retry import GiveUp, RetryPolicy
 from orderengine.router import Decision, Router
 from orderengine.settings import Settings
 from orderengine.transaction import build
-from orderengine.venues import Venue
+from orderengine.venues.values import Dex, Execution, TransactionState
+from orderengine.venues.venue import Venue
 
 log = structlog.get_logger(__name__)
-
-S = OrderStatus
 
 
 class Engine:
@@ -63,7 +70,7 @@ class Engine:
         self,
         settings: Settings,
         repository: Repository,
-        venues: Mapping[str, Venue],
+        venues: Mapping[Dex, Venue],
         hub: EventHub,
         metrics: Metrics,
         limiter: TokenBucket | None = None,
@@ -75,14 +82,19 @@ class Engine:
         self._hub = hub
         self._metrics = metrics
         self._limiter = limiter or TokenBucket(settings.rate_per_minute, settings.rate_burst)
-        self._rng = random.Random(settings.seed)
+        self._retry = RetryPolicy(settings)
         self._queue: asyncio.Queue[UUID] = asyncio.Queue()
-        self._owned: set[UUID] = set()
-        self._later: dict[UUID, asyncio.TimerHandle] = {}
+        self._queued_or_working: set[UUID] = set()
+        """Orders in the queue or in a worker's hands: queueing one of them again is a no-op."""
+        self._waiting: dict[UUID, asyncio.TimerHandle] = {}
+        """Orders waiting out a delay (a retry's backoff, a pending signature, an outage)."""
         self._crashes: dict[UUID, int] = {}
-        self._reserved = 0
+        """Unexpected errors so far per order, forgotten once it is processed cleanly."""
+        self._committing = 0
+        """Submissions being committed now: they count against the backlog already."""
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
+        """Workers holding an order now; at shutdown only these get the grace period."""
         self._closing = False
         self._intake = Intake(repository, self._accepted, settings.intake_batch)
 
@@ -91,7 +103,7 @@ class Engine:
     @property
     def backlog(self) -> int:
         """Accepted orders waiting for a worker, for a retry, or being committed now."""
-        return self._queue.qsize() + len(self._later) + self._reserved
+        return self._queue.qsize() + len(self._waiting) + self._committing
 
     async def submit(
         self, request: OrderRequest, key: str | None = None, digest: str | None = None
@@ -107,19 +119,23 @@ class Engine:
                 f"{self.backlog} orders are waiting; retry later",
                 retry_after_s=self._drain_time_s(),
             )
-        self._reserved += 1
+        self._committing += 1
         try:
             return await self._intake.commit(
                 NewOrder(request=request, idempotency_key=key, digest=digest)
             )
         finally:
-            self._reserved -= 1
+            self._committing -= 1
 
     def _accepted(self, order: Order) -> None:
         """A new order is committed: tell its watchers and queue it."""
         self._metrics.accepted.inc()
         event = OrderEvent(
-            order_id=order.order_id, seq=1, status=S.PENDING, attempt=1, at=order.created_at
+            order_id=order.order_id,
+            seq=1,
+            status=OrderStatus.PENDING,
+            attempt=1,
+            at=order.created_at,
         )
         self._hub.publish(event)
         self._enqueue(order.order_id)
@@ -129,19 +145,19 @@ class Engine:
         return max(1, round(self.backlog / per_second))
 
     def _enqueue(self, order_id: UUID) -> None:
-        self._later.pop(order_id, None)
+        self._waiting.pop(order_id, None)
         if self._closing:
             return
-        if order_id not in self._owned:
-            self._owned.add(order_id)
+        if order_id not in self._queued_or_working:
+            self._queued_or_working.add(order_id)
             self._queue.put_nowait(order_id)
             self._metrics.queued.set(self._queue.qsize())
 
     def _enqueue_after(self, order_id: UUID, delay_s: float) -> None:
         """Queue an order again after a delay, without holding a worker meanwhile."""
-        self._owned.discard(order_id)
+        self._queued_or_working.discard(order_id)
         loop = asyncio.get_running_loop()
-        self._later[order_id] = loop.call_later(delay_s, self._enqueue, order_id)
+        self._waiting[order_id] = loop.call_later(delay_s, self._enqueue, order_id)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -166,9 +182,9 @@ class Engine:
         if self._closing:
             return
         self._closing = True
-        for handle in self._later.values():
+        for handle in self._waiting.values():
             handle.cancel()
-        self._later.clear()
+        self._waiting.clear()
         for worker in self._workers:
             if worker not in self._busy:
                 worker.cancel()
@@ -199,11 +215,11 @@ class Engine:
         """Advance one order as far as it goes now; a database outage only delays it."""
         try:
             order = await self._repository.get_order(order_id)
-            if order.status is S.SUBMITTED:
+            if order.status is OrderStatus.SUBMITTED:
                 await self._reconcile(order)
             elif not order.status.terminal:
                 await self._attempt(order)
-            self._owned.discard(order_id)
+            self._queued_or_working.discard(order_id)
         except DatabaseUnavailable as error:
             delay = self._settings.db_timeout_s
             log.warning("database_unavailable", error=error.message, retry_in_s=delay)
@@ -215,27 +231,29 @@ class Engine:
             self._crashes.pop(order_id, None)
 
     async def _after_crash(self, order_id: UUID) -> None:
-        """An unexpected error: try again later; but an order that keeps crashing before its
-        swap was sent ends `failed` rather than loop forever. A sent one is only ever
-        reconciled, since its swap may have landed."""
+        """After an unexpected error, try the order again later.
+
+        An order that keeps crashing before its swap was sent ends `failed` rather than loop
+        forever; a sent one is only ever reconciled, since its swap may have landed.
+        """
         crashes = self._crashes[order_id] = self._crashes.get(order_id, 0) + 1
-        if crashes >= self._settings.max_attempts:
+        if self._retry.gives_up_after_crashes(crashes):
             try:
                 order = await self._repository.get_order(order_id)
-                if order.status is not S.SUBMITTED and not order.status.terminal:
+                if order.status is not OrderStatus.SUBMITTED and not order.status.terminal:
                     error = f"internal error after {crashes} tries; logged with the order id"
-                    await self._move(order, S.FAILED, {"error": error}, error=error)
+                    await self._move(order, OrderStatus.FAILED, Failed(error=error), error=error)
                     self._crashes.pop(order_id, None)
-                    self._owned.discard(order_id)
+                    self._queued_or_working.discard(order_id)
                     return
             except OrderEngineError as error:
                 log.warning("crashed_order_not_failed", error=error.message)
-        self._enqueue_after(order_id, self._backoff_s(min(crashes, self._settings.max_attempts)))
+        self._enqueue_after(order_id, self._retry.backoff_s(crashes))
 
     # ---- one attempt --------------------------------------------------------------------
 
     async def _attempt(self, order: Order) -> None:
-        if order.status is not S.PENDING:
+        if order.status is not OrderStatus.PENDING:
             order = await self._resume(order)
         await self._limiter.acquire()
         decision = await self._route(order)
@@ -243,44 +261,50 @@ class Engine:
             await self._send(order, decision)
 
     async def _route(self, order: Order) -> Decision | None:
-        """Ask every venue; the routing event carries their quotes and the choice, or why
-        there is none (and then the attempt is over)."""
+        """Ask every venue; None when none could quote, which ends the attempt.
+
+        The routing event carries their quotes and the choice, or why there is none.
+        """
         try:
             decision = await self._router.route(order.token_in, order.token_out, order.amount_in)
         except NoRoute as error:
-            details = {"error": error.message, "unavailable": error.details}
-            await self._move(order, S.ROUTING, details)
+            failed = RoutingFailed(error=error.message, unavailable=error.details or {})
+            await self._move(order, OrderStatus.ROUTING, failed)
             self._metrics.attempts.labels(error.code).inc()
             await self._retry_or_fail(order, error.message)
             return None
-        await self._move(order, S.ROUTING, decision.details(), dex=decision.best.dex)
+        await self._move(order, OrderStatus.ROUTING, decision.details(), dex=decision.best.dex)
         self._metrics.routed.labels(decision.best.dex).inc()
         return decision
 
     async def _send(self, order: Order, decision: Decision) -> None:
-        """Build the transaction, commit `submitted` with its signature, and only then send
-        it, once; a crash after that commit is resolved by reconciliation, not by resending."""
+        """Build the transaction, commit `submitted` with its signature, then send it once.
+
+        A crash after that commit is resolved by reconciliation, never by resending.
+        """
         transaction = build(order.order_id, order.attempt, decision.best, order.slippage_bps)
-        built = transaction.model_dump(
-            mode="json", by_alias=True, include={"signature", "min_amount_out", "instructions"}
+        built = BuiltTransaction(
+            signature=transaction.signature,
+            min_amount_out=transaction.min_amount_out,
+            instructions=transaction.instructions,
         )
-        await self._move(order, S.BUILDING, {"transaction": built})
-        sent = {"txHash": transaction.signature, "dex": decision.best.dex}
-        await self._move(order, S.SUBMITTED, sent, tx_hash=transaction.signature)
+        await self._move(order, OrderStatus.BUILDING, Building(transaction=built))
+        sent = Submitted(tx_hash=transaction.signature, dex=decision.best.dex)
+        await self._move(order, OrderStatus.SUBMITTED, sent, tx_hash=transaction.signature)
         try:
             execution = await self._venues[decision.best.dex].execute(transaction)
         except VenueError as error:
             self._metrics.attempts.labels(error.code).inc()
             await self._retry_or_fail(order, error.message)
             return
-        await asyncio.shield(self._confirm(order, execution, {}))
+        await asyncio.shield(self._confirm(order, execution))
 
     async def _resume(self, order: Order) -> Order:
         """An order found in `routing` or `building` was interrupted: show it, start over."""
-        details = {"recovered": f"interrupted while {order.status}; routing again"}
+        details = Recovered(recovered=f"interrupted while {order.status}; routing again")
         log.info("order_resumed", interrupted_in=str(order.status))
-        await self._move(order, S.PENDING, details)
-        return order.model_copy(update={"status": S.PENDING})
+        await self._move(order, OrderStatus.PENDING, details)
+        return order.model_copy(update={"status": OrderStatus.PENDING})
 
     async def _reconcile(self, order: Order) -> None:
         """Resolve a sent signature with its venue: landed, or safe to retry."""
@@ -290,23 +314,18 @@ class Engine:
         log.info("reconciled", tx_hash=order.tx_hash, state=str(status.state))
         if status.state is TransactionState.LANDED:
             assert status.execution is not None
-            await self._confirm(order, status.execution, {"reconciled": True})
+            await self._confirm(order, status.execution, reconciled=True)
         elif status.state is TransactionState.PENDING:
-            self._enqueue_after(order.order_id, self._backoff_s(1))
+            self._enqueue_after(order.order_id, self._retry.backoff_s(1))
         else:
             reason = status.error or f"transaction {order.tx_hash} was dropped without landing"
-            await self._retry_or_fail(order, reason, {"reconciled": True})
+            await self._retry_or_fail(order, reason, reconciled=True)
 
-    async def _confirm(self, order: Order, execution: Execution, extra: dict[str, Any]) -> None:
-        details = {
-            **extra,
-            **execution.model_dump(
-                mode="json",
-                by_alias=True,
-                include={"dex", "tx_hash", "executed_price", "amount_out", "amount_in", "fee"},
-            ),
-        }
-        await self._move(order, S.CONFIRMED, details, execution=execution)
+    async def _confirm(
+        self, order: Order, execution: Execution, *, reconciled: bool = False
+    ) -> None:
+        details = Confirmed.of(execution, reconciled=reconciled)
+        await self._move(order, OrderStatus.CONFIRMED, details, execution=execution)
         self._metrics.attempts.labels("confirmed").inc()
         log.info(
             "order_confirmed",
@@ -315,34 +334,26 @@ class Engine:
             amount_out=str(execution.amount_out),
         )
 
-    async def _retry_or_fail(
-        self, order: Order, reason: str, extra: Mapping[str, Any] | None = None
-    ) -> None:
-        if order.attempt >= self._settings.max_attempts:
-            error = f"failed after {order.attempt} attempt(s): {reason}"
-            await self._move(order, S.FAILED, {**(extra or {}), "error": error}, error=error)
-            log.warning("order_failed", error=error)
+    async def _retry_or_fail(self, order: Order, reason: str, *, reconciled: bool = False) -> None:
+        """Schedule the next attempt, or fail the order when none is left."""
+        flag = reconciled or None
+        step = self._retry.after_failure(order.attempt, reason)
+        if isinstance(step, GiveUp):
+            failed = Failed(error=step.error, reconciled=flag)
+            await self._move(order, OrderStatus.FAILED, failed, error=step.error)
+            log.warning("order_failed", error=step.error)
             return
-        delay_s = self._backoff_s(order.attempt)
-        retry_in_ms = round(delay_s * 1000)
-        await self._move(
-            order,
-            S.PENDING,
-            {**(extra or {}), "error": reason, "retryInMs": retry_in_ms},
-            attempt=order.attempt + 1,
-            error=reason,
-        )
-        log.info("order_retry_scheduled", error=reason, retry_in_ms=retry_in_ms)
-        self._enqueue_after(order.order_id, delay_s)
-
-    def _backoff_s(self, attempt: int) -> float:
-        """Exponential backoff with equal jitter: each delay is at least the previous one."""
-        settings = self._settings
-        ceiling = min(settings.retry_cap_ms, settings.retry_base_ms * 2 ** (attempt - 1))
-        return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2)) / 1000
+        retry = RetryScheduled(error=reason, retry_in_ms=step.retry_in_ms, reconciled=flag)
+        await self._move(order, OrderStatus.PENDING, retry, attempt=step.attempt, error=reason)
+        log.info("order_retry_scheduled", error=reason, retry_in_ms=step.retry_in_ms)
+        self._enqueue_after(order.order_id, step.delay_s)
 
     async def _move(
-        self, order: Order, status: OrderStatus, details: Mapping[str, Any], **fields: Any
+        self,
+        order: Order,
+        status: OrderStatus,
+        details: EventDetails,
+        **fields: Unpack[TransitionFields],
     ) -> None:
         """Commit a status change with its event, then tell the watchers."""
         event = await self._repository.transition(order.order_id, status, details, **fields)

@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 
 
 class TokenBucket:
-    """Each caller takes a token at once, going into debt if none is left, and then waits
+    """A bucket that lends: a caller short of a token waits until its debt is repaid.
+
+    Each caller takes a token at once, going into debt if none is left, and then waits
     until its debt is repaid; callers are served first come, first served, with no lock.
 
     The clock and the sleep are injectable so that tests can run on a fake clock.

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import structlog
 
-from orderengine.domain import Quote
+from orderengine.domain import RoutingDecided
 from orderengine.errors import NoRoute
-from orderengine.venues import Venue
+from orderengine.venues.values import Quote
+from orderengine.venues.venue import Venue
 
 log = structlog.get_logger(__name__)
 
@@ -26,14 +26,11 @@ class Decision:
     unavailable: dict[str, str]
     reason: str
 
-    def details(self) -> dict[str, Any]:
+    def details(self) -> RoutingDecided:
         """The routing event's details: what each venue offered and what was chosen."""
-        return {
-            "dex": self.best.dex,
-            "reason": self.reason,
-            "quotes": [quote.model_dump(mode="json", by_alias=True) for quote in self.quotes],
-            "unavailable": self.unavailable,
-        }
+        return RoutingDecided(
+            dex=self.best.dex, reason=self.reason, quotes=self.quotes, unavailable=self.unavailable
+        )
 
 
 class Router:
@@ -50,14 +47,14 @@ class Router:
         quotes = sorted(
             (a for a in answers if isinstance(a, Quote)), key=lambda q: q.amount_out, reverse=True
         )
-        unavailable = {
+        unavailable: dict[str, str] = {
             venue.name: answer
             for venue, answer in zip(self._venues, answers, strict=True)
             if isinstance(answer, str)
         }
         if not quotes:
             raise NoRoute("no venue could quote this swap", details=unavailable)
-        decision = Decision(quotes[0], tuple(quotes), unavailable, _reason(quotes, unavailable))
+        decision = Decision(quotes[0], tuple(quotes), unavailable, reason(quotes, unavailable))
         log.info(
             "route_decided",
             dex=decision.best.dex,
@@ -93,7 +90,8 @@ class Router:
         return quote
 
 
-def _reason(quotes: Sequence[Quote], unavailable: dict[str, str]) -> str:
+def reason(quotes: Sequence[Quote], unavailable: dict[str, str]) -> str:
+    """Why the first of `quotes` (best first) won, in words a trader reads on the event."""
     best = quotes[0]
     if len(quotes) == 1:
         others = ", ".join(f"{name}: {why}" for name, why in unavailable.items())

@@ -1,0 +1,61 @@
+"""When a failed attempt is tried again, and after how long: backoff and retry-or-fail."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from orderengine.settings import Settings
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Try again after `delay_s`, as attempt `attempt`."""
+
+    attempt: int
+    delay_s: float
+
+    @property
+    def retry_in_ms(self) -> int:
+        """The delay as the client is told it."""
+        return round(self.delay_s * 1000)
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """No attempt is left: the order fails with `error`."""
+
+    error: str
+
+
+class RetryPolicy:
+    """`max_attempts` attempts in all, spaced by exponential backoff with equal jitter.
+
+    The delay before attempt n+1 is drawn from [c/2, c] with c = min(cap, base · 2^(n−1)),
+    so until the cap each delay is at least the one before, while retries that fail together
+    spread out.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._max_attempts = settings.max_attempts
+        self._base_ms = settings.retry_base_ms
+        self._cap_ms = settings.retry_cap_ms
+        self._rng = random.Random(settings.seed)
+
+    def after_failure(self, attempt: int, reason: str) -> Retry | GiveUp:
+        """What follows attempt `attempt` failing for `reason`."""
+        if attempt >= self._max_attempts:
+            return GiveUp(f"failed after {attempt} attempt(s): {reason}")
+        return Retry(attempt + 1, self.backoff_s(attempt))
+
+    def backoff_s(self, attempt: int) -> float:
+        """The delay after attempt `attempt` (1 for the first)."""
+        ceiling = min(self._cap_ms, self._base_ms * 2 ** (attempt - 1))
+        return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2)) / 1000
+
+    def gives_up_after_crashes(self, crashes: int) -> bool:
+        """Whether an order that crashed this often, before its swap was sent, should fail.
+
+        Failing it instead of looping spends the same budget as failed attempts.
+        """
+        return crashes >= self._max_attempts
