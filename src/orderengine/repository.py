@@ -1,4 +1,4 @@
-"""Every SQL statement of the engine: orders, their events, and the venues' ledger.
+"""Every SQL statement of the engine: its orders and their events.
 
 A status change and its event are one statement, hence one transaction: the guarded
 `UPDATE … WHERE status = ANY(sources)` bumps the order's `last_seq` under its row lock and the
@@ -7,63 +7,31 @@ event is inserted with that number, so seqs are contiguous and a refused change 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from decimal import Decimal
-from importlib import resources
-from typing import Any, Self, TypeAlias
+from typing import Any, Self, Unpack
 from uuid import UUID, uuid4
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from orderengine.domain import (
-    Execution,
+    EventDetails,
     NewOrder,
     Order,
     OrderEvent,
     OrderStatus,
-    TransactionState,
-    TransactionStatus,
+    TransitionFields,
     sources_of,
+    unfinished_statuses,
 )
-from orderengine.errors import (
-    DatabaseUnavailable,
-    IdempotencyConflict,
-    InvalidTransition,
-    OrderNotFound,
-)
+from orderengine.errors import IdempotencyConflict, InvalidTransition, OrderNotFound
+from orderengine.migrations import migrate
+from orderengine.postgres import Connection, acquire, create_pool
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-)
-"""Errors that mean the database cannot be reached right now, not that a statement is wrong."""
-
-SCHEMA_LOCK = 7_207_001
 ORDER_COLUMNS = """
     id AS order_id, type, token_in, token_out, amount_in, slippage_bps, status, attempt,
     dex, tx_hash, executed_price, amount_out, error, created_at, updated_at"""
 EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
-
-Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
-
-
-async def _keep_connection(connection: asyncpg.Connection) -> None:
-    """Nothing to reset when a connection goes back to the pool: the repository never sets
-    session state, listens, or takes session-level locks. asyncpg's default reset would cost
-    a round trip per statement."""
-
-
-async def _init_connection(connection: asyncpg.Connection) -> None:
-    await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
 
 
 def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
@@ -83,18 +51,13 @@ class Repository:
 
     @classmethod
     async def connect(cls, dsn: str, size: int, timeout_s: float) -> Self:
-        """Open a pool and apply the schema; both survive the database restarting later."""
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=1,
-            max_size=size,
-            init=_init_connection,
-            reset=_keep_connection,
-            command_timeout=timeout_s,
-            timeout=timeout_s,
-        )
-        repository = cls(pool, timeout_s)
-        await repository.apply_schema()
+        """Open a pool and bring the schema up to date.
+
+        The pool survives the database restarting later.
+        """
+        repository = cls(await create_pool(dsn, size, timeout_s), timeout_s)
+        async with repository._connection() as connection:
+            await migrate(connection)
         return repository
 
     async def close(self) -> None:
@@ -102,18 +65,8 @@ class Repository:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        try:
-            async with self._pool.acquire(timeout=self._timeout_s) as connection:
-                yield connection
-        except CONNECTION_ERRORS as error:
-            raise DatabaseUnavailable(f"database unavailable: {error!r}") from error
-
-    async def apply_schema(self) -> None:
-        """Create what is missing; an advisory lock keeps concurrent starts from racing."""
-        schema = resources.files("orderengine").joinpath("schema.sql").read_text()
-        async with self._connection() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-            await connection.execute(schema)
+        async with acquire(self._pool, self._timeout_s) as connection:
+            yield connection
 
     async def ping(self) -> None:
         async with self._connection() as connection:
@@ -195,6 +148,7 @@ class Repository:
         return _order(row)
 
     async def events(self, order_id: UUID, after: int = 0) -> list[OrderEvent]:
+        """The order's events with a seq above `after`, in order."""
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM order_events WHERE order_id = $1 AND seq > $2"
@@ -204,6 +158,16 @@ class Repository:
             )
         return [_event(row) for row in rows]
 
+    async def latest_event(self, order_id: UUID) -> OrderEvent | None:
+        """The order's most recent event, if it has one."""
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                f"SELECT {EVENT_COLUMNS} FROM order_events WHERE order_id = $1"
+                " ORDER BY seq DESC LIMIT 1",
+                order_id,
+            )
+        return _event(row) if row is not None else None
+
     async def list_orders(
         self, status: OrderStatus | None, before: int | None, limit: int
     ) -> tuple[list[Order], int | None]:
@@ -212,7 +176,8 @@ class Repository:
             rows = await connection.fetch(
                 f"""
                 SELECT {ORDER_COLUMNS}, position FROM orders
-                WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR position < $2)
+                WHERE ($1::order_status IS NULL OR status = $1)
+                  AND ($2::bigint IS NULL OR position < $2)
                 ORDER BY position DESC LIMIT $3
                 """,
                 status,
@@ -227,8 +192,8 @@ class Repository:
         """Ids of every order not yet terminal, in the order they were accepted."""
         async with self._connection() as connection:
             rows = await connection.fetch(
-                "SELECT id FROM orders WHERE status NOT IN ('confirmed', 'failed')"
-                " ORDER BY position"
+                "SELECT id FROM orders WHERE status = ANY($1::order_status[]) ORDER BY position",
+                unfinished_statuses(),
             )
         return [row["id"] for row in rows]
 
@@ -236,31 +201,30 @@ class Repository:
         self,
         order_id: UUID,
         status: OrderStatus,
-        details: Mapping[str, Any] | None = None,
-        *,
-        attempt: int | None = None,
-        error: str | None = None,
-        dex: str | None = None,
-        tx_hash: str | None = None,
-        execution: Execution | None = None,
+        details: EventDetails | None = None,
+        **fields: Unpack[TransitionFields],
     ) -> OrderEvent:
-        """Move an order to `status` and append its event, atomically; refuse what
-        the transition table forbids."""
+        """Move an order to `status` and append its event, atomically.
+
+        A change the transition table forbids writes nothing and raises `InvalidTransition`.
+        """
+        execution = fields.get("execution")
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 f"""
                 WITH o AS (
                     UPDATE orders SET
-                        status = $2,
+                        status = $2::order_status,
                         attempt = COALESCE($3, attempt),
-                        error = CASE WHEN $2 = 'confirmed' THEN NULL ELSE COALESCE($4, error) END,
+                        error = CASE WHEN $2::order_status = 'confirmed' THEN NULL
+                                     ELSE COALESCE($4, error) END,
                         tx_hash = COALESCE($5, tx_hash),
                         dex = COALESCE($6, dex),
                         executed_price = COALESCE($7, executed_price),
                         amount_out = COALESCE($8, amount_out),
                         last_seq = last_seq + 1,
                         updated_at = clock_timestamp()
-                    WHERE id = $1 AND status = ANY($9::text[])
+                    WHERE id = $1 AND status = ANY($9::order_status[])
                     RETURNING id, last_seq, status, attempt, updated_at
                 )
                 INSERT INTO order_events (order_id, seq, status, attempt, at, details)
@@ -269,14 +233,14 @@ class Repository:
                 """,
                 order_id,
                 status,
-                attempt,
-                error,
-                tx_hash,
-                execution.dex if execution else dex,
+                fields.get("attempt"),
+                fields.get("error"),
+                fields.get("tx_hash"),
+                execution.dex if execution else fields.get("dex"),
                 execution.executed_price if execution else None,
                 execution.amount_out if execution else None,
-                [str(source) for source in sources_of(status)],
-                dict(details or {}),
+                sources_of(status),
+                details.stored() if details else {},
             )
             if row is not None:
                 return _event(row)
@@ -284,69 +248,3 @@ class Repository:
         if current is None:
             raise OrderNotFound(f"no order {order_id}")
         raise InvalidTransition(f"order {order_id} cannot go from {current} to {status}")
-
-    async def record_transaction(
-        self, signature: str, dex: str, order_id: UUID, outcome: Execution | str
-    ) -> None:
-        """Write a venue's outcome for a signature: its execution, or why it was rejected.
-
-        The signature is the primary key, so no signature is ever processed twice.
-        """
-        execution = outcome if isinstance(outcome, Execution) else None
-        async with self._connection() as connection:
-            await connection.execute(
-                """
-                INSERT INTO venue_transactions (signature, dex, order_id, landed, amount_in,
-                                                amount_out, executed_price, fee, error)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                """,
-                signature,
-                dex,
-                order_id,
-                execution is not None,
-                *_execution_amounts(execution),
-                None if execution else outcome,
-            )
-
-    async def find_transaction(self, signature: str) -> TransactionStatus | None:
-        """The ledger's record of a signature, or None if it was never processed."""
-        async with self._connection() as connection:
-            row = await connection.fetchrow(
-                "SELECT * FROM venue_transactions WHERE signature = $1", signature
-            )
-        if row is None:
-            return None
-        if not row["landed"]:
-            return TransactionStatus(
-                signature=signature, state=TransactionState.REJECTED, error=row["error"]
-            )
-        execution = Execution(
-            dex=row["dex"],
-            tx_hash=signature,
-            amount_in=row["amount_in"],
-            amount_out=row["amount_out"],
-            executed_price=row["executed_price"],
-            fee=row["fee"],
-        )
-        return TransactionStatus(
-            signature=signature, state=TransactionState.LANDED, execution=execution
-        )
-
-    async def landed_signatures(self, order_ids: Sequence[UUID]) -> dict[UUID, list[str]]:
-        """For each order, the signatures the venues executed for it."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT order_id, signature FROM venue_transactions"
-                " WHERE landed AND order_id = ANY($1::uuid[]) ORDER BY at",
-                list(order_ids),
-            )
-        landed: dict[UUID, list[str]] = {order_id: [] for order_id in order_ids}
-        for row in rows:
-            landed[row["order_id"]].append(row["signature"])
-        return landed
-
-
-def _execution_amounts(execution: Execution | None) -> tuple[Decimal | None, ...]:
-    if execution is None:
-        return (None, None, None, None)
-    return (execution.amount_in, execution.amount_out, execution.executed_price, execution.fee)

@@ -1,0 +1,60 @@
+-- The whole current schema of orderengine's own tables, as its migrations build it
+-- (src/orderengine/sql/, applied by the engine at start). Read it to learn the store;
+-- apply it to an empty database with `psql -f schema.sql` and the engine takes the
+-- database as up to date. A test checks that this file and the migrations agree.
+--
+-- The simulated venues keep their chain in a schema of their own, created by them
+-- (src/orderengine/venues/chain.sql).
+
+CREATE TYPE order_status AS ENUM
+    ('pending', 'routing', 'building', 'submitted', 'confirmed', 'failed');
+
+CREATE TABLE orders (
+    id              uuid PRIMARY KEY,
+    -- Acceptance order: recovery resumes orders in it, and listings page by it.
+    position        bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    type            text NOT NULL,
+    token_in        text NOT NULL,
+    token_out       text NOT NULL,
+    amount_in       numeric NOT NULL CHECK (amount_in > 0),
+    slippage_bps    integer NOT NULL CHECK (slippage_bps > 0),
+    status          order_status NOT NULL,
+    attempt         integer NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+    -- The seq of the order's latest event; the next status change takes the one after.
+    last_seq        integer NOT NULL DEFAULT 1,
+    dex             text,
+    tx_hash         text,
+    executed_price  numeric,
+    amount_out      numeric,
+    error           text,
+    idempotency_key text UNIQUE,
+    -- SHA-256 of the canonical order body: a reused key with another body is a conflict.
+    request_digest  text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Listings by status, and the unfinished orders found at start.
+CREATE INDEX orders_by_status ON orders (status, position);
+
+-- Every status change of every order, appended in the transaction that makes it.
+CREATE TABLE order_events (
+    order_id uuid NOT NULL REFERENCES orders (id),
+    seq      integer NOT NULL CHECK (seq >= 1),
+    status   order_status NOT NULL,
+    attempt  integer NOT NULL,
+    at       timestamptz NOT NULL DEFAULT now(),
+    details  jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (order_id, seq)
+);
+
+-- Which migrations this database has had; this file stands for all of them.
+CREATE TABLE schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO schema_migrations (version, name) VALUES
+    (1, 'orders_and_events'),
+    (2, 'order_status_type');

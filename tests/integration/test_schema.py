@@ -1,0 +1,153 @@
+"""The schema, built by migrations or by schema.sql.
+
+Both build the same database, and a database that already holds orders is migrated
+without losing them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from orderengine.domain import OrderStatus
+from orderengine.migrations import migrate, migrations
+from orderengine.repository import Repository
+from orderengine.venues.chain import Chain
+from tests.harness import with_database
+
+SCHEMA_SQL = Path(__file__).parents[2] / "schema.sql"
+
+CATALOG: dict[str, str] = {
+    "columns": """
+        SELECT table_name, column_name, ordinal_position, data_type, udt_name, is_nullable,
+               column_default, is_identity
+        FROM information_schema.columns WHERE table_schema = 'public'
+        ORDER BY table_name, column_name""",
+    "constraints": """
+        SELECT conrelid::regclass::text AS table_name, conname, contype,
+               pg_get_constraintdef(oid) AS definition
+        FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+        ORDER BY table_name, conname""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
+        ORDER BY tablename, indexname""",
+    "types": """
+        SELECT t.typname, e.enumsortorder, e.enumlabel
+        FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
+        ORDER BY t.typname, e.enumsortorder""",
+    "migrations": "SELECT version, name FROM schema_migrations ORDER BY version",
+}
+
+
+@pytest.fixture
+async def empty_database(server_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a new database with nothing in it."""
+    name = f"test_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    connection = await asyncpg.connect(with_database(server_url, name))
+    yield connection
+    await connection.close()
+
+
+async def catalog(connection: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
+    return {
+        part: [dict(row) for row in await connection.fetch(query)]
+        for part, query in CATALOG.items()
+    }
+
+
+async def test_schema_sql_and_the_migrations_build_the_same_database(
+    database_url: str, empty_database: asyncpg.Connection
+) -> None:
+    await empty_database.execute(SCHEMA_SQL.read_text())
+    migrated = await asyncpg.connect(database_url)
+    try:
+        expected = await catalog(migrated)
+    finally:
+        await migrated.close()
+
+    assert await catalog(empty_database) == expected
+    assert [row["version"] for row in expected["migrations"]] == [m.version for m in migrations()]
+
+
+async def test_a_database_from_schema_sql_needs_no_migration(
+    empty_database: asyncpg.Connection,
+) -> None:
+    await empty_database.execute(SCHEMA_SQL.read_text())
+
+    assert await migrate(empty_database) == []
+
+
+async def test_the_database_names_the_statuses_the_engine_knows(
+    empty_database: asyncpg.Connection,
+) -> None:
+    await empty_database.execute(SCHEMA_SQL.read_text())
+
+    labels = await empty_database.fetch("SELECT unnest(enum_range(NULL::order_status)) AS s")
+
+    assert [row["s"] for row in labels] == [status.value for status in OrderStatus]
+
+
+async def test_a_database_holding_orders_from_the_first_migration_is_brought_up_to_date(
+    server_url: str, empty_database: asyncpg.Connection
+) -> None:
+    first = migrations()[0]
+    await empty_database.execute(first.sql)
+    order_id = uuid.uuid4()
+    await empty_database.execute(
+        """
+        INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps, status)
+        VALUES ($1, 'market', 'SOL', 'USDC', 1.5, 50, 'submitted');
+        """,
+        order_id,
+    )
+    name = await empty_database.fetchval("SELECT current_database()")
+
+    repository = await Repository.connect(with_database(server_url, name), 2, 5.0)
+    try:
+        order = await repository.get_order(order_id)
+        unfinished = await repository.unfinished()
+    finally:
+        await repository.close()
+
+    assert order.status is OrderStatus.SUBMITTED
+    assert unfinished == [order_id]
+    versions = await empty_database.fetch("SELECT version FROM schema_migrations")
+    assert sorted(row["version"] for row in versions) == [m.version for m in migrations()]
+
+
+async def test_the_chain_takes_over_a_ledger_kept_beside_the_orders_by_earlier_versions(
+    server_url: str, empty_database: asyncpg.Connection
+) -> None:
+    await empty_database.execute(
+        """
+        CREATE TABLE venue_transactions (
+            signature text PRIMARY KEY, dex text NOT NULL, order_id uuid NOT NULL,
+            landed boolean NOT NULL, amount_in numeric, amount_out numeric,
+            executed_price numeric, fee numeric, error text,
+            at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX venue_transactions_by_order ON venue_transactions (order_id);
+        INSERT INTO venue_transactions (signature, dex, order_id, landed, error)
+        VALUES ('sig', 'raydium', gen_random_uuid(), false, 'blockhash not found');
+        """
+    )
+    name = await empty_database.fetchval("SELECT current_database()")
+
+    chain = await Chain.open(with_database(server_url, name), 1, 5.0)
+    try:
+        found = await chain.find("sig")
+    finally:
+        await chain.close()
+
+    assert found is not None
+    assert found.error == "blockhash not found"
+    assert await empty_database.fetchval("SELECT to_regclass('public.venue_transactions')") is None
