@@ -14,8 +14,9 @@ from contextlib import ExitStack
 import structlog
 from aiohttp import web
 
-from orderengine.api import ENGINE, create_app
+from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
+from orderengine.keys import ENGINE
 from orderengine.logs import configure_logging
 from orderengine.settings import Settings
 

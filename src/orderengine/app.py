@@ -1,0 +1,81 @@
+"""The composition root: the application, the resources it owns and how it shuts down.
+
+Everything the handlers need is reached through typed `AppKey`s; every resource (database
+pool, venues, engine) is opened and closed by one cleanup context, in that order and in
+reverse. Only this module constructs venues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import WSCloseCode, web
+
+from orderengine import api, stream
+from orderengine.engine import Engine
+from orderengine.events import EventHub
+from orderengine.keys import ENGINE, HUB, METRICS, REPOSITORY, SETTINGS, SOCKETS, VENUES
+from orderengine.metrics import Metrics
+from orderengine.repository import Repository
+from orderengine.settings import Settings
+from orderengine.venues.factory import simulated_venues
+from orderengine.venues.venue import VenueFactory
+from orderengine.wire import EXECUTE
+
+
+def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> web.Application:
+    """The application for `settings`, trading on the venues `venues` opens."""
+    app = web.Application(
+        middlewares=[api.error_middleware], client_max_size=settings.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[VENUES] = venues
+    app[HUB] = EventHub(settings.ws_buffer)
+    app[METRICS] = Metrics()
+    app[SOCKETS] = weakref.WeakSet()
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(close_sockets)
+    app.router.add_post(EXECUTE, api.execute)
+    app.router.add_get(EXECUTE, stream.watch)
+    app.router.add_get("/api/orders", api.list_orders)
+    app.router.add_get("/api/orders/{order_id}", api.get_order)
+    app.router.add_get("/health", api.health)
+    app.router.add_get("/metrics", api.metrics)
+    return app
+
+
+@asynccontextmanager
+async def resources(app: web.Application) -> AsyncIterator[None]:
+    """Open the database, the venues and the engine; stop and close them in reverse."""
+    settings = app[SETTINGS]
+    assert settings.database_url, "the database URL is resolved before the app is created"
+    repository = await Repository.connect(
+        settings.database_url, settings.db_pool_size, settings.db_timeout_s
+    )
+    try:
+        async with app[VENUES](settings) as venues:
+            engine = Engine(settings, repository, venues, app[HUB], app[METRICS])
+            app[REPOSITORY] = repository
+            app[ENGINE] = engine
+            await engine.start()
+            try:
+                yield
+            finally:
+                await engine.stop()
+    finally:
+        await repository.close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """Close every open socket with 1001 so that clients know to reconnect elsewhere."""
+    sockets = app[SOCKETS]
+    await asyncio.gather(
+        *(
+            ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            for ws in list(sockets)
+        ),
+        return_exceptions=True,
+    )

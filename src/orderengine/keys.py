@@ -1,0 +1,23 @@
+"""The typed keys of the application's state, shared by the app, the API and the streams."""
+
+from __future__ import annotations
+
+import weakref
+
+from aiohttp import web
+
+from orderengine.engine import Engine
+from orderengine.events import EventHub
+from orderengine.metrics import Metrics
+from orderengine.repository import Repository
+from orderengine.settings import Settings
+from orderengine.venues.venue import VenueFactory
+
+SETTINGS = web.AppKey("settings", Settings)
+VENUES: web.AppKey[VenueFactory] = web.AppKey("venues")
+REPOSITORY = web.AppKey("repository", Repository)
+ENGINE = web.AppKey("engine", Engine)
+HUB = web.AppKey("hub", EventHub)
+METRICS = web.AppKey("metrics", Metrics)
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
+"""Open sockets, closed with 1001 when the server shuts down."""

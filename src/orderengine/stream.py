@@ -1,0 +1,169 @@
+"""The WebSocket protocol on the execute route: three ways in, stored then live, close codes.
+
+- `GET ?orderId=ID[&since=SEQ]`: stream a known order's events after `since`;
+- `GET` with no order: the first message is the order; the answer is the accepted order,
+  then its events; an invalid first message gets the error object and close 1008;
+- `POST` with `Upgrade: websocket`: the body is the order, validated before the upgrade.
+
+Every stream replays the stored events, then sends live ones, each seq once, and closes
+1000 after the terminal event; 4000 when the client fell behind, 1013 when the database is
+out of reach, 1001 at shutdown (see `app.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from uuid import UUID
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from orderengine.domain import Order, OrderEvent, OrderRequest
+from orderengine.errors import BadRequest, OrderEngineError, Unavailable
+from orderengine.events import FellBehind, Subscription
+from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.repository import Repository
+from orderengine.wire import accepted, error_body, non_negative, order_id, parse_order, submit
+
+FELL_BEHIND = 4000
+"""Close code for a client that stopped reading; it may reconnect with `since=`."""
+
+
+def _websocket(request: web.Request) -> web.WebSocketResponse:
+    """A socket that pings its client and refuses messages larger than a body may be.
+
+    A client that stops answering pings is dropped.
+    """
+    settings = request.app[SETTINGS]
+    return web.WebSocketResponse(
+        heartbeat=settings.ws_heartbeat_s, max_msg_size=settings.max_body_bytes
+    )
+
+
+def upgrading(request: web.Request) -> bool:
+    """Whether the request asks, validly, to become a WebSocket."""
+    return _websocket(request).can_prepare(request).ok
+
+
+async def upgrade_after_post(request: web.Request, order: OrderRequest) -> web.StreamResponse:
+    """A POST that upgrades: commit the order, switch protocols, send it, stream it."""
+    ws = _websocket(request)
+    committed, _ = await submit(request, order)
+    await ws.prepare(request)
+    await ws.send_json(accepted(committed))
+    return await _stream(request, ws, committed.order_id, since=0)
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    """GET on the execute route: stream a known order, or take one as the first message."""
+    ws = _websocket(request)
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPMethodNotAllowed(
+            request.method, ["POST"], text="GET here must upgrade to a WebSocket"
+        )
+    if "orderId" in request.query:
+        wanted = order_id(request.query["orderId"])
+        since = non_negative("since", request.query.get("since"), 0)
+        await request.app[REPOSITORY].get_order(wanted)
+        await ws.prepare(request)
+        return await _stream(request, ws, wanted, since)
+    await ws.prepare(request)
+    order = await _order_from_first_message(request, ws)
+    if order is None:
+        return ws
+    await ws.send_json(accepted(order))
+    return await _stream(request, ws, order.order_id, since=0)
+
+
+async def _order_from_first_message(
+    request: web.Request, ws: web.WebSocketResponse
+) -> Order | None:
+    """Accept the order sent as the socket's first message; on error, say why and close 1008."""
+    settings = request.app[SETTINGS]
+    try:
+        message = await ws.receive(timeout=settings.ws_first_message_timeout_s)
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return None
+        order, _ = await submit(request, parse_order(message.data))
+    except TimeoutError:
+        await _refuse(ws, BadRequest("no order arrived on the socket in time"))
+        return None
+    except OrderEngineError as error:
+        await _refuse(ws, error)
+        return None
+    return order
+
+
+async def _refuse(ws: web.WebSocketResponse, error: OrderEngineError) -> None:
+    await ws.send_json(error_body(error.code, error.message, error.details))
+    code = (
+        WSCloseCode.TRY_AGAIN_LATER
+        if isinstance(error, Unavailable)
+        else WSCloseCode.POLICY_VIOLATION
+    )
+    await ws.close(code=code, message=error.code.encode())
+
+
+async def _stream(
+    request: web.Request, ws: web.WebSocketResponse, order_id: UUID, since: int
+) -> web.WebSocketResponse:
+    """Send the order's events after `since` until its terminal one, then close 1000.
+
+    This handler task is the socket's only reader: it notices the client leaving while a
+    separate task sends.
+    """
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    sender = asyncio.create_task(_send_events(request.app, ws, order_id, since))
+    try:
+        async for _ in ws:
+            pass
+    finally:
+        sockets.discard(ws)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    return ws
+
+
+async def _send_events(
+    app: web.Application, ws: web.WebSocketResponse, order_id: UUID, since: int
+) -> None:
+    """Send every event after `since`, stored then live, each once; close after the last."""
+    last = since
+    with app[HUB].subscribe(order_id) as subscription:
+        try:
+            async for event in _stored_then_live(app[REPOSITORY], order_id, since, subscription):
+                if event.seq > last:
+                    await ws.send_json(event.wire())
+                    last = event.seq
+                if event.status.terminal:
+                    await ws.close()
+                    return
+        except FellBehind:
+            await ws.close(
+                code=FELL_BEHIND, message=f"fell behind; resume with since={last}".encode()
+            )
+        except OrderEngineError as error:
+            await ws.send_json(error_body(error.code, error.message))
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
+
+
+async def _stored_then_live(
+    repository: Repository, order_id: UUID, since: int, subscription: Subscription
+) -> AsyncIterator[OrderEvent]:
+    """The order's stored events after `since`, then its live ones.
+
+    The subscription was registered before the store is read, so nothing falls between;
+    what both hold comes twice, and the caller drops repeats by seq.
+
+    A client resuming after an order's last event is handed that event again, already
+    seen, so that a finished order's stream still ends.
+    """
+    stored = await repository.events(order_id, after=since)
+    if not stored:
+        latest = await repository.latest_event(order_id)
+        stored = [latest] if latest is not None and latest.status.terminal else []
+    for event in stored:
+        yield event
+    while True:
+        yield await subscription.next()
