@@ -12,26 +12,23 @@ what is measured is the engine itself: HTTP, the database and the workers.
 - engine: the engine process's peak resident set (VmHWM) and CPU time (user + system, start-up
   included); the PostgreSQL server, a separate process, is not included.
 
-The engine is always stopped (SIGTERM, then a wait) and its temporary directory removed.
+The engine is run by tests/engine_process.py, as in the acceptance tests, and always stopped
+(SIGTERM, then SIGKILL if it hangs, then any PostgreSQL it left running); its temporary
+directory under /tmp is removed unless --keep is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,23 +38,14 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from orderengine.settings import Settings
+from tests.engine_process import EngineProcess
+from tests.harness import embedded_scratch_dir
+from tests.streams import MARKET
 
-HOST: Final = "127.0.0.1"
-ORDER_BODY: Final = {
-    "type": "market",
-    "tokenIn": "SOL",
-    "tokenOut": "USDC",
-    "amountIn": "1.5",
-    "slippageBps": 100,
-}
 FINISHED_SAMPLE: Final = "orderengine_orders_finished_total"
-HEALTH_TIMEOUT_S: Final = 60.0
-STOP_TIMEOUT_S: Final = 30.0
-POSTGRES_STOP_TIMEOUT_S: Final = 10.0
 POLL_INTERVAL_S: Final = 0.05
 REQUEST_TIMEOUT_S: Final = 30.0
 PAGE_LIMIT: Final = 200
-LOG_TAIL_LINES: Final = 30
 PERCENTILES: Final = (50, 95, 99)
 
 
@@ -112,131 +100,24 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
 # ---- the engine process -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Engine:
-    process: subprocess.Popen[bytes]
-    base_url: str
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-
-def free_port() -> int:
-    """A loopback port free right now; the engine binds it a moment later."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def engine_env(port: int, data_dir: Path, workers: int | None) -> dict[str, str]:
-    """The caller's environment without any engine setting of its own, plus the bench's.
-
-    Inherited `ORDERENGINE_*` and `DATABASE_URL` are dropped so that every run measures the
-    same configuration on a fresh embedded database.
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("ORDERENGINE_") and key != "DATABASE_URL"
+def engine_settings(options: Options) -> dict[str, Any]:
+    """No simulated latency or failures, no pacing, a backlog that holds every order."""
+    return {
+        "latency_scale": 0,
+        "failure_rate": 0,
+        "rate_per_minute": 10_000_000,
+        "rate_burst": 100_000,
+        "queue_limit": 100_000,
+        "log_level": "warning",
+        "concurrency": options.workers,
     }
-    env.update(
-        ORDERENGINE_HOST=HOST,
-        ORDERENGINE_PORT=str(port),
-        ORDERENGINE_DATA_DIR=str(data_dir),
-        ORDERENGINE_LATENCY_SCALE="0",
-        ORDERENGINE_FAILURE_RATE="0",
-        ORDERENGINE_RATE_PER_MINUTE="10000000",
-        ORDERENGINE_RATE_BURST="100000",
-        ORDERENGINE_QUEUE_LIMIT="100000",
-        ORDERENGINE_LOG_LEVEL="warning",
-    )
-    if workers is not None:
-        env["ORDERENGINE_CONCURRENCY"] = str(workers)
-    return env
 
 
-def make_workdir() -> Path:
-    """A fresh directory under /tmp, so the database's Unix socket path stays short.
-
-    Readable by all because the embedded PostgreSQL runs as another user when we are root.
-    """
-    workdir = Path(tempfile.mkdtemp(prefix="oe-bench-", dir="/tmp"))
-    workdir.chmod(0o755)
-    return workdir
-
-
-@contextlib.contextmanager
-def running_engine(options: Options) -> Iterator[Engine]:
-    """Start the engine; on leaving, stop it and its database and remove its directory."""
-    workdir = make_workdir()
-    data_dir = workdir / "postgres"
-    log_path = workdir / "engine.log"
-    port = free_port()
-    try:
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "orderengine"],
-                env=engine_env(port, data_dir, options.workers),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                yield Engine(process, f"http://{HOST}:{port}")
-            finally:
-                stop_engine(process)
-                stop_leftover_postgres(data_dir)
-    except BaseException:
-        print_log_tail(log_path)
-        raise
-    finally:
-        if options.keep:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def stop_engine(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the engine drains in-flight orders first), then SIGKILL if it hangs."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def stop_leftover_postgres(data_dir: Path) -> None:
-    """Stop the embedded PostgreSQL if the engine died without stopping it.
-
-    A clean engine exit stops the server, which removes `postmaster.pid`; a killed engine
-    leaves the server running. The pid is only signalled if its command line names our
-    data directory, so a stale file can never hit an unrelated process.
-    """
-    try:
-        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return
-    if str(data_dir).encode() not in cmdline:
-        return
-    print(f"stopping PostgreSQL {pid} left running by the engine", file=sys.stderr)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + POSTGRES_STOP_TIMEOUT_S
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.1)
-
-
-def print_log_tail(log_path: Path) -> None:
-    with contextlib.suppress(OSError):
-        lines = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-        if lines:
-            print("--- last lines of the engine's log ---", file=sys.stderr)
-            print("\n".join(lines), file=sys.stderr)
+def print_log_tail(engine: EngineProcess) -> None:
+    tail = engine.log()
+    if tail:
+        print("--- last lines of the engine's log ---", file=sys.stderr)
+        print(tail, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -264,8 +145,11 @@ def _peak_rss_kib(pid: int) -> int | None:
 
 
 def _cpu_s(pid: int) -> float | None:
-    """utime + stime: fields 14 and 15 of /proc/PID/stat, counted from after the command
-    name, which is in parentheses and may itself contain spaces."""
+    """CPU seconds used so far, user and system: utime + stime from /proc/PID/stat.
+
+    They are fields 14 and 15, counted here from after the command name, which is in
+    parentheses and may itself contain spaces.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -296,24 +180,10 @@ class EndToEnd:
     complete: bool
 
 
-async def wait_healthy(session: aiohttp.ClientSession, alive: Callable[[], bool]) -> None:
-    """Return once GET /health answers 200; fail if the engine exits or takes too long."""
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError("the engine exited before it became healthy")
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.get("/health", timeout=aiohttp.ClientTimeout(total=2)) as reply:
-                if reply.status == 200:
-                    return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"the engine was not healthy within {HEALTH_TIMEOUT_S:.0f} s")
-
-
 async def post_order(session: aiohttp.ClientSession) -> str:
     """POST one order; its HTTP status, or the name of the error if there was no answer."""
     try:
-        async with session.post("/api/orders/execute", json=ORDER_BODY) as reply:
+        async with session.post("/api/orders/execute", json=MARKET) as reply:
             await reply.read()
             return str(reply.status)
     except (aiohttp.ClientError, TimeoutError) as error:
@@ -403,14 +273,13 @@ class Results:
     order_latencies_s: list[float]
 
 
-async def measure(engine: Engine, options: Options) -> Results:
+async def measure(base_url: str, options: Options) -> Results:
     """Both phases against a running engine, through one connection pool of C connections."""
     connector = aiohttp.TCPConnector(limit=options.concurrency)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(
-        base_url=engine.base_url, connector=connector, timeout=timeout
+        base_url=base_url, connector=connector, timeout=timeout
     ) as session:
-        await wait_healthy(session, engine.alive)
         baseline = await finished_counts(session)
         began = time.perf_counter()
         intake = await run_intake(session, options.orders, options.concurrency)
@@ -503,12 +372,34 @@ def render(rows: Sequence[tuple[str, str, str]]) -> str:
 # ---- entry point --------------------------------------------------------------------------
 
 
+async def run_engine(workdir: Path, options: Options) -> tuple[Results, Usage]:
+    """Start the engine on a fresh embedded database in `workdir`, measure it, stop it.
+
+    A failed request shows the end of the engine's log; a failed start says it already.
+    """
+    engine = EngineProcess(workdir / "postgres", workdir, **engine_settings(options))
+    try:
+        await engine.start()
+        results = await measure(engine.url, options)
+        return results, process_usage(engine.pid)
+    except (aiohttp.ClientError, TimeoutError):
+        print_log_tail(engine)
+        raise
+    finally:
+        await engine.stop()
+
+
 def run(options: Options) -> int:
     """Run the benchmark and print its table; 1 if an order was refused or did not finish."""
     print(f"starting the engine; {options.orders} orders, {options.concurrency} clients ...")
-    with running_engine(options) as engine:
-        results = asyncio.run(measure(engine, options))
-        usage = process_usage(engine.process.pid)
+    workdir = embedded_scratch_dir("oe-bench-")
+    try:
+        results, usage = asyncio.run(run_engine(workdir, options))
+    finally:
+        if options.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(render([*machine_rows(options), *result_rows(results, usage)]))
     intake = results.intake
     return 0 if intake.accepted == options.orders and results.end_to_end.complete else 1

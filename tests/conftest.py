@@ -3,40 +3,44 @@
 The server is the embedded one unless TEST_DATABASE_URL names another. The schema is applied
 once to a template database; each test gets its own copy of it (CREATE DATABASE … TEMPLATE),
 so tests never see each other's orders.
+
+Engine settings exported in the shell (ORDERENGINE_*, DATABASE_URL) are removed from the
+environment as this module is imported, before any test or child process can read them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
+import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from orderengine.api import create_app
+from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
 from orderengine.repository import Repository
-from orderengine.settings import Settings
-from orderengine.venues import VenueFactory, simulated_venues
+from orderengine.venues.chain import Chain
+from orderengine.venues.factory import simulated_venues
+from orderengine.venues.venue import VenueFactory
+from tests.engine_process import EngineProcess, StartEngine
+from tests.harness import (
+    Client,
+    StartApp,
+    embedded_scratch_dir,
+    fast_settings,
+    seal,
+    with_database,
+)
+
+seal(os.environ)
 
 TEMPLATE = "orderengine_template"
-
-Client = TestClient[Any, Any]
-StartApp = Callable[..., Awaitable[Client]]
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL, pointing at another database."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +49,11 @@ def embedded_data_dir() -> Iterator[Path | None]:
     if os.environ.get("TEST_DATABASE_URL"):
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="oe-pg-") as scratch:
-        os.chmod(scratch, 0o755)
-        yield Path(scratch) / "data"
+    scratch = embedded_scratch_dir("oe-pg-")
+    try:
+        yield scratch / "data"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -110,28 +116,6 @@ async def database_url(server_url: str, template_url: str) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    """Fast, deterministic settings: no simulated delays, no random failures, a fixed seed."""
-    return test_settings(database_url)
-
-
-def test_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "latency_scale": 0,
-        "failure_rate": 0,
-        "seed": 7,
-        "retry_base_ms": 20,
-        "retry_cap_ms": 200,
-        "rate_per_minute": 600_000,
-        "rate_burst": 1_000,
-        "quote_timeout_s": 2.0,
-        "shutdown_grace_s": 5.0,
-    }
-    return Settings(**{**values, **overrides})
-
-
-@pytest.fixture
 async def repository(database_url: str) -> AsyncIterator[Repository]:
     repository = await Repository.connect(database_url, 4, 5.0)
     yield repository
@@ -139,11 +123,19 @@ async def repository(database_url: str) -> AsyncIterator[Repository]:
 
 
 @pytest.fixture
+async def chain(database_url: str) -> AsyncIterator[Chain]:
+    """The simulated venues' chain in this test's database: what landed, by signature."""
+    chain = await Chain.open(database_url, 2, 5.0)
+    yield chain
+    await chain.close()
+
+
+@pytest.fixture
 def start_app(database_url: str, aiohttp_client: AiohttpClient) -> StartApp:
     """Boot the real app on this test's database; keyword arguments override settings."""
 
     async def start(venues: VenueFactory = simulated_venues, **overrides: Any) -> Client:
-        app = create_app(test_settings(database_url, **overrides), venues)
+        app = create_app(fast_settings(database_url, **overrides), venues)
         return await aiohttp_client(app)
 
     return start
@@ -152,3 +144,22 @@ def start_app(database_url: str, aiohttp_client: AiohttpClient) -> StartApp:
 @pytest.fixture
 async def client(start_app: StartApp) -> Client:
     return await start_app()
+
+
+@pytest.fixture
+async def start_engine(database_url: str, tmp_path: Path) -> AsyncIterator[StartEngine]:
+    """Start `python -m orderengine` on this test's database; keyword arguments are settings.
+
+    Whatever the test does or fails to do, every engine it started is stopped afterwards.
+    """
+    engines: list[EngineProcess] = []
+
+    async def start(**settings: Any) -> EngineProcess:
+        engine = EngineProcess(database_url, tmp_path, **settings)
+        engines.append(engine)
+        await engine.start()
+        return engine
+
+    yield start
+    for engine in engines:
+        await engine.stop()

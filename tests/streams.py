@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Client
+from tests.harness import Client
 
 MARKET: dict[str, Any] = {
     "type": "market",
@@ -59,8 +59,11 @@ async def wait_terminal(client: Client, order_id: str) -> dict[str, Any]:
 
 
 async def post_upgrade(client: Client, body: bytes) -> tuple[int, list[dict[str, Any]]]:
-    """POST `body` with `Upgrade: websocket` on a raw connection (aiohttp's client only
-    upgrades GET): the status code and every text frame until the server's close frame."""
+    """POST `body` with `Upgrade: websocket` on a raw connection.
+
+    aiohttp's client only upgrades GET. Returns the status code and every text frame until
+    the server's close frame.
+    """
     assert client.server.host is not None
     assert client.server.port is not None
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)

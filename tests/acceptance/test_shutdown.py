@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from uuid import UUID
 
 import aiohttp
 
 from orderengine.domain import OrderStatus
 from orderengine.repository import Repository
-from tests.engine_process import EngineProcess
+from tests.engine_process import StartEngine
 from tests.polling import eventually
 from tests.streams import MARKET
 
@@ -18,12 +17,9 @@ IN_FLIGHT = {OrderStatus.ROUTING, OrderStatus.BUILDING, OrderStatus.SUBMITTED}
 
 
 async def test_sigterm_drains_in_flight_swaps_and_leaves_the_rest_pending(
-    database_url: str, repository: Repository, tmp_path: Path
+    start_engine: StartEngine, repository: Repository
 ) -> None:
-    engine = EngineProcess(
-        database_url, tmp_path, latency_scale=0.3, failure_rate=0, concurrency=2, seed=5
-    )
-    await engine.start()
+    engine = await start_engine(latency_scale=0.3, failure_rate=0, concurrency=2, seed=5)
     async with aiohttp.ClientSession() as session:
         ids = [UUID(order_id) for _ in range(8) for order_id in await engine.submit(session, 1)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import Client, StartApp
+from tests.harness import Client, StartApp
 from tests.streams import MARKET, statuses, stream, submit
 from tests.venues import Gate
 

@@ -7,7 +7,7 @@ import asyncio
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from tests.conftest import StartApp
+from tests.harness import StartApp
 from tests.streams import MARKET, statuses, stream, submit, wait_terminal
 from tests.venues import ConcurrencyProbe, Nonsense, Rejections, wrapping
 

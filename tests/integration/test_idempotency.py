@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import StartApp
+from tests.harness import StartApp
 from tests.streams import MARKET
 
 

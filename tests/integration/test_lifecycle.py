@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from tests.conftest import Client
+from tests.harness import Client
 from tests.streams import (
     MARKET,
     post_upgrade,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Client
+from tests.harness import Client
 from tests.streams import stream, submit
 
 

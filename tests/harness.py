@@ -1,0 +1,70 @@
+"""What tests share besides fixtures: client types, database URLs, settings, a clean environment.
+
+Fixtures live in conftest.py; everything a test module imports by name lives here, so that
+no test imports conftest.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp.test_utils import TestClient
+
+from orderengine.settings import Settings
+
+Client = TestClient[Any, Any]
+StartApp = Callable[..., Awaitable[Client]]
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def fast_settings(database_url: str, **overrides: Any) -> Settings:
+    """Fast, deterministic settings: no simulated delays, no random failures, a fixed seed."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "latency_scale": 0,
+        "failure_rate": 0,
+        "seed": 7,
+        "retry_base_ms": 20,
+        "retry_cap_ms": 200,
+        "rate_per_minute": 600_000,
+        "rate_burst": 1_000,
+        "quote_timeout_s": 2.0,
+        "shutdown_grace_s": 5.0,
+    }
+    return Settings(**{**values, **overrides})
+
+
+def is_engine_setting(name: str) -> bool:
+    """Whether `Settings` reads this environment variable (TEST_DATABASE_URL it does not)."""
+    return name.startswith("ORDERENGINE_") or name == "DATABASE_URL"
+
+
+def without_engine_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `environ` that configures no engine, for a child process to start from."""
+    return {name: value for name, value in environ.items() if not is_engine_setting(name)}
+
+
+def seal(environ: MutableMapping[str, str]) -> None:
+    """Drop every engine setting from `environ`, so that a shell's exports change no test."""
+    for name in [name for name in environ if is_engine_setting(name)]:
+        del environ[name]
+
+
+def embedded_scratch_dir(prefix: str) -> Path:
+    """A new directory for an embedded PostgreSQL; the caller removes it.
+
+    Under /tmp, so that the server's Unix socket path stays short whatever TMPDIR says, and
+    readable by all, because the server runs as another user when we are root.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    scratch.chmod(0o755)
+    return scratch
