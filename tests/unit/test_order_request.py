@@ -1,0 +1,373 @@
+"""Order validation without a database or an app: every bad order, against the model and the parser.
+
+`OrderRequest` decides what a valid order is; `parse_order` turns a request body into one, or into
+a `BadRequest` (unreadable JSON, a 400) or an `InvalidOrder` naming each bad field (a 422).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from orderengine.domain import MAX_SLIPPAGE_BPS, OrderRequest
+from orderengine.errors import BadRequest, InvalidOrder
+from orderengine.tokens import TOKENS, Token
+from orderengine.wire import parse_order
+
+MARKET: dict[str, Any] = {
+    "type": "market",
+    "tokenIn": "SOL",
+    "tokenOut": "USDC",
+    "amountIn": "1.5",
+    "slippageBps": 100,
+}
+
+
+def without(field: str) -> dict[str, Any]:
+    return {key: value for key, value in MARKET.items() if key != field}
+
+
+def encoded(body: Any) -> bytes:
+    return json.dumps(body).encode()
+
+
+INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
+    # (case, order, the field named, the error type reported for it)
+    ("missing tokenIn", without("tokenIn"), "tokenIn", "missing"),
+    ("missing tokenOut", without("tokenOut"), "tokenOut", "missing"),
+    ("missing amountIn", without("amountIn"), "amountIn", "missing"),
+    ("missing type", without("type"), "type", "missing"),
+    ("amount of the wrong type", {**MARKET, "amountIn": [1]}, "amountIn", "decimal_type"),
+    ("amount as a boolean", {**MARKET, "amountIn": True}, "amountIn", "value_error"),
+    ("amount that is not a number", {**MARKET, "amountIn": "lots"}, "amountIn", "decimal_parsing"),
+    ("amount as null", {**MARKET, "amountIn": None}, "amountIn", "decimal_type"),
+    ("negative amount", {**MARKET, "amountIn": "-1"}, "amountIn", "greater_than"),
+    ("zero amount", {**MARKET, "amountIn": "0"}, "amountIn", "greater_than"),
+    ("negative zero amount", {**MARKET, "amountIn": "-0.0"}, "amountIn", "greater_than"),
+    ("infinite amount", {**MARKET, "amountIn": "Infinity"}, "amountIn", "finite_number"),
+    ("NaN amount", {**MARKET, "amountIn": "NaN"}, "amountIn", "finite_number"),
+    (
+        "more digits than an amount holds",
+        {**MARKET, "amountIn": "1" * 31},
+        "amountIn",
+        "decimal_max_digits",
+    ),
+    (
+        "amount with a huge exponent",
+        {**MARKET, "amountIn": "1E+40"},
+        "amountIn",
+        "decimal_max_digits",
+    ),
+    (
+        "finer than SOL allows",
+        {**MARKET, "amountIn": "1.0000000001"},
+        "amountIn",
+        "value_error",
+    ),
+    (
+        "finer than BONK allows",
+        {**MARKET, "tokenIn": "BONK", "amountIn": "1.000001"},
+        "amountIn",
+        "value_error",
+    ),
+    ("unknown token in", {**MARKET, "tokenIn": "DOGE"}, "tokenIn", "value_error"),
+    ("unknown token out", {**MARKET, "tokenOut": "DOGE"}, "tokenOut", "value_error"),
+    ("token with padding", {**MARKET, "tokenIn": " SOL"}, "tokenIn", "value_error"),
+    ("empty token", {**MARKET, "tokenIn": ""}, "tokenIn", "string_too_short"),
+    ("overlong token", {**MARKET, "tokenOut": "X" * 17}, "tokenOut", "string_too_long"),
+    ("token that is not a string", {**MARKET, "tokenIn": 5}, "tokenIn", "string_type"),
+    ("same token in and out", {**MARKET, "tokenOut": "SOL"}, "tokenOut", "value_error"),
+    (
+        "same token in and out, differing in case",
+        {**MARKET, "tokenIn": "sol", "tokenOut": "Sol"},
+        "tokenOut",
+        "value_error",
+    ),
+    ("unknown order type", {**MARKET, "type": "stop"}, "type", "value_error"),
+    ("order type in capitals", {**MARKET, "type": "MARKET"}, "type", "value_error"),
+    ("order type null", {**MARKET, "type": None}, "type", "value_error"),
+    ("limit order, not supported yet", {**MARKET, "type": "limit"}, "type", "value_error"),
+    ("sniper order, not supported yet", {**MARKET, "type": "sniper"}, "type", "value_error"),
+    ("slippage of zero", {**MARKET, "slippageBps": 0}, "slippageBps", "greater_than_equal"),
+    ("negative slippage", {**MARKET, "slippageBps": -1}, "slippageBps", "greater_than_equal"),
+    (
+        "slippage above 50%",
+        {**MARKET, "slippageBps": MAX_SLIPPAGE_BPS + 1},
+        "slippageBps",
+        "less_than_equal",
+    ),
+    ("slippage as a string", {**MARKET, "slippageBps": "50"}, "slippageBps", "int_type"),
+    ("slippage as a boolean", {**MARKET, "slippageBps": True}, "slippageBps", "int_type"),
+    ("slippage as null", {**MARKET, "slippageBps": None}, "slippageBps", "int_type"),
+    ("an unknown field", {**MARKET, "amount": "1"}, "amount", "extra_forbidden"),
+    (
+        "one field under both its names",
+        {**MARKET, "amount_in": "2"},
+        "amount_in",
+        "extra_forbidden",
+    ),
+]
+CASE_IDS = [case[0] for case in INVALID_ORDERS]
+
+
+def reasons(error: InvalidOrder) -> list[dict[str, Any]]:
+    """The details of a 422, checked for their shape."""
+    details = error.details
+    assert isinstance(details, list)
+    for reason in details:
+        assert set(reason) == {"field", "message", "type"}
+        assert isinstance(reason["message"], str)
+        assert reason["message"]
+        assert not reason["message"].startswith("Value error")
+    return details
+
+
+def parse_invalid(raw: bytes | str) -> InvalidOrder:
+    with pytest.raises(InvalidOrder) as caught:
+        parse_order(raw)
+    assert caught.value.status == 422
+    assert caught.value.code == "invalid_order"
+    return caught.value
+
+
+# ---- the model ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("case", "order", "field", "kind"), INVALID_ORDERS, ids=CASE_IDS)
+def test_order_request_rejects_bad_order_naming_the_field(
+    case: str, order: dict[str, Any], field: str, kind: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        OrderRequest.model_validate(order)
+
+    found = {(str(e["loc"][0]), e["type"]) for e in caught.value.errors() if e["loc"]}
+    assert (field, kind) in found
+
+
+def test_order_request_accepts_python_names_in_code() -> None:
+    order = OrderRequest(type="market", token_in="sol", token_out="usdc", amount_in=Decimal("2"))
+
+    assert (order.token_in, order.token_out, order.amount_in) == ("SOL", "USDC", Decimal(2))
+
+
+def test_order_request_is_immutable() -> None:
+    order = OrderRequest.model_validate(MARKET)
+
+    with pytest.raises(ValidationError):
+        order.slippage_bps = 10  # type: ignore[misc]
+
+
+# ---- the parser: bad orders ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("case", "order", "field", "kind"), INVALID_ORDERS, ids=CASE_IDS)
+def test_parser_raises_invalid_order_naming_the_field(
+    case: str, order: dict[str, Any], field: str, kind: str
+) -> None:
+    error = parse_invalid(encoded(order))
+
+    assert error.message == "invalid order"
+    assert {"field": field, "type": kind} in [
+        {"field": r["field"], "type": r["type"]} for r in reasons(error)
+    ]
+
+
+@pytest.mark.parametrize("body", [[MARKET], "market", 1.5, None, True], ids=repr)
+def test_parser_refuses_a_body_that_is_not_an_object(body: Any) -> None:
+    error = parse_invalid(encoded(body))
+
+    assert error.message == "an order must be a JSON object"
+    assert error.details == []
+
+
+def test_parser_reports_every_bad_field_at_once() -> None:
+    order = {"type": "limit", "tokenIn": "DOGE", "amountIn": "-1", "slippageBps": 0}
+
+    fields = {r["field"] for r in reasons(parse_invalid(encoded(order)))}
+
+    assert fields == {"type", "tokenIn", "tokenOut", "amountIn", "slippageBps"}
+
+
+def test_parser_reasons_name_the_problem_in_plain_words() -> None:
+    order = {**MARKET, "type": "limit", "tokenIn": "DOGE", "tokenOut": "usdc"}
+
+    messages = {r["field"]: r["message"] for r in reasons(parse_invalid(encoded(order)))}
+
+    assert messages["type"] == "limit orders are not supported yet; only market orders are"
+    assert messages["tokenIn"] == f"unknown token 'DOGE'; known: {', '.join(TOKENS)}"
+    assert "tokenOut" not in messages
+
+
+def test_parser_names_the_token_whose_decimals_are_exceeded() -> None:
+    order = {**MARKET, "tokenIn": "usdc", "tokenOut": "SOL", "amountIn": "0.0000001"}
+
+    messages = {r["field"]: r["message"] for r in reasons(parse_invalid(encoded(order)))}
+
+    assert messages == {"amountIn": "more than 6 decimal places for USDC"}
+
+
+def test_parser_rejects_an_amount_sent_as_a_json_number_finer_than_the_token() -> None:
+    raw = b'{"type": "market", "tokenIn": "USDC", "tokenOut": "SOL", "amountIn": 0.0000001}'
+
+    fields = [r["field"] for r in reasons(parse_invalid(raw))]
+
+    assert fields == ["amountIn"]
+
+
+def test_parser_rejects_slippage_sent_as_a_json_fraction() -> None:
+    raw = encoded(MARKET).replace(b'"slippageBps": 100', b'"slippageBps": 100.0')
+
+    fields = [r["field"] for r in reasons(parse_invalid(raw))]
+
+    assert fields == ["slippageBps"]
+
+
+@pytest.mark.parametrize(
+    "amount", ["1.0000000000000000000000000001", "12345678901234567890.1234567891"]
+)
+def test_parser_rejects_a_long_amount_finer_than_the_token(amount: str) -> None:
+    fields = [r["field"] for r in reasons(parse_invalid(encoded({**MARKET, "amountIn": amount})))]
+
+    assert fields == ["amountIn"]
+
+
+# ---- the parser: unreadable bodies --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{nope",
+        b"",
+        b"   ",
+        b'{"type": "market",}',
+        b'{"amountIn": NaN}',
+        b'{"amountIn": Infinity}',
+        b'{"amountIn": -Infinity}',
+        b"\xff\xfe",
+        b'{"tokenIn": "\xff"}',
+    ],
+    ids=repr,
+)
+def test_parser_raises_bad_request_for_unreadable_json(raw: bytes) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_order(raw)
+
+    assert caught.value.status == 400
+    assert caught.value.code == "bad_request"
+    assert caught.value.message.startswith("request body is not valid JSON")
+
+
+def test_parser_says_which_constant_json_does_not_allow() -> None:
+    with pytest.raises(BadRequest, match="NaN is not a number JSON allows"):
+        parse_order(b'{"amountIn": NaN}')
+
+
+# ---- the parser: good orders --------------------------------------------------------------
+
+
+def test_parser_reads_a_complete_order() -> None:
+    order = parse_order(encoded(MARKET))
+
+    assert order == OrderRequest(
+        type="market",
+        token_in="SOL",
+        token_out="USDC",
+        amount_in=Decimal("1.5"),
+        slippage_bps=100,
+    )
+
+
+def test_parser_reads_text_as_well_as_bytes() -> None:
+    assert parse_order(json.dumps(MARKET)) == parse_order(encoded(MARKET))
+
+
+def test_amount_sent_as_a_json_number_stays_an_exact_decimal() -> None:
+    # 18 significant digits: more than a binary float keeps.
+    raw = (
+        b'{"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 123456789.123456789}'
+    )
+
+    order = parse_order(raw)
+
+    assert isinstance(order.amount_in, Decimal)
+    assert order.amount_in == Decimal("123456789.123456789")
+    assert Decimal(float(order.amount_in)) != order.amount_in
+
+
+def test_amount_sent_as_a_json_integer_is_a_decimal() -> None:
+    order = parse_order(b'{"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 3}')
+
+    assert isinstance(order.amount_in, Decimal)
+    assert order.amount_in == 3
+
+
+def test_amount_with_trailing_zeros_beyond_the_token_decimals_is_accepted() -> None:
+    order = parse_order(encoded({**MARKET, "tokenIn": "BONK", "amountIn": "2.50000000000"}))
+
+    assert order.amount_in == Decimal("2.5")
+
+
+@pytest.mark.parametrize(
+    ("token_in", "token_out"), [("sol", "usdc"), ("Bonk", "jUp"), ("usdt", "SOL")]
+)
+def test_token_symbols_are_normalised_to_upper_case(token_in: str, token_out: str) -> None:
+    order = parse_order(encoded({**MARKET, "tokenIn": token_in, "tokenOut": token_out}))
+
+    assert (order.token_in, order.token_out) == (token_in.upper(), token_out.upper())
+
+
+def test_slippage_defaults_to_50_bps() -> None:
+    order = parse_order(encoded(without("slippageBps")))
+
+    assert order.slippage_bps == 50
+
+
+@pytest.mark.parametrize("slippage", [1, MAX_SLIPPAGE_BPS])
+def test_slippage_at_either_bound_is_accepted(slippage: int) -> None:
+    assert parse_order(encoded({**MARKET, "slippageBps": slippage})).slippage_bps == slippage
+
+
+def _other_than(token: Token) -> str:
+    return "SOL" if token.symbol != "SOL" else "USDC"
+
+
+@pytest.mark.parametrize("token", TOKENS.values(), ids=lambda t: t.symbol)
+def test_amount_at_exactly_the_token_decimals_is_accepted(token: Token) -> None:
+    amount = f"1.{'0' * (token.decimals - 1)}1"
+    order = {**MARKET, "tokenIn": token.symbol, "tokenOut": _other_than(token), "amountIn": amount}
+
+    parsed = parse_order(encoded(order))
+
+    assert parsed.amount_in == Decimal(amount)
+    assert parsed.amount_in == 1 + token.unit
+
+
+@pytest.mark.parametrize("token", TOKENS.values(), ids=lambda t: t.symbol)
+def test_smallest_unit_of_each_token_is_accepted_and_anything_finer_is_not(token: Token) -> None:
+    order = {**MARKET, "tokenIn": token.symbol, "tokenOut": _other_than(token)}
+
+    assert parse_order(encoded({**order, "amountIn": str(token.unit)})).amount_in == token.unit
+    finer = parse_invalid(encoded({**order, "amountIn": str(token.unit / 10)}))
+    assert [r["message"] for r in reasons(finer)] == [
+        f"more than {token.decimals} decimal places for {token.symbol}"
+    ]
+
+
+def test_decimal_limit_is_that_of_the_token_in_not_the_token_out() -> None:
+    # USDC allows 6 decimals, SOL 9: the amount is of the token going in.
+    order = parse_order(
+        encoded({**MARKET, "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "0.000000001"})
+    )
+
+    assert order.amount_in == Decimal("0.000000001")
+
+
+def test_amount_of_the_most_digits_allowed_is_accepted() -> None:
+    amount = "1" * 30
+
+    assert parse_order(encoded({**MARKET, "amountIn": amount})).amount_in == Decimal(amount)
