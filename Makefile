@@ -3,8 +3,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+SOURCES := src tests bench
+# Line coverage of src/ by the in-process tests (the engine processes that the acceptance
+# tests start are not counted) was 95% when this was set; a change that drops it below
+# the floor comes with its tests.
+COVERAGE_FLOOR := 92
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint format bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +21,20 @@ run: $(INSTALLED)
 	$(BIN)/python -m orderengine
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov=orderengine --cov-report=term-missing:skip-covered \
+		--cov-fail-under=$(COVERAGE_FLOOR)
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix $(SOURCES)
+	$(BIN)/ruff format $(SOURCES)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.throughput
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage
