@@ -26,7 +26,7 @@ from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
 from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
-from orderengine.venues.factory import simulated_venues
+from orderengine.venues.factory import blockhash_ttl_s, simulated_venues
 from orderengine.venues.venue import VenueFactory
 from tests.engine_process import EngineProcess, StartEngine
 from tests.harness import (
@@ -124,8 +124,12 @@ async def repository(database_url: str) -> AsyncIterator[Repository]:
 
 @pytest.fixture
 async def chain(database_url: str) -> AsyncIterator[Chain]:
-    """The simulated venues' chain in this test's database: what landed, by signature."""
-    chain = await Chain.open(database_url, 2, 5.0)
+    """The simulated venues' chain in this test's database: what landed, by signature.
+
+    Its blockhashes live as long as those of the chain the app opens with fast settings.
+    """
+    ttl = blockhash_ttl_s(fast_settings(database_url))
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=ttl)
     yield chain
     await chain.close()
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from decimal import Decimal
 
 from orderengine.errors import SwapRejected, VenueError
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
 from orderengine.venues.factory import simulated_venues
-from orderengine.venues.values import Dex, Execution, Quote, TransactionStatus
+from orderengine.venues.values import Dex, Execution, Quote, RecentBlockhash, TransactionStatus
 from orderengine.venues.venue import Venue, VenueFactory, Venues
 
 
@@ -39,11 +40,14 @@ class Wrapped:
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         return await self.inner.quote(token_in, token_out, amount_in)
 
+    async def recent_blockhash(self) -> RecentBlockhash:
+        return await self.inner.recent_blockhash()
+
     async def execute(self, transaction: Transaction) -> Execution:
         return await self.inner.execute(transaction)
 
-    async def transaction_status(self, signature: str) -> TransactionStatus:
-        return await self.inner.transaction_status(signature)
+    async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
+        return await self.inner.transaction_status(signature, expires_at)
 
 
 class Down(Wrapped):

@@ -1,15 +1,26 @@
-"""The simulated pools and venues' prices, without a database."""
+"""The simulated pools and venues' prices, and how pools recover, without a database."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
+import uuid
 from decimal import Decimal
 
+import pytest
+from solders.keypair import Keypair
+
+from orderengine.errors import SlippageExceeded, SwapRejected
 from orderengine.tokens import TOKENS
+from orderengine.transaction import Transaction, build, min_amount_out
 from orderengine.venues.meteora import Meteora
 from orderengine.venues.pool import Pool
 from orderengine.venues.raydium import Raydium
+from orderengine.venues.values import Execution, RecentBlockhash
 from tests.ledger import MemoryLedger
+
+SIGNER = Keypair.from_seed(bytes(32))
 
 
 def pool() -> Pool:
@@ -59,3 +70,157 @@ def test_venues_sit_two_to_five_percent_apart() -> None:
         gap = abs(meteora.anchor_price(TOKENS["SOL"], TOKENS["USDC"]) / Decimal(150) - 1)
         assert raydium.anchor_price(TOKENS["SOL"], TOKENS["USDC"]) == Decimal(150)
         assert Decimal("0.02") <= gap <= Decimal("0.05")
+
+
+# ---- recovery over time -------------------------------------------------------------------
+
+
+class Clock:
+    """A monotonic clock that moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drained() -> Pool:
+    """The pool right after a swap that took most of its SOL."""
+    drained = pool()
+    result = drained.swap("USDC", Decimal(3_000_000), Decimal("0.0025"))
+    drained.settle("USDC", Decimal(3_000_000), result.amount_out)
+    return drained
+
+
+def gaps(moved: Pool) -> tuple[float, float]:
+    """How far the pool is from its reference state: (log of price, log of depth)."""
+    base, quote = moved.reference()
+    return (
+        math.log(moved.price / (quote / base)),
+        math.log(moved.base_reserve * moved.quote_reserve / (base * quote)),
+    )
+
+
+def test_a_drained_pool_closes_half_its_gap_each_half_life() -> None:
+    moved = drained()
+    moved.relax(0.0, half_life_s=10)
+    price_gap, depth_gap = gaps(moved)
+
+    moved.relax(10.0, half_life_s=10)
+    halfway = gaps(moved)
+    moved.relax(100.0, half_life_s=10)
+    nearly_back = gaps(moved)
+
+    assert price_gap > 1
+    assert depth_gap > 0.001, "the fee stays in the pool"
+    assert halfway == pytest.approx((price_gap / 2, depth_gap / 2), rel=1e-9)
+    assert nearly_back == pytest.approx((price_gap / 1024, depth_gap / 1024), rel=1e-9)
+
+
+def test_no_time_no_recovery_and_no_half_life_a_full_one() -> None:
+    moved = drained()
+    moved.relax(5.0, half_life_s=10)
+    before = (moved.base_reserve, moved.quote_reserve)
+
+    moved.relax(5.0, half_life_s=10)
+    assert (moved.base_reserve, moved.quote_reserve) == before
+
+    moved.relax(5.0, half_life_s=0)
+    assert (moved.base_reserve, moved.quote_reserve) == (pool().base_reserve, Decimal(1_500_000))
+
+
+def test_recovery_returns_to_the_market_price_as_it_drifts() -> None:
+    moved, rng = drained(), random.Random(5)
+    for step in range(50):
+        moved.drift(rng, volatility_bps=20)
+        moved.relax(float(step), half_life_s=1)
+
+    assert moved.market != moved.anchor
+    assert float(moved.price / moved.market) == pytest.approx(1, abs=1e-9)
+
+
+def whale_venue(clock: Clock, half_life_s: float) -> Raydium:
+    return Raydium(
+        MemoryLedger(),
+        latency_scale=0,
+        failure_rate=0,
+        volatility_bps=0,
+        seed=1,
+        recovery_half_life_s=half_life_s,
+        clock=clock,
+    )
+
+
+async def swap(venue: Raydium, amount: Decimal, slippage_bps: int = 50) -> Execution:
+    quote = await venue.quote("USDC", "SOL", amount)
+    blockhash = await venue.recent_blockhash()
+    return await venue.execute(build(uuid.uuid4(), 1, quote, slippage_bps, SIGNER, blockhash))
+
+
+async def test_after_a_huge_swap_the_pool_recovers_over_time_not_at_once() -> None:
+    clock = Clock()
+    venue = whale_venue(clock, half_life_s=30)
+    small = Decimal(1_000)
+    before = await venue.quote("USDC", "SOL", small)
+
+    await swap(venue, Decimal(2_000_000), slippage_bps=100)
+    right_after = await venue.quote("USDC", "SOL", small)
+    clock.now += 30
+    one_half_life = await venue.quote("USDC", "SOL", small)
+    clock.now += 600
+    twenty_half_lives = await venue.quote("USDC", "SOL", small)
+
+    assert right_after.amount_out < before.amount_out * Decimal("0.6")
+    assert right_after.amount_out < one_half_life.amount_out < before.amount_out
+    assert twenty_half_lives.amount_out == pytest.approx(before.amount_out, rel=Decimal("1e-5"))
+
+
+async def test_a_later_order_at_the_old_price_fails_until_the_pool_recovers() -> None:
+    clock = Clock()
+    venue = whale_venue(clock, half_life_s=30)
+    stale = await venue.quote("USDC", "SOL", Decimal(1_000))
+    await swap(venue, Decimal(2_000_000), slippage_bps=100)
+
+    def stale_order(blockhash: RecentBlockhash) -> Transaction:
+        return build(uuid.uuid4(), 1, stale, 50, SIGNER, blockhash)
+
+    with pytest.raises(SlippageExceeded):
+        await venue.execute(stale_order(await venue.recent_blockhash()))
+    clock.now += 600
+    execution = await venue.execute(stale_order(await venue.recent_blockhash()))
+
+    assert execution.amount_out >= min_amount_out(stale, 50)
+
+
+async def test_without_a_half_life_the_pool_is_back_at_once_and_deterministic() -> None:
+    clock = Clock()
+    venue = whale_venue(clock, half_life_s=0)
+    before = await venue.quote("USDC", "SOL", Decimal(1_000))
+
+    await swap(venue, Decimal(2_000_000), slippage_bps=100)
+
+    assert await venue.quote("USDC", "SOL", Decimal(1_000)) == before
+
+
+async def test_the_same_seed_and_clock_give_the_same_prices() -> None:
+    async def run() -> list[Decimal]:
+        clock = Clock()
+        venue = Raydium(
+            MemoryLedger(),
+            latency_scale=0,
+            failure_rate=0.3,
+            volatility_bps=30,
+            seed=11,
+            recovery_half_life_s=20,
+            clock=clock,
+        )
+        seen = []
+        for step in range(1, 20):
+            clock.now += step
+            with contextlib.suppress(SwapRejected):
+                seen.append((await swap(venue, Decimal(50_000) * step, 300)).amount_out)
+            seen.append((await venue.quote("SOL", "USDC", Decimal(3))).amount_out)
+        return seen
+
+    assert await run() == await run()

@@ -1,20 +1,58 @@
-"""Building the swap transaction from a hand-made quote: its instructions, bound and signature."""
+"""Building the swap transaction from a hand-made quote: a real, signed Solana transaction.
+
+Its instructions (programs, accounts, data), its bound, its signature and its expiry, read
+back from the serialized bytes with solders.
+"""
 
 from __future__ import annotations
 
-import uuid
+import hashlib
+import struct
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
 import base58
 import pytest
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.token.associated import get_associated_token_address
+from solders.transaction import Transaction as SolanaTransaction
 
 from orderengine.tokens import TOKENS, WSOL_MINT
-from orderengine.transaction import Instruction, Transaction, build, min_amount_out, sign
-from orderengine.venues.values import Dex, Quote
+from orderengine.transaction import (
+    Instruction,
+    Swap,
+    Transaction,
+    build,
+    find_swap,
+    min_amount_out,
+    raw_units,
+)
+from orderengine.venues.values import Dex, Quote, RecentBlockhash
 
 ORDER_ID = UUID("3f2b8c1e-5a4d-4e6f-9b7a-0c1d2e3f4a5b")
+SIGNER = Keypair.from_seed(bytes(range(32)))
+EXPIRES_AT = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+BLOCKHASH = RecentBlockhash(blockhash=str(Hash(bytes([7] * 32))), expires_at=EXPIRES_AT)
 BASE58_ALPHABET = set("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+
+PROGRAM_IDS = {
+    "associated-token": "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL",
+    "system": "11111111111111111111111111111111",
+    "spl-token": "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+    "raydium": "675kPX9MHTjS2zt1qfr1NYHuzeLXfQM9H24wFSUt1Mp8",
+    "meteora": "LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo",
+}
+"""The programs' mainnet ids, written out here rather than imported from what is tested."""
+WSOL_ACCOUNT = get_associated_token_address(SIGNER.pubkey(), Pubkey.from_string(WSOL_MINT))
+
+
+def pool_address(dex: Dex, token_in: str, token_out: str) -> str:
+    digest = hashlib.sha256(f"{dex}:{token_in}:{token_out}".encode()).digest()
+    return str(Pubkey(digest))
 
 
 def quote(
@@ -27,7 +65,7 @@ def quote(
     amount_in_, amount_out_ = Decimal(amount_in), Decimal(amount_out)
     return Quote(
         dex=dex,
-        pool=f"{dex}-{token_in}-{token_out}-pool",
+        pool=pool_address(dex, token_in, token_out),
         token_in=token_in,
         token_out=token_out,
         amount_in=amount_in_,
@@ -39,6 +77,21 @@ def quote(
     )
 
 
+def built(
+    the_quote: Quote,
+    slippage_bps: int = 50,
+    *,
+    signer: Keypair = SIGNER,
+    blockhash: RecentBlockhash = BLOCKHASH,
+    attempt: int = 1,
+) -> Transaction:
+    return build(ORDER_ID, attempt, the_quote, slippage_bps, signer, blockhash)
+
+
+def signed(transaction: Transaction) -> SolanaTransaction:
+    return SolanaTransaction.from_bytes(transaction.raw)
+
+
 def steps(transaction: Transaction) -> list[tuple[str, str]]:
     return [(step.program, step.action) for step in transaction.instructions]
 
@@ -48,11 +101,21 @@ def instruction(action: str, transaction: Transaction) -> Instruction:
     return found
 
 
+def compiled(transaction: Transaction) -> list[tuple[str, bytes, list[Pubkey]]]:
+    """Each instruction of the signed message: its program id, data and accounts."""
+    message = signed(transaction).message
+    keys = message.account_keys
+    return [
+        (str(keys[step.program_id_index]), bytes(step.data), [keys[i] for i in step.accounts])
+        for step in message.instructions
+    ]
+
+
 # ---- instructions -------------------------------------------------------------------------
 
 
 def test_sol_in_is_wrapped_swapped_and_unwrapped() -> None:
-    transaction = build(ORDER_ID, 1, quote("SOL", "USDC", "1.5", "224.5"), 100)
+    transaction = built(quote("SOL", "USDC", "1.5", "224.5"), 100)
 
     assert steps(transaction) == [
         ("associated-token", "createIdempotent"),
@@ -62,7 +125,34 @@ def test_sol_in_is_wrapped_swapped_and_unwrapped() -> None:
         ("spl-token", "closeAccount"),
     ]
     for action in ("createIdempotent", "syncNative", "closeAccount"):
-        assert instruction(action, transaction).args == {"mint": WSOL_MINT}
+        assert instruction(action, transaction).args["mint"] == WSOL_MINT
+        assert instruction(action, transaction).args["account"] == str(WSOL_ACCOUNT)
+
+
+def test_the_signed_message_holds_the_same_steps_with_the_real_program_ids() -> None:
+    for transaction in (
+        built(quote("SOL", "USDC", "1.5", "224.5")),
+        built(quote("USDC", "SOL", "150", "0.99", dex="meteora")),
+        built(quote("JUP", "USDT", "10", "8")),
+    ):
+        programs = [program_id for program_id, _, _ in compiled(transaction)]
+
+        assert programs == [step.program_id for step in transaction.instructions]
+        assert programs == [PROGRAM_IDS[step.program] for step in transaction.instructions]
+
+
+def test_the_wsol_steps_are_the_programs_real_instructions() -> None:
+    create, fund, sync, _, close = compiled(built(quote("SOL", "USDC", "1.5", "224.5")))
+    owner, wsol_mint = SIGNER.pubkey(), Pubkey.from_string(WSOL_MINT)
+    system, token = (Pubkey.from_string(PROGRAM_IDS[p]) for p in ("system", "spl-token"))
+
+    # createIdempotent: payer, account, owner, mint, System program, Token program.
+    assert create[1:] == (bytes([1]), [owner, WSOL_ACCOUNT, owner, wsol_mint, system, token])
+    # System transfer: instruction 2, then the lamports as a u64.
+    assert fund[1:] == (struct.pack("<IQ", 2, 1_500_000_000), [owner, WSOL_ACCOUNT])
+    assert sync[1:] == (bytes([17]), [WSOL_ACCOUNT])
+    # CloseAccount: the account, where its lamports go, its owner.
+    assert close[1:] == (bytes([9]), [WSOL_ACCOUNT, owner, owner])
 
 
 @pytest.mark.parametrize(
@@ -76,27 +166,29 @@ def test_sol_in_is_wrapped_swapped_and_unwrapped() -> None:
     ],
 )
 def test_sol_in_transfers_the_exact_lamports(amount: str, lamports: str) -> None:
-    transaction = build(ORDER_ID, 1, quote("SOL", "USDC", amount, "1"), 50)
+    transaction = built(quote("SOL", "USDC", amount, "1"), 50)
 
-    assert instruction("transfer", transaction).args == {"lamports": lamports}
+    assert instruction("transfer", transaction).args["lamports"] == lamports
+    _, data, _ = compiled(transaction)[1]
+    assert struct.unpack("<IQ", data) == (2, int(lamports))
 
 
 def test_sol_out_creates_the_wsol_account_and_closes_it_without_funding_it() -> None:
-    transaction = build(ORDER_ID, 1, quote("USDC", "SOL", "150", "0.99", dex="meteora"), 50)
+    transaction = built(quote("USDC", "SOL", "150", "0.99", dex="meteora"), 50)
 
     assert steps(transaction) == [
         ("associated-token", "createIdempotent"),
         ("meteora", "swap"),
         ("spl-token", "closeAccount"),
     ]
-    assert instruction("createIdempotent", transaction).args == {"mint": WSOL_MINT}
-    assert instruction("closeAccount", transaction).args == {"mint": WSOL_MINT}
+    _, _, swap_accounts = compiled(transaction)[1]
+    assert swap_accounts[3] == WSOL_ACCOUNT, "the swap pays out into the wSOL account"
 
 
 @pytest.mark.parametrize("dex", ["raydium", "meteora"])
 @pytest.mark.parametrize(("token_in", "token_out"), [("USDC", "BONK"), ("JUP", "USDT")])
 def test_token_to_token_swap_is_only_the_swap(token_in: str, token_out: str, dex: Dex) -> None:
-    transaction = build(ORDER_ID, 1, quote(token_in, token_out, "10", "8", dex=dex), 50)
+    transaction = built(quote(token_in, token_out, "10", "8", dex=dex), 50)
 
     assert steps(transaction) == [(dex, "swap")]
 
@@ -104,11 +196,12 @@ def test_token_to_token_swap_is_only_the_swap(token_in: str, token_out: str, dex
 def test_swap_names_the_pool_mints_amount_in_and_minimum_out() -> None:
     the_quote = quote("JUP", "USDC", "100", "79.6", dex="meteora")
 
-    swap = instruction("swap", build(ORDER_ID, 1, the_quote, 50))
+    swap = instruction("swap", built(the_quote, 50))
 
     assert swap.program == "meteora"
+    assert swap.program_id == PROGRAM_IDS["meteora"]
     assert swap.args == {
-        "pool": "meteora-JUP-USDC-pool",
+        "pool": the_quote.pool,
         "mintIn": TOKENS["JUP"].mint,
         "mintOut": TOKENS["USDC"].mint,
         "amountIn": "100",
@@ -116,16 +209,110 @@ def test_swap_names_the_pool_mints_amount_in_and_minimum_out() -> None:
     }
 
 
-def test_transaction_carries_its_order_quote_and_bound() -> None:
+@pytest.mark.parametrize(
+    ("dex", "discriminator"),
+    [("raydium", bytes([9])), ("meteora", bytes([248, 198, 158, 145, 225, 117, 135, 200]))],
+)
+def test_swap_data_is_the_venues_discriminator_then_raw_amount_in_and_minimum_out(
+    dex: Dex, discriminator: bytes
+) -> None:
+    the_quote = quote("JUP", "USDC", "100", "79.6", dex=dex)
+    transaction = built(the_quote, 50)
+
+    program_id, data, accounts = compiled(transaction)[0]
+
+    assert program_id == PROGRAM_IDS[dex]
+    assert data == discriminator + struct.pack("<QQ", 100_000_000, 79_202_000)
+    owner = SIGNER.pubkey()
+    mint_in, mint_out = (Pubkey.from_string(TOKENS[t].mint) for t in ("JUP", "USDC"))
+    assert accounts == [
+        Pubkey.from_string(the_quote.pool),
+        owner,
+        get_associated_token_address(owner, mint_in),
+        get_associated_token_address(owner, mint_out),
+        mint_in,
+        mint_out,
+        Pubkey.from_string(PROGRAM_IDS["spl-token"]),
+    ]
+    assert find_swap(signed(transaction), dex) == Swap.of(the_quote, Decimal("79.202000"))
+    other: Dex = "meteora" if dex == "raydium" else "raydium"
+    assert find_swap(signed(transaction), other) is None
+
+
+def test_transaction_carries_its_order_quote_bound_and_expiry() -> None:
     the_quote = quote("SOL", "USDC", "2", "299.123456")
 
-    transaction = build(ORDER_ID, 3, the_quote, 75)
+    transaction = built(the_quote, 75, attempt=3)
 
     assert transaction.order_id == ORDER_ID
     assert transaction.quote == the_quote
     assert transaction.min_amount_out == min_amount_out(the_quote, 75)
     assert instruction("swap", transaction).args["minAmountOut"] == str(transaction.min_amount_out)
-    assert transaction.signature == sign(ORDER_ID, 3)
+    assert transaction.expires_at == EXPIRES_AT
+
+
+def test_transaction_fits_in_a_solana_packet_and_survives_json() -> None:
+    transaction = built(quote("SOL", "BONK", "1.5", "11000000"))
+
+    assert len(transaction.raw) <= 1232
+    assert Transaction.model_validate_json(transaction.model_dump_json()) == transaction
+
+
+# ---- the signature ------------------------------------------------------------------------
+
+
+def test_the_transaction_is_signed_by_the_signer_on_the_blockhash_and_verifies() -> None:
+    transaction = built(quote("SOL", "USDC", "1", "150"))
+    solana = signed(transaction)
+
+    solana.verify()
+    assert solana.message.account_keys[0] == SIGNER.pubkey(), "the signer pays the fees"
+    assert str(solana.message.recent_blockhash) == BLOCKHASH.blockhash
+    assert transaction.signature == str(solana.signatures[0])
+    message = Message.from_bytes(bytes(solana.message))
+    assert SIGNER.sign_message(bytes(message)) == solana.signatures[0]
+
+
+def test_the_same_swap_on_the_same_blockhash_signs_the_same() -> None:
+    first = built(quote("SOL", "USDC", "1", "150"), attempt=2)
+    again = built(quote("SOL", "USDC", "1", "150"), attempt=2)
+
+    assert first.signature == again.signature
+    assert first.raw == again.raw
+
+
+def test_a_new_blockhash_or_another_signer_gives_another_signature() -> None:
+    the_quote = quote("SOL", "USDC", "1", "150")
+    blockhashes = [
+        BLOCKHASH.model_copy(update={"blockhash": str(Hash(bytes([n] * 32)))}) for n in range(3)
+    ]
+
+    signatures = {built(the_quote, blockhash=blockhash).signature for blockhash in blockhashes}
+    signatures.add(built(the_quote, signer=Keypair.from_seed(bytes(32))).signature)
+
+    assert len(signatures) == 4
+
+
+@pytest.mark.parametrize(("token_in", "token_out"), [("USDC", "SOL"), ("SOL", "JUP")])
+def test_signature_is_base58_of_64_bytes(token_in: str, token_out: str) -> None:
+    signature = built(quote(token_in, token_out, "150", "1")).signature
+
+    assert set(signature) <= BASE58_ALPHABET
+    assert len(base58.b58decode(signature)) == 64
+
+
+# ---- amounts in raw units -----------------------------------------------------------------
+
+
+def test_raw_units_are_exact_and_refuse_what_a_u64_cannot_carry() -> None:
+    assert raw_units(Decimal("1.000000001"), 9) == 1_000_000_001
+    assert raw_units(Decimal("18446744073709.551615"), 6) == 2**64 - 1
+    with pytest.raises(ValueError, match="decimal places"):
+        raw_units(Decimal("0.0000001"), 6)
+    with pytest.raises(ValueError, match="u64"):
+        raw_units(Decimal("18446744073709.551616"), 6)
+    with pytest.raises(ValueError, match="u64"):
+        raw_units(Decimal(-1), 6)
 
 
 # ---- the slippage bound -------------------------------------------------------------------
@@ -161,31 +348,3 @@ def test_min_amount_out_never_exceeds_the_quote_after_slippage() -> None:
         minimum = min_amount_out(the_quote, slippage_bps)
         exact = the_quote.amount_out * (10_000 - slippage_bps) / 10_000
         assert minimum <= exact < minimum + TOKENS["USDC"].unit
-
-
-# ---- the signature ------------------------------------------------------------------------
-
-
-def test_signature_is_the_same_when_an_attempt_is_rebuilt() -> None:
-    first = build(ORDER_ID, 2, quote("SOL", "USDC", "1", "150"), 50)
-    again = build(ORDER_ID, 2, quote("SOL", "USDC", "1", "149", dex="meteora"), 100)
-
-    assert first.signature == again.signature
-
-
-def test_signature_differs_across_attempts_and_orders() -> None:
-    other_order = uuid.uuid4()
-
-    signatures = {
-        sign(order, attempt) for order in (ORDER_ID, other_order) for attempt in (1, 2, 3)
-    }
-
-    assert len(signatures) == 6
-
-
-@pytest.mark.parametrize("attempt", [1, 2, 10])
-def test_signature_is_base58_of_64_bytes(attempt: int) -> None:
-    signature = build(ORDER_ID, attempt, quote("USDC", "SOL", "150", "1"), 50).signature
-
-    assert set(signature) <= BASE58_ALPHABET
-    assert len(base58.b58decode(signature)) == 64

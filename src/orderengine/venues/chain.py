@@ -1,52 +1,173 @@
-"""The simulated venues' chain: the ledger of every swap they processed, by signature.
+"""The simulated venues' chain: the blockhashes it issued and every transaction it took.
 
 It has its own store (the `chain` schema, its own SQL and its own connection pool) in the
 engine's database, so that it outlives the engine as a real chain would, while knowing
 nothing of the engine's tables: the engine learns what landed only by asking a venue.
+
+A transaction is recorded when it is sent, in one statement, with the outcome the venue
+decided then (landed with its amounts, or rejected with its reason) and the moment it lands.
+From that moment the outcome is visible; before it, the signature is pending. So a swap lands
+on schedule whether or not the engine that sent it is still running. The chain only takes a
+transaction whose blockhash it issued and which has not expired; one it never took is
+pending until its blockhash expires, and expired after, for good.
+
+"Now" is always the database's clock (`clock_timestamp()`), so that engines sharing the chain
+agree on what has landed and what has expired.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Protocol, Self
 from uuid import UUID
 
 import asyncpg
+from solders.hash import Hash
 
+from orderengine.errors import SwapRejected, VenueError
 from orderengine.postgres import acquire, create_pool
-from orderengine.venues.values import Dex, Execution, TransactionState, TransactionStatus
+from orderengine.venues.values import (
+    Dex,
+    Execution,
+    RecentBlockhash,
+    TransactionState,
+    TransactionStatus,
+)
 
 SCHEMA_LOCK = 7_207_002
 """Advisory lock that keeps chains opened at once from creating the schema twice."""
+SIGNATURE_LOCKS = 7_207_003
+"""First key of the advisory locks (the second is the signature's hash) under which a
+signature is taken, or found missing after its expiry: so that the chain never declares
+a signature expired while a transaction with it is being recorded."""
+DEFAULT_BLOCKHASH_TTL_S = 60.0
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A transaction as the chain receives it, verified, with the outcome the venue decided."""
+
+    signature: str
+    blockhash: str
+    expires_at: datetime
+    """The expiry the sender was given with the blockhash; the chain checks it is the one."""
+    dex: Dex
+    order_id: UUID
+    outcome: Execution | str
+    """The execution if it lands, or why it is rejected."""
+    lands_in_s: float
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the chain holds for a signature: its outcome, and when that outcome takes effect."""
+
+    outcome: Execution | str
+    lands_at: datetime
 
 
 class Ledger(Protocol):
-    """Where a simulated venue writes the outcome of each signature and reads it back."""
+    """The chain as a simulated venue uses it."""
 
-    async def record(
-        self, signature: str, dex: Dex, order_id: UUID, outcome: Execution | str
-    ) -> None:
-        """Write the outcome of a signature: its execution, or why it was rejected."""
+    async def issue_blockhash(self) -> RecentBlockhash:
+        """A new blockhash, and the last moment a transaction built on it can be taken."""
         ...
 
-    async def find(self, signature: str) -> TransactionStatus | None:
-        """The outcome of a signature, or None if it was never processed."""
+    async def record(self, sent: Sent) -> None:
+        """Take the transaction: record its outcome now, effective `lands_in_s` from now.
+
+        Raises `AlreadyProcessed` if the signature was taken before (its first outcome
+        stands, whatever it is); otherwise `SwapRejected` if its blockhash was not issued
+        here, has expired, or expires at another moment than `sent.expires_at`: nothing is
+        recorded, and it can never land.
+        """
         ...
+
+    async def status(self, signature: str, expires_at: datetime) -> TransactionStatus:
+        """What became of `signature`, whose blockhash expires at `expires_at`."""
+        ...
+
+
+class AlreadyProcessed(VenueError):
+    """The signature was taken before: its first outcome stands, whatever it was."""
+
+    code = "already_processed"
+
+
+def status_of(
+    signature: str, recorded: Recorded | None, expires_at: datetime, now: datetime
+) -> TransactionStatus:
+    """A signature's state at `now`: decided once it lands, or expired if never taken."""
+    if recorded is None:
+        if now > expires_at:
+            error = f"blockhash expired at {expires_at.isoformat()} and the swap never landed"
+            return TransactionStatus(
+                signature=signature, state=TransactionState.EXPIRED, error=error
+            )
+        return TransactionStatus(signature=signature, state=TransactionState.PENDING)
+    if now < recorded.lands_at:
+        return TransactionStatus(signature=signature, state=TransactionState.PENDING)
+    if isinstance(recorded.outcome, Execution):
+        return TransactionStatus(
+            signature=signature, state=TransactionState.LANDED, execution=recorded.outcome
+        )
+    return TransactionStatus(
+        signature=signature, state=TransactionState.REJECTED, error=recorded.outcome
+    )
+
+
+def refusal(sent: Sent, expires_at: datetime | None, valid: bool) -> SwapRejected | None:
+    """Why the chain does not take `sent`, given what it issued: None if it takes it.
+
+    `expires_at` is the expiry of `sent.blockhash` as issued (None if never issued), `valid`
+    whether that expiry is still ahead.
+    """
+    if expires_at is None:
+        return SwapRejected(f"blockhash not found: {sent.blockhash} was not issued by this chain")
+    if not valid:
+        return SwapRejected(
+            f"blockhash expired: {sent.blockhash} expired at {expires_at.isoformat()}"
+        )
+    if expires_at != sent.expires_at:
+        return SwapRejected(
+            f"the transaction says its blockhash expires at {sent.expires_at.isoformat()},"
+            f" but it expires at {expires_at.isoformat()}"
+        )
+    return None
+
+
+def new_blockhash() -> str:
+    return str(Hash(secrets.token_bytes(Hash.LENGTH)))
 
 
 class Chain:
-    """The ledger in PostgreSQL; the signature is the key, so none is processed twice."""
+    """The chain in PostgreSQL; the signature is the key, so none is taken twice."""
 
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float, blockhash_ttl_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
+        self._blockhash_ttl = timedelta(seconds=blockhash_ttl_s)
 
     @classmethod
-    async def open(cls, dsn: str, size: int, timeout_s: float) -> Self:
-        """Connect and create the chain's schema if it is missing."""
-        chain = cls(await create_pool(dsn, size, timeout_s), timeout_s)
+    async def open(
+        cls,
+        dsn: str,
+        size: int,
+        timeout_s: float,
+        *,
+        blockhash_ttl_s: float = DEFAULT_BLOCKHASH_TTL_S,
+    ) -> Self:
+        """Connect and create or upgrade the chain's schema.
+
+        `blockhash_ttl_s` is how long a transaction built on a blockhash issued here can be
+        taken after the blockhash was issued.
+        """
+        chain = cls(await create_pool(dsn, size, timeout_s), timeout_s, blockhash_ttl_s)
         ddl = resources.files("orderengine.venues").joinpath("chain.sql").read_text()
         async with acquire(chain._pool, timeout_s) as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
@@ -56,63 +177,136 @@ class Chain:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def record(
-        self, signature: str, dex: Dex, order_id: UUID, outcome: Execution | str
-    ) -> None:
-        execution = outcome if isinstance(outcome, Execution) else None
+    async def issue_blockhash(self) -> RecentBlockhash:
+        """A blockhash no one was given before, valid for the chain's blockhash lifetime."""
+        blockhash = new_blockhash()
         async with acquire(self._pool, self._timeout_s) as connection:
-            await connection.execute(
+            expires_at = await connection.fetchval(
                 """
-                INSERT INTO chain.transactions (signature, dex, order_id, landed, amount_in,
-                                                amount_out, executed_price, fee, error)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                INSERT INTO chain.blockhashes (blockhash, expires_at)
+                VALUES ($1, clock_timestamp() + $2::interval)
+                RETURNING expires_at
                 """,
-                signature,
-                dex,
-                order_id,
+                blockhash,
+                self._blockhash_ttl,
+            )
+        return RecentBlockhash(blockhash=blockhash, expires_at=expires_at)
+
+    async def record(self, sent: Sent) -> None:
+        execution = sent.outcome if isinstance(sent.outcome, Execution) else None
+        async with (
+            acquire(self._pool, self._timeout_s) as connection,
+            connection.transaction(isolation="read_committed"),
+        ):
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", SIGNATURE_LOCKS, sent.signature
+            )
+            row = await connection.fetchrow(
+                """
+                WITH issued AS (
+                    SELECT expires_at, expires_at >= clock_timestamp() AS valid
+                    FROM chain.blockhashes WHERE blockhash = $2
+                ), taken AS (
+                    INSERT INTO chain.transactions (
+                        signature, blockhash, expires_at, dex, order_id, landed,
+                        amount_in, amount_out, executed_price, fee, error, lands_at)
+                    SELECT $1, $2, issued.expires_at, $4, $5, $6, $7, $8, $9, $10, $11,
+                           clock_timestamp() + $12::interval
+                    FROM issued WHERE issued.valid AND issued.expires_at = $3
+                    ON CONFLICT (signature) DO NOTHING
+                    RETURNING 1
+                )
+                SELECT (SELECT expires_at FROM issued) AS expires_at,
+                       coalesce((SELECT valid FROM issued), false) AS valid,
+                       EXISTS (SELECT FROM taken) AS taken,
+                       EXISTS (SELECT FROM chain.transactions WHERE signature = $1) AS known
+                """,
+                sent.signature,
+                sent.blockhash,
+                sent.expires_at,
+                sent.dex,
+                sent.order_id,
                 execution is not None,
                 *_amounts(execution),
-                None if execution else outcome,
+                None if execution else sent.outcome,
+                timedelta(seconds=sent.lands_in_s),
             )
+        assert row is not None
+        if row["taken"]:
+            return
+        if row["known"]:
+            raise AlreadyProcessed(f"transaction {sent.signature} was already processed")
+        refused = refusal(sent, row["expires_at"], row["valid"])
+        assert refused is not None, "a transaction on a valid blockhash is taken"
+        raise refused
 
     async def find(self, signature: str) -> TransactionStatus | None:
+        """The state of a signature the chain took, now; None if it never took it."""
         async with acquire(self._pool, self._timeout_s) as connection:
             row = await connection.fetchrow(
-                "SELECT * FROM chain.transactions WHERE signature = $1", signature
+                "SELECT clock_timestamp() AS now, * FROM chain.transactions WHERE signature = $1",
+                signature,
             )
         if row is None:
             return None
-        if not row["landed"]:
-            return TransactionStatus(
-                signature=signature, state=TransactionState.REJECTED, error=row["error"]
+        return status_of(signature, _recorded(row), row["now"], row["now"])
+
+    async def status(self, signature: str, expires_at: datetime) -> TransactionStatus:
+        """Under the signature's lock, so that no transaction is being taken with it meanwhile.
+
+        A transaction being recorded holds the lock until it commits, and the query after the
+        lock sees it; one that comes after this answer checks its blockhash against a clock
+        past this answer's, so it is refused if this answer says expired.
+        """
+        async with (
+            acquire(self._pool, self._timeout_s) as connection,
+            connection.transaction(isolation="read_committed"),
+        ):
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", SIGNATURE_LOCKS, signature
             )
-        execution = Execution(
-            dex=row["dex"],
-            tx_hash=signature,
-            amount_in=row["amount_in"],
-            amount_out=row["amount_out"],
-            executed_price=row["executed_price"],
-            fee=row["fee"],
-        )
-        return TransactionStatus(
-            signature=signature, state=TransactionState.LANDED, execution=execution
-        )
+            row = await connection.fetchrow(
+                """
+                SELECT clock_timestamp() AS now, t.*
+                FROM (SELECT) AS here LEFT JOIN chain.transactions AS t ON t.signature = $1
+                """,
+                signature,
+            )
+        assert row is not None
+        recorded = _recorded(row) if row["signature"] is not None else None
+        return status_of(signature, recorded, expires_at, row["now"])
 
     async def landed_signatures(self, order_ids: Sequence[UUID]) -> dict[UUID, list[str]]:
-        """For each order, the signatures that landed for it.
+        """For each order, the signatures that landed for it, or are taken and will land.
 
         This is how a test or an operator proves that no order was executed twice.
         """
         async with acquire(self._pool, self._timeout_s) as connection:
             rows = await connection.fetch(
                 "SELECT order_id, signature FROM chain.transactions"
-                " WHERE landed AND order_id = ANY($1::uuid[]) ORDER BY at",
+                " WHERE landed AND order_id = ANY($1::uuid[]) ORDER BY at, lands_at",
                 list(order_ids),
             )
         landed: dict[UUID, list[str]] = {order_id: [] for order_id in order_ids}
         for row in rows:
             landed[row["order_id"]].append(row["signature"])
         return landed
+
+
+def _recorded(row: asyncpg.Record) -> Recorded:
+    outcome: Execution | str
+    if row["landed"]:
+        outcome = Execution(
+            dex=row["dex"],
+            tx_hash=row["signature"],
+            amount_in=row["amount_in"],
+            amount_out=row["amount_out"],
+            executed_price=row["executed_price"],
+            fee=row["fee"],
+        )
+    else:
+        outcome = row["error"] or "rejected"
+    return Recorded(outcome=outcome, lands_at=row["lands_at"])
 
 
 def _amounts(execution: Execution | None) -> tuple[Decimal | None, ...]:

@@ -1,14 +1,23 @@
--- The simulated chain: every transaction the simulated venues processed, by signature.
+-- The simulated chain: the blockhashes it issued and every transaction it took, by signature.
 -- It lives in a schema of its own, apart from the engine's tables, and outlives the engine
 -- as a real chain would. Idempotent: applied whenever the chain is opened.
 
 CREATE SCHEMA IF NOT EXISTS chain;
 
--- Earlier versions kept this ledger beside the engine's tables as venue_transactions.
+-- Earlier versions kept the transactions beside the engine's tables as venue_transactions.
 ALTER TABLE IF EXISTS public.venue_transactions SET SCHEMA chain;
 ALTER TABLE IF EXISTS chain.venue_transactions RENAME TO transactions;
 ALTER INDEX IF EXISTS chain.venue_transactions_by_order RENAME TO transactions_by_order;
 
+-- Every blockhash the chain issued: a transaction built on one can land until it expires.
+CREATE TABLE IF NOT EXISTS chain.blockhashes (
+    blockhash  text PRIMARY KEY,
+    issued_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at timestamptz NOT NULL
+);
+
+-- Every transaction the chain took, recorded when it was sent, with the outcome decided then:
+-- landed (with the amounts) or rejected (with the reason), effective from lands_at.
 CREATE TABLE IF NOT EXISTS chain.transactions (
     signature      text PRIMARY KEY,
     dex            text NOT NULL,
@@ -21,5 +30,12 @@ CREATE TABLE IF NOT EXISTS chain.transactions (
     error          text,
     at             timestamptz NOT NULL DEFAULT now()
 );
+
+-- Earlier versions recorded a transaction only when it landed, and knew no blockhashes:
+-- their rows landed no later than this upgrade.
+ALTER TABLE chain.transactions
+    ADD COLUMN IF NOT EXISTS blockhash text,
+    ADD COLUMN IF NOT EXISTS expires_at timestamptz,
+    ADD COLUMN IF NOT EXISTS lands_at timestamptz NOT NULL DEFAULT now();
 
 CREATE INDEX IF NOT EXISTS transactions_by_order ON chain.transactions (order_id);

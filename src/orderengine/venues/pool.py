@@ -1,4 +1,12 @@
-"""A simulated constant-product pool whose price drifts between calls, as a real one does."""
+"""A simulated constant-product pool: its price drifts, and what swaps do to it fades.
+
+Two forces move a pool besides the swaps it executes. The market price drifts, a
+mean-reverting random walk around the pool's anchor price, one step per call, and carries the
+pool with it. And whatever swaps did to the pool fades with time, as arbitrageurs and liquidity
+providers on a real chain would undo it: the reserves relax toward the pool's reference state,
+its initial depth at the market price, closing half the gap every half-life. A pool drained by
+one huge order is back in service a few half-lives later.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,8 @@ import base58
 from orderengine.tokens import TOKENS, Token
 
 MEAN_REVERSION = 0.05
-"""Share of the distance to its anchor price a pool closes per move (arbitrageurs at work)."""
+"""Share of the distance to its anchor the market price closes per step."""
+PRECISION = 40
 
 
 @dataclass(frozen=True)
@@ -39,25 +48,68 @@ class Pool:
             ).decode()
         )
         self.anchor = price
+        self.market = price
+        """The market price, where arbitrage pulls the pool: the anchor, drifted."""
         self.base_reserve = depth_usd / base.usd_price
         self.quote_reserve = self.base_reserve * price
+        self._initial = (self.base_reserve, self.quote_reserve)
+        self._relaxed_at: float | None = None
 
     @property
     def price(self) -> Decimal:
         return self.quote_reserve / self.base_reserve
 
-    def drift(self, rng: random.Random, volatility_bps: float) -> float:
-        """Move the price one random, mean-reverting step at constant k; the relative move."""
-        deviation = math.log(self.price / self.anchor)
-        step = (1 - MEAN_REVERSION) * deviation + rng.gauss(0, volatility_bps / 10_000)
-        new_price = self.anchor * Decimal(repr(math.exp(step)))
-        move = float(new_price / self.price) - 1
+    def reference(self) -> tuple[Decimal, Decimal]:
+        """The reserves the pool returns to: its initial depth, at the market price."""
+        base, quote = self._initial
+        if self.market == self.anchor:
+            return base, quote
         with localcontext() as context:
-            context.prec = 40
-            k = self.base_reserve * self.quote_reserve
-            self.base_reserve = (k / new_price).sqrt()
-            self.quote_reserve = (k * new_price).sqrt()
-        return move
+            context.prec = PRECISION
+            ratio = (self.market / self.anchor).sqrt()
+            return base / ratio, quote * ratio
+
+    def drift(self, rng: random.Random, volatility_bps: float) -> float:
+        """Move the market one random, mean-reverting step, and the pool with it at constant k.
+
+        Returns the relative move.
+        """
+        deviation = math.log(self.market / self.anchor)
+        step = (1 - MEAN_REVERSION) * deviation + rng.gauss(0, volatility_bps / 10_000)
+        market = self.anchor * Decimal(repr(math.exp(step)))
+        with localcontext() as context:
+            context.prec = PRECISION
+            ratio = market / self.market
+            self.market = market
+            if ratio != 1:
+                k = self.base_reserve * self.quote_reserve
+                price = self.price * ratio
+                self.base_reserve = (k / price).sqrt()
+                self.quote_reserve = (k * price).sqrt()
+        return float(ratio) - 1
+
+    def relax(self, now: float, half_life_s: float) -> None:
+        """Close the share of the gap to the reference state that time `now` has closed.
+
+        `now` is in seconds on any clock that only moves forward (the same for every call);
+        a half-life of 0 closes the whole gap at once.
+        """
+        last, self._relaxed_at = self._relaxed_at, now
+        if half_life_s <= 0:
+            share = 1.0
+        elif last is None or now <= last:
+            return
+        else:
+            share = 1 - 0.5 ** ((now - last) / half_life_s)
+        base, quote = self.reference()
+        if share >= 1:
+            self.base_reserve, self.quote_reserve = base, quote
+            return
+        with localcontext() as context:
+            context.prec = PRECISION
+            closed = Decimal(repr(share))
+            self.base_reserve *= (base / self.base_reserve) ** closed
+            self.quote_reserve *= (quote / self.quote_reserve) ** closed
 
     def reserves(self, token_in: str) -> tuple[Decimal, Decimal]:
         """(reserve of the token going in, reserve of the token coming out)."""
@@ -70,7 +122,7 @@ class Pool:
         reserve_in, reserve_out = self.reserves(token_in)
         token_out = self.quote if token_in == self.base.symbol else self.base
         with localcontext() as context:
-            context.prec = 40
+            context.prec = PRECISION
             fee = amount_in * fee_rate
             net_in = amount_in - fee
             gross_out = reserve_out * net_in / (reserve_in + net_in)
@@ -85,7 +137,7 @@ class Pool:
         )
 
     def settle(self, token_in: str, amount_in: Decimal, amount_out: Decimal) -> None:
-        """Apply an executed swap to the reserves: its price impact stays in the pool."""
+        """Apply an executed swap to the reserves: its impact stays until time relaxes it."""
         if token_in == self.base.symbol:
             self.base_reserve += amount_in
             self.quote_reserve -= amount_out

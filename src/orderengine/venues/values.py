@@ -1,7 +1,8 @@
-"""What venues and the engine exchange: quotes, executions and the fate of a signature."""
+"""What venues and the engine exchange: quotes, blockhashes, executions, a signature's fate."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -37,17 +38,30 @@ class Execution(Model):
     fee: Amount
 
 
+class RecentBlockhash(Model):
+    """A blockhash the chain issued, for a transaction to be built on.
+
+    A transaction built on it can land until `expires_at` (tz-aware UTC) and never after, so a
+    signature that has not landed by then never will.
+    """
+
+    blockhash: str
+    """Base58, as `solders.hash.Hash` prints it."""
+    expires_at: datetime
+
+
 class TransactionState(StrEnum):
     """What a venue knows of a signature.
 
-    Only `landed`, `rejected` and `dropped` are definite; `pending` means ask again later.
-    A dropped signature never landed and never will (its blockhash has expired).
+    `landed`, `rejected` and `expired` are definite; `pending` (sent and not landed yet, or
+    not known but still able to land) means ask again later. An expired signature never
+    landed and never will: its blockhash has expired.
     """
 
     LANDED = "landed"
     REJECTED = "rejected"
-    DROPPED = "dropped"
     PENDING = "pending"
+    EXPIRED = "expired"
 
 
 class TransactionStatus(Model):

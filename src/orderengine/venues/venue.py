@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, TypeAlias
 
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
-from orderengine.venues.values import Dex, Execution, Quote, TransactionStatus
+from orderengine.venues.values import (
+    Dex,
+    Execution,
+    Quote,
+    RecentBlockhash,
+    TransactionStatus,
+)
 
 
 class Venue(Protocol):
@@ -24,12 +31,26 @@ class Venue(Protocol):
         """The output this venue offers now, net of its fee and the price impact."""
         ...
 
-    async def execute(self, transaction: Transaction) -> Execution:
-        """Send a signed swap; returns once it landed, raises `SwapRejected` if it did not."""
+    async def recent_blockhash(self) -> RecentBlockhash:
+        """A blockhash to build a transaction on, and the last moment that one can land."""
         ...
 
-    async def transaction_status(self, signature: str) -> TransactionStatus:
-        """What became of a signature: how an unknown outcome is resolved, never by resending."""
+    async def execute(self, transaction: Transaction) -> Execution:
+        """Send a signed swap once; returns once it landed and is confirmed.
+
+        Raises `SwapRejected` only when the swap definitely did not land and never will.
+        Anything else it raises (a timeout, a lost connection, a cancellation) leaves the
+        outcome unknown: the swap may still land, until its blockhash expires.
+        """
+        ...
+
+    async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
+        """What became of a signature: how an unknown outcome is resolved, never by resending.
+
+        `landed` (with the execution) or `rejected` (with the reason) once its landing time
+        has come; `pending` while it may still land; `expired` when the chain never took it
+        and `expires_at`, the expiry of its blockhash, has passed.
+        """
         ...
 
 

@@ -1,0 +1,268 @@
+"""The simulated chain's store in PostgreSQL: blockhashes, outcomes in time, and upgrades.
+
+The chain takes a transaction only on a blockhash it issued and that has not expired, records
+its outcome at once and shows it from its landing time; a signature it never took is pending
+until its expiry and expired after. "Now" is the database's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from orderengine.errors import SwapRejected, VenueError
+from orderengine.venues.chain import SIGNATURE_LOCKS, AlreadyProcessed, Chain, Sent
+from orderengine.venues.values import Execution, RecentBlockhash, TransactionState
+
+
+@pytest.fixture
+async def chain(database_url: str) -> AsyncIterator[Chain]:
+    """The chain with blockhashes that live a minute, so that no test here races their expiry."""
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=60)
+    yield chain
+    await chain.close()
+
+
+def execution(signature: str) -> Execution:
+    return Execution(
+        dex="raydium",
+        tx_hash=signature,
+        amount_in=Decimal(1),
+        amount_out=Decimal("149.6"),
+        executed_price=Decimal("149.6"),
+        fee=Decimal("0.0025"),
+    )
+
+
+def sent(
+    blockhash: RecentBlockhash,
+    *,
+    lands_in_s: float = 0,
+    landed: bool = True,
+    signature: str | None = None,
+) -> Sent:
+    signature = signature or f"sig-{uuid.uuid4().hex}"
+    return Sent(
+        signature=signature,
+        blockhash=blockhash.blockhash,
+        expires_at=blockhash.expires_at,
+        dex="raydium",
+        order_id=uuid.uuid4(),
+        outcome=execution(signature) if landed else "slippage tolerance exceeded",
+        lands_in_s=lands_in_s,
+    )
+
+
+def later(hours: float = 1) -> datetime:
+    return datetime.now(UTC) + timedelta(hours=hours)
+
+
+async def test_each_blockhash_is_new_and_expires_a_lifetime_after_it_was_issued(
+    database_url: str,
+) -> None:
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=90)
+    try:
+        before = datetime.now(UTC)
+        issued = [await chain.issue_blockhash() for _ in range(5)]
+        after = datetime.now(UTC)
+    finally:
+        await chain.close()
+
+    assert len({blockhash.blockhash for blockhash in issued}) == 5
+    for blockhash in issued:
+        assert blockhash.expires_at.tzinfo is not None
+        lifetime = blockhash.expires_at - timedelta(seconds=90)
+        assert before - timedelta(seconds=5) < lifetime < after + timedelta(seconds=5)
+
+
+async def test_a_recorded_swap_is_pending_until_it_lands_then_shows_its_outcome(
+    chain: Chain,
+) -> None:
+    blockhash = await chain.issue_blockhash()
+    landing_later = sent(blockhash, lands_in_s=3600)
+    rejected_later = sent(blockhash, lands_in_s=3600, landed=False)
+    landed_now = sent(blockhash)
+    rejected_now = sent(blockhash, landed=False)
+    for each in (landing_later, rejected_later, landed_now, rejected_now):
+        await chain.record(each)
+
+    for later_one in (landing_later, rejected_later):
+        status = await chain.status(later_one.signature, blockhash.expires_at)
+        assert status.state is TransactionState.PENDING
+        assert status.execution is None
+        assert status.error is None
+    landed = await chain.status(landed_now.signature, blockhash.expires_at)
+    rejected = await chain.status(rejected_now.signature, blockhash.expires_at)
+    assert landed.state is TransactionState.LANDED
+    assert landed.execution == landed_now.outcome
+    assert rejected.state is TransactionState.REJECTED
+    assert rejected.error == "slippage tolerance exceeded"
+
+
+async def test_a_taken_swap_lands_whatever_expiry_it_is_asked_about_with(chain: Chain) -> None:
+    blockhash = await chain.issue_blockhash()
+    landed = sent(blockhash)
+    await chain.record(landed)
+
+    status = await chain.status(landed.signature, datetime(2000, 1, 1, tzinfo=UTC))
+
+    assert status.state is TransactionState.LANDED
+
+
+async def test_an_unknown_signature_is_pending_until_its_expiry_then_expired(
+    chain: Chain,
+) -> None:
+    pending = await chain.status("never-sent", later())
+    expired = await chain.status("never-sent", datetime.now(UTC) - timedelta(seconds=1))
+
+    assert pending.state is TransactionState.PENDING
+    assert expired.state is TransactionState.EXPIRED
+    assert expired.error is not None
+    assert "expired" in expired.error
+    assert await chain.find("never-sent") is None
+
+
+async def test_only_a_blockhash_the_chain_issued_and_still_valid_is_taken(
+    database_url: str,
+) -> None:
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=0)
+    try:
+        expired = await chain.issue_blockhash()
+        forged = RecentBlockhash(blockhash="11111111111111111111111111111111", expires_at=later())
+        attempts = {
+            "blockhash expired": sent(expired),
+            "blockhash not found": sent(forged),
+        }
+        for reason, each in attempts.items():
+            with pytest.raises(SwapRejected, match=reason):
+                await chain.record(each)
+            assert await chain.find(each.signature) is None
+            status = await chain.status(each.signature, expired.expires_at)
+            assert status.state is TransactionState.EXPIRED
+    finally:
+        await chain.close()
+
+
+async def test_a_transaction_that_misstates_its_expiry_is_refused(chain: Chain) -> None:
+    blockhash = await chain.issue_blockhash()
+    earlier = blockhash.model_copy(update={"expires_at": blockhash.expires_at - timedelta(1)})
+    misstated = sent(earlier)
+
+    with pytest.raises(SwapRejected, match="expires at"):
+        await chain.record(misstated)
+
+    assert await chain.find(misstated.signature) is None
+
+
+async def test_a_signature_is_taken_once_and_keeps_its_first_outcome(chain: Chain) -> None:
+    blockhash = await chain.issue_blockhash()
+    first = sent(blockhash)
+    await chain.record(first)
+    again = sent(blockhash, landed=False, signature=first.signature)
+
+    with pytest.raises(AlreadyProcessed) as raised:
+        await chain.record(again)
+
+    assert isinstance(raised.value, VenueError)
+    assert not isinstance(raised.value, SwapRejected), "the first send may have landed"
+    status = await chain.status(first.signature, blockhash.expires_at)
+    assert status.state is TransactionState.LANDED
+    assert await chain.landed_signatures([first.order_id]) == {first.order_id: [first.signature]}
+
+
+async def test_a_signature_taken_and_sent_again_after_its_expiry_is_not_called_rejected(
+    chain: Chain, database_url: str
+) -> None:
+    blockhash = await chain.issue_blockhash()
+    first = sent(blockhash)
+    await chain.record(first)
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(
+            "UPDATE chain.blockhashes SET expires_at = clock_timestamp() - interval '1 minute'"
+            " WHERE blockhash = $1",
+            blockhash.blockhash,
+        )
+    finally:
+        await admin.close()
+
+    with pytest.raises(AlreadyProcessed):
+        await chain.record(first)
+
+
+async def test_a_signature_being_taken_is_never_declared_expired(
+    chain: Chain, database_url: str
+) -> None:
+    """A send still committing holds the signature's lock: the answer waits for it."""
+    blockhash = await chain.issue_blockhash()
+    in_flight = sent(blockhash)
+    sender = await asyncpg.connect(database_url)
+    try:
+        async with sender.transaction():
+            await sender.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                SIGNATURE_LOCKS,
+                in_flight.signature,
+            )
+            await sender.execute(
+                "INSERT INTO chain.transactions (signature, dex, order_id, landed, amount_in,"
+                " amount_out, executed_price, fee, lands_at)"
+                " VALUES ($1, 'raydium', $2, true, 1, 149.6, 149.6, 0.0025, clock_timestamp())",
+                in_flight.signature,
+                in_flight.order_id,
+            )
+            asking = asyncio.create_task(
+                chain.status(in_flight.signature, datetime.now(UTC) - timedelta(seconds=1))
+            )
+            await asyncio.sleep(0.2)
+            assert not asking.done(), "the answer waits while the send holds the lock"
+        status = await asking
+    finally:
+        await sender.close()
+
+    assert status.state is TransactionState.LANDED
+
+
+async def test_a_ledger_of_the_previous_version_is_upgraded_in_place(database_url: str) -> None:
+    old = await asyncpg.connect(database_url)
+    order_id = uuid.uuid4()
+    try:
+        await old.execute(
+            """
+            CREATE SCHEMA chain;
+            CREATE TABLE chain.transactions (
+                signature text PRIMARY KEY, dex text NOT NULL, order_id uuid NOT NULL,
+                landed boolean NOT NULL, amount_in numeric, amount_out numeric,
+                executed_price numeric, fee numeric, error text,
+                at timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX transactions_by_order ON chain.transactions (order_id);
+            """
+        )
+        await old.execute(
+            "INSERT INTO chain.transactions (signature, dex, order_id, landed, amount_in,"
+            " amount_out, executed_price, fee) VALUES ('old', 'raydium', $1, true, 1, 149.6,"
+            " 149.6, 0.0025)",
+            order_id,
+        )
+    finally:
+        await old.close()
+
+    for _ in range(2):
+        chain = await Chain.open(database_url, 2, 5.0)
+        try:
+            status = await chain.status("old", datetime(2000, 1, 1, tzinfo=UTC))
+            landed = await chain.landed_signatures([order_id])
+            blockhash = await chain.issue_blockhash()
+            await chain.record(sent(blockhash))
+        finally:
+            await chain.close()
+
+        assert status.state is TransactionState.LANDED
+        assert status.execution == execution("old")
+        assert landed == {order_id: ["old"]}
