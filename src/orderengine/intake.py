@@ -3,19 +3,66 @@
 The first submission is committed at once, with no added wait. Submissions that arrive while
 a commit is in flight queue up and are committed together as soon as it returns, so under
 load each commit (and each WAL flush) carries many orders, and alone an order waits for
-nobody. A `201` is still only answered after its order's commit.
+nobody.
+
+What a submitter is told is always true:
+
+- `201` only after its order's commit, and its order is queued (`on_created`) whether or not
+  the submitter is still waiting. The idempotency look-ups of a batch are made in the batch's
+  transaction, so a `200` or `409` names an order that exists.
+- `503` only when nothing was created: the store could not be reached before the batch's
+  COMMIT was sent, or the batch's outcome was read back and its orders are not there.
+- A request that cannot be stored for a reason of its own fails alone. When a batch's
+  statement fails for any reason other than the store being out of reach, its orders are
+  committed again one by one, so that only the poisoned one fails: `400` when the store
+  refused one of its values, else `500`, logged with its cause.
+
+A COMMIT whose answer is lost (the connection dropped, or a timeout, after it was sent) leaves
+the batch's outcome unknown. The order ids are chosen here before the statement, so the
+outcome is read back by id before anyone is answered; the batch's transaction holds a lock
+that the read-back waits for, so a commit still under way is seen rather than missed. Orders
+found are queued and answered `201` exactly as after an acknowledged commit; when none is
+found, the batch answers `503`.
+
+When the store cannot be reached for that read-back, the read-back is tried again, backing
+off up to `settle_retry_cap_s`, for as long as it takes, and those submitters keep waiting.
+Each try is bounded by the store's own timeout, but there is no overall limit, on purpose:
+until the store answers, no answer would be true. A `503` would invite a retry that
+duplicates an order that may exist; a `201` would promise one that may not. The read-back runs
+beside the committer, so other submissions are still committed, or refused with a prompt
+`503` while the store is away. A submitter's own timeout bounds its wait, which then ends like
+any lost response (what Idempotency-Key is for). If the engine stops first, `close()` answers
+those still waiting with a `500` naming their order ids (never a `503`), and whichever of
+them were committed are taken up at the next start with the other unfinished orders.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from uuid import UUID, uuid4
+
+import asyncpg
+import structlog
 
 from orderengine.domain import NewOrder, Order
-from orderengine.errors import IdempotencyConflict
+from orderengine.errors import (
+    BadRequest,
+    DatabaseUnavailable,
+    IdempotencyConflict,
+    OrderEngineError,
+)
 from orderengine.repository import Repository
 
+log = structlog.get_logger(__name__)
+
 Waiter = tuple[NewOrder, "asyncio.Future[tuple[Order, bool]]"]
+Outcome = tuple[Order, bool] | IdempotencyConflict
+
+REFUSED_BY_STORE = (
+    "this order cannot be stored: the database refused one of its values (in the body or "
+    "the Idempotency-Key); nothing was created"
+)
 
 
 class Intake:
@@ -26,13 +73,23 @@ class Intake:
     """
 
     def __init__(
-        self, repository: Repository, on_created: Callable[[Order], None], max_batch: int
+        self,
+        repository: Repository,
+        on_created: Callable[[Order], None],
+        max_batch: int,
+        *,
+        settle_retry_s: float = 0.05,
+        settle_retry_cap_s: float = 2.0,
     ) -> None:
         self._repository = repository
         self._on_created = on_created
         self._max_batch = max_batch
+        self._settle_retry_s = settle_retry_s
+        self._settle_retry_cap_s = settle_retry_cap_s
         self._waiting: list[Waiter] = []
         self._committer: asyncio.Task[None] | None = None
+        self._settling: dict[asyncio.Task[None], tuple[list[Waiter], list[UUID]]] = {}
+        """Batches whose COMMIT went unanswered, being read back: their waiters and ids."""
 
     async def commit(self, new: NewOrder) -> tuple[Order, bool]:
         """Commit one order with whatever else is waiting; `(order, created)`."""
@@ -42,6 +99,27 @@ class Intake:
             self._committer = asyncio.create_task(self._commit_waiting())
         return await answer
 
+    async def close(self) -> None:
+        """Stop reading back unanswered commits; their submitters learn the outcome is unknown.
+
+        Not a `503`: their orders may exist. Those that do are unfinished orders, taken up by
+        the next start.
+        """
+        settling, self._settling = self._settling, {}
+        for task in settling:
+            task.cancel()
+        await asyncio.gather(*settling, return_exceptions=True)
+        for batch, ids in settling.values():
+            for (_, answer), order_id in zip(batch, ids, strict=True):
+                if not answer.done():
+                    answer.set_exception(
+                        OrderEngineError(
+                            "the engine stopped before it learnt whether this order was "
+                            "stored; look it up by its id",
+                            details={"orderId": str(order_id)},
+                        )
+                    )
+
     async def _commit_waiting(self) -> None:
         while self._waiting:
             batch = self._waiting[: self._max_batch]
@@ -49,13 +127,25 @@ class Intake:
             await self._commit_batch(batch)
 
     async def _commit_batch(self, batch: list[Waiter]) -> None:
+        ids = [uuid4() for _ in batch]
         try:
-            outcomes = await self._repository.create_orders([new for new, _ in batch])
+            outcomes = await self._repository.create_orders([new for new, _ in batch], ids)
+        except asyncpg.TransactionResolutionUnknownError as error:
+            log.warning("intake_commit_unanswered", orders=len(batch), error=repr(error.__cause__))
+            self._settle_later(batch, ids)
+        except DatabaseUnavailable as error:
+            _fail(batch, error)
         except Exception as error:
-            for _, answer in batch:
-                if not answer.done():
-                    answer.set_exception(error)
-            return
+            if len(batch) == 1:
+                _fail(batch, _refusal(error, ids[0]))
+                return
+            log.warning("intake_batch_failed", orders=len(batch), error=type(error).__name__)
+            for waiter in batch:
+                await self._commit_batch([waiter])
+        else:
+            self._answer(batch, outcomes)
+
+    def _answer(self, batch: Sequence[Waiter], outcomes: Sequence[Outcome]) -> None:
         for (_, answer), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, IdempotencyConflict):
                 if not answer.done():
@@ -63,6 +153,84 @@ class Intake:
                 continue
             order, created = outcome
             if created:
-                self._on_created(order)
+                self._created(order)
             if not answer.done():
                 answer.set_result(outcome)
+
+    def _created(self, order: Order) -> None:
+        """Queue a committed order; a failure here must not cost the others their answers."""
+        try:
+            self._on_created(order)
+        except Exception:
+            log.exception("created_order_not_queued", order_id=str(order.order_id))
+
+    # ---- a commit whose answer was lost -------------------------------------------------
+
+    def _settle_later(self, batch: list[Waiter], ids: list[UUID]) -> None:
+        task = asyncio.create_task(self._settle(batch, ids), name="intake-settle")
+        self._settling[task] = (batch, ids)
+        task.add_done_callback(lambda done: self._settling.pop(done, None))
+
+    async def _settle(self, batch: list[Waiter], ids: list[UUID]) -> None:
+        """Answer a batch whose COMMIT went unanswered by what the store holds."""
+        found = await self._read_back(ids)
+        log.info("intake_commit_read_back", orders=len(batch), committed=bool(found))
+        if not found:
+            _fail(
+                batch,
+                DatabaseUnavailable(
+                    "the database lost the commit of this order; nothing was created",
+                    retry_after_s=1,
+                ),
+            )
+            return
+        retry: list[Waiter] = []
+        for waiter, order_id in zip(batch, ids, strict=True):
+            order = found.get(order_id)
+            if order is None:
+                retry.append(waiter)
+            else:
+                self._answer([waiter], [(order, True)])
+        # The batch committed, so these kept their key's earlier order: their answer comes
+        # from looking it up again, as for any later submission of that key.
+        for waiter in retry:
+            await self._commit_batch([waiter])
+
+    async def _read_back(self, ids: list[UUID]) -> dict[UUID, Order]:
+        """The orders of `ids` that exist, asking until the store answers."""
+        delay = self._settle_retry_s
+        while True:
+            try:
+                return await self._repository.created_orders(ids)
+            except DatabaseUnavailable as error:
+                log.warning("intake_read_back_failed", error=error.message, retry_in_s=delay)
+            except Exception:
+                log.exception("intake_read_back_crashed", retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._settle_retry_cap_s)
+
+
+def _fail(batch: Sequence[Waiter], error: BaseException) -> None:
+    for _, answer in batch:
+        if not answer.done():
+            answer.set_exception(error)
+
+
+def _refusal(error: Exception, order_id: UUID) -> Exception:
+    """What to answer an order that could not be stored on its own.
+
+    A value the store refuses is the request's fault (400); the value itself is not echoed.
+    Anything else is the engine's: the error goes on to be logged and answered 500.
+    """
+    if isinstance(error, OrderEngineError):
+        return error
+    if isinstance(error, asyncpg.DataError | asyncpg.CheckViolationError):
+        log.warning(
+            "order_refused_by_database",
+            order_id=str(order_id),
+            error=type(error).__name__,
+            sqlstate=error.sqlstate,
+        )
+        return BadRequest(REFUSED_BY_STORE)
+    log.error("order_not_stored", order_id=str(order_id), error=type(error).__name__)
+    return error

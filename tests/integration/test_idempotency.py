@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.harness import StartApp
+import pytest
+
+from tests.harness import Client, StartApp
 from tests.streams import MARKET
 
 
@@ -57,3 +59,18 @@ async def test_without_a_key_every_post_is_a_new_order(start_app: StartApp) -> N
 
     assert [answer.status for answer in answers] == [201, 201]
     assert len({(await answer.json())["orderId"] for answer in answers}) == 2
+
+
+@pytest.mark.parametrize("key", ["clé-45", "", "k" * 256])
+async def test_a_key_that_is_not_1_to_255_printable_ascii_characters_is_400(
+    client: Client, key: str
+) -> None:
+    refused = await client.post(
+        "/api/orders/execute", json=MARKET, headers={"Idempotency-Key": key}
+    )
+
+    error = (await refused.json())["error"]
+    assert refused.status == 400
+    assert error["message"] == "Idempotency-Key must be 1 to 255 printable ASCII characters"
+    listing = await (await client.get("/api/orders")).json()
+    assert listing["orders"] == []

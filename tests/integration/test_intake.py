@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from decimal import Decimal
+from uuid import UUID
 
 from orderengine.domain import NewOrder, Order, OrderRequest
 from orderengine.errors import IdempotencyConflict
@@ -25,10 +26,10 @@ class CountingRepository(Repository):
     batches: list[int]
 
     async def create_orders(
-        self, batch: Sequence[NewOrder]
+        self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
     ) -> list[tuple[Order, bool] | IdempotencyConflict]:
         self.batches.append(len(batch))
-        return await super().create_orders(batch)
+        return await super().create_orders(batch, ids)
 
 
 async def test_concurrent_submissions_share_commits_and_keep_their_own_outcomes(
