@@ -5,25 +5,32 @@
   then its events; an invalid first message gets the error object and close 1008;
 - `POST` with `Upgrade: websocket`: the body is the order, validated before the upgrade.
 
-Every stream replays the stored events, then sends live ones, each seq once, and closes
-1000 after the terminal event; 4000 when the client fell behind, 1013 when the database is
-out of reach, 1001 at shutdown (see `app.py`).
+Every stream sends the order's events after `since`, each seq once and in order: the stored
+ones, then live ones as the hub announces them, with the store filling any publish that was
+lost (`events.follow`). It closes 1000 after the terminal event; 4000 when the client fell
+behind, 1013 when the database is out of reach, 1001 at shutdown (see `app.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from contextlib import aclosing
 from uuid import UUID
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from orderengine.domain import Order, OrderEvent, OrderRequest
+from orderengine.domain import Order, OrderRequest
 from orderengine.errors import BadRequest, OrderEngineError, Unavailable
-from orderengine.events import FellBehind, Subscription
+from orderengine.events import FellBehind, follow
 from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
-from orderengine.repository import Repository
-from orderengine.wire import accepted, error_body, non_negative, order_id, parse_order, submit
+from orderengine.wire import (
+    accepted,
+    error_body,
+    non_negative,
+    order_from_message,
+    order_id,
+    submit,
+)
 
 FELL_BEHIND = 4000
 """Close code for a client that stopped reading; it may reconnect with `since=`."""
@@ -84,7 +91,7 @@ async def _order_from_first_message(
         message = await ws.receive(timeout=settings.ws_first_message_timeout_s)
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
-        order, _ = await submit(request, parse_order(message.data))
+        order, _ = await submit(request, order_from_message(request, message.data))
     except TimeoutError:
         await _refuse(ws, BadRequest("no order arrived on the socket in time"))
         return None
@@ -128,42 +135,28 @@ async def _stream(
 async def _send_events(
     app: web.Application, ws: web.WebSocketResponse, order_id: UUID, since: int
 ) -> None:
-    """Send every event after `since`, stored then live, each once; close after the last."""
+    """Send every event after `since`, each once and in order; close 1000 after the last.
+
+    The store is the truth and the hub's publishes only hints: a gap between hints, or a
+    socket idle for `ws_idle_check_s`, is filled by reading the store (see `events.follow`),
+    so a lost publish, even of the terminal event, neither leaves a hole nor a socket open.
+    """
     last = since
+    idle_s = app[SETTINGS].ws_idle_check_s
     with app[HUB].subscribe(order_id) as subscription:
+        events = follow(app[REPOSITORY], subscription, order_id, since, idle_s)
         try:
-            async for event in _stored_then_live(app[REPOSITORY], order_id, since, subscription):
-                if event.seq > last:
+            async with aclosing(events):
+                async for event in events:
                     await ws.send_json(event.wire())
                     last = event.seq
-                if event.status.terminal:
-                    await ws.close()
-                    return
         except FellBehind:
             await ws.close(
                 code=FELL_BEHIND, message=f"fell behind; resume with since={last}".encode()
             )
+            return
         except OrderEngineError as error:
             await ws.send_json(error_body(error.code, error.message))
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
-
-
-async def _stored_then_live(
-    repository: Repository, order_id: UUID, since: int, subscription: Subscription
-) -> AsyncIterator[OrderEvent]:
-    """The order's stored events after `since`, then its live ones.
-
-    The subscription was registered before the store is read, so nothing falls between;
-    what both hold comes twice, and the caller drops repeats by seq.
-
-    A client resuming after an order's last event is handed that event again, already
-    seen, so that a finished order's stream still ends.
-    """
-    stored = await repository.events(order_id, after=since)
-    if not stored:
-        latest = await repository.latest_event(order_id)
-        stored = [latest] if latest is not None and latest.status.terminal else []
-    for event in stored:
-        yield event
-    while True:
-        yield await subscription.next()
+            return
+    await ws.close()

@@ -1,20 +1,62 @@
-"""The event hub: every watcher gets every event; a slow one falls behind alone."""
+"""The event hub, and a watcher that takes the store as the truth and the hub as hints.
+
+The store here is a list in memory; tests/integration/test_streams.py proves the same on the
+real app, the real repository and PostgreSQL.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 import pytest
 
 from orderengine.domain import OrderEvent, OrderStatus
-from orderengine.events import EventHub, FellBehind
+from orderengine.events import EventHub, FellBehind, follow
+
+ORDER = uuid.uuid4()
 
 
-def event(order_id: uuid.UUID, seq: int) -> OrderEvent:
-    return OrderEvent(
-        order_id=order_id, seq=seq, status=OrderStatus.PENDING, attempt=1, at=datetime.now(UTC)
-    )
+def event(order_id: uuid.UUID, seq: int, status: OrderStatus = OrderStatus.PENDING) -> OrderEvent:
+    return OrderEvent(order_id=order_id, seq=seq, status=status, attempt=1, at=datetime.now(UTC))
+
+
+def events(*seqs: int, last: OrderStatus | None = None) -> list[OrderEvent]:
+    """Events of ORDER with these seqs, the last one with status `last` if given."""
+    made = [event(ORDER, seq) for seq in seqs]
+    if last is not None:
+        made[-1] = event(ORDER, seqs[-1], last)
+    return made
+
+
+class MemoryStore:
+    """An order's committed events, read back as the repository would; counts the reads."""
+
+    def __init__(self, *stored: OrderEvent) -> None:
+        self.stored = list(stored)
+        self.reads = 0
+
+    async def events(self, order_id: uuid.UUID, after: int = 0) -> list[OrderEvent]:
+        self.reads += 1
+        return [e for e in self.stored if e.order_id == order_id and e.seq > after]
+
+    async def latest_event(self, order_id: uuid.UUID) -> OrderEvent | None:
+        mine = [e for e in self.stored if e.order_id == order_id]
+        return mine[-1] if mine else None
+
+
+async def take(feed: AsyncGenerator[OrderEvent, None], count: int) -> list[int]:
+    """The seqs of the next `count` events; a feed that waits on a hint fails within 1 s."""
+    async with asyncio.timeout(1):
+        return [(await anext(feed)).seq for _ in range(count)]
+
+
+async def rest(feed: AsyncGenerator[OrderEvent, None]) -> list[int]:
+    """The seqs of every event up to the feed's end, which must come within 1 s."""
+    async with asyncio.timeout(1):
+        return [e.seq async for e in feed]
 
 
 async def test_a_subscriber_that_falls_behind_is_told_and_publishing_never_blocks() -> None:
@@ -30,3 +72,88 @@ async def test_a_subscriber_that_falls_behind_is_told_and_publishing_never_block
         assert [(await slow.next()).seq for _ in range(3)] == [1, 2, 3]
         with pytest.raises(FellBehind):
             await slow.next()
+
+
+async def test_a_lost_publish_is_filled_from_the_store_in_order() -> None:
+    hub = EventHub(buffer=8)
+    one, two, three, four, done = events(1, 2, 3, 4, 5, last=OrderStatus.CONFIRMED)
+    store = MemoryStore(one)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        assert await take(feed, 1) == [1]
+
+        store.stored += [two, three, four]
+        hub.publish(two)
+        hub.publish(four)
+        assert await take(feed, 3) == [2, 3, 4]
+        assert store.reads == 2, "the replay, then one read for the gap, none for 2"
+
+        store.stored.append(done)
+        hub.publish(done)
+        assert await rest(feed) == [5]
+
+
+async def test_a_terminal_event_never_published_is_found_by_the_idle_read() -> None:
+    hub = EventHub(buffer=8)
+    first, done = events(1, 2, last=OrderStatus.FAILED)
+    store = MemoryStore(first)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, idle_s=0.01)
+        assert await take(feed, 1) == [1]
+
+        store.stored.append(done)
+        assert await rest(feed) == [2]
+
+
+async def test_live_events_the_replay_already_sent_are_dropped() -> None:
+    hub = EventHub(buffer=8)
+    stored = events(1, 2, 3)
+    store = MemoryStore(*stored)
+    with hub.subscribe(ORDER) as subscription:
+        for replayed in stored:
+            hub.publish(replayed)
+        four, done = events(4, 5, last=OrderStatus.CONFIRMED)
+        store.stored += [four, done]
+        hub.publish(four)
+        hub.publish(done)
+
+        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        assert await rest(feed) == [1, 2, 3, 4, 5]
+
+
+async def test_a_stream_resumed_past_a_finished_orders_end_ends_at_once() -> None:
+    hub = EventHub(buffer=8)
+    store = MemoryStore(*events(1, 2, 3, last=OrderStatus.FAILED))
+    with hub.subscribe(ORDER) as subscription:
+        assert await rest(follow(store, subscription, ORDER, since=3, idle_s=60)) == []
+        assert await rest(follow(store, subscription, ORDER, since=9, idle_s=60)) == []
+
+
+async def test_a_stream_resumed_past_the_end_closes_when_the_order_finishes() -> None:
+    hub = EventHub(buffer=8)
+    store = MemoryStore(*events(1, 2))
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=9, idle_s=60)
+        waiting = asyncio.create_task(rest(feed))
+        await asyncio.sleep(0)
+        assert store.reads == 1, "the store was read before the order finished"
+
+        [_, _, done] = events(1, 2, 3, last=OrderStatus.CONFIRMED)
+        store.stored.append(done)
+        hub.publish(done)
+
+        assert await waiting == []
+
+
+async def test_a_watcher_whose_buffer_overflowed_falls_behind() -> None:
+    hub = EventHub(buffer=8)
+    [first] = events(1)
+    store = MemoryStore(first)
+    with hub.subscribe(ORDER) as subscription:
+        for _ in range(9):
+            hub.publish(first)
+        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+
+        assert await take(feed, 1) == [1]
+        with pytest.raises(FellBehind):
+            await take(feed, 1)

@@ -1,0 +1,228 @@
+"""Streams with no holes: the store is the truth, the hub's publishes only hints.
+
+Each test moves one order by hand through the real repository, on the real app, and publishes
+on the app's hub exactly the events it chooses. The app's engine never touches that order: it
+never learns of it (the order is not submitted through the app), and its venues never answer
+a quote anyway. So a lost publish, a replay that overlaps live events, a client that falls
+behind and a database out of reach are each forced, not waited for by chance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+import pytest
+
+from orderengine.domain import NewOrder, Order, OrderEvent, OrderRequest, OrderStatus
+from orderengine.errors import DatabaseUnavailable
+from orderengine.keys import HUB, REPOSITORY
+from orderengine.repository import Repository
+from tests.harness import Client, StartApp
+from tests.streams import read_until_closed, seqs, stream
+from tests.venues import Stalled, wrapping
+
+S = OrderStatus
+REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
+NEVER_S = 600.0
+"""An interval no test lives to see: an idle check or a quote that never comes."""
+
+
+async def quiet_app(start_app: StartApp, **settings: Any) -> Client:
+    """The real app, whose engine writes no event: its venues never answer a quote."""
+    return await start_app(venues=wrapping(Stalled), quote_timeout_s=NEVER_S, **settings)
+
+
+async def accepted(repository: Repository) -> Order:
+    [outcome] = await repository.create_orders([NewOrder(request=REQUEST)])
+    assert not isinstance(outcome, Exception)
+    return outcome[0]
+
+
+async def moved(
+    repository: Repository, order: Order, *path: OrderStatus
+) -> tuple[Order, list[OrderEvent]]:
+    """Commit each status change of `path` in turn; the order after them, and their events."""
+    committed = []
+    for status in path:
+        order, event = await repository.transition(order, status)
+        committed.append(event)
+    return order, committed
+
+
+def watch(client: Client, order: Order, since: int | None = None) -> Any:
+    query = f"orderId={order.order_id}" + (f"&since={since}" if since is not None else "")
+    return client.ws_connect(f"/api/orders/execute?{query}")
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
+    """The next `count` messages; failing, not hanging, when they do not come."""
+    async with asyncio.timeout(5):
+        return [await ws.receive_json() for _ in range(count)]
+
+
+async def read_until_close_frame(
+    ws: aiohttp.ClientWebSocketResponse,
+) -> tuple[list[dict[str, Any]], str]:
+    """Every message until the server's close frame, and the reason that frame gives."""
+    messages = []
+    async with asyncio.timeout(5):
+        while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+            messages.append(message.json())
+    assert message.type == aiohttp.WSMsgType.CLOSE, message
+    return messages, str(message.extra)
+
+
+class PausedRead:
+    """The app's stored-event reads, except that the first of `order_id` holds its answer.
+
+    It reads the store, says so (`read`), then waits for `release` before answering: whatever
+    is committed and published meanwhile reaches the socket both live and, if the test
+    commits nothing, from this read.
+    """
+
+    def __init__(self, repository: Repository, order_id: UUID) -> None:
+        self._events = repository.events
+        self._order_id = order_id
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def events(self, order_id: UUID, after: int = 0) -> list[OrderEvent]:
+        stored = await self._events(order_id, after)
+        if order_id == self._order_id and not self.read.is_set():
+            self.read.set()
+            await self.release.wait()
+        return stored
+
+
+async def test_a_lost_publish_is_back_filled_from_the_store(
+    start_app: StartApp, repository: Repository
+) -> None:
+    client = await quiet_app(start_app, ws_idle_check_s=NEVER_S)
+    hub = client.app[HUB]
+    order = await accepted(repository)
+
+    async with watch(client, order) as ws:
+        first = await receive(ws, 1)
+        order, [routing, _lost, submitted] = await moved(
+            repository, order, S.ROUTING, S.BUILDING, S.SUBMITTED
+        )
+        hub.publish(routing)
+        hub.publish(submitted)
+        middle = await receive(ws, 3)
+        _, [confirmed] = await moved(repository, order, S.CONFIRMED)
+        hub.publish(confirmed)
+        last = await read_until_closed(ws, limit_s=5)
+
+    assert seqs(first) == [1]
+    assert seqs(middle) == [2, 3, 4]
+    assert [event["status"] for event in middle] == ["routing", "building", "submitted"]
+    assert seqs(last) == [5]
+    assert ws.close_code == 1000
+
+
+@pytest.mark.parametrize(
+    "published", [{2, 3, 4}, set()], ids=["after-live-events", "with-nothing-published"]
+)
+async def test_a_terminal_event_never_published_still_closes_the_socket(
+    start_app: StartApp, repository: Repository, published: set[int]
+) -> None:
+    idle_s = 0.1
+    client = await quiet_app(start_app, ws_idle_check_s=idle_s)
+    hub = client.app[HUB]
+    order = await accepted(repository)
+
+    async with watch(client, order) as ws:
+        first = await receive(ws, 1)
+        _, path = await moved(repository, order, S.ROUTING, S.BUILDING, S.SUBMITTED, S.FAILED)
+        for event in path:
+            if event.seq in published:
+                hub.publish(event)
+        rest = await read_until_closed(ws, limit_s=20 * idle_s)
+
+    assert seqs(first + rest) == [1, 2, 3, 4, 5]
+    assert rest[-1]["status"] == "failed"
+    assert ws.close_code == 1000
+
+
+async def test_a_replay_overlapping_live_events_sends_each_seq_once(
+    start_app: StartApp, repository: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await quiet_app(start_app, ws_idle_check_s=NEVER_S)
+    hub = client.app[HUB]
+    order = await accepted(repository)
+    order, _ = await moved(repository, order, S.ROUTING, S.BUILDING)
+    stored = await repository.events(order.order_id, after=0)
+    assert [event.seq for event in stored] == [1, 2, 3]
+    paused = PausedRead(client.app[REPOSITORY], order.order_id)
+    monkeypatch.setattr(client.app[REPOSITORY], "events", paused.events)
+
+    async with watch(client, order) as ws:
+        async with asyncio.timeout(5):
+            await paused.read.wait()
+        for event in stored:
+            hub.publish(event)
+        order, [submitted] = await moved(repository, order, S.SUBMITTED)
+        hub.publish(submitted)
+        paused.release.set()
+        before_the_end = await receive(ws, 4)
+        _, [confirmed] = await moved(repository, order, S.CONFIRMED)
+        hub.publish(confirmed)
+        rest = await read_until_closed(ws, limit_s=5)
+
+    assert seqs(before_the_end + rest) == [1, 2, 3, 4, 5]
+    assert ws.close_code == 1000
+
+
+async def test_a_socket_that_falls_behind_is_closed_4000_and_resumes_with_since(
+    start_app: StartApp, repository: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await quiet_app(start_app, ws_idle_check_s=NEVER_S, ws_buffer=8)
+    hub = client.app[HUB]
+    order = await accepted(repository)
+    paused = PausedRead(client.app[REPOSITORY], order.order_id)
+    monkeypatch.setattr(client.app[REPOSITORY], "events", paused.events)
+    retries = [S.ROUTING, S.PENDING] * 5
+
+    async with watch(client, order) as ws:
+        async with asyncio.timeout(5):
+            await paused.read.wait()
+        order, committed = await moved(repository, order, *retries)
+        for event in committed:
+            hub.publish(event)
+        paused.release.set()
+        sent, reason = await read_until_close_frame(ws)
+
+    assert seqs(sent) == list(range(1, 10)), "the replay, then the 8 events the buffer held"
+    assert ws.close_code == 4000
+    assert reason == "fell behind; resume with since=9"
+    _, [last] = await moved(repository, order, S.FAILED)
+    hub.publish(last)
+    assert seqs(await stream(client, str(order.order_id), since=9)) == [10, 11, 12]
+
+
+async def test_a_database_out_of_reach_at_an_idle_check_closes_1013(
+    start_app: StartApp, repository: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await quiet_app(start_app, ws_idle_check_s=0.05)
+    order = await accepted(repository)
+    app_repository: Repository = client.app[REPOSITORY]
+    reads = app_repository.events
+
+    async def first_read_only(order_id: UUID, after: int = 0) -> list[OrderEvent]:
+        if after > 0:
+            raise DatabaseUnavailable("database unavailable: the test took it away")
+        return await reads(order_id, after)
+
+    monkeypatch.setattr(app_repository, "events", first_read_only)
+
+    async with watch(client, order) as ws:
+        messages = await read_until_closed(ws, limit_s=5)
+
+    assert seqs(messages[:1]) == [1]
+    assert messages[1]["error"]["code"] == "database_unavailable"
+    assert len(messages) == 2
+    assert ws.close_code == 1013
