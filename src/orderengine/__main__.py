@@ -18,6 +18,7 @@ from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
 from orderengine.keys import ENGINE
 from orderengine.logs import configure_logging
+from orderengine.server import EngineSite
 from orderengine.settings import Settings
 
 log = structlog.get_logger("orderengine")
@@ -26,9 +27,9 @@ log = structlog.get_logger("orderengine")
 async def serve(settings: Settings) -> None:
     runner = web.AppRunner(create_app(settings), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = EngineSite(runner, settings)
     await site.start()
-    log.info("listening", url=f"http://{settings.host}:{settings.port}")
+    log.info("listening", url=site.name, max_connections=site.cap.limit)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -10,15 +10,17 @@ from aiohttp import web
 
 from orderengine import stream
 from orderengine.domain import OrderStatus
-from orderengine.errors import BadRequest, OrderEngineError, Unavailable
-from orderengine.keys import ENGINE, METRICS, REPOSITORY
+from orderengine.errors import BadRequest, OrderEngineError, RequestTimeout, Unavailable
+from orderengine.keys import ENGINE, METRICS, REPOSITORY, SETTINGS
 from orderengine.wire import (
+    INT64_MAX,
     accepted,
     error_body,
     non_negative,
     order_id,
     order_json,
-    parse_order,
+    read_order,
+    refuse_bad_upgrade,
     submit,
 )
 
@@ -31,29 +33,59 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves in one shape; internal ones are logged, never shown."""
+    """Every error leaves in one shape; internal ones are logged, never shown.
+
+    Once an answer has begun (a socket switched protocols, say) no HTTP answer may follow it
+    into the stream: the error goes on up, and aiohttp closes the connection.
+    """
     try:
         return await handler(request)
-    except Unavailable as error:
+    except web.HTTPException as error:
+        if error.status < 400 or _answer_begun(request):
+            raise
+        code = error.reason.lower().replace(" ", "_")
+        message = "request body too large" if error.status == 413 else _message(error)
+        return _json(error_body(code, message), status=error.status, headers=_allow(error))
+    except Exception as error:
+        if _answer_begun(request):
+            log.warning("request_failed_after_answering", path=request.path, error=repr(error))
+            raise
+        return _answer(request, error)
+
+
+def _answer_begun(request: web.Request) -> bool:
+    return request.writer.output_size > 0
+
+
+def _answer(request: web.Request, error: Exception) -> web.Response:
+    """The error's answer: its own status and words, or a 500 that says nothing more."""
+    if isinstance(error, Unavailable):
         request.app[METRICS].rejected.labels(error.code).inc()
         return _json(
             error_body(error.code, error.message, error.details),
             status=error.status,
             headers={"Retry-After": str(error.retry_after_s)},
         )
-    except OrderEngineError as error:
+    if isinstance(error, OrderEngineError):
         if error.status >= 500:
             log.error("request_failed", path=request.path, error=error.message)
-        return _json(error_body(error.code, error.message, error.details), status=error.status)
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        code = error.reason.lower().replace(" ", "_")
-        message = "request body too large" if error.status == 413 else _message(error)
-        return _json(error_body(code, message), status=error.status, headers=_allow(error))
-    except Exception:
-        log.exception("request_crashed", path=request.path, method=request.method)
-        return _json(error_body("internal_error", "internal error"), status=500)
+        response = _json(error_body(error.code, error.message, error.details), status=error.status)
+        if isinstance(error, RequestTimeout):
+            response.force_close()  # the rest of the body may never come: stop waiting for it
+        return response
+    log.error("request_crashed", path=request.path, method=request.method, exc_info=error)
+    return _json(error_body("internal_error", "internal error"), status=500)
+
+
+@web.middleware
+async def upgrade_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request asking for a WebSocket it may not have is refused before any handler runs.
+
+    On every route, so that neither a POST (which would create an order) nor a GET (which
+    would answer 405) is taken for a plain request: see `wire.refuse_bad_upgrade`.
+    """
+    refuse_bad_upgrade(request)
+    return await handler(request)
 
 
 def _message(error: web.HTTPException) -> str:
@@ -75,8 +107,11 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 
 
 async def execute(request: web.Request) -> web.StreamResponse:
-    """POST an order: 201 with its id once it is committed, or upgraded to its stream."""
-    order_request = parse_order(await request.read())
+    """POST an order: 201 with its id once it is committed, or upgraded to its stream.
+
+    A request asking for a WebSocket it may not have never gets here (`upgrade_middleware`).
+    """
+    order_request = await read_order(request)
     if stream.upgrading(request):
         return await stream.upgrade_after_post(request, order_request)
     order, created = await submit(request, order_request)
@@ -109,7 +144,7 @@ async def list_orders(request: web.Request) -> web.Response:
     limit = non_negative("limit", query.get("limit"), 50)
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
-    cursor = non_negative("cursor", query.get("cursor"), 0) or None
+    cursor = non_negative("cursor", query.get("cursor"), 0, maximum=INT64_MAX) or None
     orders, next_cursor = await request.app[REPOSITORY].list_orders(status, cursor, limit)
     return _json(
         {
@@ -120,13 +155,29 @@ async def list_orders(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness and whether the database answers."""
+    """Liveness: the database answers and every worker runs; and how far behind we are.
+
+    `oldestUnfinishedAgeS` is the age of the oldest order not yet confirmed or failed: a
+    number that keeps growing means orders are stuck, whatever the workers say.
+    """
     engine = request.app[ENGINE]
+    alive, configured = engine.workers_alive, request.app[SETTINGS].concurrency
+    workers = {"alive": alive, "configured": configured}
     try:
-        await request.app[REPOSITORY].ping()
+        oldest = await request.app[REPOSITORY].oldest_unfinished_age_s()
     except Unavailable:
-        return _json({"status": "degraded", "database": "unavailable"}, status=503)
-    return _json({"status": "ok", "database": "ok", "backlog": engine.backlog})
+        return _json(
+            {"status": "degraded", "database": "unavailable", "workers": workers}, status=503
+        )
+    healthy = alive == configured
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "degraded",
+        "database": "ok",
+        "workers": workers,
+        "backlog": engine.backlog,
+        "oldestUnfinishedAgeS": round(oldest, 3) if oldest is not None else None,
+    }
+    return _json(body, status=200 if healthy else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

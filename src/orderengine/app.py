@@ -20,16 +20,20 @@ from orderengine.events import EventHub
 from orderengine.keys import ENGINE, HUB, METRICS, REPOSITORY, SETTINGS, SOCKETS, VENUES
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
+from orderengine.server import handler_args
 from orderengine.settings import Settings
 from orderengine.venues.factory import simulated_venues
 from orderengine.venues.venue import VenueFactory
+from orderengine.wallet import load_or_create_keypair
 from orderengine.wire import EXECUTE
 
 
 def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> web.Application:
     """The application for `settings`, trading on the venues `venues` opens."""
     app = web.Application(
-        middlewares=[api.error_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[api.error_middleware, api.upgrade_middleware],
+        client_max_size=settings.max_body_bytes,
+        handler_args=handler_args(settings),
     )
     app[SETTINGS] = settings
     app[VENUES] = venues
@@ -57,7 +61,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     )
     try:
         async with app[VENUES](settings) as venues:
-            engine = Engine(settings, repository, venues, app[HUB], app[METRICS])
+            signer = load_or_create_keypair(settings.keypair)
+            engine = Engine(settings, repository, venues, app[HUB], app[METRICS], signer)
             app[REPOSITORY] = repository
             app[ENGINE] = engine
             await engine.start()

@@ -22,6 +22,34 @@ class BadRequest(OrderEngineError):
     code = "bad_request"
 
 
+class ForeignOrigin(OrderEngineError):
+    """A WebSocket asked for from a web page of another site, which may not act for its user."""
+
+    status = 403
+    code = "forbidden_origin"
+
+
+class RequestTimeout(OrderEngineError):
+    """The request's body did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class BodyTooLarge(OrderEngineError):
+    """A body larger than allowed once decoded (a compressed body is measured decompressed)."""
+
+    status = 413
+    code = "request_entity_too_large"
+
+
+class UnsupportedMediaType(OrderEngineError):
+    """A body not sent as JSON, or in a content coding the engine does not decode."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class InvalidOrder(OrderEngineError):
     status = 422
     code = "invalid_order"
@@ -64,6 +92,12 @@ class InvalidTransition(OrderEngineError):
     """A status change the transition table forbids, or one raced by another writer."""
 
     code = "invalid_transition"
+
+
+class StaleOrder(InvalidTransition):
+    """A status change from a view of the order that is no longer current: nothing written."""
+
+    code = "stale_order"
 
 
 class VenueError(OrderEngineError):

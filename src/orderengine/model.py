@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 
@@ -21,5 +21,14 @@ class Model(BaseModel):
     )
 
 
-Amount = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=38)]
-"""An exact amount or price: a decimal string on the wire, NUMERIC in the database."""
+def plain_decimal(amount: Decimal) -> str:
+    """`amount` in positional notation: "0.000000001", never "1E-9" as `str` would write it."""
+    return format(amount, "f")
+
+
+Amount = Annotated[
+    Decimal,
+    Field(allow_inf_nan=False, max_digits=38),
+    PlainSerializer(plain_decimal, return_type=str, when_used="json"),
+]
+"""An exact amount or price: a plain decimal string on the wire, NUMERIC in the database."""

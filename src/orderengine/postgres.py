@@ -58,7 +58,7 @@ async def create_pool(dsn: str, size: int, timeout_s: float) -> asyncpg.Pool:
             timeout=timeout_s,
         )
     except CONNECTION_ERRORS as error:
-        raise DatabaseUnavailable(f"database unavailable: {error!r}") from error
+        raise DatabaseUnavailable("database unavailable") from error
 
 
 @asynccontextmanager
@@ -68,4 +68,4 @@ async def acquire(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[Connect
         async with pool.acquire(timeout=timeout_s) as connection:
             yield connection
     except CONNECTION_ERRORS as error:
-        raise DatabaseUnavailable(f"database unavailable: {error!r}") from error
+        raise DatabaseUnavailable("database unavailable") from error

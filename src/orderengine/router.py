@@ -10,11 +10,14 @@ from decimal import Decimal
 import structlog
 
 from orderengine.domain import RoutingDecided
-from orderengine.errors import NoRoute
+from orderengine.errors import NoRoute, OrderEngineError
 from orderengine.venues.values import Quote
 from orderengine.venues.venue import Venue
 
 log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_PRICE_IMPACT_PCT = Decimal(5)
+"""The price impact beyond which a quote is no quote, unless the engine is given another."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,15 @@ class Decision:
 class Router:
     """Quotes all venues concurrently under a deadline; a slow or failing venue is skipped."""
 
-    def __init__(self, venues: Sequence[Venue], deadline_s: float) -> None:
+    def __init__(
+        self,
+        venues: Sequence[Venue],
+        deadline_s: float,
+        max_price_impact_pct: Decimal = DEFAULT_MAX_PRICE_IMPACT_PCT,
+    ) -> None:
         self._venues = tuple(venues)
         self._deadline_s = deadline_s
+        self._max_price_impact_pct = max_price_impact_pct
 
     async def route(self, token_in: str, token_out: str, amount_in: Decimal) -> Decision:
         answers = await asyncio.gather(
@@ -75,10 +84,26 @@ class Router:
             return f"no quote within {self._deadline_s}s"
         except Exception as error:
             log.warning("quote_failed", dex=venue.name, error=repr(error))
-            return f"quote failed: {error}"
+            # A venue's own refusal is worded for traders; anything else stays in the log.
+            said = error.message if isinstance(error, OrderEngineError) else "internal error"
+            return f"quote failed: {said}"
         if quote.amount_out <= 0:
             log.warning("quote_empty", dex=venue.name, amount_in=str(amount_in))
-            return f"{amount_in} {token_in} buys less than the smallest unit of {token_out}"
+            return (
+                f"{format(amount_in, 'f')} {token_in} buys less than the smallest unit"
+                f" of {token_out}"
+            )
+        if quote.price_impact_pct > self._max_price_impact_pct:
+            log.warning(
+                "quote_over_price_impact",
+                dex=venue.name,
+                price_impact_pct=str(quote.price_impact_pct),
+                limit_pct=str(self._max_price_impact_pct),
+            )
+            return (
+                f"price impact of {format(quote.price_impact_pct, 'f')}% is over the"
+                f" {format(self._max_price_impact_pct, 'f')}% limit"
+            )
         log.info(
             "quote",
             dex=venue.name,

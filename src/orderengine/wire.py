@@ -1,25 +1,52 @@
 """The API's wire format, shared by the HTTP handlers and the streams.
 
-Reading requests (orders, ids, query numbers, idempotency keys) and writing answers
-(orders, the accepted order, the one error shape).
+Reading requests (orders, ids, query numbers, idempotency keys, the WebSocket handshake) and
+writing answers (orders, the accepted order, the one error shape).
+
+Whatever a client sends is refused in the engine's own words: no parser's or codec's
+message, and no header or body bytes, are quoted back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import hashlib
 import json
+import re
+import zlib
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import ValidationError
+from yarl import URL
 
-from orderengine.domain import Order, OrderRequest, OrderStatus
-from orderengine.errors import BadRequest, InvalidOrder, OrderNotFound
-from orderengine.keys import ENGINE
+from orderengine.domain import MAX_AMOUNTS, Order, OrderRequest, OrderStatus
+from orderengine.errors import (
+    BadRequest,
+    BodyTooLarge,
+    ForeignOrigin,
+    InvalidOrder,
+    OrderNotFound,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from orderengine.keys import ENGINE, SETTINGS
 
 EXECUTE = "/api/orders/execute"
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a body may have; an order needs one level."""
+INT32_MAX = 2**31 - 1
+"""The largest `since` (a seq, an integer column); the default bound of a query number."""
+INT64_MAX = 2**63 - 1
+"""The largest `cursor` (a position, a bigint column)."""
+CODINGS = ("gzip", "x-gzip", "deflate")
+"""The content codings a body may come in, besides none (identity)."""
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -27,23 +54,97 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+class _Refused(ValueError):
+    """Raised from inside the JSON parser with the reason, in our words, to give the client."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise _Refused(f"request body is not valid JSON: {name} is not a number JSON allows")
 
 
-def parse_order(raw: bytes | str) -> OrderRequest:
+def _integer(text: str) -> int | Decimal:
+    """A JSON integer; a long one as a `Decimal`, which has no digit limit and stays exact."""
+    return int(text) if len(text) <= 18 else Decimal(text)
+
+
+ORDER_FIELDS = frozenset(field.alias for field in OrderRequest.model_fields.values())
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if a key repeats: which of its values would count is a guess."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            which = key if key in ORDER_FIELDS else "a key"
+            raise _Refused(f"request body gives {which} more than once in one object")
+        found[key] = value
+    return found
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """Whether arrays and objects in `text` nest more than `limit` deep, strings aside.
+
+    Checked before parsing: the parser recurses once per level, and runs out of stack.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def read_json(raw: bytes | str) -> Any:
+    """A body or socket message as JSON, or a `BadRequest` saying why it cannot be read.
+
+    UTF-8 only; numbers exact (`Decimal` for fractions and long integers); no repeated keys;
+    nesting at most `MAX_JSON_DEPTH` deep.
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid JSON: it is not UTF-8 text") from None
+    if _nests_deeper_than(text, MAX_JSON_DEPTH):
+        raise BadRequest(
+            f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+        )
+    try:
+        return json.loads(
+            text,
+            parse_float=Decimal,
+            parse_int=_integer,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except _Refused as error:
+        raise BadRequest(str(error)) from None
+    except json.JSONDecodeError as error:
+        raise BadRequest(
+            "request body is not valid JSON", details={"line": error.lineno, "column": error.colno}
+        ) from None
+    except (ValueError, RecursionError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def parse_order(raw: bytes | str, max_amounts: Mapping[str, Decimal] | None = None) -> OrderRequest:
     """Unreadable JSON is a 400; a readable but invalid order is a 422 with every reason.
 
     Numbers are read as `Decimal`, so an amount sent as a JSON number stays exact.
+    `max_amounts` (by symbol) replaces the tokens' own limits on one order's size.
     """
-    try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(f"request body is not valid JSON: {error}") from error
+    body = read_json(raw)
     if not isinstance(body, dict):
         raise InvalidOrder("an order must be a JSON object", details=[])
     try:
-        return OrderRequest.model_validate(body)
+        return OrderRequest.model_validate(
+            body, context={MAX_AMOUNTS: max_amounts} if max_amounts is not None else None
+        )
     except ValidationError as error:
         raise InvalidOrder(
             "invalid order",
@@ -58,21 +159,210 @@ def parse_order(raw: bytes | str) -> OrderRequest:
         ) from error
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def order_id(text: str | None) -> UUID:
-    """An order id from a path or query; anything that is not one names no order."""
-    try:
-        return UUID(text or "")
-    except ValueError:
-        raise OrderNotFound(f"no order {text!r}") from None
+    """An order id from a path or query; anything that is not one names no order.
+
+    Only the canonical form: `UUID()` would also take braces, a `urn:uuid:` prefix,
+    underscores and non-ASCII digits.
+    """
+    if text is None or not _UUID.fullmatch(text):
+        raise OrderNotFound("no order has that id: an order id is a UUID")
+    return UUID(text)
 
 
-def non_negative(name: str, text: str | None, default: int) -> int:
-    """A non-negative integer query parameter, or `default` when it is absent."""
+def non_negative(name: str, text: str | None, default: int, maximum: int = INT32_MAX) -> int:
+    """A whole number from 0 to `maximum` in ASCII digits, or `default` when it is absent."""
     if text is None:
         return default
-    if not text.isdigit():
-        raise BadRequest(f"{name} must be a non-negative integer")
+    if not _ASCII_DIGITS.fullmatch(text) or int(text) > maximum:
+        raise BadRequest(f"{name} must be a whole number from 0 to {maximum}")
     return int(text)
+
+
+def order_from_message(request: web.Request, data: bytes | str) -> OrderRequest:
+    """The order a socket's first message carries, within the same limits as a POST's."""
+    return parse_order(data, request.app[SETTINGS].max_amounts)
+
+
+async def read_order(request: web.Request) -> OrderRequest:
+    """The order a POST carries, or why it cannot be read.
+
+    It must be JSON (415 otherwise, which also makes a browser ask first: a cross-site form
+    cannot send it), in no content coding or gzip or deflate (415 for any other), arrive
+    within the request timeout (408), and be at most `max_body_bytes` once decoded (413).
+    """
+    settings = request.app[SETTINGS]
+    _require_json(request)
+    coding = _content_coding(request)
+    raw = await _read_body(request, settings.request_timeout_s)
+    body = _decoded(raw, coding, settings.max_body_bytes) if coding else raw
+    return parse_order(body, settings.max_amounts)
+
+
+def _require_json(request: web.Request) -> None:
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(
+            "an order must be sent with Content-Type: application/json, in UTF-8"
+        )
+
+
+def _content_coding(request: web.Request) -> str | None:
+    """The body's content coding: None for none, else one of `CODINGS`."""
+    codings = [
+        coding.strip().lower()
+        for header in request.headers.getall(hdrs.CONTENT_ENCODING, [])
+        for coding in header.split(",")
+    ]
+    codings = [coding for coding in codings if coding not in ("", "identity")]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in CODINGS:
+        return codings[0]
+    raise UnsupportedMediaType(
+        "a body may be sent with Content-Encoding gzip or deflate, or none",
+        details={"accepted": ["gzip", "deflate", "identity"]},
+    )
+
+
+async def _read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole body, which must arrive within `timeout_s` however slowly it trickles."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    except (web.RequestPayloadError, ConnectionError):
+        raise BadRequest("the request body was cut short or badly framed") from None
+
+
+def _decoded(raw: bytes, coding: str, limit: int) -> bytes:
+    """`raw` decompressed, never to more than `limit` bytes (a small bomb stays small)."""
+    if coding == "deflate":
+        # "deflate" is zlib's format; some clients send the raw stream it wraps.
+        try:
+            return _inflate(raw, zlib.MAX_WBITS, limit)
+        except BadRequest:
+            return _inflate(raw, -zlib.MAX_WBITS, limit)
+    return _inflate(raw, 16 + zlib.MAX_WBITS, limit)
+
+
+def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
+    decompressor = zlib.decompressobj(wbits)
+    try:
+        body = decompressor.decompress(raw, limit + 1)
+    except zlib.error:
+        raise BadRequest("request body is not valid for its Content-Encoding") from None
+    if len(body) > limit:
+        raise BodyTooLarge(f"request body is larger than {limit} bytes once decompressed")
+    if not decompressor.eof or decompressor.unused_data:
+        raise BadRequest("request body is not valid for its Content-Encoding")
+    return body
+
+
+def refuse_bad_upgrade(request: web.Request) -> None:
+    """Refuse a request that asks for a WebSocket it may not have, before anything is done.
+
+    A handshake that is not valid is a 400: not a plain request (a POST would create an
+    order), nor a 405. A socket asked for by a page of another site is a 403 (see
+    `refuse_foreign_origin`). A request that does not ask to upgrade passes.
+    """
+    if not _asks_for_websocket(request):
+        return
+    problem = _handshake_problem(request)
+    if problem is not None:
+        raise BadRequest(f"invalid WebSocket handshake: {problem}")
+    refuse_foreign_origin(request)
+
+
+def _tokens(request: web.Request, header: str) -> list[str]:
+    return [
+        token.strip().lower()
+        for value in request.headers.getall(header, [])
+        for token in value.split(",")
+    ]
+
+
+def _asks_for_websocket(request: web.Request) -> bool:
+    return "websocket" in _tokens(request, hdrs.UPGRADE)
+
+
+def _handshake_problem(request: web.Request) -> str | None:
+    """What is wrong with the request's WebSocket handshake (RFC 6455), if anything."""
+    if _tokens(request, hdrs.UPGRADE) != ["websocket"]:
+        return "Upgrade must name websocket alone"
+    if "upgrade" not in _tokens(request, hdrs.CONNECTION):
+        return "Connection must include upgrade"
+    if request.headers.getall(hdrs.SEC_WEBSOCKET_VERSION, []) != ["13"]:
+        return "Sec-WebSocket-Version must be 13"
+    keys = request.headers.getall(hdrs.SEC_WEBSOCKET_KEY, [])
+    if len(keys) != 1 or not _is_websocket_key(keys[0]):
+        return "Sec-WebSocket-Key must be 16 bytes in base64"
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        return "the handshake cannot be accepted"
+    return None
+
+
+def _is_websocket_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
+    except (UnicodeEncodeError, binascii.Error):
+        return False
+
+
+def refuse_foreign_origin(request: web.Request) -> None:
+    """A 403 for a request from a page of another site: an `Origin` not the engine's own.
+
+    The engine's own origin is the one its `Host` names; `ORDERENGINE_ALLOWED_ORIGINS` adds
+    others. A request without `Origin` comes from no web page (a program), and passes. A
+    WebSocket is the one way in a browser does not guard: a page may open one to any site,
+    and its first message could be an order.
+    """
+    text = request.headers.get(hdrs.ORIGIN)
+    if text is None:
+        return
+    origin = _origin(text)
+    if origin is not None and (_is_own(origin, request.host) or _allowed(origin, request)):
+        return
+    raise ForeignOrigin(
+        "a WebSocket may be opened only from the engine's own origin or an allowed one"
+    )
+
+
+def _origin(text: str) -> URL | None:
+    """An origin (scheme, host, port) as a URL; None for "null" or anything else."""
+    try:
+        url = URL(text.strip())
+    except ValueError:
+        return None
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+        return None
+    return url
+
+
+def _allowed(origin: URL, request: web.Request) -> bool:
+    allowed = (_origin(text) for text in request.app[SETTINGS].allowed_origins)
+    return _key(origin) in {_key(url) for url in allowed if url is not None}
+
+
+def _key(origin: URL) -> tuple[str, str, int | None]:
+    return origin.scheme, (origin.host or "").lower(), origin.port
+
+
+def _is_own(origin: URL, host: str) -> bool:
+    """Whether `origin` is the engine's own: the host and port its `Host` header names.
+
+    The scheme is not compared: behind a TLS proxy the engine itself speaks plain HTTP.
+    """
+    try:
+        own = URL.build(scheme=origin.scheme, authority=host)
+    except (ValueError, TypeError):
+        return False
+    return _key(own) == _key(origin)
 
 
 def _digest(request: OrderRequest) -> str:
@@ -81,9 +371,15 @@ def _digest(request: OrderRequest) -> str:
 
 
 def _idempotency_key(request: web.Request) -> str | None:
+    """The request's Idempotency-Key, if it has one: 1 to 255 printable ASCII characters.
+
+    Checked before the order joins a batch, so that a key the database could not store (bytes
+    that are not UTF-8 arrive here as lone surrogates) is refused alone. The key is never
+    echoed: it may be anything a client sent.
+    """
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 255:
-        raise BadRequest("Idempotency-Key must be 1 to 255 characters")
+    if key is not None and not (1 <= len(key) <= 255 and all(" " <= c <= "~" for c in key)):
+        raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
     return key
 
 

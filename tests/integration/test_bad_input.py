@@ -1,15 +1,47 @@
-"""Bad input gets a clear error in one shape, changes nothing, and stops no one else."""
+"""Bad input gets a clear error in one shape, changes nothing, and stops no one else.
+
+Among it, every attack on the running engine found so far: JSON nested to the parser's
+death, bodies in codings that are not what they claim, numbers in other scripts, pages of
+other sites posting orders or opening sockets, handshakes that are not handshakes, amounts
+no pool could fill. What the HTTP parser itself refuses, and slow or idle connections, are
+in test_server_limits.py.
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import uuid
+import zlib
+from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.harness import Client
-from tests.streams import MARKET, read_until_closed, statuses, stream, submit
+from orderengine.errors import DatabaseUnavailable
+from orderengine.postgres import create_pool
+from tests.harness import Client, StartApp
+from tests.raw_http import Answer, exchange, request_bytes
+from tests.streams import (
+    MARKET,
+    post_upgrade,
+    read_until_closed,
+    statuses,
+    stream,
+    submit,
+    wait_terminal,
+)
+
+JSON = {"Content-Type": "application/json"}
+ORDER = json.dumps(MARKET).encode()
+WEBSOCKET = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def without(field: str) -> dict[str, Any]:
@@ -129,8 +161,8 @@ async def test_plain_get_on_the_execute_route_explains_itself(client: Client) ->
 async def test_the_engine_keeps_serving_after_bad_input(client: Client) -> None:
     for bad in BAD_ORDERS:
         assert (await client.post("/api/orders/execute", json=bad)).status == 422
-    for raw in (b"{nope", b"\xff\xfe", b'{"amountIn": NaN}'):
-        assert (await client.post("/api/orders/execute", data=raw)).status == 400
+    for raw in (b"{nope", b"\xff\xfe", b'{"amountIn": NaN}', b"[" * 999 + b"]" * 999):
+        assert (await client.post("/api/orders/execute", data=raw, headers=JSON)).status == 400
 
     events = await stream(client, await submit(client))
 
@@ -145,3 +177,443 @@ async def test_reasons_name_the_problem(client: Client) -> None:
     reasons = {r["field"]: r["message"] for r in error_of(await response.json())["details"]}
     assert "limit orders are not supported yet" in reasons["type"]
     assert reasons["tokenIn"].startswith("unknown token 'DOGE'")
+
+
+# ---- bodies the parser would choke on -------------------------------------------------------
+
+
+DEEP = b"[" * 999 + b"]" * 999
+
+
+async def test_json_nested_999_deep_is_400_and_creates_nothing(client: Client) -> None:
+    response = await client.post("/api/orders/execute", data=DEEP, headers=JSON)
+
+    assert response.status == 400
+    error = error_of(await response.json())
+    assert error["message"] == "request body nests arrays and objects more than 32 levels deep"
+    assert await order_count(client) == 0
+
+
+async def test_json_nested_999_deep_posted_with_upgrade_is_400_before_upgrading(
+    client: Client,
+) -> None:
+    status, messages = await post_upgrade(client, DEEP)
+
+    assert (status, messages) == (400, [])
+    assert await order_count(client) == 0
+
+
+async def test_json_nested_999_deep_as_first_socket_message_is_refused_with_1008(
+    client: Client,
+) -> None:
+    async with client.ws_connect("/api/orders/execute") as ws:
+        await ws.send_str(DEEP.decode())
+        messages = await read_until_closed(ws)
+
+    assert ws.close_code == 1008
+    assert [error_of(message)["code"] for message in messages] == ["bad_request"]
+    assert await order_count(client) == 0
+
+
+async def test_parse_errors_are_told_in_our_words_with_where(client: Client) -> None:
+    response = await client.post("/api/orders/execute", data=b"{nope", headers=JSON)
+
+    error = error_of(await response.json())
+    assert error["message"] == "request body is not valid JSON"
+    assert error["details"] == {"line": 1, "column": 2}
+
+
+async def test_a_field_given_twice_is_400_not_last_wins(client: Client) -> None:
+    raw = ORDER[:-1] + b', "amountIn": "1000"}'
+
+    response = await client.post("/api/orders/execute", data=raw, headers=JSON)
+
+    assert response.status == 400
+    assert "amountIn more than once" in error_of(await response.json())["message"]
+    assert await order_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amountIn": "1_000"},
+        {"amountIn": "１"},
+        {"amountIn": "١"},
+        {"amountIn": " 1"},
+        {"tokenIn": "ſol"},
+        {"tokenOut": "usdc\u200b"},
+    ],
+    ids=["underscore", "full-width digit", "Arabic-Indic digit", "space", "long s", "zero width"],
+)
+async def test_lookalike_amounts_and_symbols_are_422(
+    client: Client, change: dict[str, str]
+) -> None:
+    response = await client.post("/api/orders/execute", json={**MARKET, **change})
+
+    assert response.status == 422
+    assert error_of(await response.json())["details"][0]["field"] == next(iter(change))
+    assert await order_count(client) == 0
+
+
+# ---- content types and codings --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin-1",
+        "application/jsonp",
+        "application/octet-stream",
+    ],
+)
+async def test_a_body_not_sent_as_json_is_415_and_creates_nothing(
+    client: Client, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    answer = await exchange(
+        client_port(client), request_bytes("POST", "/api/orders/execute", ORDER, headers)
+    )
+
+    assert answer.status == 415
+    assert error_of(answer.json())["code"] == "unsupported_media_type"
+    assert await order_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON; charset=UTF-8"]
+)
+async def test_json_with_its_charset_is_accepted(client: Client, content_type: str) -> None:
+    response = await client.post(
+        "/api/orders/execute", data=ORDER, headers={"Content-Type": content_type}
+    )
+
+    assert response.status == 201
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        ("gzip", gzip.compress(ORDER)),
+        ("x-gzip", gzip.compress(ORDER)),
+        ("deflate", zlib.compress(ORDER)),
+        ("deflate", zlib.compress(ORDER)[2:-4]),
+        ("identity", ORDER),
+    ],
+    ids=["gzip", "x-gzip", "deflate", "raw deflate", "identity"],
+)
+async def test_a_compressed_order_is_accepted(client: Client, coding: str, body: bytes) -> None:
+    response = await client.post(
+        "/api/orders/execute", data=body, headers={**JSON, "Content-Encoding": coding}
+    )
+
+    assert response.status == 201, await response.text()
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        ("gzip", ORDER),
+        ("gzip", gzip.compress(ORDER)[:-8]),
+        ("gzip", gzip.compress(ORDER) + b"trailing"),
+        ("gzip", b""),
+        ("deflate", ORDER),
+    ],
+    ids=["not gzip", "truncated gzip", "gzip with trailing bytes", "empty gzip", "not deflate"],
+)
+async def test_a_body_that_is_not_what_its_encoding_says_is_400(
+    client: Client, coding: str, body: bytes
+) -> None:
+    response = await client.post(
+        "/api/orders/execute", data=body, headers={**JSON, "Content-Encoding": coding}
+    )
+
+    assert response.status == 400
+    error = error_of(await response.json())
+    assert error["message"] == "request body is not valid for its Content-Encoding"
+    assert await order_count(client) == 0
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "compress", "rot13", "gzip, gzip", "gzip, br"])
+async def test_an_encoding_the_engine_does_not_decode_is_415(client: Client, coding: str) -> None:
+    response = await client.post(
+        "/api/orders/execute",
+        data=gzip.compress(ORDER),
+        headers={**JSON, "Content-Encoding": coding},
+    )
+
+    assert response.status == 415
+    assert error_of(await response.json())["code"] == "unsupported_media_type"
+    assert await order_count(client) == 0
+
+
+async def test_a_gzip_bomb_stops_at_the_body_limit_once_decompressed(client: Client) -> None:
+    bomb = gzip.compress(b'{"type": "market", "padding": "' + b" " * 50_000_000 + b'"}')
+    assert len(bomb) < 100_000
+
+    response = await client.post(
+        "/api/orders/execute",
+        data=bomb,
+        headers={**JSON, "Content-Encoding": "gzip"},
+    )
+
+    assert response.status == 413
+    assert error_of(await response.json())["code"] == "request_entity_too_large"
+    assert await order_count(client) == 0
+
+
+# ---- numbers in queries -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=²",
+        "limit=١٠",
+        "limit=99999999999999999999",
+        "limit=+5",
+        "limit= 5",
+        "cursor=²",
+        "cursor=٣",
+        "cursor=9223372036854775808",
+        "cursor=99999999999999999999999999",
+        "cursor=1e3",
+    ],
+)
+async def test_query_numbers_are_ascii_digits_within_their_column(
+    client: Client, query: str
+) -> None:
+    response = await client.get(f"/api/orders?{query}")
+
+    assert response.status == 400
+    error_of(await response.json())
+
+
+async def test_the_largest_cursor_is_a_cursor(client: Client) -> None:
+    response = await client.get("/api/orders?cursor=9223372036854775807")
+
+    assert response.status == 200
+
+
+@pytest.mark.parametrize("since", ["²", "٣", "2147483648", "99999999999999999999", "-1"])
+async def test_a_socket_since_that_is_no_seq_is_400_before_upgrading(
+    client: Client, since: str
+) -> None:
+    order_id = await submit(client)
+
+    response = await client.get(
+        f"/api/orders/execute?orderId={order_id}&since={since}", headers=WEBSOCKET
+    )
+
+    assert response.status == 400
+    assert "since" in error_of(await response.json())["message"]
+
+
+# ---- handshakes ---------------------------------------------------------------------------------
+
+
+def client_port(client: Client) -> int:
+    assert client.server.port is not None
+    return client.server.port
+
+
+async def post_with_upgrade(client: Client, **changes: str) -> Answer:
+    headers = {**WEBSOCKET, **JSON, **changes}
+    return await exchange(
+        client_port(client), request_bytes("POST", "/api/orders/execute", ORDER, headers)
+    )
+
+
+BAD_HANDSHAKES: list[dict[str, str]] = [
+    {"Sec-WebSocket-Key": "not base64!"},
+    {"Sec-WebSocket-Key": "c2hvcnQ="},
+    {"Sec-WebSocket-Key": ""},
+    {"Sec-WebSocket-Version": "8"},
+    {"Sec-WebSocket-Version": "14"},
+    {"Connection": "keep-alive"},
+    {"Upgrade": "websocket, h2c"},
+]
+HANDSHAKE_IDS = ["key", "short key", "empty key", "version 8", "version 14", "no Connection", "two"]
+
+
+@pytest.mark.parametrize("bad", BAD_HANDSHAKES, ids=HANDSHAKE_IDS)
+async def test_a_post_with_a_bad_websocket_handshake_is_400_and_creates_nothing(
+    client: Client, bad: dict[str, str]
+) -> None:
+    answer = await post_with_upgrade(client, **bad)
+
+    assert answer.status == 400
+    assert error_of(answer.json())["message"].startswith("invalid WebSocket handshake")
+    assert await order_count(client) == 0
+
+
+@pytest.mark.parametrize("bad", BAD_HANDSHAKES, ids=HANDSHAKE_IDS)
+async def test_a_get_with_a_bad_websocket_handshake_is_400(
+    client: Client, bad: dict[str, str]
+) -> None:
+    response = await client.get("/api/orders/execute", headers={**WEBSOCKET, **bad})
+
+    assert response.status == 400
+    assert error_of(await response.json())["message"].startswith("invalid WebSocket handshake")
+
+
+async def test_a_post_with_a_valid_handshake_still_upgrades(client: Client) -> None:
+    status, messages = await post_upgrade(client, ORDER)
+
+    assert status == 101
+    assert statuses(messages)[-1] == "confirmed"
+
+
+# ---- origins ---------------------------------------------------------------------------------
+
+
+FOREIGN = ["http://evil.example", "null", "https://127.0.0.1.evil.example", "file://"]
+
+
+@pytest.mark.parametrize("origin", FOREIGN)
+async def test_a_socket_opened_from_another_sites_page_is_403(client: Client, origin: str) -> None:
+    response = await client.get("/api/orders/execute", headers={**WEBSOCKET, "Origin": origin})
+
+    assert response.status == 403
+    assert error_of(await response.json())["code"] == "forbidden_origin"
+
+
+async def test_a_foreign_page_cannot_send_an_order_as_a_first_message(client: Client) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/api/orders/execute", origin="http://evil.example")
+
+    assert refused.value.status == 403
+    assert await order_count(client) == 0
+
+
+async def test_a_post_upgrade_from_a_foreign_origin_is_403_and_creates_nothing(
+    client: Client,
+) -> None:
+    answer = await post_with_upgrade(client, Origin="http://evil.example")
+
+    assert answer.status == 403
+    assert error_of(answer.json())["code"] == "forbidden_origin"
+    assert await order_count(client) == 0
+
+
+async def test_sockets_from_the_engines_own_origin_or_from_no_page_are_served(
+    client: Client,
+) -> None:
+    own = f"http://127.0.0.1:{client_port(client)}"
+    for origin in (own, None):
+        async with client.ws_connect("/api/orders/execute", origin=origin) as ws:
+            await ws.send_json(MARKET)
+            messages = await read_until_closed(ws)
+        assert statuses(messages)[-1] == "confirmed"
+
+
+async def test_an_origin_allowed_by_the_settings_is_served(start_app: StartApp) -> None:
+    client = await start_app(allowed_origins=("https://trade.example",))
+
+    async with client.ws_connect("/api/orders/execute", origin="https://trade.example") as ws:
+        await ws.send_json(MARKET)
+        messages = await read_until_closed(ws)
+
+    assert statuses(messages)[-1] == "confirmed"
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.ws_connect("/api/orders/execute", origin="http://trade.example")
+
+
+# ---- amounts ---------------------------------------------------------------------------------
+
+
+NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def amounts_in(value: Any) -> list[str]:
+    """Every string in `value` a client would read as a number."""
+    if isinstance(value, dict):
+        return [a for item in value.values() for a in amounts_in(item)]
+    if isinstance(value, list):
+        return [a for item in value for a in amounts_in(item)]
+    if isinstance(value, str) and NUMBER.fullmatch(value):
+        return [value]
+    return []
+
+
+async def test_amounts_leave_as_plain_decimals_never_with_an_exponent(client: Client) -> None:
+    response = await client.post("/api/orders/execute", json={**MARKET, "amountIn": "1E-7"})
+    assert response.status == 201
+    assert (await response.json())["amountIn"] == "0.0000001"
+
+    order = await wait_terminal(client, (await response.json())["orderId"])
+    listing = await (await client.get("/api/orders")).json()
+
+    assert order["status"] == "confirmed"
+    assert order["amountIn"] == "0.0000001"
+    found = amounts_in(order) + amounts_in(listing)
+    assert "0.0000001" in found
+    assert [amount for amount in found if "E" in amount.upper()] == []
+
+
+async def test_an_amount_over_the_tokens_maximum_is_422_and_creates_nothing(
+    client: Client,
+) -> None:
+    response = await client.post(
+        "/api/orders/execute", json={**MARKET, "amountIn": "10000.000000001"}
+    )
+
+    assert response.status == 422
+    [reason] = error_of(await response.json())["details"]
+    assert reason == {
+        "field": "amountIn",
+        "message": "more than 10000 SOL, the most one order may sell",
+        "type": "amount_too_large",
+    }
+    assert await order_count(client) == 0
+
+
+async def test_the_maximum_amounts_are_a_setting(start_app: StartApp) -> None:
+    client = await start_app(max_amounts={"SOL": Decimal("2")})
+
+    over = await client.post("/api/orders/execute", json={**MARKET, "amountIn": "2.5"})
+
+    assert over.status == 422
+    assert await order_count(client) == 0
+    assert (
+        await client.post("/api/orders/execute", json={**MARKET, "amountIn": "2"})
+    ).status == 201
+
+
+async def test_the_maximum_amounts_apply_to_a_first_socket_message(start_app: StartApp) -> None:
+    client = await start_app(max_amounts={"SOL": Decimal("2")})
+
+    async with client.ws_connect("/api/orders/execute") as ws:
+        await ws.send_json({**MARKET, "amountIn": "2.5"})
+        refused = await read_until_closed(ws)
+
+    assert [error_of(m)["code"] for m in refused] == ["invalid_order"]
+    assert await order_count(client) == 0
+
+
+async def test_a_swap_whose_price_impact_is_too_high_gets_no_quote(start_app: StartApp) -> None:
+    client = await start_app(max_attempts=1)
+
+    order = await wait_terminal(client, await submit(client, {**MARKET, "amountIn": "9000"}))
+
+    assert order["status"] == "failed"
+    [routing] = [event for event in order["events"] if event["status"] == "routing"]
+    assert set(routing["unavailable"]) == {"raydium", "meteora"}
+    for why in routing["unavailable"].values():
+        assert why.startswith("price impact of ")
+        assert why.endswith("% is over the 5% limit")
+
+
+# ---- what errors say ------------------------------------------------------------------------
+
+
+async def test_an_unreachable_database_is_named_without_the_drivers_words() -> None:
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await create_pool("postgresql://nobody@127.0.0.1:1/none", 2, 1.0)
+
+    assert caught.value.message == "database unavailable"

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from orderengine.domain import MAX_SLIPPAGE_BPS, OrderRequest
 from orderengine.errors import BadRequest, InvalidOrder
-from orderengine.tokens import TOKENS, Token
+from orderengine.tokens import TOKENS, Token, default_max_amounts
 from orderengine.wire import parse_order
 
 MARKET: dict[str, Any] = {
@@ -48,8 +48,28 @@ INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
     ("negative amount", {**MARKET, "amountIn": "-1"}, "amountIn", "greater_than"),
     ("zero amount", {**MARKET, "amountIn": "0"}, "amountIn", "greater_than"),
     ("negative zero amount", {**MARKET, "amountIn": "-0.0"}, "amountIn", "greater_than"),
-    ("infinite amount", {**MARKET, "amountIn": "Infinity"}, "amountIn", "finite_number"),
-    ("NaN amount", {**MARKET, "amountIn": "NaN"}, "amountIn", "finite_number"),
+    ("infinite amount", {**MARKET, "amountIn": "Infinity"}, "amountIn", "decimal_parsing"),
+    ("NaN amount", {**MARKET, "amountIn": "NaN"}, "amountIn", "decimal_parsing"),
+    ("amount with underscores", {**MARKET, "amountIn": "1_000"}, "amountIn", "decimal_parsing"),
+    ("amount in full-width digits", {**MARKET, "amountIn": "１２"}, "amountIn", "decimal_parsing"),
+    ("amount in Arabic-Indic digits", {**MARKET, "amountIn": "١٢"}, "amountIn", "decimal_parsing"),
+    ("amount with spaces", {**MARKET, "amountIn": " 1 "}, "amountIn", "decimal_parsing"),
+    ("amount with a plus sign", {**MARKET, "amountIn": "+1"}, "amountIn", "decimal_parsing"),
+    ("amount with a bare point", {**MARKET, "amountIn": "1."}, "amountIn", "decimal_parsing"),
+    ("amount in hexadecimal", {**MARKET, "amountIn": "0x10"}, "amountIn", "decimal_parsing"),
+    ("empty amount", {**MARKET, "amountIn": ""}, "amountIn", "decimal_parsing"),
+    (
+        "more SOL than one order may sell",
+        {**MARKET, "amountIn": "10000.000000001"},
+        "amountIn",
+        "amount_too_large",
+    ),
+    (
+        "more BONK than one order may sell",
+        {**MARKET, "tokenIn": "BONK", "amountIn": "1E+11"},
+        "amountIn",
+        "amount_too_large",
+    ),
     (
         "more digits than an amount holds",
         {**MARKET, "amountIn": "1" * 31},
@@ -77,6 +97,14 @@ INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown token in", {**MARKET, "tokenIn": "DOGE"}, "tokenIn", "value_error"),
     ("unknown token out", {**MARKET, "tokenOut": "DOGE"}, "tokenOut", "value_error"),
     ("token with padding", {**MARKET, "tokenIn": " SOL"}, "tokenIn", "value_error"),
+    (
+        "token with a long s, which upper-cases to S",
+        {**MARKET, "tokenIn": "ſol"},
+        "tokenIn",
+        "value_error",
+    ),
+    ("token with a Kelvin sign", {**MARKET, "tokenIn": "BON\u212a"}, "tokenIn", "value_error"),
+    ("token in full-width letters", {**MARKET, "tokenOut": "ＵＳＤＣ"}, "tokenOut", "value_error"),
     ("empty token", {**MARKET, "tokenIn": ""}, "tokenIn", "string_too_short"),
     ("overlong token", {**MARKET, "tokenOut": "X" * 17}, "tokenOut", "string_too_long"),
     ("token that is not a string", {**MARKET, "tokenIn": 5}, "tokenIn", "string_type"),
@@ -126,9 +154,9 @@ def reasons(error: InvalidOrder) -> list[dict[str, Any]]:
     return details
 
 
-def parse_invalid(raw: bytes | str) -> InvalidOrder:
+def parse_invalid(raw: bytes | str, limits: dict[str, Decimal] | None = None) -> InvalidOrder:
     with pytest.raises(InvalidOrder) as caught:
-        parse_order(raw)
+        parse_order(raw, limits)
     assert caught.value.status == 422
     assert caught.value.code == "invalid_order"
     return caught.value
@@ -260,11 +288,88 @@ def test_parser_raises_bad_request_for_unreadable_json(raw: bytes) -> None:
     assert caught.value.status == 400
     assert caught.value.code == "bad_request"
     assert caught.value.message.startswith("request body is not valid JSON")
+    assert "char" not in caught.value.message  # the parser's own words stay out
+    assert "codec" not in caught.value.message
 
 
 def test_parser_says_which_constant_json_does_not_allow() -> None:
     with pytest.raises(BadRequest, match="NaN is not a number JSON allows"):
         parse_order(b'{"amountIn": NaN}')
+
+
+def test_parser_says_where_json_breaks_in_its_own_words() -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_order(b'{"type": "market",\n "tokenIn" "SOL"}')
+
+    assert caught.value.message == "request body is not valid JSON"
+    assert caught.value.details == {"line": 2, "column": 12}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 999 + "]" * 999,
+        "[" * 100_000,
+        '{"type": ' + "{" * 5000,
+        '{"a": ' + '{"a": ' * 40 + "1" + "}" * 41,
+    ],
+    ids=["999 arrays", "100000 open arrays", "5000 open objects", "41 objects"],
+)
+def test_parser_refuses_json_nested_too_deep_without_recursing(raw: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_order(raw.encode())
+
+    assert caught.value.message == "request body nests arrays and objects more than 32 levels deep"
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    raw = encoded({**MARKET, "type": "[" * 100 + '\\"{' * 50})
+
+    assert [r["field"] for r in reasons(parse_invalid(raw))] == ["type"]
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    raw = encoded({**MARKET, "note": [[[[[[[[[[1]]]]]]]]]]})
+
+    assert [r["type"] for r in reasons(parse_invalid(raw))] == ["extra_forbidden"]
+
+
+@pytest.mark.parametrize("key", ["amountIn", "tokenOut", "type"])
+def test_parser_refuses_an_order_that_gives_a_field_twice(key: str) -> None:
+    raw = b'{"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "1", '
+    raw += f'"{key}": "2"}}'.encode()
+
+    with pytest.raises(BadRequest) as caught:
+        parse_order(raw)
+
+    assert caught.value.message == f"request body gives {key} more than once in one object"
+
+
+def test_a_repeated_key_that_is_no_field_is_not_echoed() -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_order(b'{"<script>": 1, "<script>": 2}')
+
+    assert caught.value.message == "request body gives a key more than once in one object"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"a": 1}'.encode("utf-16"), '{"a": 1}'.encode("utf-32"), b"\xef\xbb\xbf{}"],
+    ids=["utf-16", "utf-32", "utf-8 BOM"],
+)
+def test_json_must_be_utf8_without_a_byte_order_mark(raw: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_order(raw)
+
+
+def test_a_json_integer_of_thousands_of_digits_is_an_invalid_amount_not_a_crash() -> None:
+    raw = b'{"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": '
+    error = parse_invalid(raw + b"9" * 5000 + b', "slippageBps": ' + b"9" * 5000 + b"}")
+
+    assert {r["field"]: r["type"] for r in reasons(error)} == {
+        "amountIn": "decimal_max_digits",
+        "slippageBps": "int_type",
+    }
 
 
 # ---- the parser: good orders --------------------------------------------------------------
@@ -287,15 +392,15 @@ def test_parser_reads_text_as_well_as_bytes() -> None:
 
 
 def test_amount_sent_as_a_json_number_stays_an_exact_decimal() -> None:
-    # 18 significant digits: more than a binary float keeps.
+    # 16 significant digits: a binary float would not hold them exactly.
     raw = (
-        b'{"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": 123456789.123456789}'
+        b'{"type": "market", "tokenIn": "BONK", "tokenOut": "USDC", "amountIn": 12345678901.12345}'
     )
 
     order = parse_order(raw)
 
     assert isinstance(order.amount_in, Decimal)
-    assert order.amount_in == Decimal("123456789.123456789")
+    assert order.amount_in == Decimal("12345678901.12345")
     assert Decimal(float(order.amount_in)) != order.amount_in
 
 
@@ -367,7 +472,39 @@ def test_decimal_limit_is_that_of_the_token_in_not_the_token_out() -> None:
     assert order.amount_in == Decimal("0.000000001")
 
 
-def test_amount_of_the_most_digits_allowed_is_accepted() -> None:
-    amount = "1" * 30
+@pytest.mark.parametrize("token", TOKENS.values(), ids=lambda t: t.symbol)
+def test_the_most_one_order_may_sell_is_accepted_and_one_unit_more_is_not(token: Token) -> None:
+    order = {**MARKET, "tokenIn": token.symbol, "tokenOut": _other_than(token)}
+    most = token.max_amount
 
-    assert parse_order(encoded({**MARKET, "amountIn": amount})).amount_in == Decimal(amount)
+    assert parse_order(encoded({**order, "amountIn": str(most)})).amount_in == most
+    over = parse_invalid(encoded({**order, "amountIn": format(most + token.unit, "f")}))
+    assert [(r["type"], r["message"]) for r in reasons(over)] == [
+        (
+            "amount_too_large",
+            f"more than {format(most, 'f')} {token.symbol}, the most one order may sell",
+        )
+    ]
+
+
+def test_the_largest_amounts_may_be_set_per_token() -> None:
+    limits = {**default_max_amounts(), "SOL": Decimal("2")}
+
+    assert parse_order(encoded({**MARKET, "amountIn": "2"}), limits).amount_in == 2
+    over = parse_invalid(encoded({**MARKET, "amountIn": "2.000000001"}), limits)
+    assert [r["message"] for r in reasons(over)] == ["more than 2 SOL, the most one order may sell"]
+
+
+def test_a_29_digit_amount_finer_than_the_token_is_refused_not_rounded() -> None:
+    # 28 digits is all a default Decimal context keeps: the check must not round first.
+    amount = "1.0000000000000000000000000001"
+    order = {**MARKET, "tokenIn": "USDC", "tokenOut": "SOL", "amountIn": amount}
+
+    assert [r["field"] for r in reasons(parse_invalid(encoded(order)))] == ["amountIn"]
+
+
+def test_an_amount_with_an_exponent_counts_its_decimals_exactly() -> None:
+    assert parse_order(encoded({**MARKET, "amountIn": "15E-1"})).amount_in == Decimal("1.5")
+    assert parse_order(encoded({**MARKET, "amountIn": "1E-9"})).amount_in == Decimal("1E-9")
+    finer = parse_invalid(encoded({**MARKET, "amountIn": "1E-10"}))
+    assert [r["message"] for r in reasons(finer)] == ["more than 9 decimal places for SOL"]
