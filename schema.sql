@@ -24,9 +24,13 @@ CREATE TABLE orders (
     last_seq        integer NOT NULL DEFAULT 1,
     dex             text,
     tx_hash         text,
+    -- Until when the sent signature can still land; past it, "not found" means "never".
+    tx_expires_at   timestamptz,
     executed_price  numeric,
     amount_out      numeric,
     error           text,
+    -- When the next attempt is due, after a failed one; a restart honours it.
+    next_attempt_at timestamptz,
     idempotency_key text UNIQUE,
     -- SHA-256 of the canonical order body: a reused key with another body is a conflict.
     request_digest  text,
@@ -57,4 +61,5 @@ CREATE TABLE schema_migrations (
 
 INSERT INTO schema_migrations (version, name) VALUES
     (1, 'orders_and_events'),
-    (2, 'order_status_type');
+    (2, 'order_status_type'),
+    (3, 'retry_times_and_expiry');

@@ -97,7 +97,8 @@ class EngineProcess:
         self.url = f"http://{HOST}:{self.port}"
         self.data_dir = None if isinstance(database, str) else database.resolve()
         self.log_dir = log_dir
-        self.env = engine_environment(self.data_dir or database, self.port, settings)
+        keypair = {"keypair": log_dir / "keypair.json"}
+        self.env = engine_environment(self.data_dir or database, self.port, {**keypair, **settings})
         self.runs = 0
         self.process: asyncio.subprocess.Process | None = None
 

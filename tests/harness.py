@@ -16,6 +16,9 @@ from aiohttp.test_utils import TestClient
 
 from orderengine.settings import Settings
 
+TEST_KEYPAIR = Path(tempfile.gettempdir()) / "orderengine-tests" / "keypair.json"
+"""The engine's signing key in tests: one for the whole run, never in the repository."""
+
 Client = TestClient[Any, Any]
 StartApp = Callable[..., Awaitable[Client]]
 
@@ -39,6 +42,7 @@ def fast_settings(database_url: str, **overrides: Any) -> Settings:
         "rate_burst": 1_000,
         "quote_timeout_s": 2.0,
         "shutdown_grace_s": 5.0,
+        "keypair": TEST_KEYPAIR,
     }
     return Settings(**{**values, **overrides})
 

@@ -7,6 +7,7 @@ is a type error, not a silent change of the contract.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -14,9 +15,10 @@ from typing import Annotated, Any, Literal, TypedDict
 from uuid import UUID
 
 from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from orderengine.model import Amount, Model
-from orderengine.tokens import TOKENS
+from orderengine.tokens import TOKENS, token_named
 from orderengine.transaction import Instruction
 from orderengine.venues.values import Dex, Execution, Quote
 
@@ -57,11 +59,6 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 """Every allowed status change; the repository refuses any other."""
 
 
-def sources_of(target: OrderStatus) -> list[OrderStatus]:
-    """The statuses from which an order may move to `target`."""
-    return [source for source, targets in TRANSITIONS.items() if target in targets]
-
-
 def unfinished_statuses() -> list[OrderStatus]:
     """Every status an order can still leave."""
     return [status for status in OrderStatus if not status.terminal]
@@ -78,8 +75,18 @@ def decimal_places(amount: Decimal) -> int:
     return max(0, -(exponent + trailing_zeros))
 
 
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+"""An amount sent as a string: a JSON number's digits, ASCII only."""
+MAX_AMOUNTS = "max_amounts"
+"""The validation context's key for each token's largest order (`Settings.max_amounts`)."""
+
+
 class OrderRequest(Model):
-    """A client's order as submitted; validation here is what makes a 422."""
+    """A client's order as submitted; validation here is what makes a 422.
+
+    Validated with a context `{MAX_AMOUNTS: {symbol: amount}}`, those limits replace the
+    tokens' own.
+    """
 
     type: OrderType = Field(
         description="Only market orders exist so far; limit and sniper orders extend this."
@@ -101,16 +108,24 @@ class OrderRequest(Model):
     @field_validator("token_in", "token_out")
     @classmethod
     def known_token(cls, symbol: str) -> str:
-        token = symbol.upper()
-        if token not in TOKENS:
+        token = token_named(symbol)
+        if token is None:
             raise ValueError(f"unknown token {symbol!r}; known: {', '.join(TOKENS)}")
-        return token
+        return token.symbol
 
     @field_validator("amount_in", mode="before")
     @classmethod
-    def no_booleans(cls, value: object) -> object:
+    def plain_decimal_text(cls, value: object) -> object:
+        """A number, or a string of ASCII digits as JSON writes a number.
+
+        `Decimal` alone would also read "1_000", " 1 ", full-width or Arabic-Indic digits.
+        """
         if isinstance(value, bool):
             raise ValueError("amountIn must be a decimal string or number")
+        if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value):
+            raise PydanticCustomError(
+                "decimal_parsing", 'amountIn must be a decimal number in ASCII digits, like "1.5"'
+            )
         return value
 
     @field_validator("token_out")
@@ -126,6 +141,23 @@ class OrderRequest(Model):
         token = TOKENS.get(info.data.get("token_in", ""))
         if token and decimal_places(amount) > token.decimals:
             raise ValueError(f"more than {token.decimals} decimal places for {token.symbol}")
+        return amount
+
+    @field_validator("amount_in")
+    @classmethod
+    def within_max_amount(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        """No more than one order may sell: the token's own limit, or the context's."""
+        token = TOKENS.get(info.data.get("token_in", ""))
+        if token is None:
+            return amount
+        limits = (info.context or {}).get(MAX_AMOUNTS) or {}
+        maximum = limits.get(token.symbol, token.max_amount)
+        if amount > maximum:
+            raise PydanticCustomError(
+                "amount_too_large",
+                "more than {maximum} {token}, the most one order may sell",
+                {"maximum": format(maximum, "f"), "token": token.symbol},
+            )
         return amount
 
 
@@ -148,11 +180,15 @@ class Order(Model):
     slippage_bps: int
     status: OrderStatus
     attempt: int
+    last_seq: int = Field(exclude=True)
+    """The seq of the order's latest event: a status change names it (compare-and-set)."""
     dex: Dex | None = None
     tx_hash: str | None = None
+    tx_expires_at: datetime | None = None
     executed_price: Amount | None = None
     amount_out: Amount | None = None
     error: str | None = None
+    next_attempt_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -218,10 +254,14 @@ class Building(EventDetails):
 
 
 class Submitted(EventDetails):
-    """`submitted`: the signature is committed before the swap is sent."""
+    """`submitted`: the signature is committed before the swap is sent.
+
+    Until `expires_at` the swap may still land; after it, never.
+    """
 
     tx_hash: str
     dex: Dex
+    expires_at: datetime
 
 
 class Confirmed(EventDetails):
@@ -263,10 +303,15 @@ class Recovered(EventDetails):
 
 
 class TransitionFields(TypedDict, total=False):
-    """Columns of the order's row that a status change may set besides its status."""
+    """What a status change may set on the order's row besides its status.
+
+    `retry_after_s` sets when the next attempt is due; every other change clears it.
+    """
 
     attempt: int
     error: str
     dex: Dex
     tx_hash: str
+    tx_expires_at: datetime
     execution: Execution
+    retry_after_s: float

@@ -21,6 +21,7 @@ from typing import Unpack
 from uuid import UUID
 
 import structlog
+from solders.keypair import Keypair
 from structlog.contextvars import bound_contextvars
 
 from orderengine.domain import (
@@ -46,7 +47,8 @@ from orderengine.errors import (
     OrderEngineError,
     QueueFull,
     ShuttingDown,
-    VenueError,
+    StaleOrder,
+    SwapRejected,
 )
 from orderengine.events import EventHub
 from orderengine.intake import Intake
@@ -73,16 +75,20 @@ class Engine:
         venues: Mapping[Dex, Venue],
         hub: EventHub,
         metrics: Metrics,
+        signer: Keypair,
         limiter: TokenBucket | None = None,
     ) -> None:
         self._settings = settings
         self._repository = repository
         self._venues = dict(venues)
-        self._router = Router(list(venues.values()), settings.quote_timeout_s)
+        self._router = Router(
+            list(venues.values()), settings.quote_timeout_s, settings.max_price_impact_pct
+        )
         self._hub = hub
         self._metrics = metrics
         self._limiter = limiter or TokenBucket(settings.rate_per_minute, settings.rate_burst)
         self._retry = RetryPolicy(settings)
+        self._signer = signer
         self._queue: asyncio.Queue[UUID] = asyncio.Queue()
         self._queued_or_working: set[UUID] = set()
         """Orders in the queue or in a worker's hands: queueing one of them again is a no-op."""
@@ -95,6 +101,9 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         """Workers holding an order now; at shutdown only these get the grace period."""
+        self._pacing: set[asyncio.Task[None]] = set()
+        """Workers waiting for a rate token: at shutdown they stop, their order untouched."""
+        self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
         self._intake = Intake(repository, self._accepted, settings.intake_batch)
 
@@ -110,7 +119,9 @@ class Engine:
     ) -> tuple[Order, bool]:
         """Commit an order as pending and queue it; `(order, created)`.
 
-        Refused with nothing written while shutting down or while the backlog is full.
+        Refused with nothing written while shutting down or while the backlog is full. Every
+        `Unavailable` raised here means nothing was created; an order the database will not
+        store fails alone (see `intake.py`).
         """
         if self._closing:
             raise ShuttingDown("the engine is shutting down; retry shortly", retry_after_s=5)
@@ -145,58 +156,107 @@ class Engine:
         return max(1, round(self.backlog / per_second))
 
     def _enqueue(self, order_id: UUID) -> None:
-        self._waiting.pop(order_id, None)
-        if self._closing:
+        """Queue an order for a worker, unless it is queued or being worked on already."""
+        waiting = self._waiting.pop(order_id, None)
+        if waiting is not None:
+            waiting.cancel()
+        if self._closing or order_id in self._queued_or_working:
             return
-        if order_id not in self._queued_or_working:
-            self._queued_or_working.add(order_id)
-            self._queue.put_nowait(order_id)
-            self._metrics.queued.set(self._queue.qsize())
+        self._queued_or_working.add(order_id)
+        self._queue.put_nowait(order_id)
+        self._metrics.queued.set(self._queue.qsize())
 
     def _enqueue_after(self, order_id: UUID, delay_s: float) -> None:
         """Queue an order again after a delay, without holding a worker meanwhile."""
         self._queued_or_working.discard(order_id)
+        earlier = self._waiting.pop(order_id, None)
+        if earlier is not None:
+            earlier.cancel()
         loop = asyncio.get_running_loop()
         self._waiting[order_id] = loop.call_later(delay_s, self._enqueue, order_id)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def workers_alive(self) -> int:
+        """Workers still running: each survives any error of the orders it handles."""
+        return sum(not worker.done() for worker in self._workers)
+
     async def start(self) -> None:
-        """Queue every unfinished order, oldest first, then start the workers."""
-        unfinished = await self._repository.unfinished()
-        for order_id in unfinished:
-            self._enqueue(order_id)
-        if unfinished:
-            log.info("orders_recovered", count=len(unfinished))
+        """Take up every unfinished order, oldest first, then start the workers and the sweep."""
+        found = await self._dispatch_unfinished()
+        if found:
+            log.info("orders_recovered", count=found)
         self._workers = [
             asyncio.create_task(self._work(), name=f"worker-{n}")
             for n in range(self._settings.concurrency)
         ]
+        self._sweeper = asyncio.create_task(self._sweep(), name="sweeper")
+
+    async def _dispatch_unfinished(self) -> int:
+        """Queue each unfinished order nobody holds, or set it aside until its retry is due.
+
+        The retry time is stored with the order, so a restart honours the delay the client
+        was told. Returns how many orders were taken up.
+        """
+        taken = 0
+        for order_id, due_in_s in await self._repository.unfinished_with_due_times():
+            if order_id in self._queued_or_working or order_id in self._waiting:
+                continue
+            taken += 1
+            if due_in_s > 0:
+                self._enqueue_after(order_id, due_in_s)
+            else:
+                self._enqueue(order_id)
+        return taken
+
+    async def _sweep(self) -> None:
+        """Every `sweep_s`, take up unfinished orders that nothing in memory will wake.
+
+        Nothing should be missed, but a lost wake-up (an answer never read, a timer lost to
+        an error) then costs one sweep of latency rather than an order left until a restart.
+        """
+        while not self._closing:
+            await asyncio.sleep(self._settings.sweep_s)
+            try:
+                found = await self._dispatch_unfinished()
+            except Exception as error:
+                log.warning("sweep_failed", error=str(error))
+                continue
+            if found:
+                log.info("orders_swept", count=found)
 
     async def stop(self) -> None:
-        """Take no more orders, let in-flight ones finish within the grace period, stop.
+        """Start no swap after this call; let swaps in flight finish within the grace period.
 
-        Orders not started stay pending in the database for the next start. Stopping a
-        stopped engine does nothing.
+        Idle workers, and workers still waiting for a rate token (whose order is left as it
+        was), stop at once. Orders not started stay in the database for the next start.
+        Stopping a stopped engine does nothing.
         """
         if self._closing:
             return
         self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for handle in self._waiting.values():
             handle.cancel()
         self._waiting.clear()
         for worker in self._workers:
-            if worker not in self._busy:
+            if worker not in self._busy or worker in self._pacing:
                 worker.cancel()
-        if self._busy:
-            log.info("draining", in_flight=len(self._busy))
-            await asyncio.wait(set(self._busy), timeout=self._settings.shutdown_grace_s)
+        in_flight = self._busy - self._pacing
+        if in_flight:
+            log.info("draining", in_flight=len(in_flight))
+            await asyncio.wait(in_flight, timeout=self._settings.shutdown_grace_s)
         for worker in self._workers:
             worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        tasks = [*self._workers, *([self._sweeper] if self._sweeper else [])]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._intake.close()
         log.info("engine_stopped", left_pending=self._queue.qsize())
 
     async def _work(self) -> None:
+        """Take orders from the queue until the engine stops; no error ends a worker."""
         task = asyncio.current_task()
         assert task is not None
         while not self._closing:
@@ -207,6 +267,9 @@ class Engine:
             try:
                 with bound_contextvars(order_id=str(order_id)):
                     await self._process(order_id)
+            except Exception:
+                log.exception("worker_error", order_id=str(order_id))
+                self._enqueue_after(order_id, self._retry.backoff_s(1))
             finally:
                 self._metrics.executing.dec()
                 self._busy.discard(task)
@@ -214,21 +277,29 @@ class Engine:
     async def _process(self, order_id: UUID) -> None:
         """Advance one order as far as it goes now; a database outage only delays it."""
         try:
-            order = await self._repository.get_order(order_id)
-            if order.status is OrderStatus.SUBMITTED:
-                await self._reconcile(order)
-            elif not order.status.terminal:
-                await self._attempt(order)
-            self._queued_or_working.discard(order_id)
+            await self._advance(order_id)
         except DatabaseUnavailable as error:
             delay = self._settings.db_timeout_s
             log.warning("database_unavailable", error=error.message, retry_in_s=delay)
             self._enqueue_after(order_id, delay)
+        except StaleOrder as error:
+            log.info("stale_view", error=error.message)
+            self._queued_or_working.discard(order_id)
+            self._enqueue(order_id)
         except Exception:
             log.exception("order_processing_crashed")
             await self._after_crash(order_id)
         else:
             self._crashes.pop(order_id, None)
+
+    async def _advance(self, order_id: UUID) -> None:
+        """Read the order and act on its stored status."""
+        order = await self._repository.get_order(order_id)
+        if order.status is OrderStatus.SUBMITTED:
+            await self._reconcile(order)
+        elif not order.status.terminal:
+            await self._attempt(order)
+        self._queued_or_working.discard(order_id)
 
     async def _after_crash(self, order_id: UUID) -> None:
         """After an unexpected error, try the order again later.
@@ -253,14 +324,27 @@ class Engine:
     # ---- one attempt --------------------------------------------------------------------
 
     async def _attempt(self, order: Order) -> None:
+        """Pace, route, build, send: one attempt, from wherever a crash left it."""
+        await self._pace()
+        if self._closing:
+            return
         if order.status is not OrderStatus.PENDING:
             order = await self._resume(order)
-        await self._limiter.acquire()
-        decision = await self._route(order)
-        if decision is not None:
-            await self._send(order, decision)
+        routed = await self._route(order)
+        if routed is not None:
+            await self._send(*routed)
 
-    async def _route(self, order: Order) -> Decision | None:
+    async def _pace(self) -> None:
+        """Wait for a rate token; at shutdown the wait is cancelled and nothing was written."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._pacing.add(task)
+        try:
+            await self._limiter.acquire()
+        finally:
+            self._pacing.discard(task)
+
+    async def _route(self, order: Order) -> tuple[Order, Decision] | None:
         """Ask every venue; None when none could quote, which ends the attempt.
 
         The routing event carries their quotes and the choice, or why there is none.
@@ -269,33 +353,60 @@ class Engine:
             decision = await self._router.route(order.token_in, order.token_out, order.amount_in)
         except NoRoute as error:
             failed = RoutingFailed(error=error.message, unavailable=error.details or {})
-            await self._move(order, OrderStatus.ROUTING, failed)
+            order = await self._move(order, OrderStatus.ROUTING, failed)
             self._metrics.attempts.labels(error.code).inc()
             await self._retry_or_fail(order, error.message)
             return None
-        await self._move(order, OrderStatus.ROUTING, decision.details(), dex=decision.best.dex)
+        order = await self._move(
+            order, OrderStatus.ROUTING, decision.details(), dex=decision.best.dex
+        )
         self._metrics.routed.labels(decision.best.dex).inc()
-        return decision
+        return order, decision
 
     async def _send(self, order: Order, decision: Decision) -> None:
         """Build the transaction, commit `submitted` with its signature, then send it once.
 
-        A crash after that commit is resolved by reconciliation, never by resending.
+        A crash after that commit, or an answer that never comes, is resolved by
+        reconciliation, never by resending: only a definite rejection lets a new swap go.
         """
-        transaction = build(order.order_id, order.attempt, decision.best, order.slippage_bps)
+        venue = self._venues[decision.best.dex]
+        blockhash = await venue.recent_blockhash()
+        transaction = build(
+            order.order_id,
+            order.attempt,
+            decision.best,
+            order.slippage_bps,
+            self._signer,
+            blockhash,
+        )
         built = BuiltTransaction(
             signature=transaction.signature,
             min_amount_out=transaction.min_amount_out,
             instructions=transaction.instructions,
         )
-        await self._move(order, OrderStatus.BUILDING, Building(transaction=built))
-        sent = Submitted(tx_hash=transaction.signature, dex=decision.best.dex)
-        await self._move(order, OrderStatus.SUBMITTED, sent, tx_hash=transaction.signature)
+        order = await self._move(order, OrderStatus.BUILDING, Building(transaction=built))
+        if self._closing:
+            return
+        sent = Submitted(
+            tx_hash=transaction.signature, dex=venue.name, expires_at=transaction.expires_at
+        )
+        order = await self._move(
+            order,
+            OrderStatus.SUBMITTED,
+            sent,
+            tx_hash=transaction.signature,
+            tx_expires_at=transaction.expires_at,
+        )
         try:
-            execution = await self._venues[decision.best.dex].execute(transaction)
-        except VenueError as error:
+            execution = await venue.execute(transaction)
+        except SwapRejected as error:
             self._metrics.attempts.labels(error.code).inc()
             await self._retry_or_fail(order, error.message)
+            return
+        except Exception as error:
+            self._metrics.attempts.labels("unknown").inc()
+            log.warning("outcome_unknown", tx_hash=transaction.signature, error=repr(error))
+            self._enqueue_after(order.order_id, self._retry.backoff_s(1))
             return
         await asyncio.shield(self._confirm(order, execution))
 
@@ -303,22 +414,28 @@ class Engine:
         """An order found in `routing` or `building` was interrupted: show it, start over."""
         details = Recovered(recovered=f"interrupted while {order.status}; routing again")
         log.info("order_resumed", interrupted_in=str(order.status))
-        await self._move(order, OrderStatus.PENDING, details)
-        return order.model_copy(update={"status": OrderStatus.PENDING})
+        return await self._move(order, OrderStatus.PENDING, details)
 
     async def _reconcile(self, order: Order) -> None:
-        """Resolve a sent signature with its venue: landed, or safe to retry."""
+        """Resolve a sent signature with its venue: landed, still pending, or safe to retry.
+
+        Orders sent before expiry times were stored count as expiring when they were sent.
+        """
         assert order.tx_hash is not None, "a submitted order has a signature"
         assert order.dex is not None, "a submitted order has a venue"
-        status = await self._venues[order.dex].transaction_status(order.tx_hash)
+        expires_at = order.tx_expires_at or order.updated_at
+        status = await self._venues[order.dex].transaction_status(order.tx_hash, expires_at)
         log.info("reconciled", tx_hash=order.tx_hash, state=str(status.state))
         if status.state is TransactionState.LANDED:
             assert status.execution is not None
             await self._confirm(order, status.execution, reconciled=True)
         elif status.state is TransactionState.PENDING:
             self._enqueue_after(order.order_id, self._retry.backoff_s(1))
+        elif status.state is TransactionState.REJECTED:
+            reason = status.error or f"transaction {order.tx_hash} was rejected"
+            await self._retry_or_fail(order, reason, reconciled=True)
         else:
-            reason = status.error or f"transaction {order.tx_hash} was dropped without landing"
+            reason = f"transaction {order.tx_hash} expired without landing"
             await self._retry_or_fail(order, reason, reconciled=True)
 
     async def _confirm(
@@ -344,7 +461,14 @@ class Engine:
             log.warning("order_failed", error=step.error)
             return
         retry = RetryScheduled(error=reason, retry_in_ms=step.retry_in_ms, reconciled=flag)
-        await self._move(order, OrderStatus.PENDING, retry, attempt=step.attempt, error=reason)
+        await self._move(
+            order,
+            OrderStatus.PENDING,
+            retry,
+            attempt=step.attempt,
+            error=reason,
+            retry_after_s=step.delay_s,
+        )
         log.info("order_retry_scheduled", error=reason, retry_in_ms=step.retry_in_ms)
         self._enqueue_after(order.order_id, step.delay_s)
 
@@ -354,10 +478,14 @@ class Engine:
         status: OrderStatus,
         details: EventDetails,
         **fields: Unpack[TransitionFields],
-    ) -> None:
-        """Commit a status change with its event, then tell the watchers."""
-        event = await self._repository.transition(order.order_id, status, details, **fields)
+    ) -> Order:
+        """Commit a status change from `order`, the worker's view; the order as it now is.
+
+        The event is committed with the change, then handed to the watchers.
+        """
+        moved, event = await self._repository.transition(order, status, details, **fields)
         self._hub.publish(event)
         if status.terminal:
             self._metrics.finished.labels(str(status)).inc()
             self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())
+        return moved

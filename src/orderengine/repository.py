@@ -15,22 +15,23 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from orderengine.domain import (
+    TRANSITIONS,
     EventDetails,
     NewOrder,
     Order,
     OrderEvent,
     OrderStatus,
     TransitionFields,
-    sources_of,
     unfinished_statuses,
 )
-from orderengine.errors import IdempotencyConflict, InvalidTransition, OrderNotFound
+from orderengine.errors import IdempotencyConflict, InvalidTransition, OrderNotFound, StaleOrder
 from orderengine.migrations import migrate
 from orderengine.postgres import Connection, acquire, create_pool
 
 ORDER_COLUMNS = """
     id AS order_id, type, token_in, token_out, amount_in, slippage_bps, status, attempt,
-    dex, tx_hash, executed_price, amount_out, error, created_at, updated_at"""
+    last_seq, dex, tx_hash, tx_expires_at, executed_price, amount_out, error, next_attempt_at,
+    created_at, updated_at"""
 EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
 
 
@@ -73,52 +74,42 @@ class Repository:
             await connection.fetchval("SELECT 1")
 
     async def create_orders(
-        self, batch: Sequence[NewOrder]
+        self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
     ) -> list[tuple[Order, bool] | IdempotencyConflict]:
-        """Commit new pending orders, each with its first event, in one statement.
+        """Commit new pending orders, each with its first event, in one transaction.
 
-        For each order, in the batch's order: `(order, True)` when it was created. An
-        idempotency key already used (earlier, or by an earlier order of the same batch) writes
-        nothing and gives `(earlier order, False)` when the body is the same, or a conflict.
+        For each order, in the batch's order: `(order, True)` when it was created, with its id
+        from `ids` (new ones when none are given). An idempotency key already used (earlier, or
+        by an earlier order of the same batch) writes nothing and gives `(earlier order, False)`
+        when the body is the same, or a conflict; those look-ups are made in the same
+        transaction, so they name orders that exist.
+
+        When this raises, nothing was created, with one exception: when COMMIT was sent and its
+        answer lost (the connection dropped, a timeout), it raises
+        `asyncpg.TransactionResolutionUnknownError`, and `created_orders(ids)` tells which of
+        the orders exist.
         """
-        ids = [uuid4() for _ in batch]
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                f"""
-                WITH o AS (
-                    INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
-                                        status, idempotency_key, request_digest)
-                    SELECT id, type, token_in, token_out, amount_in, slippage_bps,
-                           'pending', idempotency_key, request_digest
-                    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
-                                $6::integer[], $7::text[], $8::text[])
-                         WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
-                                                 slippage_bps, idempotency_key, request_digest, n)
-                    ORDER BY n
-                    ON CONFLICT (idempotency_key) DO NOTHING
-                    RETURNING *
-                ), e AS (
-                    INSERT INTO order_events (order_id, seq, status, attempt, at)
-                    SELECT id, 1, status, attempt, created_at FROM o
-                )
-                SELECT {ORDER_COLUMNS} FROM o
-                """,
-                ids,
-                [new.request.type for new in batch],
-                [new.request.token_in for new in batch],
-                [new.request.token_out for new in batch],
-                [new.request.amount_in for new in batch],
-                [new.request.slippage_bps for new in batch],
-                [new.idempotency_key for new in batch],
-                [new.digest for new in batch],
-            )
-            created = {row["order_id"]: _order(row) for row in rows}
-            return [
-                (created[order_id], True)
-                if order_id in created
-                else await self._earlier(connection, new)
-                for order_id, new in zip(ids, batch, strict=True)
-            ]
+        ids = list(ids) if ids is not None else [uuid4() for _ in batch]
+        lost: Exception | None = None
+        try:
+            async with self._connection() as connection:
+                committing = False
+                try:
+                    async with connection.transaction():
+                        outcomes = await self._insert_orders(connection, batch, ids)
+                        committing = True
+                except Exception as error:
+                    if not committing or self._commit_refused(error):
+                        raise
+                    lost = error
+        except Exception:
+            if lost is None:
+                raise
+        if lost is None or not any(isinstance(o, tuple) and o[1] for o in outcomes):
+            return outcomes
+        raise asyncpg.TransactionResolutionUnknownError(
+            "the answer to COMMIT was lost: whether the orders were created is unknown"
+        ) from lost
 
     @staticmethod
     async def _earlier(
@@ -137,6 +128,81 @@ class Repository:
                 details={"orderId": str(earlier["order_id"])},
             )
         return _order(earlier), False
+
+    @classmethod
+    async def _insert_orders(
+        cls, connection: Connection, batch: Sequence[NewOrder], ids: list[UUID]
+    ) -> list[tuple[Order, bool] | IdempotencyConflict]:
+        """The batch's statement and its idempotency look-ups, in the caller's transaction.
+
+        The statement also takes a lock named after the batch's first id, held until the
+        transaction ends, which `created_orders` waits for.
+        """
+        rows = await connection.fetch(
+            f"""
+            WITH batch AS (
+                SELECT pg_advisory_xact_lock(hashtextextended((($1::uuid[])[1])::text, 0))
+            ), o AS (
+                INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
+                                    status, idempotency_key, request_digest)
+                SELECT id, type, token_in, token_out, amount_in, slippage_bps,
+                       'pending', idempotency_key, request_digest
+                FROM batch,
+                     unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                            $6::integer[], $7::text[], $8::text[])
+                     WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
+                                             slippage_bps, idempotency_key, request_digest, n)
+                ORDER BY n
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING *
+            ), e AS (
+                INSERT INTO order_events (order_id, seq, status, attempt, at)
+                SELECT id, 1, status, attempt, created_at FROM o
+            )
+            SELECT {ORDER_COLUMNS} FROM o
+            """,
+            ids,
+            [new.request.type for new in batch],
+            [new.request.token_in for new in batch],
+            [new.request.token_out for new in batch],
+            [new.request.amount_in for new in batch],
+            [new.request.slippage_bps for new in batch],
+            [new.idempotency_key for new in batch],
+            [new.digest for new in batch],
+        )
+        created = {row["order_id"]: _order(row) for row in rows}
+        return [
+            (created[order_id], True)
+            if order_id in created
+            else await cls._earlier(connection, new)
+            for order_id, new in zip(ids, batch, strict=True)
+        ]
+
+    @staticmethod
+    def _commit_refused(error: Exception) -> bool:
+        """Whether COMMIT failed with the server's own answer, so that nothing was committed.
+
+        A lost connection, a timeout, or the server going down while answering says nothing.
+        """
+        return isinstance(error, asyncpg.PostgresError) and not isinstance(
+            error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
+        )
+
+    async def created_orders(self, ids: Sequence[UUID]) -> dict[UUID, Order]:
+        """Those of `ids` that exist, by id, once any transaction creating them has ended.
+
+        Reads back a batch whose COMMIT went unanswered (`ids` as given to `create_orders`):
+        it waits for the batch's lock, so a commit still under way is seen, not missed.
+        """
+        async with self._connection() as connection, connection.transaction():
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended($1::uuid::text, 0))",
+                ids[0],
+            )
+            rows = await connection.fetch(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1::uuid[])", list(ids)
+            )
+        return {row["order_id"]: _order(row) for row in rows}
 
     async def get_order(self, order_id: UUID) -> Order:
         async with self._connection() as connection:
@@ -190,25 +256,56 @@ class Repository:
 
     async def unfinished(self) -> list[UUID]:
         """Ids of every order not yet terminal, in the order they were accepted."""
+        return [order_id for order_id, _ in await self.unfinished_with_due_times()]
+
+    async def unfinished_with_due_times(self) -> list[tuple[UUID, float]]:
+        """Every order not yet terminal, oldest first, with the seconds until it is due.
+
+        Zero when its next attempt is due now, by the database's clock.
+        """
         async with self._connection() as connection:
             rows = await connection.fetch(
-                "SELECT id FROM orders WHERE status = ANY($1::order_status[]) ORDER BY position",
+                """
+                SELECT id, GREATEST(0, EXTRACT(EPOCH FROM next_attempt_at - clock_timestamp()))
+                           AS due_in_s
+                FROM orders WHERE status = ANY($1::order_status[]) ORDER BY position
+                """,
                 unfinished_statuses(),
             )
-        return [row["id"] for row in rows]
+        return [(row["id"], float(row["due_in_s"] or 0)) for row in rows]
+
+    async def oldest_unfinished_age_s(self) -> float | None:
+        """Seconds since the oldest unfinished order was accepted, or None if none is."""
+        async with self._connection() as connection:
+            age = await connection.fetchval(
+                """
+                SELECT EXTRACT(EPOCH FROM clock_timestamp() - created_at) FROM orders
+                WHERE status = ANY($1::order_status[]) ORDER BY position LIMIT 1
+                """,
+                unfinished_statuses(),
+            )
+        return float(age) if age is not None else None
 
     async def transition(
         self,
-        order_id: UUID,
+        order: Order,
         status: OrderStatus,
         details: EventDetails | None = None,
         **fields: Unpack[TransitionFields],
-    ) -> OrderEvent:
-        """Move an order to `status` and append its event, atomically.
+    ) -> tuple[Order, OrderEvent]:
+        """Move `order` to `status` and append its event, atomically; both, as stored.
 
-        A change the transition table forbids writes nothing and raises `InvalidTransition`.
+        A compare-and-set: the change applies only while the stored order still has the
+        status and seq of `order`, the caller's view. A stale view writes nothing and raises
+        `StaleOrder`, so a worker acting on an outdated read never undoes what another did;
+        a change the transition table forbids raises `InvalidTransition` before any write.
         """
+        if status not in TRANSITIONS[order.status]:
+            raise InvalidTransition(
+                f"order {order.order_id} cannot go from {order.status} to {status}"
+            )
         execution = fields.get("execution")
+        stored = details.stored() if details else {}
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 f"""
@@ -219,32 +316,53 @@ class Repository:
                         error = CASE WHEN $2::order_status = 'confirmed' THEN NULL
                                      ELSE COALESCE($4, error) END,
                         tx_hash = COALESCE($5, tx_hash),
-                        dex = COALESCE($6, dex),
-                        executed_price = COALESCE($7, executed_price),
-                        amount_out = COALESCE($8, amount_out),
+                        tx_expires_at = COALESCE($6, tx_expires_at),
+                        dex = COALESCE($7, dex),
+                        executed_price = COALESCE($8, executed_price),
+                        amount_out = COALESCE($9, amount_out),
+                        next_attempt_at = clock_timestamp() + $10::float8 * interval '1 second',
                         last_seq = last_seq + 1,
                         updated_at = clock_timestamp()
-                    WHERE id = $1 AND status = ANY($9::order_status[])
-                    RETURNING id, last_seq, status, attempt, updated_at
+                    WHERE id = $1 AND status = $11::order_status AND last_seq = $12
+                    RETURNING *
+                ), e AS (
+                    INSERT INTO order_events (order_id, seq, status, attempt, at, details)
+                    SELECT id, last_seq, status, attempt, updated_at, $13 FROM o
                 )
-                INSERT INTO order_events (order_id, seq, status, attempt, at, details)
-                SELECT id, last_seq, status, attempt, updated_at, $10 FROM o
-                RETURNING {EVENT_COLUMNS}
+                SELECT {ORDER_COLUMNS} FROM o
                 """,
-                order_id,
+                order.order_id,
                 status,
                 fields.get("attempt"),
                 fields.get("error"),
                 fields.get("tx_hash"),
+                fields.get("tx_expires_at"),
                 execution.dex if execution else fields.get("dex"),
                 execution.executed_price if execution else None,
                 execution.amount_out if execution else None,
-                sources_of(status),
-                details.stored() if details else {},
+                fields.get("retry_after_s"),
+                order.status,
+                order.last_seq,
+                stored,
             )
-            if row is not None:
-                return _event(row)
-            current = await connection.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
-        if current is None:
-            raise OrderNotFound(f"no order {order_id}")
-        raise InvalidTransition(f"order {order_id} cannot go from {current} to {status}")
+            if row is None:
+                current = await connection.fetchrow(
+                    "SELECT status, last_seq FROM orders WHERE id = $1", order.order_id
+                )
+        if row is None:
+            if current is None:
+                raise OrderNotFound(f"no order {order.order_id}")
+            raise StaleOrder(
+                f"order {order.order_id} is {current['status']} at seq {current['last_seq']},"
+                f" not {order.status} at seq {order.last_seq}"
+            )
+        moved = _order(row)
+        event = OrderEvent(
+            order_id=moved.order_id,
+            seq=moved.last_seq,
+            status=moved.status,
+            attempt=moved.attempt,
+            at=moved.updated_at,
+            details=stored,
+        )
+        return moved, event

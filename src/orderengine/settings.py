@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orderengine.tokens import MaxAmounts, default_max_amounts
 
 
 class Settings(BaseSettings):
@@ -35,15 +38,27 @@ class Settings(BaseSettings):
     quote_timeout_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
 
+    sweep_s: float = Field(default=10.0, gt=0)
+    keypair: Path = Path(".data/keypair.json")
+    blockhash_ttl_s: float = Field(default=60.0, ge=0)
+
+    pool_recovery_half_life_s: float = Field(default=30.0, ge=0)
     latency_scale: float = Field(default=1.0, ge=0)
     failure_rate: float = Field(default=0.05, ge=0, le=1)
     price_volatility_bps: float = Field(default=5, ge=0)
     seed: int | None = None
 
     max_body_bytes: int = Field(default=16_384, ge=256)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int | None = Field(default=None, ge=1)
+    allowed_origins: tuple[str, ...] = ()
+    max_amounts: MaxAmounts = Field(default_factory=default_max_amounts)
+    max_price_impact_pct: Decimal = Field(default=Decimal(5), gt=0, le=100)
     ws_heartbeat_s: float = Field(default=20.0, gt=0)
     ws_buffer: int = Field(default=256, ge=8)
     ws_first_message_timeout_s: float = Field(default=10.0, gt=0)
+    ws_idle_check_s: float = Field(default=5.0, gt=0)
 
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -10,7 +10,13 @@ async def test_health_reports_the_database(client: Client) -> None:
     response = await client.get("/health")
 
     assert response.status == 200
-    assert await response.json() == {"status": "ok", "database": "ok", "backlog": 0}
+    assert await response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "workers": {"alive": 10, "configured": 10},
+        "backlog": 0,
+        "oldestUnfinishedAgeS": None,
+    }
 
 
 async def test_metrics_count_orders_and_routing_decisions(client: Client) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import UUID
 
-from orderengine.domain import NewOrder, OrderRequest, OrderStatus
+from solders.keypair import Keypair
+
+from orderengine.domain import NewOrder, Order, OrderRequest, OrderStatus
 from orderengine.repository import Repository
 from orderengine.transaction import build
 from orderengine.venues.chain import Chain
@@ -14,6 +16,7 @@ from tests.harness import StartApp
 from tests.streams import statuses, stream
 
 S = OrderStatus
+SIGNER = Keypair()
 REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
 
 
@@ -23,29 +26,38 @@ async def accepted(repository: Repository) -> UUID:
     return outcome[0].order_id
 
 
-async def crashed_in(repository: Repository, *path: OrderStatus) -> UUID:
-    order_id = await accepted(repository)
+async def crashed_in(repository: Repository, *path: OrderStatus) -> Order:
+    order = await repository.get_order(await accepted(repository))
     for status in path:
-        await repository.transition(order_id, status, dex="raydium")
-    return order_id
+        order, _ = await repository.transition(order, status, dex="raydium")
+    return order
 
 
 async def sent(repository: Repository, chain: Chain, *, landed: bool) -> tuple[UUID, str]:
-    """An order left in `submitted`; its swap landed on the venue's chain, or never did."""
-    order_id = await crashed_in(repository, S.ROUTING, S.BUILDING)
+    """An order left in `submitted`; its swap landed on the venue's chain, or was never sent.
+
+    At latency scale 0 the blockhash of one never sent has expired at once.
+    """
+    order = await crashed_in(repository, S.ROUTING, S.BUILDING)
     venue = Raydium(chain, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)
-    transaction = build(order_id, 1, await venue.quote("SOL", "USDC", Decimal(1)), 100)
+    quote = await venue.quote("SOL", "USDC", Decimal(1))
+    transaction = build(order.order_id, 1, quote, 100, SIGNER, await venue.recent_blockhash())
     if landed:
         await venue.execute(transaction)
-    await repository.transition(order_id, S.SUBMITTED, tx_hash=transaction.signature)
-    return order_id, transaction.signature
+    await repository.transition(
+        order,
+        S.SUBMITTED,
+        tx_hash=transaction.signature,
+        tx_expires_at=transaction.expires_at,
+    )
+    return order.order_id, transaction.signature
 
 
 async def test_orders_interrupted_before_sending_run_again_showing_the_recovery(
     start_app: StartApp, repository: Repository
 ) -> None:
-    in_routing = await crashed_in(repository, S.ROUTING)
-    in_building = await crashed_in(repository, S.ROUTING, S.BUILDING)
+    in_routing = (await crashed_in(repository, S.ROUTING)).order_id
+    in_building = (await crashed_in(repository, S.ROUTING, S.BUILDING)).order_id
 
     client = await start_app()
 

@@ -23,8 +23,10 @@ from tests.harness import with_database
 SCHEMA_SQL = Path(__file__).parents[2] / "schema.sql"
 
 CATALOG: dict[str, str] = {
+    # Columns by name, not position: a migration appends a column that schema.sql shows
+    # beside its kin.
     "columns": """
-        SELECT table_name, column_name, ordinal_position, data_type, udt_name, is_nullable,
+        SELECT table_name, column_name, data_type, udt_name, is_nullable,
                column_default, is_identity
         FROM information_schema.columns WHERE table_schema = 'public'
         ORDER BY table_name, column_name""",

@@ -1,0 +1,258 @@
+"""The engine under faults.
+
+Stale views, unknown outcomes, database errors, lost wake-ups, stored retry times, and a
+stop while an attempt waits for a rate token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any, Unpack
+from uuid import UUID
+
+import asyncpg
+import pytest
+from solders.keypair import Keypair
+
+from orderengine.domain import (
+    EventDetails,
+    NewOrder,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    OrderStatus,
+    TransitionFields,
+)
+from orderengine.engine import Engine
+from orderengine.errors import InvalidTransition, StaleOrder
+from orderengine.events import EventHub
+from orderengine.limiter import TokenBucket
+from orderengine.metrics import Metrics
+from orderengine.repository import Repository
+from orderengine.transaction import Transaction
+from orderengine.venues.chain import Chain
+from orderengine.venues.factory import simulated_venues
+from orderengine.venues.values import Execution
+from tests.harness import StartApp, fast_settings
+from tests.polling import eventually
+from tests.streams import stream, submit, wait_terminal
+from tests.venues import Wrapped, wrapping
+
+S = OrderStatus
+REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
+
+
+async def accepted(repository: Repository) -> Order:
+    [outcome] = await repository.create_orders([NewOrder(request=REQUEST)])
+    assert not isinstance(outcome, Exception)
+    return outcome[0]
+
+
+async def test_a_stale_view_is_refused_and_writes_nothing(repository: Repository) -> None:
+    view = await accepted(repository)
+    current, _ = await repository.transition(view, S.ROUTING, dex="raydium")
+
+    with pytest.raises(StaleOrder):
+        await repository.transition(view, S.ROUTING, dex="meteora")
+    with pytest.raises(StaleOrder):
+        await repository.transition(view, S.FAILED, error="from an outdated read")
+
+    stored = await repository.get_order(view.order_id)
+    assert stored.status is S.ROUTING
+    assert stored.dex == "raydium"
+    assert stored.error is None
+    assert [event.seq for event in await repository.events(view.order_id)] == [1, 2]
+    assert current.last_seq == 2
+
+
+async def test_a_forbidden_transition_is_refused_before_any_write(repository: Repository) -> None:
+    order = await accepted(repository)
+
+    with pytest.raises(InvalidTransition):
+        await repository.transition(order, S.CONFIRMED)
+
+    assert len(await repository.events(order.order_id)) == 1
+
+
+class LostAnswer(Wrapped):
+    """Sends the swap (or not), then loses the answer: the outcome is unknown to the engine."""
+
+    sent = True
+
+    async def execute(self, transaction: Transaction) -> Execution:
+        if self.sent:
+            await self.inner.execute(transaction)
+        raise ConnectionResetError("connection reset by peer")
+
+
+class NeverSent(LostAnswer):
+    sent = False
+
+
+@pytest.mark.parametrize("kind", [LostAnswer, NeverSent])
+async def test_an_unknown_outcome_is_reconciled_never_resent_blindly(
+    start_app: StartApp, chain: Chain, kind: type[LostAnswer]
+) -> None:
+    client = await start_app(venues=wrapping(kind))
+
+    events = await stream(client, await submit(client))
+
+    submitted = [event["txHash"] for event in events if event["status"] == "submitted"]
+    confirmed = events[-1]
+    landed = await chain.landed_signatures([UUID(confirmed["orderId"])])
+    if kind is NeverSent:
+        assert confirmed["status"] == "failed"
+        assert "expired without landing" in confirmed["error"]
+        assert all(
+            event["reconciled"]
+            for event in events
+            if event["status"] == "pending" and event["seq"] > 1
+        )
+        assert landed[UUID(confirmed["orderId"])] == []
+    else:
+        assert confirmed["status"] == "confirmed"
+        assert confirmed["reconciled"] is True
+        assert submitted == [confirmed["txHash"]]
+        assert landed[UUID(confirmed["orderId"])] == submitted
+
+
+class FlakyRepository(Repository):
+    """The real repository, whose first few status changes fail with a data error."""
+
+    failures_left = 2
+
+    async def transition(
+        self,
+        order: Order,
+        status: OrderStatus,
+        details: EventDetails | None = None,
+        **fields: Unpack[TransitionFields],
+    ) -> tuple[Order, OrderEvent]:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise asyncpg.DataError("value out of range for type numeric")
+        return await super().transition(order, status, details, **fields)
+
+
+@asynccontextmanager
+async def engine_on(
+    repository: Repository, database_url: str, limiter: TokenBucket | None = None, **overrides: Any
+) -> AsyncIterator[Engine]:
+    settings = fast_settings(database_url, **overrides)
+    async with simulated_venues(settings) as venues:
+        engine = Engine(
+            settings, repository, venues, EventHub(64), Metrics(), Keypair(), limiter=limiter
+        )
+        await engine.start()
+        try:
+            yield engine
+        finally:
+            await engine.stop()
+
+
+async def finished(repository: Repository, order_id: UUID) -> Order:
+    async def terminal() -> bool:
+        return (await repository.get_order(order_id)).status.terminal
+
+    await eventually(terminal, limit_s=20)
+    return await repository.get_order(order_id)
+
+
+async def test_a_worker_survives_a_database_error_that_is_not_a_lost_connection(
+    database_url: str,
+) -> None:
+    repository = await FlakyRepository.connect(database_url, 4, 5.0)
+    try:
+        async with engine_on(repository, database_url, concurrency=1) as engine:
+            first, _ = await engine.submit(REQUEST)
+            second, _ = await engine.submit(REQUEST)
+
+            done = [await finished(repository, order.order_id) for order in (first, second)]
+
+            assert [order.status for order in done] == [S.CONFIRMED, S.CONFIRMED]
+            assert engine.workers_alive == 1
+            assert repository.failures_left == 0
+    finally:
+        await repository.close()
+
+
+class WatchedBucket(TokenBucket):
+    """A token bucket that says when a caller starts waiting for a token."""
+
+    def __init__(self) -> None:
+        super().__init__(rate_per_minute=1, burst=1)
+        self.waiting = asyncio.Event()
+
+    async def acquire(self) -> float:
+        if self._tokens < 1:
+            self.waiting.set()
+        return await super().acquire()
+
+
+async def test_a_stop_leaves_an_attempt_waiting_for_a_rate_token_untouched(
+    repository: Repository, database_url: str
+) -> None:
+    bucket = WatchedBucket()
+    async with engine_on(
+        repository, database_url, limiter=bucket, concurrency=2, shutdown_grace_s=600
+    ) as engine:
+        first, _ = await engine.submit(REQUEST)
+        await finished(repository, first.order_id)
+        second, _ = await engine.submit(REQUEST)
+        await asyncio.wait_for(bucket.waiting.wait(), 10)
+
+        async with asyncio.timeout(30):
+            await engine.stop()
+
+    order = await repository.get_order(second.order_id)
+    assert order.status is S.PENDING
+    assert [event.seq for event in await repository.events(second.order_id)] == [1]
+
+
+async def test_a_restart_honours_the_retry_time_stored_with_the_order(
+    start_app: StartApp, repository: Repository
+) -> None:
+    waiting = await accepted(repository)
+    waiting, _ = await repository.transition(waiting, S.ROUTING, dex="raydium")
+    await repository.transition(
+        waiting, S.PENDING, attempt=2, error="blockhash not found", retry_after_s=3600
+    )
+    due = (await accepted(repository)).order_id
+
+    client = await start_app()
+    await wait_terminal(client, str(due))
+    health = await (await client.get("/health")).json()
+
+    order = await repository.get_order(waiting.order_id)
+    assert order.status is S.PENDING
+    assert order.next_attempt_at is not None
+    assert len(await repository.events(waiting.order_id)) == 3
+    assert health["backlog"] == 1
+    [(_, due_in_s), *_] = await repository.unfinished_with_due_times()
+    assert due_in_s > 3500
+
+
+async def test_the_sweep_takes_up_an_order_nothing_woke(
+    start_app: StartApp, repository: Repository
+) -> None:
+    client = await start_app(sweep_s=0.05)
+    order = await accepted(repository)
+
+    final = await wait_terminal(client, str(order.order_id))
+
+    assert final["status"] == "confirmed"
+
+
+async def test_health_reports_workers_and_the_oldest_unfinished_order(
+    start_app: StartApp, repository: Repository
+) -> None:
+    client = await start_app(concurrency=3, sweep_s=3600)
+    await accepted(repository)
+
+    health = await (await client.get("/health")).json()
+
+    assert health["workers"] == {"alive": 3, "configured": 3}
+    assert health["oldestUnfinishedAgeS"] >= 0
