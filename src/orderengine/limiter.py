@@ -1,10 +1,47 @@
-"""A token bucket that paces swap attempts: `rate_per_minute` on average, `burst` at once."""
+"""Token buckets that pace swap attempts: `rate_per_minute` on average, `burst` at once.
+
+`TokenBucket` keeps its tokens in memory and paces one process. `SharedTokenBucket` keeps them
+in a store all engines share (one row of PostgreSQL, through the repository), so that engines
+on one database together start no more attempts than one would. The engine sees either as a
+`Limiter`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+ATTEMPTS_BUCKET = "attempts"
+"""The name of the shared bucket every engine draws its execution attempts from."""
+
+
+class Limiter(Protocol):
+    """What paces attempts: `acquire` returns once the caller may start one."""
+
+    async def acquire(self) -> float:
+        """Take one token, waiting as long as the rate requires; the seconds waited."""
+        ...
+
+
+class RateStore(Protocol):
+    """Where a shared bucket's tokens live; `Repository` is one.
+
+    `take_rate_token` refills the bucket `name` for the time elapsed since it was last
+    touched, at `per_second` and up to `burst` (a new bucket starts with `burst`), takes one
+    token, and returns the tokens left: negative is a debt, repaid after
+    `-tokens / per_second` seconds. It is atomic: concurrent takers are served one after the
+    other. `return_rate_token` gives one token back.
+    """
+
+    async def take_rate_token(self, name: str, per_second: float, burst: int) -> float: ...
+
+    async def return_rate_token(self, name: str) -> None: ...
 
 
 class TokenBucket:
@@ -44,3 +81,63 @@ class TokenBucket:
                 self._tokens += 1
                 raise
         return wait
+
+
+class SharedTokenBucket:
+    """The same lending bucket, its tokens kept in a store every engine shares.
+
+    Each `acquire` takes a token from the store in one round trip, going into debt if none
+    is left, then waits out its debt here. The store serves takers one at a time, so debts,
+    and waits, follow the order in which tokens were taken, whichever engine took them.
+
+    A caller cancelled while waiting gives its token back; the refund is shielded, so the
+    cancellation does not cut it short, and the cancelled caller returns once it is done
+    (unless cancelled again, when the refund still finishes on its own). A failed refund is
+    logged, and the token stays spent: engines then start fewer attempts, never more. A
+    caller cancelled while its token is being taken gives nothing back: whether the store
+    took it is unknown, and it errs the same safe way.
+
+    Errors of the store (`DatabaseUnavailable`, from the repository) reach the caller: no
+    token was taken, or it is unknown whether one was.
+    """
+
+    def __init__(
+        self,
+        store: RateStore,
+        rate_per_minute: float,
+        burst: int,
+        *,
+        name: str = ATTEMPTS_BUCKET,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._per_second = rate_per_minute / 60
+        self._burst = burst
+        self._name = name
+        self._sleep = sleep
+        self._refunds: set[asyncio.Task[None]] = set()
+        """Refunds under way, held so that none is collected before it is done."""
+
+    async def acquire(self) -> float:
+        """Take one token, waiting as long as the rate requires; the seconds waited."""
+        tokens = await self._store.take_rate_token(self._name, self._per_second, self._burst)
+        wait = -tokens / self._per_second if tokens < 0 else 0.0
+        if wait > 0:
+            try:
+                await self._sleep(wait)
+            except asyncio.CancelledError:
+                await self._give_back()
+                raise
+        return wait
+
+    async def _give_back(self) -> None:
+        refund = asyncio.create_task(self._refund())
+        self._refunds.add(refund)
+        refund.add_done_callback(self._refunds.discard)
+        await asyncio.shield(refund)
+
+    async def _refund(self) -> None:
+        try:
+            await self._store.return_rate_token(self._name)
+        except Exception as error:
+            log.warning("rate_token_not_returned", bucket=self._name, error=repr(error))
