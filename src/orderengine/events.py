@@ -1,17 +1,26 @@
 """Committed order events, from the store and the in-process hub, to the sockets that watch.
 
-The store is the truth; a publish on the hub is only a hint that the store has moved on, and a
-hint may be lost (a publish that never happened, or, from another process, one never
-delivered). A watcher (`follow`) therefore subscribes first, reads the store after the last
-seq it has, then takes hints:
+The store is the truth; what comes through the hub is only a hint that the store has moved
+on, and a hint may be lost (a publish that never happened, or, from another engine, a
+notification never delivered). The hub carries two kinds of hint:
 
-- a hint with the next seq is that event, committed: taken as it is, no read needed;
-- a hint with a seq already taken is a repeat (a replay and live events overlapped): dropped;
-- a hint further ahead means one or more publishes were lost: the store fills the gap;
-- no hint for `idle_s`: the store is read again, so a lost publish, even of the terminal
-  event, delays a watcher by `idle_s` at most.
+- a full event (`EventHub.publish`), committed by this engine;
+- a `Hint` (`EventHub.hint`): an order id and a seq, all that another engine announced of an
+  event it committed (see `notifications.py`); the event itself is only in the store.
 
-So each seq is yielded once and in order, whatever the hub loses or repeats.
+A watcher (`follow`) therefore subscribes first, reads the store after the last seq it has,
+then takes hints:
+
+- an event with the next seq is that event, committed: taken as it is, no read needed;
+- an event or a `Hint` with a seq already taken is a repeat (a replay and live events
+  overlapped, or an announcement of what the store already gave): dropped;
+- an event further ahead, or a `Hint` ahead, means the store holds events not yet taken: it is
+  read after the last seq taken, filling any gap;
+- no hint for `idle_s`: the store is read again, so a lost hint, even of the terminal event,
+  delays a watcher by `idle_s` at most.
+
+So each seq is yielded once and in order, whatever the hub loses or repeats, and whichever
+engine committed it; a `Hint` never reaches the watcher's client itself.
 
 Each subscription has a bounded buffer: a client that stops reading falls behind on its own,
 never slowing the engine or anyone else, and is told so, to resume with `since=`.
@@ -23,7 +32,8 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
 from uuid import UUID
 
 from orderengine.domain import OrderEvent
@@ -41,15 +51,30 @@ class EventStore(Protocol):
     async def latest_event(self, order_id: UUID) -> OrderEvent | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """An event known only by its order and seq: another engine committed it."""
+
+    order_id: UUID
+    seq: int
+
+
+Live: TypeAlias = OrderEvent | Hint
+"""What a subscription receives: an event committed here, or a hint of one committed elsewhere."""
+
+
 class Subscription:
-    """One watcher's buffer of live events for one order."""
+    """One watcher's buffer of live events and hints for one order.
+
+    A hint takes a place in the buffer as an event does.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._queue: asyncio.Queue[OrderEvent | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Live | None] = asyncio.Queue()
         self._overflowed = False
 
-    def offer(self, event: OrderEvent) -> None:
+    def offer(self, event: Live) -> None:
         if self._overflowed:
             return
         if self._queue.qsize() >= self._limit:
@@ -58,10 +83,10 @@ class Subscription:
             return
         self._queue.put_nowait(event)
 
-    async def next(self) -> OrderEvent:
-        """The oldest event waiting; cancelling the wait loses none.
+    async def next(self) -> Live:
+        """The oldest event or hint waiting; cancelling the wait loses none.
 
-        Raises `FellBehind` once the events offered before the overflow have been taken.
+        Raises `FellBehind` once the ones offered before the overflow have been taken.
         """
         event = await self._queue.get()
         if event is None:
@@ -70,7 +95,7 @@ class Subscription:
 
 
 class EventHub:
-    """Routes each published event to the current subscribers of its order."""
+    """Routes each published event, and each hint, to the current subscribers of its order."""
 
     def __init__(self, buffer: int) -> None:
         self._buffer = buffer
@@ -93,6 +118,18 @@ class EventHub:
         for subscription in self._subscribers.get(event.order_id, ()):
             subscription.offer(event)
 
+    def hint(self, order_id: UUID, seq: int) -> None:
+        """Tell every watcher of the order that its event `seq` is committed; never blocks.
+
+        For an event committed by another engine, announced with its seq only: a watcher that
+        has not taken `seq` yet reads the store.
+        """
+        subscriptions = self._subscribers.get(order_id, ())
+        if subscriptions:
+            hint = Hint(order_id, seq)
+            for subscription in subscriptions:
+                subscription.offer(hint)
+
 
 async def follow(
     store: EventStore,
@@ -104,9 +141,11 @@ async def follow(
     """The order's events after `since`, each once and in seq order, up to its terminal one.
 
     `subscription` is the order's, opened before this is called, so that nothing committed
-    after the first read of the store can be missed. The generator ends after the terminal
-    event, or at once when the order finished at or before `since` (a client resuming past
-    the end). Raises `FellBehind` when the subscription overflowed, and what the store raises.
+    after the first read of the store can be missed. Live events are yielded as they come when
+    each is the next seq; a `Hint` is never yielded, only makes the store be read when it is
+    ahead of the last seq taken. The generator ends after the terminal event, or at once when
+    the order finished at or before `since` (a client resuming past the end). Raises
+    `FellBehind` when the subscription overflowed, and what the store raises.
     """
     last = since
     from_store = True
@@ -131,19 +170,24 @@ async def follow(
 async def _next_live(subscription: Subscription, last: int, idle_s: float) -> OrderEvent | None:
     """The live event with seq `last + 1`, or None when the store must be read instead.
 
-    None when nothing new came within `idle_s`, when a hint skipped ahead (a publish was
-    lost), or when a terminal hint came that is already behind (the order may have finished
-    at or before a resumed stream's `since`). Repeats of events already taken are dropped.
+    None when nothing new came within `idle_s`, when an event skipped ahead (a publish was
+    lost), when a `Hint` ahead came (the event is only in the store), or when a terminal event
+    came that is already behind (the order may have finished at or before a resumed stream's
+    `since`). Repeats of events already taken, and hints of them, are dropped.
     """
     try:
         async with asyncio.timeout(idle_s):
             while True:
-                event = await subscription.next()
-                if event.seq > last or event.status.terminal:
+                live = await subscription.next()
+                if live.seq > last:
                     break
+                if isinstance(live, OrderEvent) and live.status.terminal:
+                    return None
     except TimeoutError:
         return None
-    return event if event.seq == last + 1 else None
+    if isinstance(live, Hint) or live.seq != last + 1:
+        return None
+    return live
 
 
 async def _finished_by(store: EventStore, order_id: UUID, seq: int) -> bool:

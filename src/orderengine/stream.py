@@ -7,8 +7,11 @@
 
 Every stream sends the order's events after `since`, each seq once and in order: the stored
 ones, then live ones as the hub announces them, with the store filling any publish that was
-lost (`events.follow`). It closes 1000 after the terminal event; 4000 when the client fell
-behind, 1013 when the database is out of reach, 1001 at shutdown (see `app.py`).
+lost (`events.follow`). Whichever engine sharing the database works the order, every socket
+on every engine sees it: events committed by another engine reach the hub as hints (their seq
+only, from `notifications.Listener`), and the socket reads them from the store. It closes
+1000 after the terminal event; 4000 when the client fell behind, 1013 when the database is out
+of reach, 1001 at shutdown (see `app.py`).
 """
 
 from __future__ import annotations
@@ -137,9 +140,10 @@ async def _send_events(
 ) -> None:
     """Send every event after `since`, each once and in order; close 1000 after the last.
 
-    The store is the truth and the hub's publishes only hints: a gap between hints, or a
-    socket idle for `ws_idle_check_s`, is filled by reading the store (see `events.follow`),
-    so a lost publish, even of the terminal event, neither leaves a hole nor a socket open.
+    The store is the truth and the hub's publishes only hints: a gap between hints, a hint
+    of an event another engine committed, or a socket idle for `ws_idle_check_s`, is filled
+    by reading the store (see `events.follow`), so a lost publish or notification, even of
+    the terminal event, neither leaves a hole nor a socket open.
     """
     last = since
     idle_s = app[SETTINGS].ws_idle_check_s

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from orderengine.domain import OrderEvent, OrderStatus
-from orderengine.events import EventHub, FellBehind, follow
+from orderengine.events import EventHub, FellBehind, Hint, follow
 
 ORDER = uuid.uuid4()
 
@@ -157,3 +157,98 @@ async def test_a_watcher_whose_buffer_overflowed_falls_behind() -> None:
         assert await take(feed, 1) == [1]
         with pytest.raises(FellBehind):
             await take(feed, 1)
+
+
+async def test_a_hint_ahead_is_read_from_the_store_and_never_sent_itself() -> None:
+    hub = EventHub(buffer=8)
+    one, two, three, done = events(1, 2, 3, 4, last=OrderStatus.CONFIRMED)
+    store = MemoryStore(one)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        assert await take(feed, 1) == [1]
+
+        store.stored += [two, three]
+        hub.hint(ORDER, 3)
+        assert await take(feed, 2) == [2, 3]
+        assert store.reads == 2, "the replay, then one read for the hint"
+
+        store.stored.append(done)
+        hub.hint(ORDER, 4)
+        assert await rest(feed) == [4], "a terminal event known by its hint ends the stream"
+
+
+async def test_hints_of_events_already_taken_are_dropped_without_a_read() -> None:
+    hub = EventHub(buffer=8)
+    stored = events(1, 2, 3)
+    store = MemoryStore(*stored)
+    with hub.subscribe(ORDER) as subscription:
+        for seq in (1, 2, 3, 2):
+            hub.hint(ORDER, seq)
+        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        assert await take(feed, 3) == [1, 2, 3]
+
+        [done] = events(4, last=OrderStatus.FAILED)
+        store.stored.append(done)
+        hub.hint(ORDER, 3)
+        hub.hint(ORDER, 4)
+        assert await rest(feed) == [4]
+        assert store.reads == 2, "the replay, then one read for hint 4; none for 1, 2, 3"
+
+
+async def test_hints_and_published_events_mix_each_seq_once_in_order() -> None:
+    hub = EventHub(buffer=8)
+    one, two, three, four, done = events(1, 2, 3, 4, 5, last=OrderStatus.CONFIRMED)
+    store = MemoryStore(one)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        assert await take(feed, 1) == [1]
+
+        store.stored += [two, three, four]
+        hub.hint(ORDER, 2)
+        hub.hint(ORDER, 3)
+        hub.publish(three)
+        hub.publish(four)
+        store.stored.append(done)
+        hub.publish(done)
+        assert await rest(feed) == [2, 3, 4, 5]
+        assert store.reads == 2, "one read for hint 2 took 2 to 4; 3, 4 live were repeats"
+
+
+async def test_a_hint_reaches_only_the_watchers_of_its_order() -> None:
+    hub = EventHub(buffer=8)
+    other = uuid.uuid4()
+    hub.hint(other, 1)
+    with hub.subscribe(ORDER) as mine, hub.subscribe(other) as theirs:
+        hub.hint(other, 2)
+        hub.hint(ORDER, 5)
+        assert await mine.next() == Hint(ORDER, 5)
+        assert await theirs.next() == Hint(other, 2)
+
+
+async def test_hints_take_room_in_the_buffer_like_events() -> None:
+    hub = EventHub(buffer=8)
+    [first] = events(1)
+    store = MemoryStore(first)
+    with hub.subscribe(ORDER) as subscription:
+        for _ in range(9):
+            hub.hint(ORDER, 1)
+        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+
+        assert await take(feed, 1) == [1]
+        with pytest.raises(FellBehind):
+            await take(feed, 1)
+
+
+async def test_a_stream_resumed_past_the_end_closes_at_the_idle_read_after_a_hint() -> None:
+    hub = EventHub(buffer=8)
+    store = MemoryStore(*events(1, 2))
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=9, idle_s=0.05)
+        waiting = asyncio.create_task(rest(feed))
+        await asyncio.sleep(0)
+
+        [_, _, done] = events(1, 2, 3, last=OrderStatus.CONFIRMED)
+        store.stored.append(done)
+        hub.hint(ORDER, 3)
+
+        assert await waiting == [], "hint 3 is behind since=9: dropped; the idle read ends it"

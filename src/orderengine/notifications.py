@@ -1,0 +1,271 @@
+"""What other engines on the same database announce: committed events, orders to work on.
+
+Each engine commits a NOTIFY with every write others should hear of, in the write's own
+transaction, so it is delivered only once the write is committed:
+
+- on `EVENTS_CHANNEL`, `"<engine_id> <order_id> <seq>"` for every committed event;
+- on `ORDERS_CHANNEL`, `"<engine_id>"` whenever orders become available to work on.
+
+`Listener` hears them on one dedicated connection and hands them to plain callbacks. A
+notification is only a hint: the store remains the truth. One that is lost, malformed, or sent
+while the listener is disconnected costs latency, never correctness, because the engine's
+periodic sweep takes up unfinished orders and every socket reads the store when idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import TypeAlias
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from orderengine.postgres import CONNECTION_ERRORS
+
+log = structlog.get_logger(__name__)
+
+EVENTS_CHANNEL = "orderengine_events"
+"""Payload `"<engine_id> <order_id> <seq>"`: the engine `engine_id` committed that event."""
+
+ORDERS_CHANNEL = "orderengine_orders"
+"""Payload `"<engine_id>"`: orders became available to work on (new ones, released leases)."""
+
+APPLICATION_NAME = "orderengine-listener"
+"""The listener's connection as `pg_stat_activity` names it."""
+
+OnEvent: TypeAlias = Callable[[UUID, int], None]
+OnOrders: TypeAlias = Callable[[], None]
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+
+_FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+"""What connecting, listening or checking the connection may raise: all mean reconnect."""
+
+
+def event_payload(engine_id: UUID, order_id: UUID, seq: int) -> str:
+    """The payload announcing on `EVENTS_CHANNEL` that `engine_id` committed this event."""
+    return f"{engine_id} {order_id} {seq}"
+
+
+def orders_payload(engine_id: UUID) -> str:
+    """The payload announcing on `ORDERS_CHANNEL` that `engine_id` made orders available."""
+    return str(engine_id)
+
+
+def parse_event(payload: str) -> tuple[UUID, UUID, int]:
+    """The engine id, order id and seq an `EVENTS_CHANNEL` payload names.
+
+    Raises `ValueError` for anything but three fields: two UUIDs and a positive decimal seq.
+    """
+    engine_id, order_id, seq = payload.split(" ")
+    if not (seq.isascii() and seq.isdigit()) or int(seq) < 1:
+        raise ValueError(f"not a seq: {seq!r}")
+    return UUID(engine_id), UUID(order_id), int(seq)
+
+
+def parse_orders(payload: str) -> UUID:
+    """The engine id an `ORDERS_CHANNEL` payload names; `ValueError` if it is not one."""
+    return UUID(payload)
+
+
+class Listener:
+    """Other engines' notifications, on one dedicated connection that is kept open.
+
+    Opened with `Listener.open`. Each notification from another engine is handed to
+    `on_event(order_id, seq)` or `on_orders()`, plain callbacks called on the event loop,
+    which must not block; one that raises is logged and the listener carries on. The
+    engine's own notifications (its `engine_id`) are ignored: it published those itself.
+    Malformed payloads are ignored with a warning.
+
+    When the connection is lost (the server ends it, the network fails, or a periodic check
+    gets no answer within `timeout_s`), the listener reconnects, waiting `reconnect_s` at
+    first and twice as long after each failed attempt, up to `reconnect_cap_s`, until it is
+    closed. While it is disconnected nothing is delivered and what was sent meanwhile is
+    never heard: the engine's periodic sweep takes up orders whose wake-up was missed, and
+    each socket's idle read of the store brings the events it missed. To shorten that gap,
+    `on_orders()` is called once after each reconnection, since orders may have become
+    available meanwhile.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        engine_id: UUID,
+        on_event: OnEvent,
+        on_orders: OnOrders,
+        *,
+        reconnect_s: float,
+        reconnect_cap_s: float,
+        check_s: float,
+        timeout_s: float,
+    ) -> None:
+        self._dsn = dsn
+        self._engine_id = engine_id
+        self._on_event = on_event
+        self._on_orders = on_orders
+        self._reconnect_s = reconnect_s
+        self._reconnect_cap_s = max(reconnect_cap_s, reconnect_s)
+        self._check_s = check_s
+        self._timeout_s = timeout_s
+        self._connection: Connection | None = None
+        self._first_attempt = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        dsn: str,
+        engine_id: UUID,
+        on_event: OnEvent,
+        on_orders: OnOrders,
+        *,
+        reconnect_s: float = 1.0,
+        reconnect_cap_s: float = 30.0,
+        check_s: float = 10.0,
+        timeout_s: float = 5.0,
+    ) -> AsyncIterator[Listener]:
+        """A listener for engine `engine_id`, listening once this returns if it could connect.
+
+        A database out of reach at first does not fail this: the listener keeps trying, as
+        after losing its connection. On exit it stops listening and closes its connection.
+        """
+        listener = cls(
+            dsn,
+            engine_id,
+            on_event,
+            on_orders,
+            reconnect_s=reconnect_s,
+            reconnect_cap_s=reconnect_cap_s,
+            check_s=check_s,
+            timeout_s=timeout_s,
+        )
+        task = listener._task = asyncio.create_task(listener._run(), name="notification-listener")
+        task.add_done_callback(_log_end)
+        first_attempt = asyncio.create_task(listener._first_attempt.wait())
+        try:
+            await asyncio.wait([task, first_attempt], return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()
+            yield listener
+        finally:
+            first_attempt.cancel()
+            await listener._close()
+
+    @property
+    def listening(self) -> bool:
+        """Whether notifications are being heard now."""
+        return self._connection is not None and not self._connection.is_closed()
+
+    @property
+    def pid(self) -> int | None:
+        """The server process of the listening connection, or None while disconnected."""
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            return None
+        return connection.get_server_pid()
+
+    async def _run(self) -> None:
+        """Connect, listen until the connection is lost, wait, and again, until cancelled."""
+        delay = self._reconnect_s
+        missed = False
+        while True:
+            try:
+                connection, lost = await self._connect()
+            except _FAILURES as error:
+                log.warning("listener_connect_failed", error=repr(error), retry_in_s=delay)
+                self._first_attempt.set()
+                missed = True
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(2 * delay, self._reconnect_cap_s)
+                continue
+            delay = self._reconnect_s
+            self._connection = connection
+            self._first_attempt.set()
+            log.info("listener_connected", pid=connection.get_server_pid())
+            if missed:
+                self._call(self._on_orders)
+            await self._watch(connection, lost)
+            self._connection = None
+            connection.terminate()
+            log.warning("listener_connection_lost", retry_in_s=delay)
+            missed = True
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    async def _connect(self) -> tuple[Connection, asyncio.Event]:
+        """A new connection listening on both channels, and what is set when it is lost."""
+        connection: Connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._timeout_s,
+            command_timeout=self._timeout_s,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+        lost = asyncio.Event()
+        try:
+            connection.add_termination_listener(lambda _: lost.set())
+            await connection.add_listener(EVENTS_CHANNEL, self._notified)
+            await connection.add_listener(ORDERS_CHANNEL, self._notified)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection, lost
+
+    async def _watch(self, connection: Connection, lost: asyncio.Event) -> None:
+        """Return once the connection is lost, or fails to answer a check every `check_s`."""
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), self._check_s)
+                return
+            try:
+                await connection.execute("SELECT 1", timeout=self._timeout_s)
+            except _FAILURES as error:
+                log.warning("listener_check_failed", error=repr(error))
+                return
+
+    def _notified(self, _connection: object, _pid: int, channel: str, payload: object) -> None:
+        """Hand one notification to its callback, unless it is malformed or this engine's."""
+        if self._closed:
+            return
+        text = str(payload)
+        try:
+            if channel == EVENTS_CHANNEL:
+                engine_id, order_id, seq = parse_event(text)
+                if engine_id != self._engine_id:
+                    self._call(self._on_event, order_id, seq)
+            elif channel == ORDERS_CHANNEL and parse_orders(text) != self._engine_id:
+                self._call(self._on_orders)
+        except ValueError:
+            log.warning("notification_malformed", channel=channel, payload=text[:200])
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: object) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("notification_callback_failed", callback=repr(callback))
+
+    async def _close(self) -> None:
+        """Stop reconnecting, stop listening, close the connection."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        connection, self._connection = self._connection, None
+        if connection is None or connection.is_closed():
+            return
+        try:
+            await connection.remove_listener(EVENTS_CHANNEL, self._notified)
+            await connection.remove_listener(ORDERS_CHANNEL, self._notified)
+            await connection.close(timeout=self._timeout_s)
+        except _FAILURES:
+            connection.terminate()
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    """Say so if the listener stopped for anything but being closed: it hears nothing more."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("listener_stopped", error=repr(error), exc_info=error)
