@@ -31,6 +31,9 @@ CREATE TABLE orders (
     error           text,
     -- When the next attempt is due, after a failed one; a restart honours it.
     next_attempt_at timestamptz,
+    -- The engine working on the order, and until when; another may take it over after.
+    lease_owner     uuid,
+    lease_expires_at timestamptz,
     idempotency_key text UNIQUE,
     -- SHA-256 of the canonical order body: a reused key with another body is a conflict.
     request_digest  text,
@@ -52,6 +55,13 @@ CREATE TABLE order_events (
     PRIMARY KEY (order_id, seq)
 );
 
+-- The token bucket every engine on this database draws execution attempts from.
+CREATE TABLE rate_limit (
+    name       text PRIMARY KEY,
+    tokens     double precision NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+
 -- Which migrations this database has had; this file stands for all of them.
 CREATE TABLE schema_migrations (
     version    integer PRIMARY KEY,
@@ -62,4 +72,5 @@ CREATE TABLE schema_migrations (
 INSERT INTO schema_migrations (version, name) VALUES
     (1, 'orders_and_events'),
     (2, 'order_status_type'),
-    (3, 'retry_times_and_expiry');
+    (3, 'retry_times_and_expiry'),
+    (4, 'leases_and_shared_rate');

@@ -19,6 +19,7 @@ from orderengine.engine import Engine
 from orderengine.events import EventHub
 from orderengine.keys import ENGINE, HUB, METRICS, REPOSITORY, SETTINGS, SOCKETS, VENUES
 from orderengine.metrics import Metrics
+from orderengine.notifications import Listener
 from orderengine.repository import Repository
 from orderengine.server import handler_args
 from orderengine.settings import Settings
@@ -53,7 +54,11 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
 
 @asynccontextmanager
 async def resources(app: web.Application) -> AsyncIterator[None]:
-    """Open the database, the venues and the engine; stop and close them in reverse."""
+    """Open the database, the venues, the engine and the listener; close them in reverse.
+
+    The listener hears other engines' notifications: their committed events, as hints for
+    this engine's sockets, and orders they made available, as wake-ups for its dispatcher.
+    """
     settings = app[SETTINGS]
     assert settings.database_url, "the database URL is resolved before the app is created"
     repository = await Repository.connect(
@@ -67,7 +72,16 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             app[ENGINE] = engine
             await engine.start()
             try:
-                yield
+                async with Listener.open(
+                    settings.database_url,
+                    repository.owner,
+                    app[HUB].hint,
+                    engine.wake,
+                    reconnect_s=settings.listen_reconnect_s,
+                    check_s=settings.listen_check_s,
+                    timeout_s=settings.db_timeout_s,
+                ):
+                    yield
             finally:
                 await engine.stop()
     finally:

@@ -306,6 +306,7 @@ class TransitionFields(TypedDict, total=False):
     """What a status change may set on the order's row besides its status.
 
     `retry_after_s` sets when the next attempt is due; every other change clears it.
+    `release` gives up the engine's lease on the order with the change.
     """
 
     attempt: int
@@ -315,3 +316,4 @@ class TransitionFields(TypedDict, total=False):
     tx_expires_at: datetime
     execution: Execution
     retry_after_s: float
+    release: bool

@@ -1,8 +1,12 @@
-"""The order state machine: queue, workers, pacing, retries, reconciliation and recovery.
+"""The order state machine: claims, workers, pacing, retries, reconciliation and recovery.
 
-PostgreSQL is the truth and the queue is only a dispatcher. A worker reads the order's
-stored status and acts on it, so one code path serves a fresh order, a retry, an order
-recovered after a crash and one interrupted by the database going away:
+PostgreSQL is the truth, and the coordinator of every engine that shares it. A dispatcher
+claims due orders from the database with a lease (whoever accepted them), as many as there
+are idle workers, woken by new orders (here or, through NOTIFY, on another engine), by a
+worker coming free, by the next retry falling due, or by the periodic sweep. A worker acts on
+the claimed order's stored status, so one code path serves a fresh order, a retry, an order
+recovered after a crash (this engine's or another's) and one interrupted by the database
+going away:
 
 - `pending` (or `routing`/`building`, left by a crash): run an attempt from routing;
 - `submitted`: a signature was sent; ask the venue what became of it, never send again
@@ -16,6 +20,7 @@ routing goes back to `pending` with `attempt + 1` and the delay before the retry
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Unpack
 from uuid import UUID
@@ -52,7 +57,8 @@ from orderengine.errors import (
 )
 from orderengine.events import EventHub
 from orderengine.intake import Intake
-from orderengine.limiter import TokenBucket
+from orderengine.leases import Leases
+from orderengine.limiter import Limiter, SharedTokenBucket
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
 from orderengine.retry import GiveUp, RetryPolicy
@@ -66,7 +72,7 @@ log = structlog.get_logger(__name__)
 
 
 class Engine:
-    """Owns the queue and the workers; every status change goes through `_move`."""
+    """Owns the dispatcher and the workers; every status change goes through `_move`."""
 
     def __init__(
         self,
@@ -76,7 +82,7 @@ class Engine:
         hub: EventHub,
         metrics: Metrics,
         signer: Keypair,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._settings = settings
         self._repository = repository
@@ -86,14 +92,21 @@ class Engine:
         )
         self._hub = hub
         self._metrics = metrics
-        self._limiter = limiter or TokenBucket(settings.rate_per_minute, settings.rate_burst)
+        self._limiter = limiter or SharedTokenBucket(
+            repository, settings.rate_per_minute, settings.rate_burst
+        )
         self._retry = RetryPolicy(settings)
         self._signer = signer
-        self._queue: asyncio.Queue[UUID] = asyncio.Queue()
-        self._queued_or_working: set[UUID] = set()
-        """Orders in the queue or in a worker's hands: queueing one of them again is a no-op."""
-        self._waiting: dict[UUID, asyncio.TimerHandle] = {}
-        """Orders waiting out a delay (a retry's backoff, a pending signature, an outage)."""
+        self._leases = Leases(settings.lease_s)
+        self._queue: asyncio.Queue[Order] = asyncio.Queue()
+        """Orders claimed and waiting for a worker of this engine."""
+        self._wake = asyncio.Event()
+        """Set when there may be work to claim: an order accepted or released, a worker free."""
+        self._waiting = 0
+        """Unfinished orders nobody works on, as last counted, plus those accepted since: an
+        order accepted while the count was being taken is counted twice rather than not at
+        all, so the backlog errs towards refusing early."""
+        self._accepted_count = 0
         self._crashes: dict[UUID, int] = {}
         """Unexpected errors so far per order, forgotten once it is processed cleanly."""
         self._committing = 0
@@ -103,7 +116,7 @@ class Engine:
         """Workers holding an order now; at shutdown only these get the grace period."""
         self._pacing: set[asyncio.Task[None]] = set()
         """Workers waiting for a rate token: at shutdown they stop, their order untouched."""
-        self._sweeper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._closing = False
         self._intake = Intake(repository, self._accepted, settings.intake_batch)
 
@@ -111,8 +124,8 @@ class Engine:
 
     @property
     def backlog(self) -> int:
-        """Accepted orders waiting for a worker, for a retry, or being committed now."""
-        return self._queue.qsize() + len(self._waiting) + self._committing
+        """Accepted orders waiting for a worker or a retry, or being committed now."""
+        return self._waiting + self._queue.qsize() + self._committing
 
     async def submit(
         self, request: OrderRequest, key: str | None = None, digest: str | None = None
@@ -139,7 +152,7 @@ class Engine:
             self._committing -= 1
 
     def _accepted(self, order: Order) -> None:
-        """A new order is committed: tell its watchers and queue it."""
+        """A new order is committed: tell its watchers and wake the dispatcher."""
         self._metrics.accepted.inc()
         event = OrderEvent(
             order_id=order.order_id,
@@ -149,31 +162,17 @@ class Engine:
             at=order.created_at,
         )
         self._hub.publish(event)
-        self._enqueue(order.order_id)
+        self._waiting += 1
+        self._accepted_count += 1
+        self.wake()
+
+    def wake(self) -> None:
+        """There may be orders to claim: new ones, released ones (here or on another engine)."""
+        self._wake.set()
 
     def _drain_time_s(self) -> int:
         per_second = min(self._settings.rate_per_minute / 60, float(self._settings.concurrency))
         return max(1, round(self.backlog / per_second))
-
-    def _enqueue(self, order_id: UUID) -> None:
-        """Queue an order for a worker, unless it is queued or being worked on already."""
-        waiting = self._waiting.pop(order_id, None)
-        if waiting is not None:
-            waiting.cancel()
-        if self._closing or order_id in self._queued_or_working:
-            return
-        self._queued_or_working.add(order_id)
-        self._queue.put_nowait(order_id)
-        self._metrics.queued.set(self._queue.qsize())
-
-    def _enqueue_after(self, order_id: UUID, delay_s: float) -> None:
-        """Queue an order again after a delay, without holding a worker meanwhile."""
-        self._queued_or_working.discard(order_id)
-        earlier = self._waiting.pop(order_id, None)
-        if earlier is not None:
-            earlier.cancel()
-        loop = asyncio.get_running_loop()
-        self._waiting[order_id] = loop.call_later(delay_s, self._enqueue, order_id)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -183,64 +182,32 @@ class Engine:
         return sum(not worker.done() for worker in self._workers)
 
     async def start(self) -> None:
-        """Take up every unfinished order, oldest first, then start the workers and the sweep."""
-        found = await self._dispatch_unfinished()
-        if found:
-            log.info("orders_recovered", count=found)
+        """Start the workers, the dispatcher that claims orders for them, and the renewer."""
+        unfinished = len(await self._repository.unfinished())
+        if unfinished:
+            log.info("unfinished_orders", count=unfinished)
         self._workers = [
             asyncio.create_task(self._work(), name=f"worker-{n}")
             for n in range(self._settings.concurrency)
         ]
-        self._sweeper = asyncio.create_task(self._sweep(), name="sweeper")
-
-    async def _dispatch_unfinished(self) -> int:
-        """Queue each unfinished order nobody holds, or set it aside until its retry is due.
-
-        The retry time is stored with the order, so a restart honours the delay the client
-        was told. Returns how many orders were taken up.
-        """
-        taken = 0
-        for order_id, due_in_s in await self._repository.unfinished_with_due_times():
-            if order_id in self._queued_or_working or order_id in self._waiting:
-                continue
-            taken += 1
-            if due_in_s > 0:
-                self._enqueue_after(order_id, due_in_s)
-            else:
-                self._enqueue(order_id)
-        return taken
-
-    async def _sweep(self) -> None:
-        """Every `sweep_s`, take up unfinished orders that nothing in memory will wake.
-
-        Nothing should be missed, but a lost wake-up (an answer never read, a timer lost to
-        an error) then costs one sweep of latency rather than an order left until a restart.
-        """
-        while not self._closing:
-            await asyncio.sleep(self._settings.sweep_s)
-            try:
-                found = await self._dispatch_unfinished()
-            except Exception as error:
-                log.warning("sweep_failed", error=str(error))
-                continue
-            if found:
-                log.info("orders_swept", count=found)
+        self._background = [
+            asyncio.create_task(self._dispatch(), name="dispatcher"),
+            asyncio.create_task(self._renew(), name="renewer"),
+        ]
 
     async def stop(self) -> None:
         """Start no swap after this call; let swaps in flight finish within the grace period.
 
         Idle workers, and workers still waiting for a rate token (whose order is left as it
-        was), stop at once. Orders not started stay in the database for the next start.
-        Stopping a stopped engine does nothing.
+        was), stop at once. Every lease still held is given back at the end, and the other
+        engines woken, so they continue those orders without waiting for the leases to run
+        out. Stopping a stopped engine does nothing.
         """
         if self._closing:
             return
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for handle in self._waiting.values():
-            handle.cancel()
-        self._waiting.clear()
+        for task in self._background:
+            task.cancel()
         for worker in self._workers:
             if worker not in self._busy or worker in self._pacing:
                 worker.cancel()
@@ -250,56 +217,140 @@ class Engine:
             await asyncio.wait(in_flight, timeout=self._settings.shutdown_grace_s)
         for worker in self._workers:
             worker.cancel()
-        tasks = [*self._workers, *([self._sweeper] if self._sweeper else [])]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._workers, *self._background, return_exceptions=True)
+        await self._release_all()
         await self._intake.close()
-        log.info("engine_stopped", left_pending=self._queue.qsize())
+        log.info("engine_stopped")
+
+    async def _release_all(self) -> None:
+        held = self._leases.held()
+        if not held:
+            return
+        try:
+            await self._repository.release(held)
+        except OrderEngineError as error:
+            log.warning("leases_not_released", count=len(held), error=error.message)
+            return
+        log.info("leases_released", count=len(held))
+
+    # ---- dispatching --------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        """Claim due orders for idle workers until the engine stops.
+
+        After each claim it counts what is left and sleeps until woken, until the next retry
+        falls due, or for one sweep at most: a lost wake-up costs latency, never an order.
+        """
+        while not self._closing:
+            self._wake.clear()
+            try:
+                saturated = await self._claim()
+                accepted_before = self._accepted_count
+                waiting, next_due_s = await self._repository.waiting()
+            except DatabaseUnavailable as error:
+                log.warning("claim_failed", error=error.message)
+                await asyncio.sleep(self._settings.db_timeout_s)
+                continue
+            except Exception:
+                log.exception("dispatch_failed")
+                await asyncio.sleep(self._settings.db_timeout_s)
+                continue
+            self._waiting = waiting + self._accepted_count - accepted_before
+            if saturated:
+                continue
+            sleep_s = self._settings.sweep_s
+            if next_due_s is not None:
+                sleep_s = min(sleep_s, next_due_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), sleep_s)
+
+    async def _claim(self) -> bool:
+        """Claim orders for the idle workers; whether every idle worker got one."""
+        idle = self._settings.concurrency - len(self._busy) - self._queue.qsize()
+        if idle <= 0:
+            return False
+        asked_at = self._leases.now()
+        claimed = await self._repository.claim(idle, self._leases.lease_s)
+        self._leases.taken((order.order_id for order in claimed), asked_at)
+        for order in claimed:
+            self._queue.put_nowait(order)
+        self._metrics.queued.set(self._queue.qsize())
+        return len(claimed) == idle
+
+    async def _renew(self) -> None:
+        """Renew the leases this engine holds, a few times per lease length."""
+        while not self._closing:
+            await asyncio.sleep(self._leases.renew_every_s)
+            held = self._leases.held()
+            if not held:
+                continue
+            asked_at = self._leases.now()
+            try:
+                kept = await self._repository.renew(held, self._leases.lease_s)
+            except Exception as error:
+                log.warning("lease_renewal_failed", error=str(error))
+                continue
+            lost = self._leases.renewed(kept, held, asked_at)
+            if lost:
+                log.warning("leases_lost", count=len(lost))
+
+    async def _set_aside(self, order_id: UUID, delay_s: float | None) -> None:
+        """Give the order's lease back, to be claimed here or on another engine.
+
+        It is due again after `delay_s`, or when its stored retry time says if that is None.
+        """
+        try:
+            await self._repository.release([order_id], delay_s)
+        except OrderEngineError as error:
+            log.warning("lease_not_released", error=error.message)
+        self._leases.released(order_id)
+        self.wake()
+
+    # ---- workers ------------------------------------------------------------------------
 
     async def _work(self) -> None:
-        """Take orders from the queue until the engine stops; no error ends a worker."""
+        """Take claimed orders until the engine stops; no error ends a worker."""
         task = asyncio.current_task()
         assert task is not None
         while not self._closing:
-            order_id = await self._queue.get()
+            order = await self._queue.get()
             self._busy.add(task)
             self._metrics.queued.set(self._queue.qsize())
             self._metrics.executing.inc()
             try:
-                with bound_contextvars(order_id=str(order_id)):
-                    await self._process(order_id)
+                with bound_contextvars(order_id=str(order.order_id)):
+                    await self._process(order)
             except Exception:
-                log.exception("worker_error", order_id=str(order_id))
-                self._enqueue_after(order_id, self._retry.backoff_s(1))
+                log.exception("worker_error", order_id=str(order.order_id))
+                await self._set_aside(order.order_id, self._retry.backoff_s(1))
             finally:
                 self._metrics.executing.dec()
                 self._busy.discard(task)
+                self.wake()
 
-    async def _process(self, order_id: UUID) -> None:
+    async def _process(self, order: Order) -> None:
         """Advance one order as far as it goes now; a database outage only delays it."""
         try:
-            await self._advance(order_id)
+            await self._advance(order)
         except DatabaseUnavailable as error:
             delay = self._settings.db_timeout_s
             log.warning("database_unavailable", error=error.message, retry_in_s=delay)
-            self._enqueue_after(order_id, delay)
+            await self._set_aside(order.order_id, delay)
         except StaleOrder as error:
             log.info("stale_view", error=error.message)
-            self._queued_or_working.discard(order_id)
-            self._enqueue(order_id)
+            await self._set_aside(order.order_id, None)
         except Exception:
             log.exception("order_processing_crashed")
-            await self._after_crash(order_id)
+            await self._after_crash(order.order_id)
         else:
-            self._crashes.pop(order_id, None)
+            self._crashes.pop(order.order_id, None)
 
-    async def _advance(self, order_id: UUID) -> None:
-        """Read the order and act on its stored status."""
-        order = await self._repository.get_order(order_id)
+    async def _advance(self, order: Order) -> None:
+        """Act on the order's stored status."""
         if order.status is OrderStatus.SUBMITTED:
             await self._reconcile(order)
         elif not order.status.terminal:
             await self._attempt(order)
-        self._queued_or_working.discard(order_id)
 
     async def _after_crash(self, order_id: UUID) -> None:
         """After an unexpected error, try the order again later.
@@ -313,13 +364,13 @@ class Engine:
                 order = await self._repository.get_order(order_id)
                 if order.status is not OrderStatus.SUBMITTED and not order.status.terminal:
                     error = f"internal error after {crashes} tries; logged with the order id"
-                    await self._move(order, OrderStatus.FAILED, Failed(error=error), error=error)
+                    failed = Failed(error=error)
+                    await self._move(order, OrderStatus.FAILED, failed, error=error, release=True)
                     self._crashes.pop(order_id, None)
-                    self._queued_or_working.discard(order_id)
                     return
             except OrderEngineError as error:
                 log.warning("crashed_order_not_failed", error=error.message)
-        self._enqueue_after(order_id, self._retry.backoff_s(crashes))
+        await self._set_aside(order_id, self._retry.backoff_s(crashes))
 
     # ---- one attempt --------------------------------------------------------------------
 
@@ -369,6 +420,9 @@ class Engine:
         A crash after that commit, or an answer that never comes, is resolved by
         reconciliation, never by resending: only a definite rejection lets a new swap go.
         """
+        if self._closing:
+            await self._stand_down(order)
+            return
         venue = self._venues[decision.best.dex]
         blockhash = await venue.recent_blockhash()
         transaction = build(
@@ -386,6 +440,7 @@ class Engine:
         )
         order = await self._move(order, OrderStatus.BUILDING, Building(transaction=built))
         if self._closing:
+            await self._stand_down(order)
             return
         sent = Submitted(
             tx_hash=transaction.signature, dex=venue.name, expires_at=transaction.expires_at
@@ -406,9 +461,17 @@ class Engine:
         except Exception as error:
             self._metrics.attempts.labels("unknown").inc()
             log.warning("outcome_unknown", tx_hash=transaction.signature, error=repr(error))
-            self._enqueue_after(order.order_id, self._retry.backoff_s(1))
+            await self._set_aside(order.order_id, self._retry.backoff_s(1))
             return
         await asyncio.shield(self._confirm(order, execution))
+
+    async def _stand_down(self, order: Order) -> None:
+        """Put back an attempt the stopping engine had not sent: `pending`, attempt unspent.
+
+        The lease goes with the change, so the next start or another engine takes it up.
+        """
+        details = Recovered(recovered=f"the engine stopped while {order.status}; routing again")
+        await self._move(order, OrderStatus.PENDING, details, release=True)
 
     async def _resume(self, order: Order) -> Order:
         """An order found in `routing` or `building` was interrupted: show it, start over."""
@@ -430,7 +493,7 @@ class Engine:
             assert status.execution is not None
             await self._confirm(order, status.execution, reconciled=True)
         elif status.state is TransactionState.PENDING:
-            self._enqueue_after(order.order_id, self._retry.backoff_s(1))
+            await self._set_aside(order.order_id, self._retry.backoff_s(1))
         elif status.state is TransactionState.REJECTED:
             reason = status.error or f"transaction {order.tx_hash} was rejected"
             await self._retry_or_fail(order, reason, reconciled=True)
@@ -442,7 +505,7 @@ class Engine:
         self, order: Order, execution: Execution, *, reconciled: bool = False
     ) -> None:
         details = Confirmed.of(execution, reconciled=reconciled)
-        await self._move(order, OrderStatus.CONFIRMED, details, execution=execution)
+        await self._move(order, OrderStatus.CONFIRMED, details, execution=execution, release=True)
         self._metrics.attempts.labels("confirmed").inc()
         log.info(
             "order_confirmed",
@@ -452,12 +515,15 @@ class Engine:
         )
 
     async def _retry_or_fail(self, order: Order, reason: str, *, reconciled: bool = False) -> None:
-        """Schedule the next attempt, or fail the order when none is left."""
+        """Schedule the next attempt, or fail the order when none is left.
+
+        Either way the lease is given up with the change.
+        """
         flag = reconciled or None
         step = self._retry.after_failure(order.attempt, reason)
         if isinstance(step, GiveUp):
             failed = Failed(error=step.error, reconciled=flag)
-            await self._move(order, OrderStatus.FAILED, failed, error=step.error)
+            await self._move(order, OrderStatus.FAILED, failed, error=step.error, release=True)
             log.warning("order_failed", error=step.error)
             return
         retry = RetryScheduled(error=reason, retry_in_ms=step.retry_in_ms, reconciled=flag)
@@ -468,9 +534,9 @@ class Engine:
             attempt=step.attempt,
             error=reason,
             retry_after_s=step.delay_s,
+            release=True,
         )
         log.info("order_retry_scheduled", error=reason, retry_in_ms=step.retry_in_ms)
-        self._enqueue_after(order.order_id, step.delay_s)
 
     async def _move(
         self,
@@ -485,6 +551,9 @@ class Engine:
         """
         moved, event = await self._repository.transition(order, status, details, **fields)
         self._hub.publish(event)
+        if fields.get("release", False):
+            self._leases.released(order.order_id)
+            self.wake()
         if status.terminal:
             self._metrics.finished.labels(str(status)).inc()
             self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())

@@ -1,8 +1,10 @@
-"""Every SQL statement of the engine: its orders and their events.
+"""Every SQL statement of the engine: orders, their events, leases and the shared rate.
 
-A status change and its event are one statement, hence one transaction: the guarded
-`UPDATE … WHERE status = ANY(sources)` bumps the order's `last_seq` under its row lock and the
+A status change and its event are one statement, hence one transaction: the `UPDATE` names
+the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
 event is inserted with that number, so seqs are contiguous and a refused change writes nothing.
+Orders are claimed with a lease in one statement (`FOR UPDATE SKIP LOCKED`), and every commit
+that other engines should hear of sends its NOTIFY in the same transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from orderengine.domain import (
 )
 from orderengine.errors import IdempotencyConflict, InvalidTransition, OrderNotFound, StaleOrder
 from orderengine.migrations import migrate
+from orderengine.notifications import EVENTS_CHANNEL, ORDERS_CHANNEL
 from orderengine.postgres import Connection, acquire, create_pool
 
 ORDER_COLUMNS = """
@@ -49,6 +52,8 @@ class Repository:
     def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
+        self.owner = uuid4()
+        """This engine's id: the owner of the leases it takes, and the source of its NOTIFYs."""
 
     @classmethod
     async def connect(cls, dsn: str, size: int, timeout_s: float) -> Self:
@@ -97,6 +102,10 @@ class Repository:
                 try:
                     async with connection.transaction():
                         outcomes = await self._insert_orders(connection, batch, ids)
+                        if any(isinstance(o, tuple) and o[1] for o in outcomes):
+                            await connection.execute(
+                                "SELECT pg_notify($1, $2)", ORDERS_CHANNEL, str(self.owner)
+                            )
                         committing = True
                 except Exception as error:
                     if not committing or self._commit_refused(error):
@@ -256,23 +265,12 @@ class Repository:
 
     async def unfinished(self) -> list[UUID]:
         """Ids of every order not yet terminal, in the order they were accepted."""
-        return [order_id for order_id, _ in await self.unfinished_with_due_times()]
-
-    async def unfinished_with_due_times(self) -> list[tuple[UUID, float]]:
-        """Every order not yet terminal, oldest first, with the seconds until it is due.
-
-        Zero when its next attempt is due now, by the database's clock.
-        """
         async with self._connection() as connection:
             rows = await connection.fetch(
-                """
-                SELECT id, GREATEST(0, EXTRACT(EPOCH FROM next_attempt_at - clock_timestamp()))
-                           AS due_in_s
-                FROM orders WHERE status = ANY($1::order_status[]) ORDER BY position
-                """,
+                "SELECT id FROM orders WHERE status = ANY($1::order_status[]) ORDER BY position",
                 unfinished_statuses(),
             )
-        return [(row["id"], float(row["due_in_s"] or 0)) for row in rows]
+        return [row["id"] for row in rows]
 
     async def oldest_unfinished_age_s(self) -> float | None:
         """Seconds since the oldest unfinished order was accepted, or None if none is."""
@@ -286,6 +284,97 @@ class Repository:
             )
         return float(age) if age is not None else None
 
+    async def claim(self, limit: int, lease_s: float) -> list[Order]:
+        """Take the lease of up to `limit` orders that are due and that no live engine holds.
+
+        Oldest first. One statement: the rows are locked with SKIP LOCKED, so engines claiming
+        at once never take the same order, and an expired lease (its engine died, or lost the
+        database) is taken over like a free one.
+        """
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                f"""
+                WITH due AS (
+                    SELECT id AS due_id FROM orders
+                    WHERE status = ANY($1::order_status[])
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
+                      AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
+                    ORDER BY position LIMIT $3
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE orders SET lease_owner = $2,
+                                  lease_expires_at = clock_timestamp() + $4 * interval '1 second'
+                FROM due WHERE orders.id = due.due_id
+                RETURNING {ORDER_COLUMNS}, position
+                """,
+                unfinished_statuses(),
+                self.owner,
+                limit,
+                lease_s,
+            )
+        ordered = sorted(rows, key=lambda row: row["position"])
+        return [_order({k: v for k, v in row.items() if k != "position"}) for row in ordered]
+
+    async def renew(self, order_ids: Sequence[UUID], lease_s: float) -> set[UUID]:
+        """Extend this engine's leases on `order_ids`; the ids it still holds."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                """
+                UPDATE orders SET lease_expires_at = clock_timestamp() + $3 * interval '1 second'
+                WHERE id = ANY($1::uuid[]) AND lease_owner = $2
+                RETURNING id
+                """,
+                list(order_ids),
+                self.owner,
+                lease_s,
+            )
+        return {row["id"] for row in rows}
+
+    async def release(self, order_ids: Sequence[UUID], retry_after_s: float | None = None) -> None:
+        """Give up this engine's leases on `order_ids`, and wake the engines to take them.
+
+        They are due again after `retry_after_s`, or as they were when it is None.
+        """
+        async with self._connection() as connection:
+            await connection.execute(
+                f"""
+                WITH released AS (
+                    UPDATE orders SET lease_owner = NULL, lease_expires_at = NULL,
+                        next_attempt_at = COALESCE(
+                            clock_timestamp() + $3::float8 * interval '1 second', next_attempt_at)
+                    WHERE id = ANY($1::uuid[]) AND lease_owner = $2
+                    RETURNING id
+                )
+                SELECT pg_notify('{ORDERS_CHANNEL}', $2::text)
+                WHERE EXISTS (SELECT FROM released)
+                """,
+                list(order_ids),
+                self.owner,
+                retry_after_s,
+            )
+
+    async def waiting(self) -> tuple[int, float | None]:
+        """Unfinished orders no engine works on, and the seconds until the next one falls due.
+
+        The seconds are None when no such order waits for a time.
+        """
+        async with self._connection() as connection:
+            row = await connection.fetchrow(
+                """
+                SELECT count(*) AS waiting,
+                       EXTRACT(EPOCH FROM min(next_attempt_at) FILTER (
+                           WHERE next_attempt_at > clock_timestamp()) - clock_timestamp())
+                           AS next_due_in_s
+                FROM orders
+                WHERE status = ANY($1::order_status[])
+                  AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
+                """,
+                unfinished_statuses(),
+            )
+        assert row is not None
+        due = row["next_due_in_s"]
+        return int(row["waiting"]), float(due) if due is not None else None
+
     async def transition(
         self,
         order: Order,
@@ -296,15 +385,21 @@ class Repository:
         """Move `order` to `status` and append its event, atomically; both, as stored.
 
         A compare-and-set: the change applies only while the stored order still has the
-        status and seq of `order`, the caller's view. A stale view writes nothing and raises
-        `StaleOrder`, so a worker acting on an outdated read never undoes what another did;
-        a change the transition table forbids raises `InvalidTransition` before any write.
+        status and seq of `order`, the caller's view, and no other engine holds its lease. A
+        stale view writes nothing and raises `StaleOrder`, so a worker acting on an outdated
+        read never undoes what another did; a change the transition table forbids raises
+        `InvalidTransition` before any write. `release` gives the lease up with the change (the
+        order ended, or waits for its next attempt; then other engines are woken).
+
+        The event is announced on `EVENTS_CHANNEL` in the same transaction, so every engine's
+        sockets hear of it once it is committed.
         """
         if status not in TRANSITIONS[order.status]:
             raise InvalidTransition(
                 f"order {order.order_id} cannot go from {order.status} to {status}"
             )
         execution = fields.get("execution")
+        release = fields.get("release", False)
         stored = details.stored() if details else {}
         async with self._connection() as connection:
             row = await connection.fetchrow(
@@ -321,15 +416,22 @@ class Repository:
                         executed_price = COALESCE($8, executed_price),
                         amount_out = COALESCE($9, amount_out),
                         next_attempt_at = clock_timestamp() + $10::float8 * interval '1 second',
+                        lease_owner = CASE WHEN $15 THEN NULL ELSE lease_owner END,
+                        lease_expires_at = CASE WHEN $15 THEN NULL ELSE lease_expires_at END,
                         last_seq = last_seq + 1,
                         updated_at = clock_timestamp()
                     WHERE id = $1 AND status = $11::order_status AND last_seq = $12
+                      AND (lease_owner IS NULL OR lease_owner = $14)
                     RETURNING *
                 ), e AS (
                     INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                     SELECT id, last_seq, status, attempt, updated_at, $13 FROM o
                 )
-                SELECT {ORDER_COLUMNS} FROM o
+                SELECT {ORDER_COLUMNS},
+                       pg_notify('{EVENTS_CHANNEL}', concat_ws(' ', $14, id, last_seq))
+                           AS announced,
+                       CASE WHEN $16 THEN pg_notify('{ORDERS_CHANNEL}', $14::text) END AS woken
+                FROM o
                 """,
                 order.order_id,
                 status,
@@ -344,19 +446,24 @@ class Repository:
                 order.status,
                 order.last_seq,
                 stored,
+                self.owner,
+                release,
+                release and not status.terminal,
             )
             if row is None:
                 current = await connection.fetchrow(
-                    "SELECT status, last_seq FROM orders WHERE id = $1", order.order_id
+                    "SELECT status, last_seq, lease_owner FROM orders WHERE id = $1",
+                    order.order_id,
                 )
         if row is None:
             if current is None:
                 raise OrderNotFound(f"no order {order.order_id}")
             raise StaleOrder(
                 f"order {order.order_id} is {current['status']} at seq {current['last_seq']},"
-                f" not {order.status} at seq {order.last_seq}"
+                f" leased to {current['lease_owner']}; this view: {order.status} at seq"
+                f" {order.last_seq}"
             )
-        moved = _order(row)
+        moved = _order({k: v for k, v in row.items() if k not in ("announced", "woken")})
         event = OrderEvent(
             order_id=moved.order_id,
             seq=moved.last_seq,
@@ -366,3 +473,44 @@ class Repository:
             details=stored,
         )
         return moved, event
+
+    async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
+        """Take one token from the shared bucket `name`; the tokens left, negative in debt.
+
+        One statement, so engines taking at once are served one after the other (under the
+        row's lock): the bucket is refilled for the time since it was last touched, at
+        `per_second` and up to `burst`, one token is taken, and the result stored, all by
+        the database's clock, read once. A new bucket starts with `burst`. A taker whose
+        clock reading is older than the stored one refills nothing (it was served after
+        the refill up to that moment). A debt is repaid after `-tokens / per_second` seconds.
+        """
+        async with self._connection() as connection:
+            tokens = await connection.fetchval(
+                """
+                INSERT INTO rate_limit AS bucket (name, tokens, updated_at)
+                VALUES ($1, $3::float8 - 1, clock_timestamp())
+                ON CONFLICT (name) DO UPDATE SET
+                    tokens = LEAST(
+                        $3::float8,
+                        bucket.tokens + $2::float8 * GREATEST(
+                            0, EXTRACT(EPOCH FROM excluded.updated_at - bucket.updated_at)
+                        )::float8
+                    ) - 1,
+                    updated_at = GREATEST(bucket.updated_at, excluded.updated_at)
+                RETURNING tokens
+                """,
+                name,
+                per_second,
+                burst,
+            )
+        return float(tokens)
+
+    async def return_rate_token(self, name: str) -> None:
+        """Give one token back to the shared bucket `name` (a wait that was cancelled).
+
+        The next take caps the bucket at its burst, so a refund never lets it overflow.
+        """
+        async with self._connection() as connection:
+            await connection.execute(
+                "UPDATE rate_limit SET tokens = tokens + 1 WHERE name = $1", name
+            )

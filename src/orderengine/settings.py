@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
 
     sweep_s: float = Field(default=10.0, gt=0)
+    lease_s: float = Field(default=10.0, gt=0)
     keypair: Path = Path(".data/keypair.json")
     blockhash_ttl_s: float = Field(default=60.0, ge=0)
 
@@ -59,6 +60,8 @@ class Settings(BaseSettings):
     ws_buffer: int = Field(default=256, ge=8)
     ws_first_message_timeout_s: float = Field(default=10.0, gt=0)
     ws_idle_check_s: float = Field(default=5.0, gt=0)
+    listen_reconnect_s: float = Field(default=1.0, gt=0)
+    listen_check_s: float = Field(default=10.0, gt=0)
 
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,10 +1,11 @@
-"""Streams with no holes: the store is the truth, the hub's publishes only hints.
+"""Streams with no holes: the store is the truth, the hub's publishes and hints only hints.
 
 Each test moves one order by hand through the real repository, on the real app, and publishes
-on the app's hub exactly the events it chooses. The app's engine never touches that order: it
-never learns of it (the order is not submitted through the app), and its venues never answer
-a quote anyway. So a lost publish, a replay that overlaps live events, a client that falls
-behind and a database out of reach are each forced, not waited for by chance.
+on the app's hub exactly the events it chooses, or hints exactly the seqs it chooses, as the
+app does for events another engine committed. The app's engine writes nothing for that order:
+it may claim it, but its venues never answer a quote. So a lost publish, a replay that
+overlaps live events, a client that falls behind and a database out of reach are each
+forced, not waited for by chance.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ NEVER_S = 600.0
 
 
 async def quiet_app(start_app: StartApp, **settings: Any) -> Client:
-    """The real app, whose engine writes no event: its venues never answer a quote."""
+    """The real app, whose engine writes no event: its venues never answer a quote.
+
+    Its engine may still claim a test's order (it hears of every new order), so tests write
+    through the app's own repository, whose engine then holds the lease.
+    """
     return await start_app(venues=wrapping(Stalled), quote_timeout_s=NEVER_S, **settings)
 
 
@@ -98,10 +103,9 @@ class PausedRead:
         return stored
 
 
-async def test_a_lost_publish_is_back_filled_from_the_store(
-    start_app: StartApp, repository: Repository
-) -> None:
+async def test_a_lost_publish_is_back_filled_from_the_store(start_app: StartApp) -> None:
     client = await quiet_app(start_app, ws_idle_check_s=NEVER_S)
+    repository = client.app[REPOSITORY]
     hub = client.app[HUB]
     order = await accepted(repository)
 
@@ -124,14 +128,40 @@ async def test_a_lost_publish_is_back_filled_from_the_store(
     assert ws.close_code == 1000
 
 
+async def test_events_another_engine_committed_are_read_on_their_hints(start_app: StartApp) -> None:
+    """Hints carry a seq only: the socket reads the store for them and never sends a hint."""
+    client = await quiet_app(start_app, ws_idle_check_s=NEVER_S)
+    repository = client.app[REPOSITORY]
+    hub = client.app[HUB]
+    order = await accepted(repository)
+
+    async with watch(client, order) as ws:
+        first = await receive(ws, 1)
+        order, _ = await moved(repository, order, S.ROUTING, S.BUILDING, S.SUBMITTED)
+        hub.hint(order.order_id, 3)
+        middle = await receive(ws, 3)
+        hub.hint(order.order_id, 2)
+        hub.hint(order.order_id, 4)
+        _, [confirmed] = await moved(repository, order, S.CONFIRMED)
+        hub.hint(order.order_id, confirmed.seq)
+        last = await read_until_closed(ws, limit_s=5)
+
+    assert seqs(first) == [1]
+    assert [event["status"] for event in middle] == ["routing", "building", "submitted"]
+    assert seqs(middle) == [2, 3, 4], "hints 2 and 4 were lost: the read for 3 found them"
+    assert last == [confirmed.wire()], "repeated hints 2 and 4 were dropped"
+    assert ws.close_code == 1000
+
+
 @pytest.mark.parametrize(
     "published", [{2, 3, 4}, set()], ids=["after-live-events", "with-nothing-published"]
 )
 async def test_a_terminal_event_never_published_still_closes_the_socket(
-    start_app: StartApp, repository: Repository, published: set[int]
+    start_app: StartApp, published: set[int]
 ) -> None:
     idle_s = 0.1
     client = await quiet_app(start_app, ws_idle_check_s=idle_s)
+    repository = client.app[REPOSITORY]
     hub = client.app[HUB]
     order = await accepted(repository)
 
@@ -149,9 +179,10 @@ async def test_a_terminal_event_never_published_still_closes_the_socket(
 
 
 async def test_a_replay_overlapping_live_events_sends_each_seq_once(
-    start_app: StartApp, repository: Repository, monkeypatch: pytest.MonkeyPatch
+    start_app: StartApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = await quiet_app(start_app, ws_idle_check_s=NEVER_S)
+    repository = client.app[REPOSITORY]
     hub = client.app[HUB]
     order = await accepted(repository)
     order, _ = await moved(repository, order, S.ROUTING, S.BUILDING)
@@ -178,9 +209,10 @@ async def test_a_replay_overlapping_live_events_sends_each_seq_once(
 
 
 async def test_a_socket_that_falls_behind_is_closed_4000_and_resumes_with_since(
-    start_app: StartApp, repository: Repository, monkeypatch: pytest.MonkeyPatch
+    start_app: StartApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = await quiet_app(start_app, ws_idle_check_s=NEVER_S, ws_buffer=8)
+    repository = client.app[REPOSITORY]
     hub = client.app[HUB]
     order = await accepted(repository)
     paused = PausedRead(client.app[REPOSITORY], order.order_id)
@@ -205,9 +237,10 @@ async def test_a_socket_that_falls_behind_is_closed_4000_and_resumes_with_since(
 
 
 async def test_a_database_out_of_reach_at_an_idle_check_closes_1013(
-    start_app: StartApp, repository: Repository, monkeypatch: pytest.MonkeyPatch
+    start_app: StartApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = await quiet_app(start_app, ws_idle_check_s=0.05)
+    repository = client.app[REPOSITORY]
     order = await accepted(repository)
     app_repository: Repository = client.app[REPOSITORY]
     reads = app_repository.events

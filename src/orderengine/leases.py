@@ -1,0 +1,75 @@
+"""The leases this engine holds on orders, as it knows them locally.
+
+An engine works on an order only while it holds the order's lease: taken in the statement
+that claims the order, renewed while the order is worked on, given up when it ends or waits.
+The database decides who holds a lease; this module keeps the engine's own view of when each
+of its leases runs out, on a monotonic clock, counting from before the statement that took
+or renewed it, so the view never outlives the lease. A lease that a renewal did not extend is
+lost: another engine may take the order over, and every later status change from this engine
+would be refused as stale anyway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from uuid import UUID
+
+RENEWALS_PER_LEASE = 3
+"""How many times a lease is renewed within its length: two renewals may fail in a row."""
+
+
+class Leases:
+    """Order id -> the monotonic time until which this engine is sure it holds the lease."""
+
+    def __init__(self, lease_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lease_s = lease_s
+        self._clock = clock
+        self._until: dict[UUID, float] = {}
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.lease_s / RENEWALS_PER_LEASE
+
+    def now(self) -> float:
+        """The clock, read before a statement that takes or renews leases."""
+        return self._clock()
+
+    def taken(self, order_ids: Iterable[UUID], asked_at: float) -> None:
+        """Leases taken by a statement sent at `asked_at`."""
+        for order_id in order_ids:
+            self._until[order_id] = asked_at + self.lease_s
+
+    def renewed(self, kept: Iterable[UUID], asked: Iterable[UUID], asked_at: float) -> set[UUID]:
+        """Record a renewal of `asked`, sent at `asked_at`, that extended `kept`; the lost ones.
+
+        A lease released meanwhile (its order ended while the renewal was under way) is not
+        taken back.
+        """
+        kept = set(kept)
+        lost = set()
+        for order_id in asked:
+            if order_id not in self._until:
+                continue
+            if order_id in kept:
+                self._until[order_id] = asked_at + self.lease_s
+            else:
+                lost.add(order_id)
+                del self._until[order_id]
+        return lost
+
+    def released(self, order_id: UUID) -> None:
+        self._until.pop(order_id, None)
+
+    def holds(self, order_id: UUID) -> bool:
+        """Whether this engine still surely holds the order's lease now."""
+        return self._until.get(order_id, float("-inf")) > self._clock()
+
+    def held(self) -> list[UUID]:
+        """Every order whose lease this engine believes it holds, expired or not."""
+        return list(self._until)
+
+    def expired(self) -> list[UUID]:
+        """Leases whose time ran out without a renewal: the orders may be taken over."""
+        now = self._clock()
+        return [order_id for order_id, until in self._until.items() if until <= now]
