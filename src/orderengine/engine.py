@@ -70,6 +70,10 @@ from orderengine.venues.venue import Venue
 
 log = structlog.get_logger(__name__)
 
+COUNT_EVERY_S = 1.0
+"""How stale the count of waiting orders (the backlog, for backpressure) may grow while every
+worker is busy; between counts it follows the orders accepted and claimed here."""
+
 
 class Engine:
     """Owns the dispatcher and the workers; every status change goes through `_move`."""
@@ -107,6 +111,7 @@ class Engine:
         order accepted while the count was being taken is counted twice rather than not at
         all, so the backlog errs towards refusing early."""
         self._accepted_count = 0
+        self._counted_at = float("-inf")
         self._crashes: dict[UUID, int] = {}
         """Unexpected errors so far per order, forgotten once it is processed cleanly."""
         self._committing = 0
@@ -238,15 +243,16 @@ class Engine:
     async def _dispatch(self) -> None:
         """Claim due orders for idle workers until the engine stops.
 
-        After each claim it counts what is left and sleeps until woken, until the next retry
-        falls due, or for one sweep at most: a lost wake-up costs latency, never an order.
+        Between claims it sleeps until woken, until the next retry falls due, or for one sweep
+        at most: a lost wake-up costs latency, never an order.
         """
         while not self._closing:
             self._wake.clear()
             try:
-                saturated = await self._claim()
-                accepted_before = self._accepted_count
-                waiting, next_due_s = await self._repository.waiting()
+                idle, claimed = await self._claim()
+                if idle and claimed == idle:
+                    continue
+                sleep_s = await self._count_waiting(idle)
             except DatabaseUnavailable as error:
                 log.warning("claim_failed", error=error.message)
                 await asyncio.sleep(self._settings.db_timeout_s)
@@ -255,27 +261,39 @@ class Engine:
                 log.exception("dispatch_failed")
                 await asyncio.sleep(self._settings.db_timeout_s)
                 continue
-            self._waiting = waiting + self._accepted_count - accepted_before
-            if saturated:
-                continue
-            sleep_s = self._settings.sweep_s
-            if next_due_s is not None:
-                sleep_s = min(sleep_s, next_due_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep_s)
 
-    async def _claim(self) -> bool:
-        """Claim orders for the idle workers; whether every idle worker got one."""
+    async def _claim(self) -> tuple[int, int]:
+        """Claim orders for the idle workers; how many were idle, and how many got one."""
         idle = self._settings.concurrency - len(self._busy) - self._queue.qsize()
         if idle <= 0:
-            return False
+            return 0, 0
         asked_at = self._leases.now()
         claimed = await self._repository.claim(idle, self._leases.lease_s)
         self._leases.taken((order.order_id for order in claimed), asked_at)
         for order in claimed:
             self._queue.put_nowait(order)
+        self._waiting = max(0, self._waiting - len(claimed))
         self._metrics.queued.set(self._queue.qsize())
-        return len(claimed) == idle
+        return idle, len(claimed)
+
+    async def _count_waiting(self, idle: int) -> float:
+        """Count the orders nobody works on; how long the dispatcher may sleep.
+
+        While every worker is busy, each finished order wakes the dispatcher, so the count
+        (a scan of the unfinished orders) is refreshed at most every `COUNT_EVERY_S`.
+        """
+        now = asyncio.get_running_loop().time()
+        if not idle and now - self._counted_at < COUNT_EVERY_S:
+            return self._settings.sweep_s
+        accepted_before = self._accepted_count
+        waiting, next_due_s = await self._repository.waiting()
+        self._counted_at = now
+        self._waiting = waiting + self._accepted_count - accepted_before
+        if next_due_s is None:
+            return self._settings.sweep_s
+        return min(self._settings.sweep_s, next_due_s)
 
     async def _renew(self) -> None:
         """Renew the leases this engine holds, a few times per lease length."""
