@@ -264,15 +264,9 @@ class Submitted(EventDetails):
     expires_at: datetime
 
 
-class Confirmed(EventDetails):
-    """`confirmed`: the swap landed, with the venue's result."""
+class Confirmed(EventDetails, Execution):
+    """`confirmed`: the swap landed, with the venue's result (the `Execution`'s fields)."""
 
-    dex: Dex
-    tx_hash: str
-    amount_in: Amount
-    amount_out: Amount
-    executed_price: Amount
-    fee: Amount
     reconciled: bool | None = None
 
     @classmethod

@@ -17,14 +17,7 @@ from orderengine.domain import MAX_SLIPPAGE_BPS, OrderRequest
 from orderengine.errors import BadRequest, InvalidOrder
 from orderengine.tokens import TOKENS, Token, default_max_amounts
 from orderengine.wire import parse_order
-
-MARKET: dict[str, Any] = {
-    "type": "market",
-    "tokenIn": "SOL",
-    "tokenOut": "USDC",
-    "amountIn": "1.5",
-    "slippageBps": 100,
-}
+from tests.streams import MARKET
 
 
 def without(field: str) -> dict[str, Any]:
