@@ -11,7 +11,7 @@ CREATE TYPE order_status AS ENUM
 
 CREATE TABLE orders (
     id              uuid PRIMARY KEY,
-    -- Acceptance order: recovery resumes orders in it, and listings page by it.
+    -- Acceptance order: engines claim orders in it, and listings page by it.
     position        bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
     type            text NOT NULL,
     token_in        text NOT NULL,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Unpack
 from uuid import UUID
 
@@ -204,15 +205,16 @@ class Engine:
         """Start no swap after this call; let swaps in flight finish within the grace period.
 
         Idle workers, and workers still waiting for a rate token (whose order is left as it
-        was), stop at once. Every lease still held is given back at the end, and the other
-        engines woken, so they continue those orders without waiting for the leases to run
-        out. Stopping a stopped engine does nothing.
+        was), stop at once. Leases are renewed until the last swap in flight is done; then
+        every lease still held is given back and the other engines woken, so they continue
+        those orders without waiting for the leases to run out. Stopping a stopped engine does
+        nothing.
         """
         if self._closing:
             return
         self._closing = True
-        for task in self._background:
-            task.cancel()
+        dispatcher, renewer = self._background
+        dispatcher.cancel()
         for worker in self._workers:
             if worker not in self._busy or worker in self._pacing:
                 worker.cancel()
@@ -222,6 +224,7 @@ class Engine:
             await asyncio.wait(in_flight, timeout=self._settings.shutdown_grace_s)
         for worker in self._workers:
             worker.cancel()
+        renewer.cancel()
         await asyncio.gather(*self._workers, *self._background, return_exceptions=True)
         await self._release_all()
         await self._intake.close()
@@ -576,3 +579,10 @@ class Engine:
             self._metrics.finished.labels(str(status)).inc()
             self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())
         return moved
+
+    async def preview(self, token_in: str, token_out: str, amount_in: Decimal) -> Decision:
+        """What routing would decide for this swap now; `NoRoute` when no venue quotes.
+
+        The attempt's router, deadline and price-impact cap; no rate token, nothing written.
+        """
+        return await self._router.route(token_in, token_out, amount_in)

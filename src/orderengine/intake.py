@@ -7,8 +7,8 @@ nobody.
 
 What a submitter is told is always true:
 
-- `201` only after its order's commit, and its order is queued (`on_created`) whether or not
-  the submitter is still waiting. The idempotency look-ups of a batch are made in the batch's
+- `201` only after its order's commit, and the engine is told of it (`on_created`) whether or
+  not the submitter is still waiting. The idempotency look-ups of a batch are made in the batch's
   transaction, so a `200` or `409` names an order that exists.
 - `503` only when nothing was created: the store could not be reached before the batch's
   COMMIT was sent, or the batch's outcome was read back and its orders are not there.
@@ -21,7 +21,7 @@ A COMMIT whose answer is lost (the connection dropped, or a timeout, after it wa
 the batch's outcome unknown. The order ids are chosen here before the statement, so the
 outcome is read back by id before anyone is answered; the batch's transaction holds a lock
 that the read-back waits for, so a commit still under way is seen rather than missed. Orders
-found are queued and answered `201` exactly as after an acknowledged commit; when none is
+found are handed on and answered `201` exactly as after an acknowledged commit; when none is
 found, the batch answers `503`.
 
 When the store cannot be reached for that read-back, the read-back is tried again, backing
@@ -33,7 +33,8 @@ beside the committer, so other submissions are still committed, or refused with 
 `503` while the store is away. A submitter's own timeout bounds its wait, which then ends like
 any lost response (what Idempotency-Key is for). If the engine stops first, `close()` answers
 those still waiting with a `500` naming their order ids (never a `503`), and whichever of
-them were committed are taken up at the next start with the other unfinished orders.
+them were committed are claimed like any other unfinished order, by another engine or at
+the next start.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Intake:
     """Commits submitted orders in batches of at most `max_batch`.
 
     `on_created` is called for each new order right after its commit, whether or not the
-    submitter is still waiting, so an accepted order is always queued.
+    submitter is still waiting, so the engine hears of every accepted order.
     """
 
     def __init__(
@@ -102,8 +103,8 @@ class Intake:
     async def close(self) -> None:
         """Stop reading back unanswered commits; their submitters learn the outcome is unknown.
 
-        Not a `503`: their orders may exist. Those that do are unfinished orders, taken up by
-        the next start.
+        Not a `503`: their orders may exist. Those that do are unfinished orders, claimed like
+        any other.
         """
         settling, self._settling = self._settling, {}
         for task in settling:

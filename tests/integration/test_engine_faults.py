@@ -29,6 +29,7 @@ from orderengine.domain import (
 from orderengine.engine import Engine
 from orderengine.errors import InvalidTransition, StaleOrder
 from orderengine.events import EventHub
+from orderengine.keys import REPOSITORY
 from orderengine.limiter import TokenBucket
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
@@ -241,6 +242,7 @@ async def test_the_sweep_takes_up_an_order_nothing_woke(
     start_app: StartApp, repository: Repository
 ) -> None:
     client = await start_app(sweep_s=0.05)
+    repository.owner = client.app[REPOSITORY].owner
     order = await accepted(repository)
 
     final = await wait_terminal(client, str(order.order_id))
