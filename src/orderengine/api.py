@@ -7,11 +7,12 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from structlog.contextvars import bound_contextvars
 
 from orderengine import stream
 from orderengine.domain import OrderStatus
-from orderengine.errors import BadRequest, OrderEngineError, RequestTimeout, Unavailable
-from orderengine.keys import ENGINE, METRICS, REPOSITORY, SETTINGS
+from orderengine.errors import BadRequest, NoRoute, OrderEngineError, RequestTimeout, Unavailable
+from orderengine.keys import ENGINE, HUB, METRICS, REPOSITORY, SETTINGS
 from orderengine.wire import (
     INT64_MAX,
     accepted,
@@ -19,7 +20,9 @@ from orderengine.wire import (
     non_negative,
     order_id,
     order_json,
+    quote_preview,
     read_order,
+    read_quote_request,
     refuse_bad_upgrade,
     submit,
 )
@@ -129,6 +132,43 @@ async def get_order(request: web.Request) -> web.Response:
     order = await repository.get_order(wanted)
     events = await repository.events(wanted)
     return _json({**order_json(order), "events": [event.wire() for event in events]})
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    """Cancel an order nothing was sent for: 200 with the order, ended `failed`, as GET shows it.
+
+    Only a `pending`, `routing` or `building` order can be cancelled; one already submitted,
+    confirmed or failed is a 409 naming its status (see `Repository.cancel` for the race with
+    a worker). The event is committed with the change, then handed to the watchers.
+    """
+    wanted = order_id(request.match_info["order_id"])
+    repository = request.app[REPOSITORY]
+    order, event = await repository.cancel(wanted)
+    request.app[HUB].publish(event)
+    counters = request.app[METRICS]
+    counters.finished.labels(str(order.status)).inc()
+    counters.order_seconds.observe((event.at - order.created_at).total_seconds())
+    log.info("order_cancelled", order_id=str(wanted), attempt=order.attempt)
+    history = await repository.events(wanted)
+    return _json({**order_json(order), "events": [stored.wire() for stored in history]})
+
+
+async def quotes(request: web.Request) -> web.Response:
+    """Every venue's quote for a swap and the one routing would pick now, and why.
+
+    Creates nothing and takes no rate token. When no venue quotes, the answer is still a 200,
+    with `dex` null, the reason, and why each venue did not.
+    """
+    wanted = read_quote_request(request)
+    try:
+        # The router's lines (`quote`, `route_decided`) say they were for no order.
+        with bound_contextvars(preview=True):
+            decision = await request.app[ENGINE].preview(
+                wanted.token_in, wanted.token_out, wanted.amount_in
+            )
+    except NoRoute as error:
+        return _json(quote_preview(wanted, error))
+    return _json(quote_preview(wanted, decision))
 
 
 async def list_orders(request: web.Request) -> web.Response:

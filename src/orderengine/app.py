@@ -12,6 +12,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from aiohttp import WSCloseCode, web
 
 from orderengine import api, stream
@@ -27,6 +28,8 @@ from orderengine.venues.factory import simulated_venues
 from orderengine.venues.venue import VenueFactory
 from orderengine.wallet import load_or_create_keypair
 from orderengine.wire import EXECUTE
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> web.Application:
@@ -47,6 +50,8 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
     app.router.add_get(EXECUTE, stream.watch)
     app.router.add_get("/api/orders", api.list_orders)
     app.router.add_get("/api/orders/{order_id}", api.get_order)
+    app.router.add_delete("/api/orders/{order_id}", api.cancel_order)
+    app.router.add_get("/api/quotes", api.quotes)
     app.router.add_get("/health", api.health)
     app.router.add_get("/metrics", api.metrics)
     return app
@@ -58,6 +63,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
 
     The listener hears other engines' notifications: their committed events, as hints for
     this engine's sockets, and orders they made available, as wake-ups for its dispatcher.
+    The engine's id, logged once it has started, is the `lease_owner` of the orders it holds.
     """
     settings = app[SETTINGS]
     assert settings.database_url, "the database URL is resolved before the app is created"
@@ -71,6 +77,9 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             app[REPOSITORY] = repository
             app[ENGINE] = engine
             await engine.start()
+            log.info(
+                "engine_started", engine_id=str(repository.owner), concurrency=settings.concurrency
+            )
             try:
                 async with Listener.open(
                     settings.database_url,

@@ -43,6 +43,14 @@ class OrderStatus(StrEnum):
         """The one place that says which statuses end an order."""
         return self in (OrderStatus.CONFIRMED, OrderStatus.FAILED)
 
+    @property
+    def cancellable(self) -> bool:
+        """Whether a client's cancel may still end the order: nothing has been sent.
+
+        A `submitted` order's swap may land whatever happens next, so it is not.
+        """
+        return self in (OrderStatus.PENDING, OrderStatus.ROUTING, OrderStatus.BUILDING)
+
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.ROUTING, OrderStatus.FAILED}),
@@ -64,6 +72,11 @@ def unfinished_statuses() -> list[OrderStatus]:
     return [status for status in OrderStatus if not status.terminal]
 
 
+def cancellable_statuses() -> list[OrderStatus]:
+    """Every status a client's cancel may end an order in."""
+    return [status for status in OrderStatus if status.cancellable]
+
+
 def decimal_places(amount: Decimal) -> int:
     """The decimal places `amount` needs, trailing zeros aside, counted exactly.
 
@@ -81,29 +94,17 @@ MAX_AMOUNTS = "max_amounts"
 """The validation context's key for each token's largest order (`Settings.max_amounts`)."""
 
 
-class OrderRequest(Model):
-    """A client's order as submitted; validation here is what makes a 422.
+class QuoteRequest(Model):
+    """What a quote needs: the token sold, the token bought, how much; what makes a 422.
 
-    Validated with a context `{MAX_AMOUNTS: {symbol: amount}}`, those limits replace the
-    tokens' own.
+    Every order is one, plus its type and slippage (`OrderRequest`), so a quote's parameters
+    and an order's fields are refused for the same reasons. Validated with a context
+    `{MAX_AMOUNTS: {symbol: amount}}`, those limits replace the tokens' own.
     """
 
-    type: OrderType = Field(
-        description="Only market orders exist so far; limit and sniper orders extend this."
-    )
     token_in: str = Field(min_length=1, max_length=16)
     token_out: str = Field(min_length=1, max_length=16)
     amount_in: Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
-    slippage_bps: int = Field(default=50, ge=1, le=MAX_SLIPPAGE_BPS, strict=True)
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def supported_type(cls, value: object) -> object:
-        if value in FUTURE_ORDER_TYPES:
-            raise ValueError(f"{value} orders are not supported yet; only market orders are")
-        if value != "market":
-            raise ValueError(f"unknown order type {value!r}; the supported type is 'market'")
-        return value
 
     @field_validator("token_in", "token_out")
     @classmethod
@@ -159,6 +160,28 @@ class OrderRequest(Model):
                 {"maximum": format(maximum, "f"), "token": token.symbol},
             )
         return amount
+
+
+class OrderRequest(QuoteRequest):
+    """A client's order as submitted: a quote's fields (validated as one), type, slippage.
+
+    Validation here is what makes a 422. Fields validate in declaration order, the inherited
+    ones first (`tokenIn`, `tokenOut`, `amountIn`, then `type`, `slippageBps`).
+    """
+
+    type: OrderType = Field(
+        description="Only market orders exist so far; limit and sniper orders extend this."
+    )
+    slippage_bps: int = Field(default=50, ge=1, le=MAX_SLIPPAGE_BPS, strict=True)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def supported_type(cls, value: object) -> object:
+        if value in FUTURE_ORDER_TYPES:
+            raise ValueError(f"{value} orders are not supported yet; only market orders are")
+        if value != "market":
+            raise ValueError(f"unknown order type {value!r}; the supported type is 'market'")
+        return value
 
 
 class NewOrder(Model):
@@ -288,6 +311,20 @@ class Failed(EventDetails):
 
     error: str
     reconciled: bool | None = None
+
+
+CANCELLED_ERROR = "cancelled by the client before its swap was sent"
+
+
+class Cancelled(EventDetails):
+    """`failed` by the client's cancel, while no swap of the order could land.
+
+    Committed before the attempt's swap was sent; an earlier attempt's swap, if any, was
+    rejected or expired.
+    """
+
+    error: str = CANCELLED_ERROR
+    cancelled: Literal[True] = True
 
 
 class Recovered(EventDetails):

@@ -65,6 +65,22 @@ class IdempotencyConflict(OrderEngineError):
     code = "idempotency_conflict"
 
 
+class NotCancellable(OrderEngineError):
+    """A cancel that came too late: the order's swap was sent, or the order has ended.
+
+    `details` names the order and the status it was found in.
+    """
+
+    status = 409
+    code = "order_not_cancellable"
+
+
+class InvalidQuote(InvalidOrder):
+    """A quote asked for with parameters an order could not have: the same field reasons."""
+
+    code = "invalid_quote"
+
+
 class Unavailable(OrderEngineError):
     """The engine cannot take the request now; the client should retry after `retry_after_s`."""
 

@@ -18,15 +18,23 @@ import asyncpg
 
 from orderengine.domain import (
     TRANSITIONS,
+    Cancelled,
     EventDetails,
     NewOrder,
     Order,
     OrderEvent,
     OrderStatus,
     TransitionFields,
+    cancellable_statuses,
     unfinished_statuses,
 )
-from orderengine.errors import IdempotencyConflict, InvalidTransition, OrderNotFound, StaleOrder
+from orderengine.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    NotCancellable,
+    OrderNotFound,
+    StaleOrder,
+)
 from orderengine.migrations import migrate
 from orderengine.notifications import EVENTS_CHANNEL, ORDERS_CHANNEL
 from orderengine.postgres import Connection, acquire, create_pool
@@ -44,6 +52,13 @@ def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
 
 def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
     return OrderEvent.model_validate(dict(row))
+
+
+def _too_late(order_id: UUID, status: OrderStatus) -> str:
+    """Why an order in `status` can no longer be cancelled, in a client's words."""
+    if status is OrderStatus.SUBMITTED:
+        return f"order {order_id} is already submitted: its swap was sent and may land"
+    return f"order {order_id} has already ended ({status})"
 
 
 class Repository:
@@ -473,6 +488,75 @@ class Repository:
             details=stored,
         )
         return moved, event
+
+    async def cancel(self, order_id: UUID) -> tuple[Order, OrderEvent]:
+        """End the order `failed` for its client, if nothing was sent; both, as stored.
+
+        One statement, whoever holds the lease: while the order is `pending`, `routing` or
+        `building` it becomes `failed` with a `Cancelled` event, the next seq, no lease and no
+        retry time, announced on `EVENTS_CHANNEL` like a transition. A worker commits
+        `submitted` with a compare-and-set on status and seq before it sends the swap, so of
+        the two writes, the row lock orders them: a cancel committed first makes the worker's
+        view stale (nothing is sent); a `submitted` committed first makes the cancel too late.
+        That raises `NotCancellable`, naming the status the order is in; an unknown id raises
+        `OrderNotFound`.
+        """
+        details = Cancelled()
+        async with self._connection() as connection:
+            while True:
+                row = await connection.fetchrow(
+                    f"""
+                    WITH o AS (
+                        UPDATE orders SET
+                            status = 'failed',
+                            error = $3,
+                            next_attempt_at = NULL,
+                            lease_owner = NULL,
+                            lease_expires_at = NULL,
+                            last_seq = last_seq + 1,
+                            updated_at = clock_timestamp()
+                        WHERE id = $1 AND status = ANY($2::order_status[])
+                        RETURNING *
+                    ), e AS (
+                        INSERT INTO order_events (order_id, seq, status, attempt, at, details)
+                        SELECT id, last_seq, status, attempt, updated_at, $4 FROM o
+                    )
+                    SELECT {ORDER_COLUMNS},
+                           pg_notify('{EVENTS_CHANNEL}', concat_ws(' ', $5::uuid, id, last_seq))
+                               AS announced
+                    FROM o
+                    """,
+                    order_id,
+                    cancellable_statuses(),
+                    details.error,
+                    details.stored(),
+                    self.owner,
+                )
+                if row is not None:
+                    break
+                current = await connection.fetchval(
+                    "SELECT status FROM orders WHERE id = $1", order_id
+                )
+                if current is None:
+                    raise OrderNotFound(f"no order {order_id}")
+                status = OrderStatus(current)
+                if not status.cancellable:
+                    raise NotCancellable(
+                        _too_late(order_id, status),
+                        details={"orderId": str(order_id), "status": str(status)},
+                    )
+                # Between the two statements a sent swap was rejected and the order went back
+                # to `pending` for its next attempt: nothing is in flight now, so try again.
+        cancelled = _order({k: v for k, v in row.items() if k != "announced"})
+        event = OrderEvent(
+            order_id=cancelled.order_id,
+            seq=cancelled.last_seq,
+            status=cancelled.status,
+            attempt=cancelled.attempt,
+            at=cancelled.updated_at,
+            details=details.stored(),
+        )
+        return cancelled, event
 
     async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
         """Take one token from the shared bucket `name`; the tokens left, negative in debt.

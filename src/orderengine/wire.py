@@ -25,17 +25,22 @@ from aiohttp import hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
-from orderengine.domain import MAX_AMOUNTS, Order, OrderRequest, OrderStatus
+from orderengine.domain import MAX_AMOUNTS, Order, OrderRequest, OrderStatus, QuoteRequest
 from orderengine.errors import (
     BadRequest,
     BodyTooLarge,
     ForeignOrigin,
     InvalidOrder,
+    InvalidQuote,
+    NoRoute,
     OrderNotFound,
     RequestTimeout,
     UnsupportedMediaType,
 )
 from orderengine.keys import ENGINE, SETTINGS
+from orderengine.model import Amount, Model
+from orderengine.router import Decision
+from orderengine.venues.values import Dex, Quote
 
 EXECUTE = "/api/orders/execute"
 
@@ -68,6 +73,7 @@ def _integer(text: str) -> int | Decimal:
 
 
 ORDER_FIELDS = frozenset(field.alias for field in OrderRequest.model_fields.values())
+QUOTE_FIELDS = frozenset(field.alias for field in QuoteRequest.model_fields.values())
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -146,17 +152,74 @@ def parse_order(raw: bytes | str, max_amounts: Mapping[str, Decimal] | None = No
             body, context={MAX_AMOUNTS: max_amounts} if max_amounts is not None else None
         )
     except ValidationError as error:
-        raise InvalidOrder(
-            "invalid order",
-            details=[
-                {
-                    "field": ".".join(str(part) for part in e["loc"]) or None,
-                    "message": e["msg"].removeprefix("Value error, "),
-                    "type": e["type"],
-                }
-                for e in error.errors(include_url=False, include_input=False)
-            ],
-        ) from error
+        raise InvalidOrder("invalid order", details=field_reasons(error)) from error
+
+
+def field_reasons(error: ValidationError) -> list[dict[str, Any]]:
+    """Each bad field (by its wire name) and why: a 422's `details`."""
+    return [
+        {
+            "field": ".".join(str(part) for part in e["loc"]) or None,
+            "message": e["msg"].removeprefix("Value error, "),
+            "type": e["type"],
+        }
+        for e in error.errors(include_url=False, include_input=False)
+    ]
+
+
+def read_quote_request(request: web.Request) -> QuoteRequest:
+    """A quote's parameters from the query, refused for the reasons an order's fields are.
+
+    `tokenIn`, `tokenOut` and `amountIn` (a string of ASCII digits, as in an order): a missing
+    or invalid one, or any other parameter, is a 422 naming each; one given twice is a 400.
+    """
+    query = request.query
+    repeated = sorted({name for name in query if len(query.getall(name)) > 1})
+    if repeated:
+        which = repeated[0] if repeated[0] in QUOTE_FIELDS else "a parameter"
+        raise BadRequest(f"the query gives {which} more than once")
+    try:
+        return QuoteRequest.model_validate(
+            dict(query), context={MAX_AMOUNTS: request.app[SETTINGS].max_amounts}
+        )
+    except ValidationError as error:
+        raise InvalidQuote("invalid quote request", details=field_reasons(error)) from error
+
+
+class QuotePreview(Model):
+    """The answer to a quote request: what routing would decide for that order now.
+
+    `dex` is None when no venue quoted; `reason` then says so, and `unavailable` why each
+    venue did not.
+    """
+
+    token_in: str
+    token_out: str
+    amount_in: Amount
+    dex: Dex | None
+    reason: str
+    quotes: tuple[Quote, ...]
+    unavailable: dict[str, str]
+
+
+def quote_preview(wanted: QuoteRequest, decision: Decision | NoRoute) -> dict[str, Any]:
+    """The quote answer for `wanted`: the router's decision, or why there was none."""
+    quotes: tuple[Quote, ...] = ()
+    if isinstance(decision, NoRoute):
+        dex, reason, unavailable = None, decision.message, decision.details or {}
+    else:
+        dex, reason = decision.best.dex, decision.reason
+        quotes, unavailable = decision.quotes, decision.unavailable
+    preview = QuotePreview(
+        token_in=wanted.token_in,
+        token_out=wanted.token_out,
+        amount_in=wanted.amount_in,
+        dex=dex,
+        reason=reason,
+        quotes=quotes,
+        unavailable=unavailable,
+    )
+    return preview.model_dump(mode="json", by_alias=True)
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
