@@ -119,31 +119,46 @@ async def _stream(
 ) -> web.WebSocketResponse:
     """Send the order's events after `since` until its terminal one, then close 1000.
 
-    This handler task is the socket's only reader: it notices the client leaving while a
-    separate task sends.
+    One task sends while another watches for the client leaving, the socket's only reader
+    until the handler closes it. The handler closes only once that reader has stopped, so
+    the close handshake is read here, in order: a client that reads its messages late still
+    finds the normal close after them, not a dropped connection.
     """
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     sender = asyncio.create_task(_send_events(request.app, ws, order_id, since))
+    watcher = asyncio.create_task(_until_client_leaves(ws))
     try:
-        async for _ in ws:
-            pass
+        await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         sockets.discard(ws)
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+        for task in (watcher, sender):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(watcher, sender, return_exceptions=True)
+    if sender.done() and not sender.cancelled() and sender.exception() is None:
+        code, reason = sender.result()
+        await ws.close(code=code, message=reason)
     return ws
+
+
+async def _until_client_leaves(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends until it closes the socket."""
+    async for _ in ws:
+        pass
 
 
 async def _send_events(
     app: web.Application, ws: web.WebSocketResponse, order_id: UUID, since: int
-) -> None:
-    """Send every event after `since`, each once and in order; close 1000 after the last.
+) -> tuple[int, bytes]:
+    """Send every event after `since`, each once and in order; the code to close with.
 
-    The store is the truth and the hub's publishes only hints: a gap between hints, a hint
-    of an event another engine committed, or a socket idle for `ws_idle_check_s`, is filled
-    by reading the store (see `events.follow`), so a lost publish or notification, even of
-    the terminal event, neither leaves a hole nor a socket open.
+    1000 after the last event; 4000 when the client fell behind; 1013 when the store could
+    not be read. The store is the truth and the hub's publishes only hints: a gap between
+    hints, a hint of an event another engine committed, or a socket idle for
+    `ws_idle_check_s`, is filled by reading the store (see `events.follow`), so a lost
+    publish or notification, even of the terminal event, neither leaves a hole nor a socket
+    open.
     """
     last = since
     idle_s = app[SETTINGS].ws_idle_check_s
@@ -155,12 +170,8 @@ async def _send_events(
                     await ws.send_json(event.wire())
                     last = event.seq
         except FellBehind:
-            await ws.close(
-                code=FELL_BEHIND, message=f"fell behind; resume with since={last}".encode()
-            )
-            return
+            return FELL_BEHIND, f"fell behind; resume with since={last}".encode()
         except OrderEngineError as error:
             await ws.send_json(error_body(error.code, error.message))
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
-            return
-    await ws.close()
+            return WSCloseCode.TRY_AGAIN_LATER, error.code.encode()
+    return WSCloseCode.OK, b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
@@ -155,3 +156,17 @@ async def test_listing_is_newest_first_filtered_and_paged(client: Client) -> Non
     assert third["nextCursor"] is None
     assert len(confirmed["orders"]) == 5
     assert pending["orders"] == []
+
+
+async def test_a_client_that_reads_late_still_gets_every_event_and_the_normal_close(
+    client: Client,
+) -> None:
+    order_id = await submit(client)
+    live = await stream(client, order_id)
+
+    async with client.ws_connect(f"/api/orders/execute?orderId={order_id}") as ws:
+        await asyncio.sleep(0.2)
+        late = await read_until_closed(ws)
+
+    assert late == live
+    assert ws.close_code == 1000
