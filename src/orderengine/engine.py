@@ -120,6 +120,8 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         """Workers holding an order now; at shutdown only these get the grace period."""
+        self._holding: dict[asyncio.Task[None], UUID] = {}
+        """The order each busy worker holds."""
         self._pacing: set[asyncio.Task[None]] = set()
         """Workers waiting for a rate token: at shutdown they stop, their order untouched."""
         self._background: list[asyncio.Task[None]] = []
@@ -205,20 +207,22 @@ class Engine:
         """Start no swap after this call; let swaps in flight finish within the grace period.
 
         Idle workers, and workers still waiting for a rate token (whose order is left as it
-        was), stop at once. Leases are renewed until the last swap in flight is done; then
-        every lease still held is given back and the other engines woken, so they continue
-        those orders without waiting for the leases to run out. Stopping a stopped engine does
-        nothing.
+        was), stop at once, and every lease but those of the swaps in flight is given back
+        then, the other engines woken, so they continue those orders without waiting for the
+        leases to run out. The leases of swaps in flight are renewed until they are done, and
+        given back after. Stopping a stopped engine does nothing.
         """
         if self._closing:
             return
         self._closing = True
         dispatcher, renewer = self._background
         dispatcher.cancel()
-        for worker in self._workers:
-            if worker not in self._busy or worker in self._pacing:
-                worker.cancel()
+        stopped = [w for w in self._workers if w not in self._busy or w in self._pacing]
+        for worker in stopped:
+            worker.cancel()
         in_flight = self._busy - self._pacing
+        await asyncio.gather(dispatcher, *stopped, return_exceptions=True)
+        await self._release_all(keep={self._holding[w] for w in in_flight if w in self._holding})
         if in_flight:
             log.info("draining", in_flight=len(in_flight))
             await asyncio.wait(in_flight, timeout=self._settings.shutdown_grace_s)
@@ -230,8 +234,8 @@ class Engine:
         await self._intake.close()
         log.info("engine_stopped")
 
-    async def _release_all(self) -> None:
-        held = self._leases.held()
+    async def _release_all(self, keep: set[UUID] | None = None) -> None:
+        held = [order_id for order_id in self._leases.held() if order_id not in (keep or ())]
         if not held:
             return
         try:
@@ -239,6 +243,8 @@ class Engine:
         except OrderEngineError as error:
             log.warning("leases_not_released", count=len(held), error=error.message)
             return
+        for order_id in held:
+            self._leases.released(order_id)
         log.info("leases_released", count=len(held))
 
     # ---- dispatching --------------------------------------------------------------------
@@ -299,8 +305,11 @@ class Engine:
         return min(self._settings.sweep_s, next_due_s)
 
     async def _renew(self) -> None:
-        """Renew the leases this engine holds, a few times per lease length."""
-        while not self._closing:
+        """Renew the leases this engine holds, a few times per lease length, until cancelled.
+
+        It runs on while the engine stops, for the swaps still in flight.
+        """
+        while True:
             await asyncio.sleep(self._leases.renew_every_s)
             held = self._leases.held()
             if not held:
@@ -336,6 +345,7 @@ class Engine:
         while not self._closing:
             order = await self._queue.get()
             self._busy.add(task)
+            self._holding[task] = order.order_id
             self._metrics.queued.set(self._queue.qsize())
             self._metrics.executing.inc()
             try:
@@ -347,6 +357,7 @@ class Engine:
             finally:
                 self._metrics.executing.dec()
                 self._busy.discard(task)
+                self._holding.pop(task, None)
                 self.wake()
 
     async def _process(self, order: Order) -> None:
