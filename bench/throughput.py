@@ -1,8 +1,9 @@
 """Throughput benchmark: how fast the engine accepts orders and how fast it finishes them.
 
 `python -m bench.throughput` starts `python -m orderengine` on a free loopback port with a
-fresh embedded PostgreSQL, no simulated latency, no simulated failures and no rate limit, so
-what is measured is the engine itself: HTTP, the database and the workers.
+fresh embedded PostgreSQL, no simulated latency (unless `--latency-scale` asks for it), no
+simulated failures and no rate limit, so what is measured is the engine itself: HTTP, the
+database and the workers.
 
 - intake: N orders are POSTed by C concurrent clients; accepted orders per second and the
   latency of each POST (commit as `pending` included);
@@ -12,8 +13,18 @@ what is measured is the engine itself: HTTP, the database and the workers.
 - engine: the engine process's peak resident set (VmHWM) and CPU time (user + system, start-up
   included); the PostgreSQL server, a separate process, is not included.
 
-The engine is run by tests/engine_process.py, as in the acceptance tests, and always stopped
-(SIGTERM, then SIGKILL if it hangs, then any PostgreSQL it left running); its temporary
+Then the same end-to-end measure with several engines on one database (`--engines`, by default
+1, 2 and 3): one embedded PostgreSQL, started by the benchmark itself, a fresh database on it
+for each count, the engines on ports of their own, and the clients spread over them (client
+i talks to engine i mod n, as a load balancer would spread connections). For each count: the
+orders accepted and executed per second, where the CPU went during the run — the engine
+processes, the PostgreSQL server (the postmaster and every backend, those that ended during
+the run included) and the benchmark's own clients — from /proc, and what the server's
+backends were doing meanwhile (`pg_stat_activity`, read every 10 ms: running, or waiting,
+and for what), so that it shows what ran out: the cores, or something they wait for.
+
+The engines are run by tests/engine_process.py, as in the acceptance tests, and always
+stopped (SIGTERM, then SIGKILL if it hangs, then any PostgreSQL left running); the temporary
 directory under /tmp is removed unless --keep is given.
 """
 
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
@@ -28,18 +40,20 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from orderengine.embedded_db import embedded_postgres
 from orderengine.settings import Settings
-from tests.engine_process import EngineProcess
-from tests.harness import embedded_scratch_dir
+from tests.engine_process import EngineProcess, leftover_postgres
+from tests.harness import embedded_scratch_dir, with_database
 from tests.streams import MARKET
 
 FINISHED_SAMPLE: Final = "orderengine_orders_finished_total"
@@ -59,6 +73,16 @@ class Options:
     workers: int | None
     timeout_s: float
     keep: bool
+    engines: tuple[int, ...] = (1, 2, 3)
+    latency_scale: float = 0.0
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """Comma-separated engine counts, each positive; an empty text asks for none."""
+    counts = tuple(_positive(part) for part in text.split(",") if part.strip())
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"{text}: a count is given twice")
+    return counts
 
 
 def _positive(text: str) -> int:
@@ -91,19 +115,44 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="seconds to wait for every order to finish, from the first POST",
     )
     parser.add_argument(
+        "-e",
+        "--engines",
+        type=_counts,
+        default=(1, 2, 3),
+        help="engine counts to measure end to end on one database, comma-separated"
+        " (default 1,2,3; an empty list skips it)",
+    )
+    parser.add_argument(
+        "--latency-scale",
+        type=float,
+        default=0.0,
+        help="the engines' simulated latency (ORDERENGINE_LATENCY_SCALE; default 0, none):"
+        " with swaps that take time, the workers rather than the database set the pace",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (database and log)"
     )
     args = parser.parse_args(argv)
-    return Options(args.orders, args.concurrency, args.workers, args.timeout_s, args.keep)
+    if args.latency_scale < 0:
+        parser.error("--latency-scale must not be negative")
+    return Options(
+        args.orders,
+        args.concurrency,
+        args.workers,
+        args.timeout_s,
+        args.keep,
+        args.engines,
+        args.latency_scale,
+    )
 
 
 # ---- the engine process -------------------------------------------------------------------
 
 
 def engine_settings(options: Options) -> dict[str, Any]:
-    """No simulated latency or failures, no pacing, a backlog that holds every order."""
+    """No simulated failures, no pacing, a backlog that holds every order; latency if asked."""
     return {
-        "latency_scale": 0,
+        "latency_scale": options.latency_scale,
         "failure_rate": 0,
         "rate_per_minute": 10_000_000,
         "rate_burst": 100_000,
@@ -190,13 +239,18 @@ async def post_order(session: aiohttp.ClientSession) -> str:
         return type(error).__name__
 
 
-async def run_intake(session: aiohttp.ClientSession, orders: int, concurrency: int) -> Intake:
-    """POST `orders` orders from `concurrency` clients drawing from one shared iterator."""
+async def run_intake(
+    sessions: Sequence[aiohttp.ClientSession], orders: int, concurrency: int
+) -> Intake:
+    """POST `orders` orders from `concurrency` clients drawing from one shared iterator.
+
+    Client i sends through `sessions[i % len(sessions)]`: one session per engine.
+    """
     tickets = iter(range(orders))
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
 
-    async def client() -> None:
+    async def client(session: aiohttp.ClientSession) -> None:
         for _ in tickets:
             began = time.perf_counter()
             status = await post_order(session)
@@ -205,8 +259,8 @@ async def run_intake(session: aiohttp.ClientSession, orders: int, concurrency: i
 
     began = time.perf_counter()
     async with asyncio.TaskGroup() as group:
-        for _ in range(min(concurrency, orders)):
-            group.create_task(client())
+        for n in range(min(concurrency, orders)):
+            group.create_task(client(sessions[n % len(sessions)]))
     return Intake(time.perf_counter() - began, latencies, statuses)
 
 
@@ -282,13 +336,248 @@ async def measure(base_url: str, options: Options) -> Results:
     ) as session:
         baseline = await finished_counts(session)
         began = time.perf_counter()
-        intake = await run_intake(session, options.orders, options.concurrency)
+        intake = await run_intake([session], options.orders, options.concurrency)
         ended, finished = await wait_finished(
             session, baseline, intake.accepted, began + options.timeout_s
         )
         end_to_end = EndToEnd(ended - began, finished, finished.total() >= intake.accepted)
         pages = options.orders // PAGE_LIMIT + 2
         return Results(intake, end_to_end, await order_latencies(session, pages))
+
+
+# ---- several engines on one database ------------------------------------------------------
+
+FINISHED_ORDERS: Final = "SELECT count(*) FROM orders WHERE status IN ('confirmed', 'failed')"
+WAITS_SAMPLE_S: Final = 0.01
+ACTIVE_BACKENDS: Final = """
+    SELECT coalesce(wait_event_type || ': ' || wait_event, 'running') AS what, count(*) AS n
+    FROM pg_stat_activity
+    WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+    GROUP BY 1
+"""
+"""What each backend busy with a statement is doing: running (on a core, or waiting for
+one), or waiting, and for what (a lock, the WAL, the client ...)."""
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat that follow the command name (field 3 comes first)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def postgres_cpu_s(postmaster: int) -> float:
+    """CPU seconds the PostgreSQL server has used so far, every process of it.
+
+    The postmaster's own time, that of its live children (backends and background
+    processes), and that of the children it has waited for (cutime + cstime), so a backend
+    that ends during a run still counts, and the sum only grows.
+    """
+    fields = _stat(postmaster)
+    if fields is None:
+        return 0.0
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    for entry in Path("/proc").iterdir():
+        child = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if child is not None and int(child[1]) == postmaster:
+            ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds, user + system: the engine processes, PostgreSQL, the benchmark itself."""
+
+    engines_s: float
+    postgres_s: float
+    clients_s: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(
+            self.engines_s - other.engines_s,
+            self.postgres_s - other.postgres_s,
+            self.clients_s - other.clients_s,
+        )
+
+    @property
+    def total_s(self) -> float:
+        return self.engines_s + self.postgres_s + self.clients_s
+
+
+def cpu_now(engines: Sequence[EngineProcess], postmaster: int) -> Cpu:
+    return Cpu(
+        sum(_cpu_s(engine.pid) or 0.0 for engine in engines),
+        postgres_cpu_s(postmaster),
+        time.process_time(),
+    )
+
+
+@dataclass(frozen=True)
+class ClusterRun:
+    """One count of engines: from the first POST until every accepted order was terminal."""
+
+    engines: int
+    intake: Intake
+    elapsed_s: float
+    finished: int
+    cpu: Cpu
+    """Used between the first POST and the last poll."""
+    waits: Counter[str]
+    """Backends busy with a statement, summed over `samples` readings, by what they did."""
+    samples: int
+
+    def busy_backends(self) -> str:
+        """What the backends were doing, on average over the run: the three most common."""
+        if not self.samples:
+            return "n/a"
+        common = self.waits.most_common(3)
+        shown = ", ".join(f"{what} {count / self.samples:.1f}" for what, count in common)
+        return f"{self.waits.total() / self.samples:.1f} ({shown})"
+
+    @property
+    def complete(self) -> bool:
+        return self.finished >= self.intake.accepted
+
+
+async def measure_cluster(
+    database_url: str, engines: Sequence[EngineProcess], options: Options, postmaster: int
+) -> ClusterRun:
+    """POST through every engine at once, then poll the database until all are terminal."""
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    per_engine = -(-options.concurrency // len(engines))
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [
+            await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    base_url=engine.url,
+                    connector=aiohttp.TCPConnector(limit=per_engine),
+                    timeout=timeout,
+                )
+            )
+            for engine in engines
+        ]
+        database = await stack.enter_async_context(_connected(database_url))
+        observer = await stack.enter_async_context(_connected(database_url))
+        waits: Counter[str] = Counter()
+        samples = 0
+
+        async def sample() -> None:
+            nonlocal samples
+            while True:
+                for row in await observer.fetch(ACTIVE_BACKENDS):
+                    waits[row["what"]] += row["n"]
+                samples += 1
+                await asyncio.sleep(WAITS_SAMPLE_S)
+
+        before = cpu_now(engines, postmaster)
+        began = time.perf_counter()
+        sampler = asyncio.create_task(sample())
+        try:
+            intake = await run_intake(sessions, options.orders, options.concurrency)
+            finished = 0
+            while time.perf_counter() < began + options.timeout_s:
+                finished = await database.fetchval(FINISHED_ORDERS)
+                if finished >= intake.accepted:
+                    break
+                await asyncio.sleep(POLL_INTERVAL_S)
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+        elapsed = time.perf_counter() - began
+        used = cpu_now(engines, postmaster) - before
+    return ClusterRun(len(engines), intake, elapsed, finished, used, waits, samples)
+
+
+@contextlib.asynccontextmanager
+async def _connected(database_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    connection: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def run_cluster(
+    server_url: str, postmaster: int, workdir: Path, options: Options
+) -> list[ClusterRun]:
+    """For each count of engines: a fresh database, the engines on it, the measure, stop."""
+    runs = []
+    for count in options.engines:
+        name = f"bench_{count}_engines"
+        async with _connected(server_url) as admin:
+            await admin.execute(f"CREATE DATABASE {name}")
+        database_url = with_database(server_url, name)
+        settings = {**engine_settings(options), "keypair": workdir / "keypair.json"}
+        engines = [
+            EngineProcess(database_url, workdir / name / f"engine-{n}", **settings)
+            for n in range(1, count + 1)
+        ]
+        print(f"{count} engine(s) on one database ...", flush=True)
+        try:
+            await asyncio.gather(*(engine.start() for engine in engines))
+            runs.append(await measure_cluster(database_url, engines, options, postmaster))
+        except (aiohttp.ClientError, TimeoutError):
+            for engine in engines:
+                print_log_tail(engine)
+            raise
+        finally:
+            await asyncio.gather(*(engine.stop() for engine in engines))
+    return runs
+
+
+def measure_several(workdir: Path, options: Options) -> list[ClusterRun]:
+    """The runs of `run_cluster` on an embedded PostgreSQL that the benchmark starts."""
+    data_dir = workdir / "shared-postgres"
+    with embedded_postgres(data_dir) as server_url:
+        postmaster = leftover_postgres(data_dir.resolve())
+        assert postmaster is not None, "the embedded server runs"
+        return asyncio.run(run_cluster(server_url, postmaster, workdir, options))
+
+
+def cluster_table(runs: Sequence[ClusterRun], options: Options) -> str:
+    """One line per count of engines, and where the CPU went (in cores: seconds per second)."""
+    cores = len(os.sched_getaffinity(0))
+    header = (
+        "engines",
+        "accepted/s",
+        "executed/s",
+        "engines CPU",
+        "PostgreSQL CPU",
+        "clients CPU",
+        "engines ms/order",
+        "PostgreSQL ms/order",
+    )
+    rows = [header]
+    for run in runs:
+        done = "" if run.complete else f" (INCOMPLETE: {run.finished} of {run.intake.accepted})"
+        per_order = max(run.finished, 1)
+        rows.append(
+            (
+                str(run.engines),
+                f"{run.intake.accepted / run.intake.elapsed_s:.0f}",
+                f"{run.finished / run.elapsed_s:.1f}{done}",
+                f"{run.cpu.engines_s / run.elapsed_s:.2f} cores",
+                f"{run.cpu.postgres_s / run.elapsed_s:.2f} cores",
+                f"{run.cpu.clients_s / run.elapsed_s:.2f} cores",
+                f"{run.cpu.engines_s / per_order * 1000:.2f}",
+                f"{run.cpu.postgres_s / per_order * 1000:.2f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("PostgreSQL backends busy with a statement, on average (the most common states):")
+    lines.extend(f"  {run.engines} engine(s): {run.busy_backends()}" for run in runs)
+    busiest = max(runs, key=lambda run: run.cpu.total_s / run.elapsed_s)
+    lines.append(
+        f"{options.orders} orders, {options.concurrency} clients spread over the engines, one"
+        f" PostgreSQL; {cores} cores in all. At most {busiest.cpu.total_s / busiest.elapsed_s:.2f}"
+        f" of them busy ({busiest.engines} engine(s)): engines, PostgreSQL and clients together."
+    )
+    return "\n".join(lines)
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -323,6 +612,7 @@ def machine_rows(options: Options) -> list[tuple[str, str, str]]:
         ("machine", "python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("run", "orders / clients", f"{options.orders} / {options.concurrency}"),
         ("run", "engine workers", str(workers)),
+        ("run", "simulated latency scale", f"{options.latency_scale:g}"),
     ]
 
 
@@ -393,16 +683,25 @@ def run(options: Options) -> int:
     """Run the benchmark and print its table; 1 if an order was refused or did not finish."""
     print(f"starting the engine; {options.orders} orders, {options.concurrency} clients ...")
     workdir = embedded_scratch_dir("oe-bench-")
+    runs: list[ClusterRun] = []
     try:
         results, usage = asyncio.run(run_engine(workdir, options))
+        print(render([*machine_rows(options), *result_rows(results, usage)]), flush=True)
+        if options.engines:
+            print()
+            runs = measure_several(workdir, options)
+            print(cluster_table(runs, options))
     finally:
         if options.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(render([*machine_rows(options), *result_rows(results, usage)]))
     intake = results.intake
-    return 0 if intake.accepted == options.orders and results.end_to_end.complete else 1
+    complete = intake.accepted == options.orders and results.end_to_end.complete
+    complete = complete and all(
+        run.complete and run.intake.accepted == options.orders for run in runs
+    )
+    return 0 if complete else 1
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -154,12 +154,16 @@ async def client(start_app: StartApp) -> Client:
 async def start_engine(database_url: str, tmp_path: Path) -> AsyncIterator[StartEngine]:
     """Start `python -m orderengine` on this test's database; keyword arguments are settings.
 
-    Whatever the test does or fails to do, every engine it started is stopped afterwards.
+    Each engine has a log directory of its own; all sign with one keypair, as engines sharing
+    a database share a wallet. Whatever the test does or fails to do, every engine it started
+    is stopped afterwards.
     """
     engines: list[EngineProcess] = []
 
     async def start(**settings: Any) -> EngineProcess:
-        engine = EngineProcess(database_url, tmp_path, **settings)
+        log_dir = tmp_path / f"engine-{len(engines) + 1}"
+        settings = {"keypair": tmp_path / "keypair.json", **settings}
+        engine = EngineProcess(database_url, log_dir, **settings)
         engines.append(engine)
         await engine.start()
         return engine

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,9 +21,11 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
+from uuid import UUID
 
 import aiohttp
 
+from orderengine.embedded_db import in_use
 from tests.harness import without_engine_settings
 from tests.streams import MARKET
 
@@ -69,7 +72,8 @@ def engine_environment(
 def leftover_postgres(data_dir: Path) -> int | None:
     """The pid of the embedded PostgreSQL still running on `data_dir`, if any.
 
-    A clean engine exit stops the server, which removes `postmaster.pid`. The pid found there
+    A clean exit of the last engine using the server stops it, which removes
+    `postmaster.pid`. The pid found there
     only counts if its command line names `data_dir`, so a stale file can never point at an
     unrelated process.
     """
@@ -88,15 +92,18 @@ def process_exists(pid: int) -> bool:
 class EngineProcess:
     """Runs of the engine on one database: a URL (str) or an embedded data directory (Path).
 
-    Each `start()` is a new process with a log of its own in `log_dir`; the database, port and
-    settings stay, so a test can kill the engine and start it again on what it left.
+    Each `start()` is a new process with a log of its own in `log_dir` (created if missing);
+    the database, port and settings stay, so a test can kill the engine and start it again on
+    what it left. Several engines on one database each need a `log_dir` of their own.
     """
 
     def __init__(self, database: str | Path, log_dir: Path, **settings: Any) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
+        self.ws_url = f"ws://{HOST}:{self.port}"
         self.data_dir = None if isinstance(database, str) else database.resolve()
         self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
         keypair = {"keypair": log_dir / "keypair.json"}
         self.env = engine_environment(self.data_dir or database, self.port, {**keypair, **settings})
         self.runs = 0
@@ -117,6 +124,18 @@ class EngineProcess:
             lines = self.log_path.read_text(errors="replace").splitlines()
             return "\n".join(lines[-LOG_TAIL_LINES:])
         return ""
+
+    def engine_id(self) -> UUID:
+        """The current run's id, as its log says at start: the `lease_owner` of its orders.
+
+        Needs the JSON log (the default here); the run has started, as `start()` waits for.
+        """
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("event") == "engine_started":
+                    return UUID(entry["engine_id"])
+        raise RuntimeError(f"the engine did not log its id:\n{self.log()}")
 
     async def start(self) -> None:
         """Start a new run and return once it answers /health; stop it if it never does."""
@@ -187,8 +206,13 @@ class EngineProcess:
         return self.process.returncode
 
     async def _stop_leftover_postgres(self) -> None:
-        """Stop the embedded PostgreSQL if the engine died without stopping it."""
-        pid = None if self.data_dir is None else leftover_postgres(self.data_dir)
+        """Stop the embedded PostgreSQL if the engine died without stopping it.
+
+        Not while another process (another engine on the same data directory) uses it.
+        """
+        if self.data_dir is None or in_use(self.data_dir):
+            return
+        pid = leftover_postgres(self.data_dir)
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):

@@ -9,9 +9,9 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from orderengine.domain import OrderStatus
 from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
+from tests.cluster import assert_each_order_ended_once
 from tests.engine_process import StartEngine
 from tests.polling import eventually
 
@@ -37,30 +37,6 @@ async def wait_all_terminal(repository: Repository) -> None:
         return not await repository.unfinished()
 
     await eventually(done)
-
-
-async def assert_each_order_ended_once(
-    repository: Repository, chain: Chain, ids: list[UUID]
-) -> None:
-    """Check that every order ended once, and executed at most once.
-
-    Every order is terminal; each confirmed one executed exactly once, each failed one
-    never; every event stream is contiguous with a single terminal event at its end.
-    """
-    landed = await chain.landed_signatures(ids)
-    for order_id in ids:
-        order = await repository.get_order(order_id)
-        events = await repository.events(order_id)
-        assert order.status.terminal, order
-        assert [event.seq for event in events] == list(range(1, len(events) + 1))
-        assert [event.status.terminal for event in events].count(True) == 1
-        assert events[-1].status is order.status
-        sent = [e.details["txHash"] for e in events if e.status is OrderStatus.SUBMITTED]
-        assert len(sent) == len(set(sent)), f"a signature was sent twice: {sent}"
-        if order.status is OrderStatus.CONFIRMED:
-            assert landed[order_id] == [order.tx_hash]
-        else:
-            assert landed[order_id] == []
 
 
 KILL_POINTS = {
