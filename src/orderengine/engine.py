@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import partial
 from typing import Unpack
 from uuid import UUID
 
@@ -61,6 +62,7 @@ from orderengine.intake import Intake
 from orderengine.leases import Leases
 from orderengine.limiter import Limiter, SharedTokenBucket
 from orderengine.metrics import Metrics
+from orderengine.notifications import EVENTS_CHANNEL, Announcer
 from orderengine.repository import Repository
 from orderengine.retry import GiveUp, RetryPolicy
 from orderengine.router import Decision, Router
@@ -127,6 +129,7 @@ class Engine:
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
         self._intake = Intake(repository, self._accepted, settings.intake_batch)
+        self._announcer = Announcer(repository.owner, partial(repository.notify, EVENTS_CHANNEL))
 
     # ---- intake -------------------------------------------------------------------------
 
@@ -232,6 +235,7 @@ class Engine:
         await asyncio.gather(*self._workers, *self._background, return_exceptions=True)
         await self._release_all()
         await self._intake.close()
+        await self._announcer.close()
         log.info("engine_stopped")
 
     async def _release_all(self, keep: set[UUID] | None = None) -> None:
@@ -583,6 +587,7 @@ class Engine:
         """
         moved, event = await self._repository.transition(order, status, details, **fields)
         self._hub.publish(event)
+        self._announcer.announce(event.order_id, event.seq)
         if fields.get("release", False):
             self._leases.released(order.order_id)
             self.wake()

@@ -1,10 +1,11 @@
 """What other engines on the same database announce: committed events, orders to work on.
 
-Each engine commits a NOTIFY with every write others should hear of, in the write's own
-transaction, so it is delivered only once the write is committed:
-
-- on `EVENTS_CHANNEL`, `"<engine_id> <order_id> <seq>"` for every committed event;
-- on `ORDERS_CHANNEL`, `"<engine_id>"` whenever orders become available to work on.
+- on `EVENTS_CHANNEL`, lines of `"<engine_id> <order_id> <seq>"`, one per committed event.
+  `Announcer` sends them after the commits, many per NOTIFY: PostgreSQL serialises the
+  commits of every transaction that notifies, so one NOTIFY per status change would make
+  every engine's status changes commit one at a time.
+- on `ORDERS_CHANNEL`, `"<engine_id>"` whenever orders become available to work on, sent in
+  the transaction that makes them so (once per batch of new orders, or per released lease).
 
 `Listener` hears them on one dedicated connection and hands them to plain callbacks. A
 notification is only a hint: the store remains the truth. One that is lost, malformed, or sent
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import TypeAlias
 from uuid import UUID
@@ -29,7 +30,11 @@ from orderengine.postgres import CONNECTION_ERRORS
 log = structlog.get_logger(__name__)
 
 EVENTS_CHANNEL = "orderengine_events"
-"""Payload `"<engine_id> <order_id> <seq>"`: the engine `engine_id` committed that event."""
+"""Payload: lines of `"<engine_id> <order_id> <seq>"`: the engine `engine_id` committed that
+event."""
+
+MAX_PAYLOAD_BYTES = 7_900
+"""PostgreSQL refuses a NOTIFY payload of 8000 bytes or more."""
 
 ORDERS_CHANNEL = "orderengine_orders"
 """Payload `"<engine_id>"`: orders became available to work on (new ones, released leases)."""
@@ -48,6 +53,58 @@ _FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.Postgr
 def event_payload(engine_id: UUID, order_id: UUID, seq: int) -> str:
     """The payload announcing on `EVENTS_CHANNEL` that `engine_id` committed this event."""
     return f"{engine_id} {order_id} {seq}"
+
+
+def events_payloads(engine_id: UUID, events: list[tuple[UUID, int]]) -> list[str]:
+    """The `EVENTS_CHANNEL` payloads announcing `events`, as few as fit the size limit."""
+    payloads: list[str] = []
+    lines: list[str] = []
+    size = 0
+    for order_id, seq in events:
+        line = event_payload(engine_id, order_id, seq)
+        if lines and size + len(line) + 1 > MAX_PAYLOAD_BYTES:
+            payloads.append("\n".join(lines))
+            lines, size = [], 0
+        lines.append(line)
+        size += len(line) + 1
+    if lines:
+        payloads.append("\n".join(lines))
+    return payloads
+
+
+class Announcer:
+    """Announces this engine's committed events to the others, many per NOTIFY.
+
+    The first event goes out at once; those committed while a NOTIFY is on its way go in the
+    next one, as new orders do in a group commit. An announcement that fails is logged and
+    dropped: the others' sockets read the store when idle.
+    """
+
+    def __init__(self, engine_id: UUID, send: Callable[[str], Awaitable[None]]) -> None:
+        self._engine_id = engine_id
+        self._send = send
+        self._pending: list[tuple[UUID, int]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    def announce(self, order_id: UUID, seq: int) -> None:
+        """Announce a committed event; never blocks."""
+        self._pending.append((order_id, seq))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_pending())
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            events, self._pending = self._pending, []
+            for payload in events_payloads(self._engine_id, events):
+                try:
+                    await self._send(payload)
+                except Exception as error:
+                    log.warning("announcement_lost", events=len(events), error=str(error))
+
+    async def close(self) -> None:
+        """Let the announcements under way go out."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
 
 
 def orders_payload(engine_id: UUID) -> str:
@@ -233,9 +290,10 @@ class Listener:
         text = str(payload)
         try:
             if channel == EVENTS_CHANNEL:
-                engine_id, order_id, seq = parse_event(text)
-                if engine_id != self._engine_id:
-                    self._call(self._on_event, order_id, seq)
+                for line in text.split("\n"):
+                    engine_id, order_id, seq = parse_event(line)
+                    if engine_id != self._engine_id:
+                        self._call(self._on_event, order_id, seq)
             elif channel == ORDERS_CHANNEL and parse_orders(text) != self._engine_id:
                 self._call(self._on_orders)
         except ValueError:

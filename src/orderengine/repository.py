@@ -390,6 +390,11 @@ class Repository:
         due = row["next_due_in_s"]
         return int(row["waiting"]), float(due) if due is not None else None
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send a notification to every engine listening on `channel`."""
+        async with self._connection() as connection:
+            await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+
     async def transition(
         self,
         order: Order,
@@ -406,8 +411,7 @@ class Repository:
         `InvalidTransition` before any write. `release` gives the lease up with the change (the
         order ended, or waits for its next attempt; then other engines are woken).
 
-        The event is announced on `EVENTS_CHANNEL` in the same transaction, so every engine's
-        sockets hear of it once it is committed.
+        The caller announces the event to other engines once it is committed (`notify`).
         """
         if status not in TRANSITIONS[order.status]:
             raise InvalidTransition(
@@ -443,8 +447,6 @@ class Repository:
                     SELECT id, last_seq, status, attempt, updated_at, $13 FROM o
                 )
                 SELECT {ORDER_COLUMNS},
-                       pg_notify('{EVENTS_CHANNEL}', concat_ws(' ', $14, id, last_seq))
-                           AS announced,
                        CASE WHEN $16 THEN pg_notify('{ORDERS_CHANNEL}', $14::text) END AS woken
                 FROM o
                 """,
@@ -478,7 +480,7 @@ class Repository:
                 f" leased to {current['lease_owner']}; this view: {order.status} at seq"
                 f" {order.last_seq}"
             )
-        moved = _order({k: v for k, v in row.items() if k not in ("announced", "woken")})
+        moved = _order({k: v for k, v in row.items() if k != "woken"})
         event = OrderEvent(
             order_id=moved.order_id,
             seq=moved.last_seq,
@@ -494,7 +496,8 @@ class Repository:
 
         One statement, whoever holds the lease: while the order is `pending`, `routing` or
         `building` it becomes `failed` with a `Cancelled` event, the next seq, no lease and no
-        retry time, announced on `EVENTS_CHANNEL` like a transition. A worker commits
+        retry time, announced on `EVENTS_CHANNEL` in the same statement (cancels are rare
+        enough not to need batching). A worker commits
         `submitted` with a compare-and-set on status and seq before it sends the swap, so of
         the two writes, the row lock orders them: a cancel committed first makes the worker's
         view stale (nothing is sent); a `submitted` committed first makes the cancel too late.

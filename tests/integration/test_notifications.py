@@ -26,6 +26,7 @@ from orderengine.notifications import (
     ORDERS_CHANNEL,
     Listener,
     event_payload,
+    events_payloads,
     orders_payload,
 )
 from orderengine.venues.values import Quote
@@ -279,3 +280,17 @@ async def test_an_order_posted_to_one_app_is_streamed_whole_by_another(
     ]
     assert streamed == stored
     assert ws.close_code == 1000
+
+
+async def test_many_events_announced_in_one_notification_each_reach_the_callback(
+    database_url: str, sender: PgConnection
+) -> None:
+    events = [(uuid.uuid4(), seq) for seq in range(1, 4)]
+    callbacks = Callbacks()
+    async with listening(database_url, callbacks):
+        [payload] = events_payloads(OTHER, events)
+        await notify(sender, EVENTS_CHANNEL, payload)
+
+        heard = [await callbacks.next() for _ in events]
+
+    assert heard == [("event", order_id, seq) for order_id, seq in events]
