@@ -3,8 +3,9 @@
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
 event is inserted with that number, so seqs are contiguous and a refused change writes nothing.
-Orders are claimed with a lease in one statement (`FOR UPDATE SKIP LOCKED`), and every commit
-that other engines should hear of sends its NOTIFY in the same transaction.
+Orders are claimed with a lease in one statement (`FOR UPDATE SKIP LOCKED`); a write that
+makes orders available wakes the other engines with a NOTIFY in its own transaction, while
+committed events are announced after their commit, many at once (`notify`, `Announcer`).
 """
 
 from __future__ import annotations
