@@ -370,26 +370,35 @@ class Repository:
             )
 
     async def waiting(self) -> tuple[int, float | None]:
-        """Unfinished orders no engine works on, and the seconds until the next one falls due.
+        """Unfinished orders no engine works on, and the seconds until one may next be claimed.
 
-        The seconds are None when no such order waits for a time.
+        An order may next be claimed when its retry falls due, or when another engine's lease
+        on it runs out (that engine died, or lost the database). The seconds are None when
+        no order waits for either.
         """
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 """
-                SELECT count(*) AS waiting,
-                       EXTRACT(EPOCH FROM min(next_attempt_at) FILTER (
-                           WHERE next_attempt_at > clock_timestamp()) - clock_timestamp())
-                           AS next_due_in_s
-                FROM orders
-                WHERE status = ANY($1::order_status[])
-                  AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
+                WITH now AS (SELECT clock_timestamp() AS at)
+                SELECT count(*) FILTER (WHERE free) AS waiting,
+                       EXTRACT(EPOCH FROM LEAST(
+                           min(next_attempt_at) FILTER (WHERE free AND next_attempt_at > at),
+                           min(lease_expires_at) FILTER (WHERE NOT free AND lease_owner <> $2)
+                       ) - at) AS next_due_in_s
+                FROM now, LATERAL (
+                    SELECT next_attempt_at, lease_owner, lease_expires_at,
+                           lease_owner IS NULL OR lease_expires_at < at AS free
+                    FROM orders WHERE status = ANY($1::order_status[])
+                ) AS unfinished
+                GROUP BY at
                 """,
                 unfinished_statuses(),
+                self.owner,
             )
-        assert row is not None
+        if row is None:
+            return 0, None
         due = row["next_due_in_s"]
-        return int(row["waiting"]), float(due) if due is not None else None
+        return int(row["waiting"]), max(0.0, float(due)) if due is not None else None
 
     async def notify(self, channel: str, payload: str) -> None:
         """Send a notification to every engine listening on `channel`."""

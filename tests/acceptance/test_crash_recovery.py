@@ -57,7 +57,12 @@ async def test_sigkill_at_any_point_loses_nothing_and_executes_nothing_twice(
     kill_when: Counter[str],
 ) -> None:
     engine = await start_engine(
-        seed=seed, latency_scale=0.05, failure_rate=0.2, retry_base_ms=50, retry_cap_ms=200
+        seed=seed,
+        latency_scale=0.05,
+        failure_rate=0.2,
+        retry_base_ms=50,
+        retry_cap_ms=200,
+        lease_s=2,
     )
     async with aiohttp.ClientSession() as session:
         ids = [UUID(order_id) for order_id in await engine.submit(session, ORDERS)]

@@ -22,7 +22,7 @@ async def test_swaps_in_flight_at_a_kill_are_confirmed_with_their_first_signatur
     start_engine: StartEngine, repository: Repository, chain: Chain
 ) -> None:
     engine = await start_engine(
-        latency_scale=0.5, failure_rate=0, concurrency=4, seed=3, blockhash_ttl_s=2
+        latency_scale=0.5, failure_rate=0, concurrency=4, seed=3, blockhash_ttl_s=2, lease_s=2
     )
     async with aiohttp.ClientSession() as session:
         ids = [UUID(order_id) for order_id in await engine.submit(session, 8)]
