@@ -311,10 +311,15 @@ class Engine:
     async def _renew(self) -> None:
         """Renew the leases this engine holds, a few times per lease length, until cancelled.
 
-        It runs on while the engine stops, for the swaps still in flight.
+        It runs on while the engine stops, for the swaps still in flight. A lease whose time
+        ran out unrenewed (the database was out of reach) is forgotten: its order may be
+        taken over, so no swap is started on it (`_send` checks).
         """
         while True:
             await asyncio.sleep(self._leases.renew_every_s)
+            for order_id in self._leases.expired():
+                log.warning("lease_expired_unrenewed", order_id=str(order_id))
+                self._leases.released(order_id)
             held = self._leases.held()
             if not held:
                 continue
@@ -477,6 +482,10 @@ class Engine:
         order = await self._move(order, OrderStatus.BUILDING, Building(transaction=built))
         if self._closing:
             await self._stand_down(order)
+            return
+        if not self._leases.holds(order.order_id):
+            log.warning("lease_ran_out_before_sending")
+            await self._set_aside(order.order_id, None)
             return
         sent = Submitted(
             tx_hash=transaction.signature, dex=venue.name, expires_at=transaction.expires_at
