@@ -51,6 +51,18 @@ def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
     return Order.model_validate(dict(row))
 
 
+def _appended(order: Order, details: dict[str, Any]) -> OrderEvent:
+    """The event a status change appended, read off the order it left: same seq and time."""
+    return OrderEvent(
+        order_id=order.order_id,
+        seq=order.last_seq,
+        status=order.status,
+        attempt=order.attempt,
+        at=order.updated_at,
+        details=details,
+    )
+
+
 def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
     return OrderEvent.model_validate(dict(row))
 
@@ -491,14 +503,7 @@ class Repository:
                 f" {order.last_seq}"
             )
         moved = _order({k: v for k, v in row.items() if k != "woken"})
-        event = OrderEvent(
-            order_id=moved.order_id,
-            seq=moved.last_seq,
-            status=moved.status,
-            attempt=moved.attempt,
-            at=moved.updated_at,
-            details=stored,
-        )
+        event = _appended(moved, stored)
         return moved, event
 
     async def cancel(self, order_id: UUID) -> tuple[Order, OrderEvent]:
@@ -561,14 +566,7 @@ class Repository:
                 # Between the two statements a sent swap was rejected and the order went back
                 # to `pending` for its next attempt: nothing is in flight now, so try again.
         cancelled = _order({k: v for k, v in row.items() if k != "announced"})
-        event = OrderEvent(
-            order_id=cancelled.order_id,
-            seq=cancelled.last_seq,
-            status=cancelled.status,
-            attempt=cancelled.attempt,
-            at=cancelled.updated_at,
-            details=details.stored(),
-        )
+        event = _appended(cancelled, details.stored())
         return cancelled, event
 
     async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
