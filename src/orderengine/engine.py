@@ -462,7 +462,7 @@ class Engine:
         reconciliation, never by resending: only a definite rejection lets a new swap go.
         """
         if self._closing:
-            await self._stand_down(order)
+            await self._stand_down(order, "the engine stopped")
             return
         venue = self._venues[decision.best.dex]
         blockhash = await venue.recent_blockhash()
@@ -481,11 +481,11 @@ class Engine:
         )
         order = await self._move(order, OrderStatus.BUILDING, Building(transaction=built))
         if self._closing:
-            await self._stand_down(order)
+            await self._stand_down(order, "the engine stopped")
             return
         if not self._leases.holds(order.order_id):
             log.warning("lease_ran_out_before_sending")
-            await self._set_aside(order.order_id, None)
+            await self._stand_down(order, "the lease ran out unrenewed")
             return
         sent = Submitted(
             tx_hash=transaction.signature, dex=venue.name, expires_at=transaction.expires_at
@@ -510,12 +510,12 @@ class Engine:
             return
         await asyncio.shield(self._confirm(order, execution))
 
-    async def _stand_down(self, order: Order) -> None:
-        """Put back an attempt the stopping engine had not sent: `pending`, attempt unspent.
+    async def _stand_down(self, order: Order, why: str) -> None:
+        """Put back an attempt this engine will not send: `pending`, attempt unspent.
 
         The lease goes with the change, so the next start or another engine takes it up.
         """
-        details = Recovered(recovered=f"the engine stopped while {order.status}; routing again")
+        details = Recovered(recovered=f"{why} while {order.status}; routing again")
         await self._move(order, OrderStatus.PENDING, details, release=True)
 
     async def _resume(self, order: Order) -> Order:

@@ -7,7 +7,7 @@ stop while an attempt waits for a rate token.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, Unpack
@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 from solders.keypair import Keypair
+from structlog.testing import capture_logs
 
 from orderengine.domain import (
     EventDetails,
@@ -27,7 +28,7 @@ from orderengine.domain import (
     TransitionFields,
 )
 from orderengine.engine import Engine
-from orderengine.errors import InvalidTransition, StaleOrder
+from orderengine.errors import DatabaseUnavailable, InvalidTransition, StaleOrder
 from orderengine.events import EventHub
 from orderengine.keys import REPOSITORY
 from orderengine.limiter import TokenBucket
@@ -36,7 +37,8 @@ from orderengine.repository import Repository
 from orderengine.transaction import Transaction
 from orderengine.venues.chain import Chain
 from orderengine.venues.factory import simulated_venues
-from orderengine.venues.values import Execution
+from orderengine.venues.values import Execution, RecentBlockhash
+from orderengine.venues.venue import VenueFactory
 from tests.harness import StartApp, fast_settings
 from tests.polling import eventually
 from tests.streams import stream, submit, wait_terminal
@@ -140,10 +142,14 @@ class FlakyRepository(Repository):
 
 @asynccontextmanager
 async def engine_on(
-    repository: Repository, database_url: str, limiter: TokenBucket | None = None, **overrides: Any
+    repository: Repository,
+    database_url: str,
+    limiter: TokenBucket | None = None,
+    venues_of: VenueFactory = simulated_venues,
+    **overrides: Any,
 ) -> AsyncIterator[Engine]:
     settings = fast_settings(database_url, **overrides)
-    async with simulated_venues(settings) as venues:
+    async with venues_of(settings) as venues:
         engine = Engine(
             settings, repository, venues, EventHub(64), Metrics(), Keypair(), limiter=limiter
         )
@@ -260,3 +266,55 @@ async def test_health_reports_workers_and_the_oldest_unfinished_order(
 
     assert health["workers"] == {"alive": 3, "configured": 3}
     assert health["oldestUnfinishedAgeS"] >= 0
+
+
+class Unrenewable(Repository):
+    """The real repository, whose lease renewals never reach the database."""
+
+    async def renew(self, order_ids: Sequence[UUID], lease_s: float) -> set[UUID]:
+        raise DatabaseUnavailable("database unavailable")
+
+
+async def test_no_swap_is_sent_on_a_lease_that_ran_out_unrenewed(database_url: str) -> None:
+    proceed = asyncio.Event()
+    held: list[bool] = []
+
+    class FirstBlockhashWaits(Wrapped):
+        async def recent_blockhash(self) -> RecentBlockhash:
+            if not held:
+                held.append(True)
+                await proceed.wait()
+            return await self.inner.recent_blockhash()
+
+    repository = await Unrenewable.connect(database_url, 4, 5.0)
+    try:
+        with capture_logs() as logs:
+
+            async def lease_forgotten() -> bool:
+                return any(line["event"] == "lease_expired_unrenewed" for line in logs)
+
+            async with engine_on(
+                repository,
+                database_url,
+                venues_of=wrapping(FirstBlockhashWaits),
+                lease_s=0.3,
+                concurrency=1,
+            ) as engine:
+                order, _ = await engine.submit(REQUEST)
+                await eventually(lease_forgotten, limit_s=10)
+                proceed.set()
+                done = await finished(repository, order.order_id)
+        events = await repository.events(order.order_id)
+    finally:
+        await repository.close()
+
+    assert done.status is S.CONFIRMED
+    assert [event.status for event in events] == [
+        *(S.PENDING, S.ROUTING, S.BUILDING, S.PENDING),
+        *(S.ROUTING, S.BUILDING, S.SUBMITTED, S.CONFIRMED),
+    ]
+    assert "lease ran out unrenewed while building" in events[3].details["recovered"]
+    first, second = (
+        event.details["transaction"]["signature"] for event in events if event.status is S.BUILDING
+    )
+    assert events[6].details["txHash"] == second != first
