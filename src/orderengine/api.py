@@ -10,9 +10,9 @@ from aiohttp import web
 from structlog.contextvars import bound_contextvars
 
 from orderengine import stream
-from orderengine.domain import OrderStatus
+from orderengine.domain import Order, OrderStatus
 from orderengine.errors import BadRequest, NoRoute, OrderEngineError, RequestTimeout, Unavailable
-from orderengine.keys import ENGINE, HUB, METRICS, REPOSITORY, SETTINGS
+from orderengine.keys import ENGINE, METRICS, REPOSITORY, SETTINGS
 from orderengine.wire import (
     INT64_MAX,
     accepted,
@@ -128,9 +128,12 @@ async def execute(request: web.Request) -> web.StreamResponse:
 async def get_order(request: web.Request) -> web.Response:
     """The order with every event it has had."""
     wanted = order_id(request.match_info["order_id"])
-    repository = request.app[REPOSITORY]
-    order = await repository.get_order(wanted)
-    events = await repository.events(wanted)
+    return await _with_events(request, await request.app[REPOSITORY].get_order(wanted))
+
+
+async def _with_events(request: web.Request, order: Order) -> web.Response:
+    """The answer showing `order` with every event it has had."""
+    events = await request.app[REPOSITORY].events(order.order_id)
     return _json({**order_json(order), "events": [event.wire() for event in events]})
 
 
@@ -139,18 +142,10 @@ async def cancel_order(request: web.Request) -> web.Response:
 
     Only a `pending`, `routing` or `building` order can be cancelled; one already submitted,
     confirmed or failed is a 409 naming its status (see `Repository.cancel` for the race with
-    a worker). The event is committed with the change, then handed to the watchers.
+    a worker).
     """
     wanted = order_id(request.match_info["order_id"])
-    repository = request.app[REPOSITORY]
-    order, event = await repository.cancel(wanted)
-    request.app[HUB].publish(event)
-    counters = request.app[METRICS]
-    counters.finished.labels(str(order.status)).inc()
-    counters.order_seconds.observe((event.at - order.created_at).total_seconds())
-    log.info("order_cancelled", order_id=str(wanted), attempt=order.attempt)
-    history = await repository.events(wanted)
-    return _json({**order_json(order), "events": [stored.wire() for stored in history]})
+    return await _with_events(request, await request.app[ENGINE].cancel(wanted))
 
 
 async def quotes(request: web.Request) -> web.Response:

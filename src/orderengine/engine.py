@@ -595,15 +595,26 @@ class Engine:
         The event is committed with the change, then handed to the watchers.
         """
         moved, event = await self._repository.transition(order, status, details, **fields)
-        self._hub.publish(event)
-        self._announcer.announce(event.order_id, event.seq)
+        self._committed(moved, event)
         if fields.get("release", False):
             self._leases.released(order.order_id)
             self.wake()
-        if status.terminal:
-            self._metrics.finished.labels(str(status)).inc()
-            self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())
         return moved
+
+    def _committed(self, order: Order, event: OrderEvent) -> None:
+        """Tell the watchers here and the other engines of a committed event; count an end."""
+        self._hub.publish(event)
+        self._announcer.announce(event.order_id, event.seq)
+        if order.status.terminal:
+            self._metrics.finished.labels(str(order.status)).inc()
+            self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())
+
+    async def cancel(self, order_id: UUID) -> Order:
+        """End an order nothing was sent for `failed`, for its client (`Repository.cancel`)."""
+        order, event = await self._repository.cancel(order_id)
+        self._committed(order, event)
+        log.info("order_cancelled", order_id=str(order_id), attempt=order.attempt)
+        return order
 
     async def preview(self, token_in: str, token_out: str, amount_in: Decimal) -> Decision:
         """What routing would decide for this swap now; `NoRoute` when no venue quotes.

@@ -37,7 +37,7 @@ from orderengine.errors import (
     StaleOrder,
 )
 from orderengine.migrations import migrate
-from orderengine.notifications import EVENTS_CHANNEL, ORDERS_CHANNEL
+from orderengine.notifications import ORDERS_CHANNEL
 from orderengine.postgres import Connection, acquire, create_pool
 
 ORDER_COLUMNS = """
@@ -511,8 +511,7 @@ class Repository:
 
         One statement, whoever holds the lease: while the order is `pending`, `routing` or
         `building` it becomes `failed` with a `Cancelled` event, the next seq, no lease and no
-        retry time, announced on `EVENTS_CHANNEL` in the same statement (cancels are rare
-        enough not to need batching). A worker commits
+        retry time; the caller announces the event, as after a transition. A worker commits
         `submitted` with a compare-and-set on status and seq before it sends the swap, so of
         the two writes, the row lock orders them: a cancel committed first makes the worker's
         view stale (nothing is sent); a `submitted` committed first makes the cancel too late.
@@ -539,16 +538,12 @@ class Repository:
                         INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                         SELECT id, last_seq, status, attempt, updated_at, $4 FROM o
                     )
-                    SELECT {ORDER_COLUMNS},
-                           pg_notify('{EVENTS_CHANNEL}', concat_ws(' ', $5::uuid, id, last_seq))
-                               AS announced
-                    FROM o
+                    SELECT {ORDER_COLUMNS} FROM o
                     """,
                     order_id,
                     cancellable_statuses(),
                     details.error,
                     details.stored(),
-                    self.owner,
                 )
                 if row is not None:
                     break
@@ -565,7 +560,7 @@ class Repository:
                     )
                 # Between the two statements a sent swap was rejected and the order went back
                 # to `pending` for its next attempt: nothing is in flight now, so try again.
-        cancelled = _order({k: v for k, v in row.items() if k != "announced"})
+        cancelled = _order(row)
         event = _appended(cancelled, details.stored())
         return cancelled, event
 
