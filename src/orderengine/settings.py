@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     keypair: Path = Path(".data/keypair.json")
     blockhash_ttl_s: float = Field(default=60.0, ge=0)
 
+    order_ttl_s: float = Field(default=86_400, gt=0)
+    max_order_ttl_s: float = Field(default=7 * 86_400, gt=0)
+    price_poll_ms: float = Field(default=1_000, gt=0)
+    price_event_bps: float = Field(default=50, ge=0)
+    sniper_window_ms: float = Field(default=200, gt=0)
+    demo_listing_s: float | None = Field(default=None, gt=0)
+
     pool_recovery_half_life_s: float = Field(default=30.0, ge=0)
     latency_scale: float = Field(default=1.0, ge=0)
     failure_rate: float = Field(default=0.05, ge=0, le=1)

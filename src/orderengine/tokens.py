@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,6 +11,8 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
+SYMBOL = re.compile(r"[A-Z0-9]{2,12}")
+"""A symbol a token may be listed under (uppercased first): 2 to 12 ASCII letters or digits."""
 
 
 @dataclass(frozen=True)
