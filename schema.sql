@@ -34,6 +34,15 @@ CREATE TABLE orders (
     -- The engine working on the order, and until when; another may take it over after.
     lease_owner     uuid,
     lease_expires_at timestamptz,
+    -- A limit order's least tokenOut per tokenIn, and when a waiting order gives up.
+    limit_price     numeric CHECK (limit_price > 0),
+    expires_at      timestamptz,
+    -- What a pending order waits for ('price' or 'listing'); NULL when it is due.
+    awaits          text CHECK (awaits IN ('price', 'listing')),
+    -- The best net price its waiting events last reported.
+    best_price      numeric,
+    -- Claimed lowest first, then by position: snipers, market orders, crossed limits.
+    priority        real NOT NULL DEFAULT 0,
     idempotency_key text UNIQUE,
     -- SHA-256 of the canonical order body: a reused key with another body is a conflict.
     request_digest  text,
@@ -43,6 +52,9 @@ CREATE TABLE orders (
 
 -- Listings by status, and the unfinished orders found at start.
 CREATE INDEX orders_by_status ON orders (status, position);
+-- The orders waiting on each pair, by limit: what the price watchers wake.
+CREATE INDEX orders_waiting ON orders (token_in, token_out, limit_price)
+    WHERE awaits IS NOT NULL;
 
 -- Every status change of every order, appended in the transaction that makes it.
 CREATE TABLE order_events (
@@ -62,6 +74,19 @@ CREATE TABLE rate_limit (
     updated_at timestamptz NOT NULL
 );
 
+-- One price watcher per pair (tokenOut per tokenIn), leased by one engine at a time: the
+-- best net price it last saw, and the one waiting orders were last told.
+CREATE TABLE price_watch (
+    token_in         text NOT NULL,
+    token_out        text NOT NULL,
+    best_price       numeric,
+    reported_price   numeric,
+    observed_at      timestamptz,
+    lease_owner      uuid,
+    lease_expires_at timestamptz,
+    PRIMARY KEY (token_in, token_out)
+);
+
 -- Which migrations this database has had; this file stands for all of them.
 CREATE TABLE schema_migrations (
     version    integer PRIMARY KEY,
@@ -73,4 +98,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (1, 'orders_and_events'),
     (2, 'order_status_type'),
     (3, 'retry_times_and_expiry'),
-    (4, 'leases_and_shared_rate');
+    (4, 'leases_and_shared_rate'),
+    (5, 'waiting_orders');

@@ -3,14 +3,16 @@
 The venues' chain in PostgreSQL (`orderengine.venues.chain.Chain`) is tested against a real
 database; routing and pool tests build their venues on this one, which keeps the same rules
 (blockhashes and their expiry, outcomes effective from their landing time) in dicts, on a
-clock the test may drive.
+clock the test may drive, and the venues' listings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
+from orderengine.errors import AlreadyListed
 from orderengine.venues.chain import (
     AlreadyProcessed,
     Recorded,
@@ -19,7 +21,7 @@ from orderengine.venues.chain import (
     refusal,
     status_of,
 )
-from orderengine.venues.values import RecentBlockhash, TransactionStatus
+from orderengine.venues.values import Dex, Listing, RecentBlockhash, TransactionStatus
 
 
 def utc_now() -> datetime:
@@ -27,7 +29,7 @@ def utc_now() -> datetime:
 
 
 class MemoryLedger:
-    """Blockhashes and outcomes by signature, kept in dicts; time from `clock`."""
+    """Blockhashes and outcomes by signature in dicts, listings in a list; time from `clock`."""
 
     def __init__(
         self, *, blockhash_ttl_s: float = 60.0, clock: Callable[[], datetime] = utc_now
@@ -36,6 +38,7 @@ class MemoryLedger:
         self.clock = clock
         self.blockhashes: dict[str, datetime] = {}
         self.recorded: dict[str, Recorded] = {}
+        self.listed: list[Listing] = []
 
     async def issue_blockhash(self) -> RecentBlockhash:
         blockhash = new_blockhash()
@@ -55,3 +58,30 @@ class MemoryLedger:
 
     async def status(self, signature: str, expires_at: datetime) -> TransactionStatus:
         return status_of(signature, self.recorded.get(signature), expires_at, self.clock())
+
+    async def add_listing(
+        self,
+        dex: Dex,
+        token: str,
+        quote_token: str,
+        price: Decimal,
+        liquidity: Decimal,
+        pool: str,
+    ) -> Listing:
+        pair = {token, quote_token}
+        if any(dex == had.dex and pair == {had.token, had.quote_token} for had in self.listed):
+            raise AlreadyListed(f"{dex} already lists {token}/{quote_token}")
+        listing = Listing(
+            dex=dex,
+            token=token,
+            quote_token=quote_token,
+            price=price,
+            liquidity=liquidity,
+            pool=pool,
+            listed_at=self.clock(),
+        )
+        self.listed.append(listing)
+        return listing
+
+    async def listings(self, dex: Dex | None = None) -> list[Listing]:
+        return [listing for listing in self.listed if dex is None or listing.dex == dex]

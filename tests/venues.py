@@ -12,8 +12,15 @@ from orderengine.errors import SwapRejected, VenueError
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
 from orderengine.venues.factory import simulated_venues
-from orderengine.venues.values import Dex, Execution, Quote, RecentBlockhash, TransactionStatus
-from orderengine.venues.venue import Venue, VenueFactory, Venues
+from orderengine.venues.values import (
+    Dex,
+    Execution,
+    Listing,
+    Quote,
+    RecentBlockhash,
+    TransactionStatus,
+)
+from orderengine.venues.venue import Listable, Venue, VenueFactory, Venues
 
 
 def wrapping(wrap: Callable[[Venue], Venue]) -> VenueFactory:
@@ -28,7 +35,10 @@ def wrapping(wrap: Callable[[Venue], Venue]) -> VenueFactory:
 
 
 class Wrapped:
-    """Delegates to a real simulated venue; subclasses change one behaviour."""
+    """Delegates to a real simulated venue; subclasses change one behaviour.
+
+    It lists pools when the venue it wraps does (every simulated venue does).
+    """
 
     def __init__(self, inner: Venue) -> None:
         self.inner = inner
@@ -48,6 +58,16 @@ class Wrapped:
 
     async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
         return await self.inner.transaction_status(signature, expires_at)
+
+    async def pairs(self) -> frozenset[frozenset[str]]:
+        return await self.inner.pairs()
+
+    async def list_pool(
+        self, token: str, quote_token: str, price: Decimal, liquidity: Decimal
+    ) -> Listing:
+        if not isinstance(self.inner, Listable):
+            raise NotImplementedError(f"{self.name} does not list pools")
+        return await self.inner.list_pool(token, quote_token, price, liquidity)
 
 
 class Down(Wrapped):

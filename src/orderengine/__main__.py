@@ -1,5 +1,7 @@
 """`python -m orderengine`: settings -> database -> app -> serve until SIGTERM or SIGINT.
 
+`python -m orderengine list-token …` instead asks a running engine to list a pool (cli.py).
+
 On a signal the engine first stops taking orders (POST answers 503) and lets in-flight
 swaps finish within the grace period; only then does the server stop listening, close the
 open sockets with 1001 and release the database.
@@ -9,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
+from collections.abc import Sequence
 from contextlib import ExitStack
 
 import structlog
 from aiohttp import web
 
+from orderengine import cli
 from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
 from orderengine.keys import ENGINE
@@ -43,7 +48,14 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = cli.parser().parse_args(argv)
+    if arguments.command == "list-token":
+        sys.exit(asyncio.run(cli.list_token(arguments.url, cli.listing_body(arguments))))
+    run()
+
+
+def run() -> None:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
     with ExitStack() as stack:

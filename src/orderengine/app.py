@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import WSCloseCode, web
 
-from orderengine import api, stream
+from orderengine import api, listings, stream
 from orderengine.engine import Engine
 from orderengine.events import EventHub
 from orderengine.keys import ENGINE, HUB, METRICS, REPOSITORY, SETTINGS, SOCKETS, VENUES
@@ -52,6 +52,8 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
     app.router.add_get("/api/orders/{order_id}", api.get_order)
     app.router.add_delete("/api/orders/{order_id}", api.cancel_order)
     app.router.add_get("/api/quotes", api.quotes)
+    app.router.add_post(listings.LISTINGS_PATH, listings.create_listing)
+    app.router.add_get(listings.TOKENS_PATH, listings.tokens)
     app.router.add_get("/health", api.health)
     app.router.add_get("/metrics", api.metrics)
     return app
@@ -61,9 +63,13 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
 async def resources(app: web.Application) -> AsyncIterator[None]:
     """Open the database, the venues, the engine and the listener; close them in reverse.
 
-    The listener hears other engines' notifications: their committed events, as hints for
-    this engine's sockets, and orders they made available, as wake-ups for its dispatcher.
-    The engine's id, logged once it has started, is the `lease_owner` of the orders it holds.
+    The venues first learn the pools listed on their chain, so that the tokens listed before
+    this start are known before any order is taken up. The listener hears other engines'
+    notifications: their committed events, as hints for this engine's sockets; orders they
+    made available, as wake-ups for its dispatcher; and pools they listed, for its venues to
+    learn before its sniper orders are woken. The demo lister, when
+    `ORDERENGINE_DEMO_LISTING_S` is set, runs while the engine does. The engine's id, logged
+    once it has started, is the `lease_owner` of the orders it holds.
     """
     settings = app[SETTINGS]
     assert settings.database_url, "the database URL is resolved before the app is created"
@@ -72,6 +78,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     )
     try:
         async with app[VENUES](settings) as venues:
+            await listings.learn(venues)
             signer = load_or_create_keypair(settings.keypair)
             engine = Engine(settings, repository, venues, app[HUB], app[METRICS], signer)
             app[REPOSITORY] = repository
@@ -81,14 +88,19 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
                 "engine_started", engine_id=str(repository.owner), concurrency=settings.concurrency
             )
             try:
-                async with Listener.open(
-                    settings.database_url,
-                    repository.owner,
-                    app[HUB].hint,
-                    engine.wake,
-                    reconnect_s=settings.listen_reconnect_s,
-                    check_s=settings.listen_check_s,
-                    timeout_s=settings.db_timeout_s,
+                async with (
+                    listings.learning(engine) as listing_heard,
+                    Listener.open(
+                        settings.database_url,
+                        repository.owner,
+                        app[HUB].hint,
+                        engine.wake,
+                        on_listing=listing_heard,
+                        reconnect_s=settings.listen_reconnect_s,
+                        check_s=settings.listen_check_s,
+                        timeout_s=settings.db_timeout_s,
+                    ),
+                    listings.demo_lister(engine, repository, settings.demo_listing_s),
                 ):
                     yield
             finally:

@@ -8,24 +8,27 @@ is a type error, not a silent change of the contract.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypedDict
 from uuid import UUID
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from orderengine.model import Amount, Model
-from orderengine.tokens import TOKENS, token_named
+from orderengine.tokens import SYMBOL, TOKENS, token_named
 from orderengine.transaction import Instruction
 from orderengine.venues.values import Dex, Execution, Quote
 
 MAX_SLIPPAGE_BPS = 5_000
-OrderType = Literal["market"]
-"""The order types the engine executes; limit and sniper orders extend this."""
-FUTURE_ORDER_TYPES = ("limit", "sniper")
+OrderType = Literal["market", "limit", "sniper"]
+"""The order types the engine executes, on one lifecycle."""
+ORDER_TYPES: tuple[OrderType, ...] = ("market", "limit", "sniper")
+Awaited = Literal["price", "listing"]
+"""What a `pending` order waits for before it is routed: its limit price, or a listing."""
+DEFAULT_MAX_ORDER_TTL_S = 7 * 86_400
 
 
 class OrderStatus(StrEnum):
@@ -53,7 +56,7 @@ class OrderStatus(StrEnum):
 
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.ROUTING, OrderStatus.FAILED}),
+    OrderStatus.PENDING: frozenset({OrderStatus.PENDING, OrderStatus.ROUTING, OrderStatus.FAILED}),
     OrderStatus.ROUTING: frozenset({OrderStatus.BUILDING, OrderStatus.PENDING, OrderStatus.FAILED}),
     OrderStatus.BUILDING: frozenset(
         {OrderStatus.SUBMITTED, OrderStatus.PENDING, OrderStatus.FAILED}
@@ -64,7 +67,11 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.CONFIRMED: frozenset(),
     OrderStatus.FAILED: frozenset(),
 }
-"""Every allowed status change; the repository refuses any other."""
+"""Every allowed status change; the repository refuses any other.
+
+`pending` to `pending` is a waiting order's news: the price it waits for moved, or it went
+back to waiting.
+"""
 
 
 def unfinished_statuses() -> list[OrderStatus]:
@@ -92,6 +99,31 @@ DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 """An amount sent as a string: a JSON number's digits, ASCII only."""
 MAX_AMOUNTS = "max_amounts"
 """The validation context's key for each token's largest order (`Settings.max_amounts`)."""
+MAX_ORDER_TTL_S = "max_order_ttl_s"
+"""The validation context's key for how far ahead `expiresAt` may be (`Settings`)."""
+
+
+def _known(symbol: str) -> str:
+    token = token_named(symbol)
+    if token is None:
+        raise ValueError(f"unknown token {symbol!r}; known: {', '.join(TOKENS)}")
+    return token.symbol
+
+
+def plain_decimal_text(value: object, name: str) -> object:
+    """A number, or a string of ASCII digits as JSON writes a number; `name` is refused.
+
+    `Decimal` alone would also read "1_000", " 1 ", full-width or Arabic-Indic digits.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a decimal string or number")
+    if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value):
+        raise PydanticCustomError(
+            "decimal_parsing",
+            '{name} must be a decimal number in ASCII digits, like "1.5"',
+            {"name": name},
+        )
+    return value
 
 
 class QuoteRequest(Model):
@@ -106,28 +138,28 @@ class QuoteRequest(Model):
     token_out: str = Field(min_length=1, max_length=16)
     amount_in: Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
 
-    @field_validator("token_in", "token_out")
+    @field_validator("token_in")
     @classmethod
     def known_token(cls, symbol: str) -> str:
+        return _known(symbol)
+
+    @field_validator("token_out")
+    @classmethod
+    def known_or_awaited_token(cls, symbol: str, info: ValidationInfo) -> str:
+        """A token a venue lists; for a sniper order, also one it may list later."""
+        if info.data.get("type") != "sniper":
+            return _known(symbol)
         token = token_named(symbol)
-        if token is None:
-            raise ValueError(f"unknown token {symbol!r}; known: {', '.join(TOKENS)}")
-        return token.symbol
+        if token is not None:
+            return token.symbol
+        if not symbol.isascii() or not SYMBOL.fullmatch(symbol.upper()):
+            raise ValueError("a sniper's tokenOut is 2 to 12 ASCII letters or digits")
+        return symbol.upper()
 
     @field_validator("amount_in", mode="before")
     @classmethod
     def plain_decimal_text(cls, value: object) -> object:
-        """A number, or a string of ASCII digits as JSON writes a number.
-
-        `Decimal` alone would also read "1_000", " 1 ", full-width or Arabic-Indic digits.
-        """
-        if isinstance(value, bool):
-            raise ValueError("amountIn must be a decimal string or number")
-        if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value):
-            raise PydanticCustomError(
-                "decimal_parsing", 'amountIn must be a decimal number in ASCII digits, like "1.5"'
-            )
-        return value
+        return plain_decimal_text(value, "amountIn")
 
     @field_validator("token_out")
     @classmethod
@@ -162,26 +194,94 @@ class QuoteRequest(Model):
         return amount
 
 
-class OrderRequest(QuoteRequest):
-    """A client's order as submitted: a quote's fields (validated as one), type, slippage.
+class OrderKind(Model):
+    """An order's first field: its type decides how the others are read."""
 
-    Validation here is what makes a 422. Fields validate in declaration order, the inherited
-    ones first (`tokenIn`, `tokenOut`, `amountIn`, then `type`, `slippageBps`).
-    """
-
-    type: OrderType = Field(
-        description="Only market orders exist so far; limit and sniper orders extend this."
-    )
-    slippage_bps: int = Field(default=50, ge=1, le=MAX_SLIPPAGE_BPS, strict=True)
+    type: OrderType = Field(description="market, limit or sniper")
 
     @field_validator("type", mode="before")
     @classmethod
     def supported_type(cls, value: object) -> object:
-        if value in FUTURE_ORDER_TYPES:
-            raise ValueError(f"{value} orders are not supported yet; only market orders are")
-        if value != "market":
-            raise ValueError(f"unknown order type {value!r}; the supported type is 'market'")
+        if value not in ORDER_TYPES:
+            raise ValueError(
+                f"unknown order type {value!r}; the types are {', '.join(ORDER_TYPES)}"
+            )
         return value
+
+
+class OrderRequest(QuoteRequest, OrderKind):
+    """A client's order as submitted: a quote's fields (validated as one), type, slippage.
+
+    Validation here is what makes a 422. `type` validates first (`OrderKind` comes last among
+    the bases, so its field comes first), so that a sniper's `tokenOut` may name a token no
+    venue lists yet; then `tokenIn`, `tokenOut`, `amountIn`, `slippageBps`, `limitPrice` and
+    `expiresAt`. A limit order needs `limitPrice`; a sniper may give one; a market order
+    takes neither it nor `expiresAt`. Validated with a context `{MAX_ORDER_TTL_S: seconds}`,
+    that bounds `expiresAt` instead of the default week.
+    """
+
+    slippage_bps: int = Field(default=50, ge=1, le=MAX_SLIPPAGE_BPS, strict=True)
+    limit_price: Annotated[
+        Decimal | None, Field(default=None, gt=0, allow_inf_nan=False, max_digits=30)
+    ]
+    expires_at: AwareDatetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def limit_given(cls, data: object) -> object:
+        """An order without `limitPrice` gives it as null, so that its type's rule checks it.
+
+        (A default is validated under the field's Python name; a given value under its wire
+        name, which a 422 shows.)
+        """
+        if isinstance(data, dict) and not {"limitPrice", "limit_price"} & data.keys():
+            return {**data, "limitPrice": None}
+        return data
+
+    @field_validator("limit_price", mode="before")
+    @classmethod
+    def plain_limit_text(cls, value: object) -> object:
+        return None if value is None else plain_decimal_text(value, "limitPrice")
+
+    @field_validator("limit_price")
+    @classmethod
+    def limit_of_its_type(cls, limit: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        """A limit order needs one; a sniper may give one; a market order takes none."""
+        kind = info.data.get("type")
+        if kind == "limit" and limit is None:
+            raise PydanticCustomError("missing_limit_price", "a limit order needs limitPrice")
+        if kind == "market" and limit is not None:
+            raise PydanticCustomError(
+                "not_for_market", "a market order executes at once: it takes no limitPrice"
+            )
+        return limit
+
+    @field_validator("expires_at")
+    @classmethod
+    def within_order_ttl(cls, expires_at: datetime | None, info: ValidationInfo) -> datetime | None:
+        """Ahead of now, and no further than the longest an order may wait; not for market."""
+        if expires_at is None:
+            return None
+        if info.data.get("type") == "market":
+            raise PydanticCustomError(
+                "not_for_market", "a market order executes at once: it takes no expiresAt"
+            )
+        now = datetime.now(UTC)
+        if expires_at <= now:
+            raise PydanticCustomError("expired", "expiresAt is in the past")
+        max_ttl_s = (info.context or {}).get(MAX_ORDER_TTL_S) or DEFAULT_MAX_ORDER_TTL_S
+        if expires_at > now + timedelta(seconds=max_ttl_s):
+            raise PydanticCustomError(
+                "too_far_ahead",
+                "expiresAt is more than {seconds} seconds ahead, the longest an order may wait",
+                {"seconds": int(max_ttl_s)},
+            )
+        return expires_at
+
+    @property
+    def waits(self) -> bool:
+        """Whether the order may wait before it is routed, and so can expire."""
+        return self.type != "market"
 
 
 class NewOrder(Model):
@@ -190,6 +290,10 @@ class NewOrder(Model):
     request: OrderRequest
     idempotency_key: str | None = None
     digest: str | None = None
+    awaits: Awaited | None = None
+    """What it waits for before it is routed; None to be routed at once."""
+    expires_at: datetime | None = None
+    """When it ends `failed` if it has not been sent by then (the request's, or the default)."""
 
 
 class Order(Model):
@@ -212,8 +316,22 @@ class Order(Model):
     amount_out: Amount | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
+    limit_price: Amount | None = None
+    expires_at: datetime | None = None
+    awaits: Awaited | None = Field(default=None, alias="waiting")
+    """What the order waits for in `pending` (`waiting` on the wire): None when it is due."""
+    best_price: Amount | None = None
+    """The best net price its waiting events last reported (tokenOut per tokenIn)."""
     created_at: datetime
     updated_at: datetime
+
+    def expired(self, now: datetime) -> bool:
+        """Whether it may no longer be sent: its expiry has come, and nothing was sent."""
+        return (
+            self.expires_at is not None
+            and self.expires_at <= now
+            and self.status in (OrderStatus.PENDING, OrderStatus.ROUTING, OrderStatus.BUILDING)
+        )
 
 
 class OrderEvent(Model):
@@ -327,6 +445,44 @@ class Cancelled(EventDetails):
     cancelled: Literal[True] = True
 
 
+class Waiting(EventDetails):
+    """`pending` while the order waits: for its price, or for a venue to list its pair.
+
+    The first event of a limit or sniper order, then news: the best net price moved, or the
+    order went back to waiting (`reason` says why).
+    """
+
+    waiting: Awaited
+    limit_price: Amount | None = None
+    best_price: Amount | None = None
+    token: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def first(cls, order: Order) -> Waiting | None:
+        """The first event's details of an order that waits; None for one that does not."""
+        if order.awaits == "price":
+            return cls(waiting="price", limit_price=order.limit_price, best_price=order.best_price)
+        if order.awaits == "listing":
+            return cls(waiting="listing", token=order.token_out)
+        return None
+
+
+EXPIRED_ERROR = "expired at {expires_at} before it could execute"
+
+
+class Expired(EventDetails):
+    """`failed` because the order's expiry came before its swap was sent."""
+
+    error: str
+    expired: Literal[True] = True
+
+    @classmethod
+    def of(cls, order: Order) -> Expired:
+        assert order.expires_at is not None
+        return cls(error=EXPIRED_ERROR.format(expires_at=order.expires_at.isoformat()))
+
+
 class Recovered(EventDetails):
     """`pending` again for an order a crash interrupted before its swap was sent."""
 
@@ -337,6 +493,8 @@ class TransitionFields(TypedDict, total=False):
     """What a status change may set on the order's row besides its status.
 
     `retry_after_s` sets when the next attempt is due; every other change clears it.
+    `awaits` puts the order back to waiting (every other change clears it), with the
+    `best_price` its event reports.
     `release` gives up the engine's lease on the order with the change.
     """
 
@@ -347,4 +505,6 @@ class TransitionFields(TypedDict, total=False):
     tx_expires_at: datetime
     execution: Execution
     retry_after_s: float
+    awaits: Awaited
+    best_price: Decimal
     release: bool

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Unpack
@@ -32,10 +33,12 @@ from solders.keypair import Keypair
 from structlog.contextvars import bound_contextvars
 
 from orderengine.domain import (
+    Awaited,
     Building,
     BuiltTransaction,
     Confirmed,
     EventDetails,
+    Expired,
     Failed,
     NewOrder,
     Order,
@@ -47,6 +50,7 @@ from orderengine.domain import (
     RoutingFailed,
     Submitted,
     TransitionFields,
+    Waiting,
 )
 from orderengine.errors import (
     DatabaseUnavailable,
@@ -54,6 +58,7 @@ from orderengine.errors import (
     OrderEngineError,
     QueueFull,
     ShuttingDown,
+    SlippageExceeded,
     StaleOrder,
     SwapRejected,
 )
@@ -70,6 +75,7 @@ from orderengine.settings import Settings
 from orderengine.transaction import build
 from orderengine.venues.values import Dex, Execution, TransactionState
 from orderengine.venues.venue import Venue
+from orderengine.watchers import ListingWatcher, PriceWatcher
 
 log = structlog.get_logger(__name__)
 
@@ -127,9 +133,22 @@ class Engine:
         self._pacing: set[asyncio.Task[None]] = set()
         """Workers waiting for a rate token: at shutdown they stop, their order untouched."""
         self._background: list[asyncio.Task[None]] = []
+        self._watchers: list[asyncio.Task[None]] = []
         self._closing = False
         self._intake = Intake(repository, self._accepted, settings.intake_batch)
         self._announcer = Announcer(repository.owner, partial(repository.notify, EVENTS_CHANNEL))
+        self._prices = PriceWatcher(
+            repository,
+            self._router,
+            poll_s=settings.price_poll_ms * settings.latency_scale / 1000,
+            lease_s=settings.lease_s,
+            event_bps=settings.price_event_bps,
+            on_events=self._published,
+            on_woken=self.wake,
+        )
+        self._listings = ListingWatcher(
+            repository, self._venues.values(), every_s=settings.sweep_s, on_woken=self.wake
+        )
 
     # ---- intake -------------------------------------------------------------------------
 
@@ -143,9 +162,11 @@ class Engine:
     ) -> tuple[Order, bool]:
         """Commit an order as pending and queue it; `(order, created)`.
 
-        Refused with nothing written while shutting down or while the backlog is full. Every
-        `Unavailable` raised here means nothing was created; an order the database will not
-        store fails alone (see `intake.py`).
+        A limit order waits for its price, and a sniper for a venue to list its pair (unless
+        one does already); both until their expiry. Refused with nothing written while
+        shutting down or while the backlog is full. Every `Unavailable` raised here means
+        nothing was created; an order the database will not store fails alone (see
+        `intake.py`).
         """
         if self._closing:
             raise ShuttingDown("the engine is shutting down; retry shortly", retry_after_s=5)
@@ -156,23 +177,54 @@ class Engine:
             )
         self._committing += 1
         try:
-            return await self._intake.commit(
-                NewOrder(request=request, idempotency_key=key, digest=digest)
+            new = NewOrder(
+                request=request,
+                idempotency_key=key,
+                digest=digest,
+                awaits=await self._awaits(request),
+                expires_at=self._expiry(request),
             )
+            return await self._intake.commit(new)
         finally:
             self._committing -= 1
 
+    async def _awaits(self, request: OrderRequest) -> Awaited | None:
+        """What a new order waits for: its price (limit), a listing (sniper), or nothing."""
+        if request.type == "limit":
+            return "price"
+        if request.type == "sniper":
+            listed = await self._listings.listed()
+            return None if frozenset((request.token_in, request.token_out)) in listed else "listing"
+        return None
+
+    def _expiry(self, request: OrderRequest) -> datetime | None:
+        """When a waiting order gives up: as requested, or after the default time to live."""
+        if not request.waits:
+            return None
+        default = datetime.now(UTC) + timedelta(seconds=self._settings.order_ttl_s)
+        return request.expires_at or default
+
     def _accepted(self, order: Order) -> None:
-        """A new order is committed: tell its watchers and wake the dispatcher."""
+        """A new order is committed: tell its watchers, and wake the dispatcher or a watcher.
+
+        A sniper that starts waiting has the listings checked once more: a listing committed
+        while the order was, whose own check could not see it, is not missed.
+        """
         self._metrics.accepted.inc()
+        waiting = Waiting.first(order)
         event = OrderEvent(
             order_id=order.order_id,
             seq=1,
             status=OrderStatus.PENDING,
             attempt=1,
             at=order.created_at,
+            details=waiting.stored() if waiting else {},
         )
         self._hub.publish(event)
+        if order.awaits == "listing":
+            self._listings.poke()
+        if order.awaits is not None:
+            return
         self._waiting += 1
         self._accepted_count += 1
         self.wake()
@@ -180,6 +232,15 @@ class Engine:
     def wake(self) -> None:
         """There may be orders to claim: new ones, released ones (here or on another engine)."""
         self._wake.set()
+
+    @property
+    def venues(self) -> Mapping[Dex, Venue]:
+        """The venues this engine routes between, by name."""
+        return self._venues
+
+    def listing_added(self) -> None:
+        """A venue listed a new pair (here or on another engine): wake the snipers it serves."""
+        self._listings.poke()
 
     def _drain_time_s(self) -> int:
         per_second = min(self._settings.rate_per_minute / 60, float(self._settings.concurrency))
@@ -205,6 +266,10 @@ class Engine:
             asyncio.create_task(self._dispatch(), name="dispatcher"),
             asyncio.create_task(self._renew(), name="renewer"),
         ]
+        self._watchers = [
+            asyncio.create_task(self._prices.run(), name="price-watcher"),
+            asyncio.create_task(self._listings.run(), name="listing-watcher"),
+        ]
 
     async def stop(self) -> None:
         """Start no swap after this call; let swaps in flight finish within the grace period.
@@ -220,6 +285,10 @@ class Engine:
         self._closing = True
         dispatcher, renewer = self._background
         dispatcher.cancel()
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await self._prices.stop()
         stopped = [w for w in self._workers if w not in self._busy or w in self._pacing]
         for worker in stopped:
             worker.cancel()
@@ -387,11 +456,18 @@ class Engine:
             self._crashes.pop(order.order_id, None)
 
     async def _advance(self, order: Order) -> None:
-        """Act on the order's stored status."""
-        if order.status is OrderStatus.SUBMITTED:
+        """Act on the order's stored status; one whose expiry has come and was never sent ends."""
+        if order.expired(datetime.now(UTC)):
+            await self._expire(order)
+        elif order.status is OrderStatus.SUBMITTED:
             await self._reconcile(order)
         elif not order.status.terminal:
             await self._attempt(order)
+
+    async def _expire(self, order: Order) -> None:
+        expired = Expired.of(order)
+        await self._move(order, OrderStatus.FAILED, expired, error=expired.error, release=True)
+        log.info("order_expired", expires_at=str(order.expires_at))
 
     async def _after_crash(self, order_id: UUID) -> None:
         """After an unexpected error, try the order again later.
@@ -437,23 +513,61 @@ class Engine:
             self._pacing.discard(task)
 
     async def _route(self, order: Order) -> tuple[Order, Decision] | None:
-        """Ask every venue; None when none could quote, which ends the attempt.
+        """Ask every venue; None when the attempt goes no further.
 
-        The routing event carries their quotes and the choice, or why there is none.
+        None when no venue could quote, which ends the attempt, or when the best price for
+        the order's own amount is under its limit, which sends it back to waiting with no
+        attempt spent. The routing event carries their quotes and the choice, or why there
+        is none. A sniper takes the venues that quoted within its window.
         """
+        window_s = self._sniper_window_s if order.type == "sniper" else None
         try:
-            decision = await self._router.route(order.token_in, order.token_out, order.amount_in)
+            decision = await self._router.route(
+                order.token_in, order.token_out, order.amount_in, window_s=window_s
+            )
         except NoRoute as error:
             failed = RoutingFailed(error=error.message, unavailable=error.details or {})
             order = await self._move(order, OrderStatus.ROUTING, failed)
             self._metrics.attempts.labels(error.code).inc()
             await self._retry_or_fail(order, error.message)
             return None
+        if not reaches_limit(order, decision):
+            await self._wait_for_price(order, decision)
+            return None
         order = await self._move(
             order, OrderStatus.ROUTING, decision.details(), dex=decision.best.dex
         )
         self._metrics.routed.labels(decision.best.dex).inc()
         return order, decision
+
+    async def _wait_for_price(self, order: Order, decision: Decision) -> None:
+        """Back to waiting: the price reached the limit for the watcher's amount, not this one.
+
+        The watcher wakes it again no sooner than a few polls later, so that an order whose
+        own amount stays under its limit is not routed, and told so, at every poll.
+        """
+        best = decision.best
+        limit = order.limit_price
+        assert limit is not None, "only an order with a limit waits for its price"
+        reason = (
+            f"for {format(order.amount_in, 'f')} {order.token_in} the best net price is"
+            f" {format(best.price, 'f')} on {best.dex}, under the limit {format(limit, 'f')}"
+        )
+        waiting = Waiting(waiting="price", limit_price=limit, best_price=best.price, reason=reason)
+        await self._move(
+            order,
+            OrderStatus.PENDING,
+            waiting,
+            awaits="price",
+            best_price=best.price,
+            retry_after_s=self._prices.recheck_s,
+            release=True,
+        )
+        log.info("waiting_for_price", reason=reason)
+
+    @property
+    def _sniper_window_s(self) -> float:
+        return self._settings.sniper_window_ms * self._settings.latency_scale / 1000
 
     async def _send(self, order: Order, decision: Decision) -> None:
         """Build the transaction, commit `submitted` with its signature, then send it once.
@@ -473,6 +587,7 @@ class Engine:
             order.slippage_bps,
             self._signer,
             blockhash,
+            floor=limit_floor(order),
         )
         built = BuiltTransaction(
             signature=transaction.signature,
@@ -501,7 +616,8 @@ class Engine:
             execution = await venue.execute(transaction)
         except SwapRejected as error:
             self._metrics.attempts.labels(error.code).inc()
-            await self._retry_or_fail(order, error.message)
+            waits = isinstance(error, SlippageExceeded) and order.limit_price is not None
+            await self._retry_or_fail(order, error.message, wait_for_price=waits)
             return
         except Exception as error:
             self._metrics.attempts.labels("unknown").inc()
@@ -559,10 +675,14 @@ class Engine:
             amount_out=str(execution.amount_out),
         )
 
-    async def _retry_or_fail(self, order: Order, reason: str, *, reconciled: bool = False) -> None:
+    async def _retry_or_fail(
+        self, order: Order, reason: str, *, reconciled: bool = False, wait_for_price: bool = False
+    ) -> None:
         """Schedule the next attempt, or fail the order when none is left.
 
-        Either way the lease is given up with the change.
+        With `wait_for_price` (a limit order's swap refused for slippage) the next attempt
+        waits for the price again instead of a delay. Either way the lease is given up with
+        the change.
         """
         flag = reconciled or None
         step = self._retry.after_failure(order.attempt, reason)
@@ -570,6 +690,19 @@ class Engine:
             failed = Failed(error=step.error, reconciled=flag)
             await self._move(order, OrderStatus.FAILED, failed, error=step.error, release=True)
             log.warning("order_failed", error=step.error)
+            return
+        if wait_for_price:
+            waiting = Waiting(waiting="price", limit_price=order.limit_price, reason=reason)
+            await self._move(
+                order,
+                OrderStatus.PENDING,
+                waiting,
+                attempt=step.attempt,
+                error=reason,
+                awaits="price",
+                release=True,
+            )
+            log.info("order_waits_for_price_again", error=reason)
             return
         retry = RetryScheduled(error=reason, retry_in_ms=step.retry_in_ms, reconciled=flag)
         await self._move(
@@ -601,6 +734,12 @@ class Engine:
             self.wake()
         return moved
 
+    def _published(self, events: list[OrderEvent]) -> None:
+        """Tell the watchers here and the other engines of events committed by a watcher."""
+        for event in events:
+            self._hub.publish(event)
+            self._announcer.announce(event.order_id, event.seq)
+
     def _committed(self, order: Order, event: OrderEvent) -> None:
         """Tell the watchers here and the other engines of a committed event; count an end."""
         self._hub.publish(event)
@@ -622,3 +761,14 @@ class Engine:
         The attempt's router, deadline and price-impact cap; no rate token, nothing written.
         """
         return await self._router.route(token_in, token_out, amount_in)
+
+
+def reaches_limit(order: Order, decision: Decision) -> bool:
+    """Whether the best quote pays at least the order's limit price for its whole amount."""
+    floor = limit_floor(order)
+    return floor is None or decision.best.amount_out >= floor
+
+
+def limit_floor(order: Order) -> Decimal | None:
+    """The least output an order with a limit price accepts: its amount times that price."""
+    return order.amount_in * order.limit_price if order.limit_price is not None else None

@@ -81,6 +81,12 @@ class InvalidQuote(InvalidOrder):
     code = "invalid_quote"
 
 
+class InvalidListing(InvalidOrder):
+    """A listing asked for with fields no venue could list: `details` names each and why."""
+
+    code = "invalid_listing"
+
+
 class Unavailable(OrderEngineError):
     """The engine cannot take the request now; the client should retry after `retry_after_s`."""
 
@@ -124,6 +130,13 @@ class VenueError(OrderEngineError):
 
 class NoRoute(VenueError):
     code = "no_route"
+
+
+class AlreadyListed(VenueError):
+    """A listing of a pair the venue already has a pool for (its own, or one listed before)."""
+
+    status = 409
+    code = "already_listed"
 
 
 class SwapRejected(VenueError):

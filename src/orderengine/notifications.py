@@ -1,4 +1,4 @@
-"""What other engines on the same database announce: committed events, orders to work on.
+"""What other engines on the same database announce: events, orders to work on, listings.
 
 - on `EVENTS_CHANNEL`, lines of `"<engine_id> <order_id> <seq>"`, one per committed event.
   `Announcer` sends them after the commits, many per NOTIFY: PostgreSQL serialises the
@@ -6,11 +6,14 @@
   every engine's status changes commit one at a time.
 - on `ORDERS_CHANNEL`, `"<engine_id>"` whenever orders become available to work on, sent in
   the transaction that makes them so (once per batch of new orders, or per released lease).
+- on `LISTINGS_CHANNEL`, `"<engine_id>"` after that engine's venue listed a pool: the other
+  engines' venues learn it from the chain, and their sniper orders may be served now.
 
 `Listener` hears them on one dedicated connection and hands them to plain callbacks. A
 notification is only a hint: the store remains the truth. One that is lost, malformed, or sent
 while the listener is disconnected costs latency, never correctness, because the engine's
-periodic sweep takes up unfinished orders and every socket reads the store when idle.
+periodic sweep takes up unfinished orders, every socket reads the store when idle, and a venue
+learns listings from the chain whenever it looks for a pair it has no pool for.
 """
 
 from __future__ import annotations
@@ -39,11 +42,15 @@ MAX_PAYLOAD_BYTES = 7_900
 ORDERS_CHANNEL = "orderengine_orders"
 """Payload `"<engine_id>"`: orders became available to work on (new ones, released leases)."""
 
+LISTINGS_CHANNEL = "orderengine_listings"
+"""Payload `"<engine_id>"`: a venue of that engine listed a pool for a new pair."""
+
 APPLICATION_NAME = "orderengine-listener"
 """The listener's connection as `pg_stat_activity` names it."""
 
 OnEvent: TypeAlias = Callable[[UUID, int], None]
 OnOrders: TypeAlias = Callable[[], None]
+OnListing: TypeAlias = Callable[[], None]
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 _FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
@@ -128,13 +135,27 @@ def parse_orders(payload: str) -> UUID:
     return UUID(payload)
 
 
+def listing_payload(engine_id: UUID) -> str:
+    """The payload announcing on `LISTINGS_CHANNEL` that `engine_id` listed a pool."""
+    return str(engine_id)
+
+
+def parse_listing(payload: str) -> UUID:
+    """The engine id a `LISTINGS_CHANNEL` payload names; `ValueError` if it is not one."""
+    return UUID(payload)
+
+
+def _nothing() -> None:
+    """The callback of a listener that does not care about listings."""
+
+
 class Listener:
     """Other engines' notifications, on one dedicated connection that is kept open.
 
     Opened with `Listener.open`. Each notification from another engine is handed to
-    `on_event(order_id, seq)` or `on_orders()`, plain callbacks called on the event loop,
-    which must not block; one that raises is logged and the listener carries on. The
-    engine's own notifications (its `engine_id`) are ignored: it published those itself.
+    `on_event(order_id, seq)`, `on_orders()` or `on_listing()`, plain callbacks called on the
+    event loop, which must not block; one that raises is logged and the listener carries on.
+    The engine's own notifications (its `engine_id`) are ignored: it published those itself.
     Malformed payloads are ignored with a warning.
 
     When the connection is lost (the server ends it, the network fails, or a periodic check
@@ -144,7 +165,7 @@ class Listener:
     never heard: the engine's periodic sweep takes up orders whose wake-up was missed, and
     each socket's idle read of the store brings the events it missed. To shorten that gap,
     `on_orders()` is called once after each reconnection, since orders may have become
-    available meanwhile.
+    available meanwhile; and `on_listing()`, since pools may have been listed.
     """
 
     def __init__(
@@ -154,6 +175,7 @@ class Listener:
         on_event: OnEvent,
         on_orders: OnOrders,
         *,
+        on_listing: OnListing = _nothing,
         reconnect_s: float,
         reconnect_cap_s: float,
         check_s: float,
@@ -163,6 +185,7 @@ class Listener:
         self._engine_id = engine_id
         self._on_event = on_event
         self._on_orders = on_orders
+        self._on_listing = on_listing
         self._reconnect_s = reconnect_s
         self._reconnect_cap_s = max(reconnect_cap_s, reconnect_s)
         self._check_s = check_s
@@ -181,6 +204,7 @@ class Listener:
         on_event: OnEvent,
         on_orders: OnOrders,
         *,
+        on_listing: OnListing = _nothing,
         reconnect_s: float = 1.0,
         reconnect_cap_s: float = 30.0,
         check_s: float = 10.0,
@@ -196,6 +220,7 @@ class Listener:
             engine_id,
             on_event,
             on_orders,
+            on_listing=on_listing,
             reconnect_s=reconnect_s,
             reconnect_cap_s=reconnect_cap_s,
             check_s=check_s,
@@ -246,6 +271,7 @@ class Listener:
             log.info("listener_connected", pid=connection.get_server_pid())
             if missed:
                 self._call(self._on_orders)
+                self._call(self._on_listing)
             await self._watch(connection, lost)
             self._connection = None
             connection.terminate()
@@ -254,7 +280,7 @@ class Listener:
             await asyncio.sleep(random.uniform(delay / 2, delay))
 
     async def _connect(self) -> tuple[Connection, asyncio.Event]:
-        """A new connection listening on both channels, and what is set when it is lost."""
+        """A new connection listening on every channel, and what is set when it is lost."""
         connection: Connection = await asyncpg.connect(
             self._dsn,
             timeout=self._timeout_s,
@@ -266,6 +292,7 @@ class Listener:
             connection.add_termination_listener(lambda _: lost.set())
             await connection.add_listener(EVENTS_CHANNEL, self._notified)
             await connection.add_listener(ORDERS_CHANNEL, self._notified)
+            await connection.add_listener(LISTINGS_CHANNEL, self._notified)
         except BaseException:
             connection.terminate()
             raise
@@ -296,6 +323,8 @@ class Listener:
                         self._call(self._on_event, order_id, seq)
             elif channel == ORDERS_CHANNEL and parse_orders(text) != self._engine_id:
                 self._call(self._on_orders)
+            elif channel == LISTINGS_CHANNEL and parse_listing(text) != self._engine_id:
+                self._call(self._on_listing)
         except ValueError:
             log.warning("notification_malformed", channel=channel, payload=text[:200])
 
@@ -318,6 +347,7 @@ class Listener:
         try:
             await connection.remove_listener(EVENTS_CHANNEL, self._notified)
             await connection.remove_listener(ORDERS_CHANNEL, self._notified)
+            await connection.remove_listener(LISTINGS_CHANNEL, self._notified)
             await connection.close(timeout=self._timeout_s)
         except _FAILURES:
             connection.terminate()

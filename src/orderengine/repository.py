@@ -10,8 +10,9 @@ committed events are announced after their commit, many at once (`notify`, `Anno
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any, Self, Unpack
 from uuid import UUID, uuid4
 
@@ -43,8 +44,20 @@ from orderengine.postgres import Connection, acquire, create_pool
 ORDER_COLUMNS = """
     id AS order_id, type, token_in, token_out, amount_in, slippage_bps, status, attempt,
     last_seq, dex, tx_hash, tx_expires_at, executed_price, amount_out, error, next_attempt_at,
-    created_at, updated_at"""
+    limit_price, expires_at, awaits, best_price, created_at, updated_at"""
 EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
+EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
+FIRST_DETAILS = """
+    CASE awaits
+        WHEN 'price' THEN jsonb_strip_nulls(jsonb_build_object(
+            'waiting', 'price', 'limitPrice', limit_price::text, 'bestPrice', best_price::text))
+        WHEN 'listing' THEN jsonb_build_object('waiting', 'listing', 'token', token_out)
+        ELSE '{}'::jsonb
+    END"""
+"""A new order's first event's details, as `Waiting.first` writes them for the order."""
+WAITING_REPORT = """jsonb_build_object(
+    'waiting', 'price', 'limitPrice', limit_price::text, 'bestPrice', best_price::text)"""
+"""The details of a price watcher's news to an order waiting for its price."""
 
 
 def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
@@ -181,20 +194,26 @@ class Repository:
                 SELECT pg_advisory_xact_lock(hashtextextended((($1::uuid[])[1])::text, 0))
             ), o AS (
                 INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
-                                    status, idempotency_key, request_digest)
-                SELECT id, type, token_in, token_out, amount_in, slippage_bps,
-                       'pending', idempotency_key, request_digest
+                                    status, idempotency_key, request_digest, limit_price,
+                                    expires_at, awaits, best_price)
+                SELECT id, type, new.token_in, new.token_out, amount_in, slippage_bps,
+                       'pending', idempotency_key, request_digest, limit_price, expires_at,
+                       awaits, CASE WHEN awaits = 'price' THEN watch.reported_price END
                 FROM batch,
                      unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
-                            $6::integer[], $7::text[], $8::text[])
+                            $6::integer[], $7::text[], $8::text[], $9::numeric[],
+                            $10::timestamptz[], $11::text[])
                      WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
-                                             slippage_bps, idempotency_key, request_digest, n)
+                                             slippage_bps, idempotency_key, request_digest,
+                                             limit_price, expires_at, awaits, n)
+                     LEFT JOIN price_watch AS watch
+                       ON (watch.token_in, watch.token_out) = (new.token_in, new.token_out)
                 ORDER BY n
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING *
             ), e AS (
-                INSERT INTO order_events (order_id, seq, status, attempt, at)
-                SELECT id, 1, status, attempt, created_at FROM o
+                INSERT INTO order_events (order_id, seq, status, attempt, at, details)
+                SELECT id, 1, status, attempt, created_at, {FIRST_DETAILS} FROM o
             )
             SELECT {ORDER_COLUMNS} FROM o
             """,
@@ -206,6 +225,9 @@ class Repository:
             [new.request.slippage_bps for new in batch],
             [new.idempotency_key for new in batch],
             [new.digest for new in batch],
+            [new.request.limit_price for new in batch],
+            [new.expires_at for new in batch],
+            [new.awaits for new in batch],
         )
         created = {row["order_id"]: _order(row) for row in rows}
         return [
@@ -301,12 +323,16 @@ class Repository:
         return [row["id"] for row in rows]
 
     async def oldest_unfinished_age_s(self) -> float | None:
-        """Seconds since the oldest unfinished order was accepted, or None if none is."""
+        """Seconds since the oldest unfinished order was accepted, or None if none is.
+
+        Orders waiting for their price or a listing wait by design, and are left out.
+        """
         async with self._connection() as connection:
             age = await connection.fetchval(
                 """
                 SELECT EXTRACT(EPOCH FROM clock_timestamp() - created_at) FROM orders
-                WHERE status = ANY($1::order_status[]) ORDER BY position LIMIT 1
+                WHERE status = ANY($1::order_status[]) AND awaits IS NULL
+                ORDER BY position LIMIT 1
                 """,
                 unfinished_statuses(),
             )
@@ -315,9 +341,12 @@ class Repository:
     async def claim(self, limit: int, lease_s: float) -> list[Order]:
         """Take the lease of up to `limit` orders that are due and that no live engine holds.
 
-        Oldest first. One statement: the rows are locked with SKIP LOCKED, so engines claiming
-        at once never take the same order, and an expired lease (its engine died, or lost the
-        database) is taken over like a free one.
+        Due: not waiting (for a price or a listing) and its retry time come, or expired before
+        anything was sent (the worker ends it). Lowest priority first, then oldest: snipers
+        woken by a listing, then market orders and retries, then limit orders the price
+        crossed, deepest first. One statement: the rows are locked with SKIP LOCKED, so
+        engines claiming at once never take the same order, and an expired lease (its
+        engine died, or lost the database) is taken over like a free one.
         """
         async with self._connection() as connection:
             rows = await connection.fetch(
@@ -325,23 +354,29 @@ class Repository:
                 WITH due AS (
                     SELECT id AS due_id FROM orders
                     WHERE status = ANY($1::order_status[])
-                      AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
                       AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
-                    ORDER BY position LIMIT $3
+                      AND (
+                          (awaits IS NULL AND (next_attempt_at IS NULL
+                                               OR next_attempt_at <= clock_timestamp()))
+                          OR (expires_at <= clock_timestamp() AND status <> 'submitted'))
+                    ORDER BY priority, position LIMIT $3
                     FOR UPDATE SKIP LOCKED
                 )
                 UPDATE orders SET lease_owner = $2,
                                   lease_expires_at = clock_timestamp() + $4 * interval '1 second'
                 FROM due WHERE orders.id = due.due_id
-                RETURNING {ORDER_COLUMNS}, position
+                RETURNING {ORDER_COLUMNS}, priority, position
                 """,
                 unfinished_statuses(),
                 self.owner,
                 limit,
                 lease_s,
             )
-        ordered = sorted(rows, key=lambda row: row["position"])
-        return [_order({k: v for k, v in row.items() if k != "position"}) for row in ordered]
+        ordered = sorted(rows, key=lambda row: (row["priority"], row["position"]))
+        return [
+            _order({k: v for k, v in row.items() if k not in ("priority", "position")})
+            for row in ordered
+        ]
 
     async def renew(self, order_ids: Sequence[UUID], lease_s: float) -> set[UUID]:
         """Extend this engine's leases on `order_ids`; the ids it still holds."""
@@ -384,22 +419,26 @@ class Repository:
     async def waiting(self) -> tuple[int, float | None]:
         """Unfinished orders no engine works on, and the seconds until one may next be claimed.
 
-        An order may next be claimed when its retry falls due, or when another engine's lease
-        on it runs out (that engine died, or lost the database). The seconds are None when
-        no order waits for either.
+        An order may next be claimed when its retry falls due, when another engine's lease
+        on it runs out (that engine died, or lost the database), or when it expires; the
+        seconds are None when no order waits for any of these. Orders waiting for their
+        price or a listing are not counted: they wait by design.
         """
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 """
                 WITH now AS (SELECT clock_timestamp() AS at)
-                SELECT count(*) FILTER (WHERE free) AS waiting,
+                SELECT count(*) FILTER (WHERE free AND awaits IS NULL) AS waiting,
                        EXTRACT(EPOCH FROM LEAST(
-                           min(next_attempt_at) FILTER (WHERE free AND next_attempt_at > at),
-                           min(lease_expires_at) FILTER (WHERE NOT free AND lease_owner <> $2)
+                           min(next_attempt_at) FILTER (
+                               WHERE free AND awaits IS NULL AND next_attempt_at > at),
+                           min(lease_expires_at) FILTER (WHERE NOT free AND lease_owner <> $2),
+                           min(expires_at) FILTER (
+                               WHERE free AND status <> 'submitted' AND expires_at > at)
                        ) - at) AS next_due_in_s
                 FROM now, LATERAL (
-                    SELECT next_attempt_at, lease_owner, lease_expires_at,
-                           lease_owner IS NULL OR lease_expires_at < at AS free
+                    SELECT next_attempt_at, lease_owner, lease_expires_at, awaits, expires_at,
+                           status, lease_owner IS NULL OR lease_expires_at < at AS free
                     FROM orders WHERE status = ANY($1::order_status[])
                 ) AS unfinished
                 GROUP BY at
@@ -431,7 +470,8 @@ class Repository:
         stale view writes nothing and raises `StaleOrder`, so a worker acting on an outdated
         read never undoes what another did; a change the transition table forbids raises
         `InvalidTransition` before any write. `release` gives the lease up with the change (the
-        order ended, or waits for its next attempt; then other engines are woken).
+        order ended, or waits for its next attempt; then other engines are woken). `awaits`
+        puts the order back to waiting; any other change leaves it due.
 
         The caller announces the event to other engines once it is committed (`notify`).
         """
@@ -457,6 +497,9 @@ class Repository:
                         executed_price = COALESCE($8, executed_price),
                         amount_out = COALESCE($9, amount_out),
                         next_attempt_at = clock_timestamp() + $10::float8 * interval '1 second',
+                        awaits = $17::text,
+                        best_price = COALESCE($18, best_price),
+                        priority = CASE WHEN $17 IS NULL THEN priority ELSE 0 END,
                         lease_owner = CASE WHEN $15 THEN NULL ELSE lease_owner END,
                         lease_expires_at = CASE WHEN $15 THEN NULL ELSE lease_expires_at END,
                         last_seq = last_seq + 1,
@@ -487,7 +530,9 @@ class Repository:
                 stored,
                 self.owner,
                 release,
-                release and not status.terminal,
+                release and not status.terminal and "awaits" not in fields,
+                fields.get("awaits"),
+                fields.get("best_price"),
             )
             if row is None:
                 current = await connection.fetchrow(
@@ -528,6 +573,7 @@ class Repository:
                             status = 'failed',
                             error = $3,
                             next_attempt_at = NULL,
+                            awaits = NULL,
                             lease_owner = NULL,
                             lease_expires_at = NULL,
                             last_seq = last_seq + 1,
@@ -563,6 +609,159 @@ class Repository:
         cancelled = _order(row)
         event = _appended(cancelled, details.stored())
         return cancelled, event
+
+    async def watch_pairs(self, lease_s: float) -> list[tuple[str, str]]:
+        """Lease the price watch of every pair limit orders wait on that no live engine watches.
+
+        The pairs (tokenIn, tokenOut) this engine watches now, its leases renewed. A pair
+        first waited on is added here and leased from the next call. Engines calling at once
+        never lease the same pair: the update re-reads a row another one changed meanwhile.
+        """
+        async with self._connection() as connection, connection.transaction():
+            await connection.execute(
+                """
+                INSERT INTO price_watch (token_in, token_out)
+                SELECT DISTINCT token_in, token_out FROM orders
+                WHERE awaits = 'price' AND status = 'pending'
+                ON CONFLICT DO NOTHING
+                """
+            )
+            rows = await connection.fetch(
+                """
+                UPDATE price_watch AS watch
+                SET lease_owner = $1,
+                    lease_expires_at = clock_timestamp() + $2 * interval '1 second'
+                WHERE (lease_owner IS NULL OR lease_owner = $1
+                       OR lease_expires_at < clock_timestamp())
+                  AND EXISTS (
+                      SELECT FROM orders
+                      WHERE awaits = 'price' AND status = 'pending'
+                        AND (token_in, token_out) = (watch.token_in, watch.token_out))
+                RETURNING token_in, token_out
+                """,
+                self.owner,
+                lease_s,
+            )
+        return sorted((row["token_in"], row["token_out"]) for row in rows)
+
+    async def stop_watching(self) -> None:
+        """Give up this engine's price watches, for another engine to take at once."""
+        async with self._connection() as connection:
+            await connection.execute(
+                "UPDATE price_watch SET lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE lease_owner = $1",
+                self.owner,
+            )
+
+    async def watched_price(
+        self, token_in: str, token_out: str, best_price: Decimal, event_bps: float
+    ) -> tuple[list[OrderEvent], int]:
+        """Record a pair's best net price, and act on the orders waiting for theirs.
+
+        One statement, only while this engine holds the pair's watch: every waiting order
+        whose limit the price reaches is due again, ranked by how deep the price crossed
+        it (`priority`, the limit over the price: the lowest limits are claimed first),
+        unless it went back to waiting a moment ago and its recheck time has not come. When
+        the price has moved by `event_bps` or more since the one last reported, each other
+        waiting order gets a `pending` event reporting it. Returns those events, and how many
+        orders were woken (the engines are notified if any were).
+        """
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                f"""
+                WITH watch AS (
+                    UPDATE price_watch AS watch
+                    SET best_price = $3, observed_at = clock_timestamp(),
+                        reported_price = CASE
+                            WHEN before.reported_price IS NULL
+                              OR abs($3 - before.reported_price) * 10000
+                                 >= $4::float8::numeric * before.reported_price
+                            THEN $3 ELSE before.reported_price END
+                    FROM price_watch AS before
+                    WHERE (watch.token_in, watch.token_out) = ($1, $2)
+                      AND (before.token_in, before.token_out) = ($1, $2)
+                      AND watch.lease_owner = $5
+                    RETURNING before.reported_price IS DISTINCT FROM watch.reported_price
+                              AS report
+                ), waiting AS (
+                    SELECT id, limit_price FROM orders
+                    WHERE awaits = 'price' AND status = 'pending'
+                      AND (token_in, token_out) = ($1, $2)
+                      AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
+                      AND EXISTS (SELECT FROM watch)
+                    FOR UPDATE SKIP LOCKED
+                ), crossed AS (
+                    UPDATE orders SET awaits = NULL, priority = waiting.limit_price / $3
+                    FROM waiting WHERE orders.id = waiting.id AND waiting.limit_price <= $3
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
+                    RETURNING orders.id
+                ), reported AS (
+                    UPDATE orders SET last_seq = last_seq + 1, best_price = $3,
+                                      updated_at = clock_timestamp()
+                    FROM waiting WHERE orders.id = waiting.id AND waiting.limit_price > $3
+                      AND (SELECT report FROM watch)
+                    RETURNING orders.*
+                ), events AS (
+                    INSERT INTO order_events (order_id, seq, status, attempt, at, details)
+                    SELECT id, last_seq, status, attempt, updated_at, {WAITING_REPORT}
+                    FROM reported
+                    RETURNING {EVENT_COLUMNS}
+                ), woken AS (
+                    SELECT count(*) AS n FROM crossed
+                )
+                SELECT woken.n AS woken, events.*,
+                       CASE WHEN woken.n > 0
+                            THEN pg_notify('{ORDERS_CHANNEL}', $5::text) END AS notified
+                FROM woken LEFT JOIN events ON true
+                """,
+                token_in,
+                token_out,
+                best_price,
+                event_bps,
+                self.owner,
+            )
+        woken = rows[0]["woken"] if rows else 0
+        events = [
+            _event({column: row[column] for column in EVENT_FIELDS})
+            for row in rows
+            if row["order_id"] is not None
+        ]
+        return events, woken
+
+    async def awaited_listings(self) -> set[frozenset[str]]:
+        """The pairs sniper orders wait for a venue to list."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT DISTINCT token_in, token_out FROM orders"
+                " WHERE awaits = 'listing' AND status = 'pending'"
+            )
+        return {frozenset((row["token_in"], row["token_out"])) for row in rows}
+
+    async def wake_listed(self, pairs: Collection[frozenset[str]]) -> int:
+        """Make due every sniper order waiting for one of `pairs`, now listed; how many.
+
+        They are claimed before any other order. The engines are notified if any woke.
+        """
+        first, second = zip(*(sorted(pair) for pair in pairs), strict=True) if pairs else ((), ())
+        async with self._connection() as connection:
+            woken = await connection.fetchval(
+                f"""
+                WITH woken AS (
+                    UPDATE orders SET awaits = NULL, priority = -1
+                    FROM unnest($1::text[], $2::text[]) AS listed (first, second)
+                    WHERE awaits = 'listing' AND status = 'pending'
+                      AND (LEAST(token_in, token_out), GREATEST(token_in, token_out))
+                          = (listed.first, listed.second)
+                    RETURNING id
+                )
+                SELECT n, CASE WHEN n > 0 THEN pg_notify('{ORDERS_CHANNEL}', $3::text) END
+                FROM (SELECT count(*) AS n FROM woken) AS counted
+                """,
+                list(first),
+                list(second),
+                str(self.owner),
+            )
+        return int(woken or 0)
 
     async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
         """Take one token from the shared bucket `name`; the tokens left, negative in debt.

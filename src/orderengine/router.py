@@ -49,10 +49,26 @@ class Router:
         self._deadline_s = deadline_s
         self._max_price_impact_pct = max_price_impact_pct
 
-    async def route(self, token_in: str, token_out: str, amount_in: Decimal) -> Decision:
-        answers = await asyncio.gather(
-            *(self._ask(venue, token_in, token_out, amount_in) for venue in self._venues)
-        )
+    async def route(
+        self,
+        token_in: str,
+        token_out: str,
+        amount_in: Decimal,
+        *,
+        window_s: float | None = None,
+        quiet: bool = False,
+    ) -> Decision:
+        """The best quote among the venues that answered; `NoRoute` if none did.
+
+        With a `window_s` (a sniper's), it does not wait for every venue: once a venue has
+        quoted and the window has passed, the venues still quoting are left out. `quiet`
+        leaves out the info lines (a price watcher quotes every poll).
+        """
+        asks = [
+            asyncio.ensure_future(self._ask(venue, token_in, token_out, amount_in, quiet))
+            for venue in self._venues
+        ]
+        answers = await _within(asks, window_s)
         quotes = sorted(
             (a for a in answers if isinstance(a, Quote)), key=lambda q: q.amount_out, reverse=True
         )
@@ -64,6 +80,8 @@ class Router:
         if not quotes:
             raise NoRoute("no venue could quote this swap", details=unavailable)
         decision = Decision(quotes[0], tuple(quotes), unavailable, reason(quotes, unavailable))
+        if quiet:
+            return decision
         log.info(
             "route_decided",
             dex=decision.best.dex,
@@ -73,7 +91,7 @@ class Router:
         return decision
 
     async def _ask(
-        self, venue: Venue, token_in: str, token_out: str, amount_in: Decimal
+        self, venue: Venue, token_in: str, token_out: str, amount_in: Decimal, quiet: bool
     ) -> Quote | str:
         """The venue's quote, or why there is none."""
         try:
@@ -104,6 +122,8 @@ class Router:
                 f"price impact of {format(quote.price_impact_pct, 'f')}% is over the"
                 f" {format(self._max_price_impact_pct, 'f')}% limit"
             )
+        if quiet:
+            return quote
         log.info(
             "quote",
             dex=venue.name,
@@ -113,6 +133,29 @@ class Router:
             price_impact_pct=str(quote.price_impact_pct),
         )
         return quote
+
+
+async def _within(
+    asks: Sequence[asyncio.Future[Quote | str]], window_s: float | None
+) -> list[Quote | str]:
+    """Every venue's answer; with a window, only those in by then or by the first quote."""
+    if window_s is None:
+        return list(await asyncio.gather(*asks))
+    await asyncio.wait(asks, timeout=window_s)
+    while not any(_quoted(ask) for ask in asks):
+        running = [ask for ask in asks if not ask.done()]
+        if not running:
+            break
+        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+    late = f"no quote within the sniper window of {window_s:g}s"
+    for ask in asks:
+        ask.cancel()
+    await asyncio.gather(*asks, return_exceptions=True)
+    return [late if ask.cancelled() else ask.result() for ask in asks]
+
+
+def _quoted(ask: asyncio.Future[Quote | str]) -> bool:
+    return ask.done() and isinstance(ask.result(), Quote)
 
 
 def reason(quotes: Sequence[Quote], unavailable: dict[str, str]) -> str:

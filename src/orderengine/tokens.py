@@ -1,18 +1,30 @@
-"""The tokens the engine trades, with their mints, decimals, reference prices and order limits."""
+"""The tokens the engine trades, with their mints, decimals, reference prices and order limits.
+
+`TOKENS` is every token this process knows: the fixed list, plus each token a venue listed
+since it started (see `register`). The whole engine reads it, to validate orders, open pools
+and build transactions, so a token a venue lists is tradable from the moment it is registered.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated
 
+import base58
 from pydantic import AfterValidator, Field
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 SYMBOL = re.compile(r"[A-Z0-9]{2,12}")
 """A symbol a token may be listed under (uppercased first): 2 to 12 ASCII letters or digits."""
+LISTED_DECIMALS = 6
+"""The decimal places of every token a venue lists."""
+LISTED_MAX_AMOUNT = Decimal(10) ** 12
+"""The most of a listed token one order may sell: more than any pool holds, and few enough
+that its raw units (at `LISTED_DECIMALS`) fit in the u64 a swap instruction carries."""
 
 
 @dataclass(frozen=True)
@@ -20,7 +32,8 @@ class Token:
     """A token: its symbol, mint address, decimal places and a reference price in USD.
 
     `max_amount` is the most of it one order may sell unless the settings say otherwise
-    (`ORDERENGINE_MAX_AMOUNTS`): about 1.5 million dollars' worth.
+    (`ORDERENGINE_MAX_AMOUNTS`): about 1.5 million dollars' worth for the fixed tokens.
+    `listed` says that a venue listed it, rather than it being one of the fixed tokens.
     """
 
     symbol: str
@@ -28,6 +41,7 @@ class Token:
     decimals: int
     usd_price: Decimal
     max_amount: Decimal
+    listed: bool = False
 
     @property
     def unit(self) -> Decimal:
@@ -40,40 +54,58 @@ class Token:
         return self.symbol == "SOL"
 
 
-TOKENS: dict[str, Token] = {
-    t.symbol: t
-    for t in (
-        Token("SOL", WSOL_MINT, 9, Decimal("150"), Decimal("10000")),
-        Token(
-            "USDC",
-            "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
-            6,
-            Decimal("1"),
-            Decimal("1500000"),
-        ),
-        Token(
-            "USDT",
-            "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB",
-            6,
-            Decimal("1"),
-            Decimal("1500000"),
-        ),
-        Token(
-            "JUP",
-            "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN",
-            6,
-            Decimal("0.80"),
-            Decimal("2000000"),
-        ),
-        Token(
-            "BONK",
-            "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263",
-            5,
-            Decimal("0.00002"),
-            Decimal("75000000000"),
-        ),
-    )
-}
+FIXED_TOKENS: tuple[Token, ...] = (
+    Token("SOL", WSOL_MINT, 9, Decimal("150"), Decimal("10000")),
+    Token(
+        "USDC",
+        "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+        6,
+        Decimal("1"),
+        Decimal("1500000"),
+    ),
+    Token(
+        "USDT",
+        "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB",
+        6,
+        Decimal("1"),
+        Decimal("1500000"),
+    ),
+    Token(
+        "JUP",
+        "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN",
+        6,
+        Decimal("0.80"),
+        Decimal("2000000"),
+    ),
+    Token(
+        "BONK",
+        "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263",
+        5,
+        Decimal("0.00002"),
+        Decimal("75000000000"),
+    ),
+)
+"""The tokens every venue opens a pool for, between each two of them."""
+
+TOKENS: dict[str, Token] = {t.symbol: t for t in FIXED_TOKENS}
+"""Every token this process knows, by symbol: the fixed ones, then those venues listed."""
+
+
+def listed_token(symbol: str, usd_price: Decimal) -> Token:
+    """The token a venue lists under `symbol` (already uppercased), worth `usd_price`.
+
+    Its mint is derived from the symbol alone (32 bytes, a valid address), so every engine,
+    and every restart, gives a listed symbol the same mint.
+    """
+    if not SYMBOL.fullmatch(symbol):
+        raise ValueError(f"{symbol!r} is not a symbol a token may be listed under")
+    mint = base58.b58encode(hashlib.sha256(f"listed:{symbol}".encode()).digest()).decode()
+    return Token(symbol, mint, LISTED_DECIMALS, usd_price, LISTED_MAX_AMOUNT, listed=True)
+
+
+def register(token: Token) -> None:
+    """Add `token` to `TOKENS`, unless a token of that symbol is known: the first one stays."""
+    TOKENS.setdefault(token.symbol, token)
 
 
 def token_named(symbol: str) -> Token | None:

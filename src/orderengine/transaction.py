@@ -25,7 +25,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from typing import Any
 from uuid import UUID
 
@@ -114,11 +114,18 @@ class Swap:
         )
 
 
-def min_amount_out(quote: Quote, slippage_bps: int) -> Decimal:
-    """The least output the order accepts: the quote less the slippage, rounded down."""
+def min_amount_out(quote: Quote, slippage_bps: int, floor: Decimal | None = None) -> Decimal:
+    """The least output the order accepts: the quote less the slippage, rounded down.
+
+    A `floor` (a limit order's amount in times its limit price) raises it: rounded up to
+    the token's unit, so that no fill below the limit is accepted.
+    """
     unit = TOKENS[quote.token_out].unit
     bound = quote.amount_out * (Decimal(10_000) - slippage_bps) / Decimal(10_000)
-    return bound.quantize(unit, rounding=ROUND_DOWN)
+    minimum = bound.quantize(unit, rounding=ROUND_DOWN)
+    if floor is None:
+        return minimum
+    return max(minimum, floor.quantize(unit, rounding=ROUND_UP))
 
 
 def raw_units(amount: Decimal, decimals: int) -> int:
@@ -148,13 +155,15 @@ def build(
     slippage_bps: int,
     signer: Keypair,
     blockhash: RecentBlockhash,
+    floor: Decimal | None = None,
 ) -> Transaction:
     """The signed transaction for one attempt: wrap native SOL in, swap, unwrap SOL out.
 
     `blockhash` must be fresh from the chain for this attempt (see the module's docstring);
-    the attempt itself is not part of the signed message.
+    the attempt itself is not part of the signed message. `floor` raises the least output
+    accepted (`min_amount_out`).
     """
-    minimum = min_amount_out(quote, slippage_bps)
+    minimum = min_amount_out(quote, slippage_bps, floor)
     owner = signer.pubkey()
     swap = Swap.of(quote, minimum)
     token_in, token_out = TOKENS[quote.token_in], TOKENS[quote.token_out]

@@ -25,7 +25,14 @@ from aiohttp import hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
-from orderengine.domain import MAX_AMOUNTS, Order, OrderRequest, OrderStatus, QuoteRequest
+from orderengine.domain import (
+    MAX_AMOUNTS,
+    MAX_ORDER_TTL_S,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    QuoteRequest,
+)
 from orderengine.errors import (
     BadRequest,
     BodyTooLarge,
@@ -138,19 +145,23 @@ def read_json(raw: bytes | str) -> Any:
         raise BadRequest("request body is not valid JSON") from None
 
 
-def parse_order(raw: bytes | str, max_amounts: Mapping[str, Decimal] | None = None) -> OrderRequest:
+def parse_order(
+    raw: bytes | str,
+    max_amounts: Mapping[str, Decimal] | None = None,
+    max_order_ttl_s: float | None = None,
+) -> OrderRequest:
     """Unreadable JSON is a 400; a readable but invalid order is a 422 with every reason.
 
     Numbers are read as `Decimal`, so an amount sent as a JSON number stays exact.
-    `max_amounts` (by symbol) replaces the tokens' own limits on one order's size.
+    `max_amounts` (by symbol) replaces the tokens' own limits on one order's size, and
+    `max_order_ttl_s` the default bound of `expiresAt`.
     """
     body = read_json(raw)
     if not isinstance(body, dict):
         raise InvalidOrder("an order must be a JSON object", details=[])
+    context = {MAX_AMOUNTS: max_amounts, MAX_ORDER_TTL_S: max_order_ttl_s}
     try:
-        return OrderRequest.model_validate(
-            body, context={MAX_AMOUNTS: max_amounts} if max_amounts is not None else None
-        )
+        return OrderRequest.model_validate(body, context=context)
     except ValidationError as error:
         raise InvalidOrder("invalid order", details=field_reasons(error)) from error
 
@@ -248,7 +259,8 @@ def non_negative(name: str, text: str | None, default: int, maximum: int = INT32
 
 def order_from_message(request: web.Request, data: bytes | str) -> OrderRequest:
     """The order a socket's first message carries, within the same limits as a POST's."""
-    return parse_order(data, request.app[SETTINGS].max_amounts)
+    settings = request.app[SETTINGS]
+    return parse_order(data, settings.max_amounts, settings.max_order_ttl_s)
 
 
 async def read_order(request: web.Request) -> OrderRequest:
@@ -263,7 +275,7 @@ async def read_order(request: web.Request) -> OrderRequest:
     coding = _content_coding(request)
     raw = await _read_body(request, settings.request_timeout_s)
     body = _decoded(raw, coding, settings.max_body_bytes) if coding else raw
-    return parse_order(body, settings.max_amounts)
+    return parse_order(body, settings.max_amounts, settings.max_order_ttl_s)
 
 
 def _require_json(request: web.Request) -> None:
@@ -457,6 +469,11 @@ def order_json(order: Order) -> dict[str, Any]:
     return order.model_dump(mode="json", by_alias=True)
 
 
+WAITING_FIELDS = ("limitPrice", "expiresAt", "waiting")
+"""What the answer to an accepted limit or sniper order adds: its limit, expiry, and what
+it waits for."""
+
+
 def accepted(order: Order) -> dict[str, Any]:
     """The answer to an accepted order; the same every time it is asked for again."""
     body = order_json(order)
@@ -465,5 +482,6 @@ def accepted(order: Order) -> dict[str, Any]:
         "status": OrderStatus.PENDING.value,
         "ws": f"{EXECUTE}?orderId={order.order_id}",
         **{k: body[k] for k in ("type", "tokenIn", "tokenOut", "amountIn", "slippageBps")},
+        **({k: body[k] for k in WAITING_FIELDS} if order.type != "market" else {}),
         "createdAt": body["createdAt"],
     }

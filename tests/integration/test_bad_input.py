@@ -175,7 +175,7 @@ async def test_reasons_name_the_problem(client: Client) -> None:
     )
 
     reasons = {r["field"]: r["message"] for r in error_of(await response.json())["details"]}
-    assert "limit orders are not supported yet" in reasons["type"]
+    assert reasons["limitPrice"] == "a limit order needs limitPrice"
     assert reasons["tokenIn"].startswith("unknown token 'DOGE'")
 
 

@@ -19,6 +19,9 @@ from orderengine.tokens import TOKENS, Token, default_max_amounts
 from orderengine.wire import parse_order
 from tests.streams import MARKET
 
+LIMIT = {**MARKET, "type": "limit", "limitPrice": "160"}
+SNIPER = {**MARKET, "type": "sniper", "tokenOut": "NEWCOIN"}
+
 
 def without(field: str) -> dict[str, Any]:
     return {key: value for key, value in MARKET.items() if key != field}
@@ -111,8 +114,60 @@ INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown order type", {**MARKET, "type": "stop"}, "type", "value_error"),
     ("order type in capitals", {**MARKET, "type": "MARKET"}, "type", "value_error"),
     ("order type null", {**MARKET, "type": None}, "type", "value_error"),
-    ("limit order, not supported yet", {**MARKET, "type": "limit"}, "type", "value_error"),
-    ("sniper order, not supported yet", {**MARKET, "type": "sniper"}, "type", "value_error"),
+    (
+        "limit order with no limit price",
+        {**MARKET, "type": "limit"},
+        "limitPrice",
+        "missing_limit_price",
+    ),
+    (
+        "market order with a limit price",
+        {**MARKET, "limitPrice": "150"},
+        "limitPrice",
+        "not_for_market",
+    ),
+    (
+        "market order with an expiry",
+        {**MARKET, "expiresAt": "2099-01-01T00:00:00Z"},
+        "expiresAt",
+        "not_for_market",
+    ),
+    ("limit price of zero", {**LIMIT, "limitPrice": "0"}, "limitPrice", "greater_than"),
+    (
+        "limit price not in ASCII digits",
+        {**LIMIT, "limitPrice": "1_60"},
+        "limitPrice",
+        "decimal_parsing",
+    ),
+    ("limit price infinite", {**LIMIT, "limitPrice": "Infinity"}, "limitPrice", "decimal_parsing"),
+    ("expiry in the past", {**LIMIT, "expiresAt": "2020-01-01T00:00:00Z"}, "expiresAt", "expired"),
+    (
+        "expiry too far ahead",
+        {**LIMIT, "expiresAt": "2999-01-01T00:00:00Z"},
+        "expiresAt",
+        "too_far_ahead",
+    ),
+    (
+        "expiry with no time zone",
+        {**LIMIT, "expiresAt": "2099-01-01T00:00:00"},
+        "expiresAt",
+        "timezone_aware",
+    ),
+    (
+        "expiry that is no time",
+        {**LIMIT, "expiresAt": "tomorrow"},
+        "expiresAt",
+        "datetime_from_date_parsing",
+    ),
+    ("sniper token too short", {**SNIPER, "tokenOut": "N"}, "tokenOut", "value_error"),
+    ("sniper token not ASCII", {**SNIPER, "tokenOut": "NEWCOİN"}, "tokenOut", "value_error"),
+    ("sniper token with a dash", {**SNIPER, "tokenOut": "NEW-COIN"}, "tokenOut", "value_error"),
+    (
+        "limit order for an unlisted token",
+        {**LIMIT, "tokenOut": "NOSUCHCOIN"},
+        "tokenOut",
+        "value_error",
+    ),
     ("slippage of zero", {**MARKET, "slippageBps": 0}, "slippageBps", "greater_than_equal"),
     ("negative slippage", {**MARKET, "slippageBps": -1}, "slippageBps", "greater_than_equal"),
     (
@@ -206,19 +261,27 @@ def test_parser_refuses_a_body_that_is_not_an_object(body: Any) -> None:
 
 
 def test_parser_reports_every_bad_field_at_once() -> None:
-    order = {"type": "limit", "tokenIn": "DOGE", "amountIn": "-1", "slippageBps": 0}
+    order = {"type": "stop", "tokenIn": "DOGE", "amountIn": "-1", "slippageBps": 0}
 
     fields = {r["field"] for r in reasons(parse_invalid(encoded(order)))}
 
     assert fields == {"type", "tokenIn", "tokenOut", "amountIn", "slippageBps"}
 
 
+def test_parser_reports_a_limit_orders_bad_fields_at_once() -> None:
+    order = {**MARKET, "type": "limit", "amountIn": "-1", "expiresAt": "2020-01-01T00:00:00Z"}
+
+    fields = {r["field"] for r in reasons(parse_invalid(encoded(order)))}
+
+    assert fields == {"amountIn", "limitPrice", "expiresAt"}
+
+
 def test_parser_reasons_name_the_problem_in_plain_words() -> None:
-    order = {**MARKET, "type": "limit", "tokenIn": "DOGE", "tokenOut": "usdc"}
+    order = {**MARKET, "type": "stop", "tokenIn": "DOGE", "tokenOut": "usdc"}
 
     messages = {r["field"]: r["message"] for r in reasons(parse_invalid(encoded(order)))}
 
-    assert messages["type"] == "limit orders are not supported yet; only market orders are"
+    assert messages["type"] == "unknown order type 'stop'; the types are market, limit, sniper"
     assert messages["tokenIn"] == f"unknown token 'DOGE'; known: {', '.join(TOKENS)}"
     assert "tokenOut" not in messages
 

@@ -4,6 +4,9 @@ It has its own store (the `chain` schema, its own SQL and its own connection poo
 engine's database, so that it outlives the engine as a real chain would, while knowing
 nothing of the engine's tables: the engine learns what landed only by asking a venue.
 
+It also keeps the pools venues listed for new pairs (`add_listing`), so that a listing
+outlives the engine that made it and the venues of every engine on the chain learn it.
+
 A transaction is recorded when it is sent, in one statement, with the outcome the venue
 decided then (landed with its amounts, or rejected with its reason) and the moment it lands.
 From that moment the outcome is visible; before it, the signature is pending. So a swap lands
@@ -29,11 +32,12 @@ from uuid import UUID
 import asyncpg
 from solders.hash import Hash
 
-from orderengine.errors import SwapRejected, VenueError
+from orderengine.errors import AlreadyListed, SwapRejected, VenueError
 from orderengine.postgres import acquire, create_pool
 from orderengine.venues.values import (
     Dex,
     Execution,
+    Listing,
     RecentBlockhash,
     TransactionState,
     TransactionStatus,
@@ -46,6 +50,7 @@ SIGNATURE_LOCKS = 7_207_003
 signature is taken, or found missing after its expiry: so that the chain never declares
 a signature expired while a transaction with it is being recorded."""
 DEFAULT_BLOCKHASH_TTL_S = 60.0
+LISTING_COLUMNS = "dex, token, quote_token, price, liquidity, pool, listed_at"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,25 @@ class Ledger(Protocol):
 
     async def status(self, signature: str, expires_at: datetime) -> TransactionStatus:
         """What became of `signature`, whose blockhash expires at `expires_at`."""
+        ...
+
+    async def add_listing(
+        self,
+        dex: Dex,
+        token: str,
+        quote_token: str,
+        price: Decimal,
+        liquidity: Decimal,
+        pool: str,
+    ) -> Listing:
+        """Record that `dex` listed the pool `pool` for this pair; the listing as recorded.
+
+        Raises `AlreadyListed` if `dex` has a listing for the pair, either way round.
+        """
+        ...
+
+    async def listings(self, dex: Dex | None = None) -> list[Listing]:
+        """Every listing `dex` made (every venue's when None), oldest first."""
         ...
 
 
@@ -276,6 +300,47 @@ class Chain:
         recorded = _recorded(row) if row["signature"] is not None else None
         return status_of(signature, recorded, expires_at, row["now"])
 
+    async def add_listing(
+        self,
+        dex: Dex,
+        token: str,
+        quote_token: str,
+        price: Decimal,
+        liquidity: Decimal,
+        pool: str,
+    ) -> Listing:
+        """One statement, so that engines listing the same pair at once cannot both succeed."""
+        async with acquire(self._pool, self._timeout_s) as connection:
+            row = await connection.fetchrow(
+                f"""
+                INSERT INTO chain.listings (dex, token, quote_token, price, liquidity, pool)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT DO NOTHING
+                RETURNING {LISTING_COLUMNS}
+                """,
+                dex,
+                token,
+                quote_token,
+                price,
+                liquidity,
+                pool,
+            )
+        if row is None:
+            raise AlreadyListed(
+                f"{dex} already lists {token}/{quote_token}",
+                details={"dex": dex, "tokens": sorted((token, quote_token))},
+            )
+        return _listing(row)
+
+    async def listings(self, dex: Dex | None = None) -> list[Listing]:
+        async with acquire(self._pool, self._timeout_s) as connection:
+            rows = await connection.fetch(
+                f"SELECT {LISTING_COLUMNS} FROM chain.listings"
+                " WHERE $1::text IS NULL OR dex = $1 ORDER BY id",
+                dex,
+            )
+        return [_listing(row) for row in rows]
+
     async def landed_signatures(self, order_ids: Sequence[UUID]) -> dict[UUID, list[str]]:
         """For each order, the signatures that landed for it, or are taken and will land.
 
@@ -307,6 +372,10 @@ def _recorded(row: asyncpg.Record) -> Recorded:
     else:
         outcome = row["error"] or "rejected"
     return Recorded(outcome=outcome, lands_at=row["lands_at"])
+
+
+def _listing(row: asyncpg.Record) -> Listing:
+    return Listing.model_validate(dict(row))
 
 
 def _amounts(execution: Execution | None) -> tuple[Decimal | None, ...]:

@@ -39,3 +39,20 @@ ALTER TABLE chain.transactions
     ADD COLUMN IF NOT EXISTS lands_at timestamptz NOT NULL DEFAULT now();
 
 CREATE INDEX IF NOT EXISTS transactions_by_order ON chain.transactions (order_id);
+
+-- Every pool a venue listed for a new pair: the token, the token it is priced in, the price
+-- (quote_token per token) and the quote_token side of its liquidity. A venue lists a pair
+-- once, whichever way round it is named; the venues of every engine on the chain learn it.
+CREATE TABLE IF NOT EXISTS chain.listings (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dex         text NOT NULL,
+    token       text NOT NULL,
+    quote_token text NOT NULL CHECK (quote_token <> token),
+    price       numeric NOT NULL CHECK (price > 0),
+    liquidity   numeric NOT NULL CHECK (liquidity > 0),
+    pool        text NOT NULL,
+    listed_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS listings_by_pair
+    ON chain.listings (dex, least(token, quote_token), greatest(token, quote_token));

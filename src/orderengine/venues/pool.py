@@ -19,6 +19,7 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 import base58
 
 from orderengine.tokens import TOKENS, Token
+from orderengine.venues.values import Listing
 
 MEAN_REVERSION = 0.05
 """Share of the distance to its anchor the market price closes per step."""
@@ -35,29 +36,65 @@ class SwapResult:
     price: Decimal
 
 
+def pool_address(dex: str, base: str, quote: str) -> str:
+    """The address of `dex`'s pool of `base` priced in `quote` (32 bytes, in base58)."""
+    return base58.b58encode(hashlib.sha256(f"{dex}:{base}:{quote}".encode()).digest()).decode()
+
+
 class Pool:
-    """Reserves of two tokens with `x * y = k`; the price is `quote_reserve / base_reserve`."""
+    """Reserves of two tokens with `x * y = k`; the price is `quote_reserve / base_reserve`.
+
+    A pool of two fixed tokens holds `depth_usd` worth of its base token at the token's
+    reference price; a listed one (`Pool.listed`) what its listing says.
+    """
 
     def __init__(
         self, dex: str, base: Token, quote: Token, price: Decimal, depth_usd: Decimal
     ) -> None:
+        base_reserve = depth_usd / base.usd_price
+        self._open(dex, base, quote, price, (base_reserve, base_reserve * price))
+
+    @classmethod
+    def listed(cls, listing: Listing) -> Pool:
+        """The pool `listing` opened, whose tokens must both be in `TOKENS`.
+
+        It holds `liquidity` of the quote token and `liquidity / price` of the token, and its
+        anchor is the listed price, so it drifts and recovers as any other pool does.
+        """
+        with localcontext() as context:
+            context.prec = PRECISION
+            token_side = listing.liquidity / listing.price
+        pool = cls.__new__(cls)
+        base, quote = TOKENS[listing.token], TOKENS[listing.quote_token]
+        pool._open(listing.dex, base, quote, listing.price, (token_side, listing.liquidity))
+        return pool
+
+    def _open(
+        self, dex: str, base: Token, quote: Token, price: Decimal, reserves: tuple[Decimal, Decimal]
+    ) -> None:
+        """Start the pool at `price` with these (base, quote) reserves, its depth to recover to."""
         self.base, self.quote = base, quote
-        self.address = str(
-            base58.b58encode(
-                hashlib.sha256(f"{dex}:{base.symbol}:{quote.symbol}".encode()).digest()
-            ).decode()
-        )
+        self.address = pool_address(dex, base.symbol, quote.symbol)
         self.anchor = price
         self.market = price
         """The market price, where arbitrage pulls the pool: the anchor, drifted."""
-        self.base_reserve = depth_usd / base.usd_price
-        self.quote_reserve = self.base_reserve * price
-        self._initial = (self.base_reserve, self.quote_reserve)
+        self.base_reserve, self.quote_reserve = reserves
+        self._initial = reserves
         self._relaxed_at: float | None = None
 
     @property
     def price(self) -> Decimal:
         return self.quote_reserve / self.base_reserve
+
+    def reprice(self, price: Decimal) -> None:
+        """Move the market to `price` for good, as news would: the anchor too, at the same depth.
+
+        How a test or a demonstration sets a price instead of waiting for the drift.
+        """
+        base, _ = self._initial
+        self.anchor = self.market = price
+        self._initial = (base, base * price)
+        self.base_reserve, self.quote_reserve = self._initial
 
     def reference(self) -> tuple[Decimal, Decimal]:
         """The reserves the pool returns to: its initial depth, at the market price."""

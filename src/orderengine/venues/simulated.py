@@ -12,6 +12,11 @@ the swap's latency. The chain refuses it, and it never lands, if its blockhash h
 
 The venue answers once the swap has landed and is confirmed. The chain does not wait for the
 venue: a swap that was recorded lands on schedule even if the engine that sent it dies.
+
+Besides a pool for each two fixed tokens, a venue lists pools for new pairs on request
+(`list_pool`), recorded on the chain. Venues of other engines on the same chain learn such a
+listing the next time they look for a pair they have no pool for, or are asked for their pairs:
+they register its token and open its pool as it was listed.
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ from itertools import combinations
 
 from solders.transaction import Transaction as SolanaTransaction
 
-from orderengine.errors import NoRoute, SlippageExceeded, SwapRejected
-from orderengine.tokens import TOKENS, Token
+from orderengine.errors import AlreadyListed, NoRoute, SlippageExceeded, SwapRejected
+from orderengine.tokens import FIXED_TOKENS, SYMBOL, TOKENS, Token, listed_token, register
 from orderengine.transaction import Swap, Transaction, find_swap
 from orderengine.venues.chain import Ledger, Sent
-from orderengine.venues.pool import Pool
+from orderengine.venues.pool import Pool, pool_address
 from orderengine.venues.values import (
     Dex,
     Execution,
+    Listing,
     Quote,
     RecentBlockhash,
     TransactionStatus,
@@ -52,10 +58,11 @@ TRANSIENT_FAILURES = (
 
 
 class SimulatedVenue(ABC):
-    """A venue with one pool per token pair; subclasses set the name, prices and fee.
+    """A venue with one pool per pair of fixed tokens, plus those it listed.
 
-    `recovery_half_life_s` is how fast the pools forget what swaps did to them (0: at once),
-    on `clock`, a monotonic clock in seconds that tests may replace.
+    Subclasses set the name, prices and fee. `recovery_half_life_s` is how fast the pools
+    forget what swaps did to them (0: at once), on `clock`, a monotonic clock in seconds that
+    tests may replace.
     """
 
     name: Dex
@@ -83,7 +90,7 @@ class SimulatedVenue(ABC):
             frozenset((base.symbol, quote.symbol)): Pool(
                 self.name, base, quote, self.anchor_price(base, quote), self.depth_usd
             )
-            for base, quote in combinations(TOKENS.values(), 2)
+            for base, quote in combinations(FIXED_TOKENS, 2)
         }
 
     def anchor_price(self, base: Token, quote: Token) -> Decimal:
@@ -96,7 +103,7 @@ class SimulatedVenue(ABC):
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         await self._pause(self._latency(QUOTE_LATENCY_S))
-        pool = self._pool(token_in, token_out)
+        pool = await self._pool(token_in, token_out)
         fee_rate = self.fee_rate(pool, self._move(pool))
         result = pool.swap(token_in, amount_in, fee_rate)
         return Quote(
@@ -121,7 +128,8 @@ class SimulatedVenue(ABC):
         Once recorded, the swap lands whatever happens to the caller, so an engine that dies
         while waiting finds it on the chain when it asks about the signature.
         """
-        blockhash, pool = self._checked(transaction)
+        pool = await self._find(transaction.quote.token_in, transaction.quote.token_out)
+        blockhash, pool = self._checked(transaction, pool)
         latency = self._latency(SWAP_LATENCY_S)
         landing = self._rng.uniform(*LANDING_SHARE) * latency
         outcome = self._decide(transaction, pool)
@@ -145,10 +153,63 @@ class SimulatedVenue(ABC):
     async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
         return await self._ledger.status(signature, expires_at)
 
-    def _checked(self, transaction: Transaction) -> tuple[str, Pool]:
+    def set_price(self, base: str, quote: str, price: Decimal) -> None:
+        """Move the pair's pool to `price` (`quote` per `base`) for good (`Pool.reprice`)."""
+        pool = self._pools[frozenset((base, quote))]
+        pool.reprice(price if pool.base.symbol == base else 1 / price)
+
+    async def pairs(self) -> frozenset[frozenset[str]]:
+        await self._refresh()
+        return frozenset(self._pools)
+
+    async def list_pool(
+        self, token: str, quote_token: str, price: Decimal, liquidity: Decimal
+    ) -> Listing:
+        """Record the listing on the chain, then register its token and open its pool.
+
+        The chain refuses a pair another engine's venue of this name listed first; a pair of
+        fixed tokens never reaches it.
+        """
+        _check_listable(token, quote_token)
+        if frozenset((token, quote_token)) in self._pools:
+            raise AlreadyListed(
+                f"{self.name} already lists {token}/{quote_token}",
+                details={"dex": self.name, "tokens": sorted((token, quote_token))},
+            )
+        listing = await self._ledger.add_listing(
+            self.name,
+            token,
+            quote_token,
+            price,
+            liquidity,
+            pool_address(self.name, token, quote_token),
+        )
+        self._learn(listing)
+        return listing
+
+    async def _refresh(self) -> None:
+        """Learn what was listed on the chain, by any engine, that this venue does not know.
+
+        Every venue's listings, oldest first: a listing's quote token may be a token another
+        venue listed before, which must be registered first.
+        """
+        for listing in await self._ledger.listings():
+            self._learn(listing)
+
+    def _learn(self, listing: Listing) -> None:
+        """Register the listing's token if it is new; open its pool if it is this venue's."""
+        if listing.token not in TOKENS:
+            usd_price = listing.price * TOKENS[listing.quote_token].usd_price
+            register(listed_token(listing.token, usd_price))
+        pair = frozenset((listing.token, listing.quote_token))
+        if listing.dex == self.name and pair not in self._pools:
+            self._pools[pair] = Pool.listed(listing)
+
+    def _checked(self, transaction: Transaction, pool: Pool | None) -> tuple[str, Pool]:
         """The transaction's blockhash and pool, if it is one this venue may execute.
 
-        Otherwise `SwapRejected`: the chain never takes it.
+        `pool` is this venue's pool for the quote's pair, None if it has none. A transaction it
+        may not execute is `SwapRejected`: the chain never takes it.
         """
         try:
             signed = SolanaTransaction.from_bytes(transaction.raw)
@@ -161,15 +222,15 @@ class SimulatedVenue(ABC):
             raise SwapRejected(f"transaction signature verification failure: {error}") from error
         if str(signed.signatures[0]) != transaction.signature:
             raise SwapRejected(f"the transaction's first signature is not {transaction.signature}")
-        pool = self._swapped_pool(transaction, signed)
-        return str(signed.message.recent_blockhash), pool
+        return str(signed.message.recent_blockhash), self._swapped_pool(transaction, signed, pool)
 
-    def _swapped_pool(self, transaction: Transaction, signed: SolanaTransaction) -> Pool:
+    def _swapped_pool(
+        self, transaction: Transaction, signed: SolanaTransaction, pool: Pool | None
+    ) -> Pool:
         """The pool of the transaction's swap, which must be the swap its quote describes."""
         quote = transaction.quote
         if quote.dex != self.name:
             raise SwapRejected(f"a {quote.dex} swap cannot be executed on {self.name}")
-        pool = self._pools.get(frozenset((quote.token_in, quote.token_out)))
         if pool is None or pool.address != quote.pool:
             raise SwapRejected(f"{self.name} has no pool {quote.pool}")
         try:
@@ -213,11 +274,18 @@ class SimulatedVenue(ABC):
         pool.relax(self._clock(), self._recovery_half_life_s)
         return pool.drift(self._rng, self._volatility_bps)
 
-    def _pool(self, token_in: str, token_out: str) -> Pool:
-        pool = self._pools.get(frozenset((token_in, token_out)))
+    async def _pool(self, token_in: str, token_out: str) -> Pool:
+        pool = await self._find(token_in, token_out)
         if pool is None:
             raise NoRoute(f"{self.name} has no {token_in}/{token_out} pool")
         return pool
+
+    async def _find(self, token_in: str, token_out: str) -> Pool | None:
+        """The pair's pool; a pair this venue has no pool for may have been listed elsewhere."""
+        pair = frozenset((token_in, token_out))
+        if pair not in self._pools:
+            await self._refresh()
+        return self._pools.get(pair)
 
     def _latency(self, bounds: tuple[float, float]) -> float:
         return self._rng.uniform(*bounds) * self._latency_scale
@@ -225,3 +293,13 @@ class SimulatedVenue(ABC):
     async def _pause(self, seconds: float) -> None:
         if seconds > 0:
             await asyncio.sleep(seconds)
+
+
+def _check_listable(token: str, quote_token: str) -> None:
+    """Refuse a listing no caller should ask for: the HTTP layer refuses it first, with a 422."""
+    if not SYMBOL.fullmatch(token):
+        raise ValueError(f"{token!r} is not a symbol a token may be listed under")
+    if quote_token not in TOKENS:
+        raise ValueError(f"unknown quote token {quote_token!r}")
+    if token == quote_token:
+        raise ValueError("a token cannot be listed against itself")

@@ -71,3 +71,20 @@ class TransactionStatus(Model):
     state: TransactionState
     execution: Execution | None = None
     error: str | None = None
+
+
+class Listing(Model):
+    """A pool a venue opened for a new pair after it started, as its chain records it.
+
+    `price` is in `quote_token` per `token`; `liquidity` is the pool's `quote_token` side
+    (its `token` side is `liquidity / price`).
+    """
+
+    dex: Dex
+    token: str
+    quote_token: str
+    price: Amount
+    liquidity: Amount
+    pool: str
+    """The pool's address."""
+    listed_at: datetime

@@ -6,13 +6,14 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
 from orderengine.venues.values import (
     Dex,
     Execution,
+    Listing,
     Quote,
     RecentBlockhash,
     TransactionStatus,
@@ -50,6 +51,27 @@ class Venue(Protocol):
         `landed` (with the execution) or `rejected` (with the reason) once its landing time
         has come; `pending` while it may still land; `expired` when the chain never took it
         and `expires_at`, the expiry of its blockhash, has passed.
+        """
+        ...
+
+    async def pairs(self) -> frozenset[frozenset[str]]:
+        """Every pair (two symbols) this venue has a pool for now, listed ones included."""
+        ...
+
+
+@runtime_checkable
+class Listable(Venue, Protocol):
+    """A venue that lists pools for new pairs on request, as the simulated ones do."""
+
+    async def list_pool(
+        self, token: str, quote_token: str, price: Decimal, liquidity: Decimal
+    ) -> Listing:
+        """Open a pool of `token` priced in `quote_token`, and register `token` if it is new.
+
+        `token` is a symbol as `tokens.SYMBOL` allows, `quote_token` a known token's symbol
+        (both uppercase and different); `price` (quote_token per token) and `liquidity` (the
+        pool's quote_token side) are positive. Raises `AlreadyListed` when this venue has a
+        pool for the pair already, either way round.
         """
         ...
 

@@ -1,0 +1,92 @@
+"""The command line of `python -m orderengine`: serve (the default), or ask a running engine.
+
+`list-token` lists a pool for a new token on a running engine, through its HTTP API
+(`POST /api/simulation/listings`), as any client would: it needs no settings and no database.
+The price and the liquidity are sent as the text given, so they stay exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+import aiohttp
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+LISTINGS_PATH = "/api/simulation/listings"
+"""The route of `listings.create_listing`, as a client names it."""
+TIMEOUT_S = 30.0
+
+LISTED = 0
+REFUSED = 1
+"""The engine answered with an error (the error body is printed)."""
+UNREACHABLE = 3
+"""No engine answered at the URL (2 is argparse's, for a command line it cannot read)."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: no command (or `serve`) runs the engine; `list-token` asks one."""
+    parser = argparse.ArgumentParser(
+        prog="python -m orderengine", description="A DEX order execution engine."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", help="run the engine (what no command does)")
+    listing = commands.add_parser(
+        "list-token",
+        help="list a pool for a token on a running engine's venue",
+        description="List a pool for a token on a venue of a running engine. Prints the"
+        f" listing, or the engine's error; exits {REFUSED} on an error answer and"
+        f" {UNREACHABLE} when no engine answers.",
+    )
+    listing.add_argument("--dex", required=True, help="the venue, e.g. meteora")
+    listing.add_argument("--token", required=True, help="the token's symbol, e.g. NEWCOIN")
+    listing.add_argument(
+        "--price", required=True, help="its price in the quote token, a decimal, e.g. 0.0001"
+    )
+    listing.add_argument(
+        "--liquidity", required=True, help="the pool's quote token side, a decimal, e.g. 5000"
+    )
+    listing.add_argument("--quote-token", default="SOL", help="the token it is priced in")
+    listing.add_argument("--url", default=DEFAULT_URL, help=f"the engine (default {DEFAULT_URL})")
+    return parser
+
+
+def listing_body(arguments: argparse.Namespace) -> dict[str, str]:
+    """The listing to POST, from `list-token`'s arguments."""
+    return {
+        "dex": arguments.dex,
+        "token": arguments.token,
+        "quoteToken": arguments.quote_token,
+        "price": arguments.price,
+        "liquidity": arguments.liquidity,
+    }
+
+
+async def list_token(
+    url: str,
+    body: dict[str, str],
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """POST the listing `body` to the engine at `url`; print its answer; the exit status.
+
+    The listing goes to `out`; an error answer, or why no answer came, to `err`.
+    """
+    endpoint = url.rstrip("/") + LISTINGS_PATH
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session,
+            session.post(endpoint, json=body) as response,
+        ):
+            status, text = response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        reason = str(error) or type(error).__name__
+        print(f"no engine answered at {url}: {reason}", file=err)
+        return UNREACHABLE
+    if status == 201:
+        print(text, file=out)
+        return LISTED
+    print(f"the engine refused the listing (HTTP {status}): {text}", file=err)
+    return REFUSED

@@ -1,0 +1,338 @@
+"""Pools listed for new tokens, over HTTP: listing one, and the tokens and pairs the engine knows.
+
+`POST /api/simulation/listings` asks a venue that takes listings (`Listable`) to open a pool
+for a new pair; `GET /api/tokens` shows every token this engine knows and which venues have a
+pool for each pair. A listing is on the venues' chain, so it outlives the engine, and every
+engine on the database learns it: this one wakes its sniper orders and announces it on
+`LISTINGS_CHANNEL`; the others, hearing it, have their venues read the chain, then wake theirs.
+With `ORDERENGINE_DEMO_LISTING_S` set, the demo lister lists a fresh token that often.
+
+Part of the HTTP layer: only `app.py` imports it. It reaches venues through the `Venue` and
+`Listable` protocols, never the simulated venues themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Annotated
+
+import structlog
+from aiohttp import hdrs, web
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from orderengine.domain import DECIMAL_TEXT
+from orderengine.engine import Engine
+from orderengine.errors import (
+    BadRequest,
+    InvalidListing,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from orderengine.keys import ENGINE, REPOSITORY, SETTINGS
+from orderengine.model import Model
+from orderengine.notifications import LISTINGS_CHANNEL, listing_payload
+from orderengine.repository import Repository
+from orderengine.tokens import SYMBOL, TOKENS, token_named
+from orderengine.venues.values import Listing
+from orderengine.venues.venue import Listable, Venues
+from orderengine.wire import field_reasons, read_json
+
+log = structlog.get_logger(__name__)
+
+LISTINGS_PATH = "/api/simulation/listings"
+TOKENS_PATH = "/api/tokens"
+
+LISTABLE = "listable"
+"""The validation context's key for the names of the venues that take listings."""
+
+DEMO_PREFIX = "DEMO"
+DEMO_QUOTE_TOKEN = "SOL"
+DEMO_ALPHABET = string.ascii_uppercase + string.digits
+
+Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
+"""A price or an amount as an order's `amountIn` is read: positive, finite, 30 digits at most."""
+
+
+class ListingRequest(Model):
+    """What a listing needs: the venue, the new pair, its price and its depth; what makes a 422.
+
+    Validated with a context `{LISTABLE: [venue names]}`: the venues that take listings.
+    """
+
+    dex: str = Field(min_length=1, max_length=32)
+    token: str = Field(min_length=1, max_length=16)
+    quote_token: str = Field(min_length=1, max_length=16)
+    price: Positive
+    liquidity: Positive
+
+    @field_validator("dex")
+    @classmethod
+    def listable_venue(cls, dex: str, info: ValidationInfo) -> str:
+        names: list[str] = (info.context or {}).get(LISTABLE, [])
+        if dex not in names:
+            which = ", ".join(names) or "none"
+            raise ValueError(f"unknown venue {dex!r}; venues that take listings: {which}")
+        return dex
+
+    @field_validator("token")
+    @classmethod
+    def listable_symbol(cls, symbol: str) -> str:
+        """ASCII only, as `token_named` reads symbols: `str.upper` turns `ſ` into `S`."""
+        upper = symbol.upper()
+        if not (symbol.isascii() and SYMBOL.fullmatch(upper)):
+            raise ValueError(f"{symbol!r} is not a token symbol: 2 to 12 ASCII letters or digits")
+        return upper
+
+    @field_validator("quote_token")
+    @classmethod
+    def known_quote_token(cls, symbol: str, info: ValidationInfo) -> str:
+        """Another token than `token`, and a known one (said in that order)."""
+        if symbol.isascii() and symbol.upper() == info.data.get("token"):
+            raise ValueError("quoteToken must differ from token")
+        token = token_named(symbol)
+        if token is None:
+            raise ValueError(f"unknown token {symbol!r}; known: {', '.join(TOKENS)}")
+        return token.symbol
+
+    @field_validator("price", "liquidity", mode="before")
+    @classmethod
+    def plain_decimal_text(cls, value: object, info: ValidationInfo) -> object:
+        """A number, or a string of ASCII digits as JSON writes a number (as `amountIn`)."""
+        if isinstance(value, bool):
+            raise ValueError(f"{info.field_name} must be a decimal string or number")
+        if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value):
+            raise PydanticCustomError(
+                "decimal_parsing",
+                '{field} must be a decimal number in ASCII digits, like "0.5"',
+                {"field": info.field_name},
+            )
+        return value
+
+
+class TokenInfo(Model):
+    """A token as `GET /api/tokens` shows it; `listed` when a venue listed it."""
+
+    symbol: str
+    mint: str
+    decimals: int
+    listed: bool
+
+
+class PairInfo(Model):
+    """A pair (its two symbols, sorted) and the venues with a pool for it, sorted."""
+
+    tokens: tuple[str, str]
+    venues: tuple[str, ...]
+
+
+class Catalog(Model):
+    """The answer of `GET /api/tokens`: every token known, and every pair some venue has."""
+
+    tokens: tuple[TokenInfo, ...]
+    pairs: tuple[PairInfo, ...]
+
+
+def listable(venues: Venues) -> dict[str, Listable]:
+    """The venues among `venues` that take listings, by name."""
+    return {name: venue for name, venue in venues.items() if isinstance(venue, Listable)}
+
+
+async def create_listing(request: web.Request) -> web.Response:
+    """List a pool for a new pair: 201 with the listing, 409 if the venue has the pair."""
+    engine = request.app[ENGINE]
+    venues = listable(engine.venues)
+    wanted = await read_listing(request, sorted(venues))
+    listing = await list_pool(
+        engine,
+        request.app[REPOSITORY],
+        venues[wanted.dex],
+        wanted.token,
+        wanted.quote_token,
+        wanted.price,
+        wanted.liquidity,
+    )
+    log.info("pool_listed", **listing.model_dump(mode="json"))
+    return web.json_response(listing.model_dump(mode="json", by_alias=True), status=201)
+
+
+async def tokens(request: web.Request) -> web.Response:
+    """Every token this engine knows and every pair its venues have, each with its venues."""
+    venues = request.app[ENGINE].venues
+    found = await asyncio.gather(*(venue.pairs() for venue in venues.values()))
+    catalog = Catalog(
+        tokens=tuple(
+            TokenInfo(symbol=t.symbol, mint=t.mint, decimals=t.decimals, listed=t.listed)
+            for t in sorted(TOKENS.values(), key=lambda t: t.symbol)
+        ),
+        pairs=pairs_by_venue(dict(zip(venues, found, strict=True))),
+    )
+    return web.json_response(catalog.model_dump(mode="json", by_alias=True))
+
+
+def pairs_by_venue(found: Mapping[str, frozenset[frozenset[str]]]) -> tuple[PairInfo, ...]:
+    """Each pair any venue has, with the venues that have it, all sorted."""
+    venues: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+    for name in sorted(found):
+        for pair in found[name]:
+            first, second = sorted(pair)
+            venues[first, second].append(name)
+    return tuple(PairInfo(tokens=pair, venues=tuple(venues[pair])) for pair in sorted(venues))
+
+
+async def read_listing(request: web.Request, names: list[str]) -> ListingRequest:
+    """The listing a POST carries, on one of the venues `names`, or why it cannot be read.
+
+    As an order is read: JSON in UTF-8 (415 otherwise), within the request timeout (408), no
+    larger than `max_body_bytes` (413); unreadable JSON is a 400, an invalid listing a 422
+    naming each bad field. Only an uncompressed body is taken.
+    """
+    _require_json(request)
+    body = read_json(await _read_body(request))
+    if not isinstance(body, dict):
+        raise InvalidListing("a listing must be a JSON object", details=[])
+    try:
+        return ListingRequest.model_validate(body, context={LISTABLE: names})
+    except ValidationError as error:
+        raise InvalidListing("invalid listing", details=field_reasons(error)) from error
+
+
+def _require_json(request: web.Request) -> None:
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(
+            "a listing must be sent with Content-Type: application/json, in UTF-8"
+        )
+    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("a listing must be sent uncompressed")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    timeout_s = request.app[SETTINGS].request_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    except (web.RequestPayloadError, ConnectionError):
+        raise BadRequest("the request body was cut short or badly framed") from None
+
+
+async def list_pool(
+    engine: Engine,
+    repository: Repository,
+    venue: Listable,
+    token: str,
+    quote_token: str,
+    price: Decimal,
+    liquidity: Decimal,
+) -> Listing:
+    """List the pool on `venue`, then wake this engine's snipers and tell the other engines."""
+    listing = await venue.list_pool(token, quote_token, price, liquidity)
+    engine.listing_added()
+    await announce(repository)
+    return listing
+
+
+async def announce(repository: Repository) -> None:
+    """NOTIFY the other engines that this one listed a pool.
+
+    Only a hint: one that is lost is logged, and their venues still learn the listing from the
+    chain the next time they look for its pair or are asked for their pairs.
+    """
+    try:
+        await repository.notify(LISTINGS_CHANNEL, listing_payload(repository.owner))
+    except Exception as error:
+        log.warning("listing_announcement_lost", error=repr(error))
+
+
+async def learn(venues: Venues) -> None:
+    """Have every venue read the listings on its chain, registering the tokens they list.
+
+    Done at start, before the engine takes up orders: an order on a token listed before this
+    engine started must validate, and its swap be built, as on the engine that listed it.
+    """
+    await asyncio.gather(*(venue.pairs() for venue in venues.values()))
+
+
+@asynccontextmanager
+async def learning(engine: Engine) -> AsyncIterator[Callable[[], None]]:
+    """The listener's `on_listing`: another engine listed a pool.
+
+    The callback only sets an event, as a listener's callback must not block; a task then
+    has the venues learn what was listed, and only then wakes the sniper orders, so that they
+    find the new pool and its token. Announcements heard meanwhile are served by one pass.
+    """
+    heard = asyncio.Event()
+    task = asyncio.create_task(_learn_when_heard(engine, heard), name="listings-learner")
+    try:
+        yield heard.set
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _learn_when_heard(engine: Engine, heard: asyncio.Event) -> None:
+    while True:
+        await heard.wait()
+        heard.clear()
+        try:
+            await learn(engine.venues)
+        except Exception as error:
+            log.warning("listings_not_learnt", error=repr(error))
+        engine.listing_added()
+
+
+@asynccontextmanager
+async def demo_lister(
+    engine: Engine, repository: Repository, interval_s: float | None
+) -> AsyncIterator[None]:
+    """Every `interval_s` (if set), list a fresh token on a venue that takes listings.
+
+    For demonstrations: sniper orders have something to wait for. Stopped on exit.
+    """
+    if interval_s is None:
+        yield
+        return
+    task = asyncio.create_task(
+        _list_demo_tokens(engine, repository, interval_s, random.Random()), name="demo-lister"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _list_demo_tokens(
+    engine: Engine, repository: Repository, interval_s: float, rng: random.Random
+) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await _list_demo_token(engine, repository, rng)
+        except Exception as error:
+            log.warning("demo_listing_failed", error=repr(error))
+
+
+async def _list_demo_token(engine: Engine, repository: Repository, rng: random.Random) -> None:
+    """A new symbol (`DEMO` and 4 letters or digits) priced in SOL, on a random venue.
+
+    Its price is 0.000001 to 0.001 SOL, and its pool holds 50 to 500 SOL.
+    """
+    venues = listable(engine.venues)
+    if not venues:
+        log.warning("demo_listing_skipped", reason="no venue takes listings")
+        return
+    venue = venues[rng.choice(sorted(venues))]
+    symbol = DEMO_PREFIX + "".join(rng.choices(DEMO_ALPHABET, k=4))
+    price = Decimal(rng.randint(1, 1000)).scaleb(-6)
+    liquidity = Decimal(rng.randint(50, 500))
+    listing = await list_pool(engine, repository, venue, symbol, DEMO_QUOTE_TOKEN, price, liquidity)
+    log.info("demo_listing", **listing.model_dump(mode="json"))

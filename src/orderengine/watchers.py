@@ -1,0 +1,168 @@
+"""What wakes the orders that wait: price watchers for limit orders, listings for snipers.
+
+Prices are watched per pair (tokenIn, tokenOut), not per order. Every engine runs one
+`PriceWatcher`; each poll it leases the pairs limit orders wait on that no other live engine
+watches (`Repository.watch_pairs`), so each pair is watched by one engine at a time, and asks
+every venue for the pair's best net price at a reference amount. One statement then records
+the price, makes due the orders whose limit it reaches, and reports the price to the others
+when it has moved enough (`Repository.watched_price`). A thousand orders waiting on one pair
+cost the same quotes as one. The watcher's quotes take no rate token: only the executions
+they trigger do.
+
+A woken limit order is then routed with its own amount; if that price is under its limit it
+goes back to waiting (`Engine`). Snipers wait for a venue to list their pair: the
+`ListingWatcher` checks when a listing is announced (here or by another engine), when a
+sniper starts waiting, and every sweep in case an announcement was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from decimal import ROUND_DOWN, Decimal
+
+import structlog
+
+from orderengine.domain import OrderEvent
+from orderengine.errors import NoRoute, OrderEngineError
+from orderengine.repository import Repository
+from orderengine.router import Router
+from orderengine.tokens import TOKENS
+from orderengine.venues.venue import Venue
+
+log = structlog.get_logger(__name__)
+
+REFERENCE_USD = Decimal(100)
+"""A watcher quotes about this many dollars' worth of the token sold: a small order's price."""
+RECHECK_POLLS = 5
+"""Polls an order that went back to waiting sits out before the price may wake it again."""
+MIN_POLL_S = 0.05
+"""The shortest poll interval, whatever the latency scale: at a scale of 0 the watchers still
+leave the database and the venues time for everything else."""
+
+
+def reference_amount(symbol: str) -> Decimal:
+    """The amount of `symbol` a price watcher quotes: `REFERENCE_USD` worth, at least a unit."""
+    token = TOKENS[symbol]
+    amount = (REFERENCE_USD / token.usd_price).quantize(token.unit, rounding=ROUND_DOWN)
+    return max(amount, token.unit)
+
+
+class PriceWatcher:
+    """Watches the prices of the pairs this engine leases, every `poll_s`."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        router: Router,
+        *,
+        poll_s: float,
+        lease_s: float,
+        event_bps: float,
+        on_events: Callable[[list[OrderEvent]], None],
+        on_woken: Callable[[], None],
+    ) -> None:
+        self._repository = repository
+        self._router = router
+        self._poll_s = max(poll_s, MIN_POLL_S)
+        self._lease_s = max(lease_s, 3 * self._poll_s)
+        self._event_bps = event_bps
+        self._on_events = on_events
+        self._on_woken = on_woken
+
+    @property
+    def recheck_s(self) -> float:
+        """How long an order that went back to waiting sits out before it may be woken."""
+        return RECHECK_POLLS * self._poll_s
+
+    async def run(self) -> None:
+        """Poll until cancelled; a failed poll is logged, and the next one tries again."""
+        while True:
+            try:
+                await self.poll()
+            except OrderEngineError as error:
+                log.warning("price_watch_failed", error=error.message)
+            except Exception:
+                log.exception("price_watch_crashed")
+            await asyncio.sleep(self._poll_s)
+
+    async def poll(self) -> None:
+        """Watch every pair this engine leases now, at once."""
+        pairs = await self._repository.watch_pairs(self._lease_s)
+        await asyncio.gather(*(self._watch(token_in, token_out) for token_in, token_out in pairs))
+
+    async def stop(self) -> None:
+        """Give the watches back, for another engine to take at its next poll."""
+        with contextlib.suppress(OrderEngineError):
+            await self._repository.stop_watching()
+
+    async def _watch(self, token_in: str, token_out: str) -> None:
+        try:
+            decision = await self._router.route(
+                token_in, token_out, reference_amount(token_in), quiet=True
+            )
+        except NoRoute as error:
+            log.info("price_unavailable", token_in=token_in, token_out=token_out, why=error.details)
+            return
+        events, woken = await self._repository.watched_price(
+            token_in, token_out, decision.best.price, self._event_bps
+        )
+        self._on_events(events)
+        if woken:
+            log.info("limit_orders_woken", token_in=token_in, token_out=token_out, count=woken)
+            self._on_woken()
+
+
+class ListingWatcher:
+    """Wakes the sniper orders whose pair a venue now lists."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        venues: Iterable[Venue],
+        *,
+        every_s: float,
+        on_woken: Callable[[], None],
+    ) -> None:
+        self._repository = repository
+        self._venues = tuple(venues)
+        self._every_s = every_s
+        self._on_woken = on_woken
+        self._poke = asyncio.Event()
+
+    def poke(self) -> None:
+        """Check soon: a pair may have been listed, or a sniper started waiting."""
+        self._poke.set()
+
+    async def run(self) -> None:
+        """Check when poked, and every `every_s` at least, until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self._every_s)
+            self._poke.clear()
+            try:
+                await self.check()
+            except OrderEngineError as error:
+                log.warning("listing_check_failed", error=error.message)
+            except Exception:
+                log.exception("listing_check_crashed")
+
+    async def check(self) -> None:
+        """Wake the snipers waiting for a pair some venue lists now."""
+        awaited = await self._repository.awaited_listings()
+        if not awaited:
+            return
+        listed = await self.listed()
+        due = awaited & listed
+        if not due:
+            return
+        woken = await self._repository.wake_listed(due)
+        if woken:
+            log.info("snipers_woken", count=woken, pairs=sorted("/".join(sorted(p)) for p in due))
+            self._on_woken()
+
+    async def listed(self) -> set[frozenset[str]]:
+        """Every pair some venue lists now."""
+        pairs = await asyncio.gather(*(venue.pairs() for venue in self._venues))
+        return set().union(*pairs)

@@ -1,0 +1,143 @@
+"""The store's side of waiting orders: pair watches leased once, prices recorded, orders woken."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from orderengine.domain import Awaited, NewOrder, Order, OrderRequest
+from orderengine.repository import Repository
+
+LEASE_S = 10.0
+
+
+def waiting(limit: str, *, token_in: str = "SOL", token_out: str = "USDC") -> NewOrder:
+    request = OrderRequest.model_validate(
+        {
+            "type": "limit",
+            "tokenIn": token_in,
+            "tokenOut": token_out,
+            "amountIn": "1",
+            "limitPrice": limit,
+        }
+    )
+    awaits: Awaited = "price"
+    return NewOrder(
+        request=request, awaits=awaits, expires_at=datetime.now(UTC) + timedelta(hours=1)
+    )
+
+
+async def create(repository: Repository, *orders: NewOrder) -> list[Order]:
+    created = await repository.create_orders(list(orders))
+    result = []
+    for outcome in created:
+        assert isinstance(outcome, tuple)
+        result.append(outcome[0])
+    return result
+
+
+@pytest.fixture
+async def other(database_url: str) -> AsyncIterator[Repository]:
+    """A second engine's door to the same database."""
+    repository = await Repository.connect(database_url, 2, 5.0)
+    yield repository
+    await repository.close()
+
+
+async def test_waiting_orders_are_not_claimed(repository: Repository) -> None:
+    await create(repository, waiting("150"))
+
+    due, next_due_s = await repository.waiting()
+
+    assert await repository.claim(10, LEASE_S) == []
+    assert due == 0
+    assert next_due_s == pytest.approx(3600, abs=5)  # its expiry
+
+
+async def test_each_pair_is_watched_by_one_engine(
+    repository: Repository, other: Repository
+) -> None:
+    await create(repository, waiting("150"), waiting("0.01", token_in="USDC", token_out="SOL"))
+
+    await repository.watch_pairs(LEASE_S)
+    mine = await repository.watch_pairs(LEASE_S)
+    theirs = await other.watch_pairs(LEASE_S)
+
+    assert mine == [("SOL", "USDC"), ("USDC", "SOL")]
+    assert theirs == []
+    await repository.stop_watching()
+    assert await other.watch_pairs(LEASE_S) == mine
+
+
+async def test_a_price_wakes_the_orders_it_reaches_lowest_limit_first(
+    repository: Repository,
+) -> None:
+    high, low, never, middle = await create(
+        repository, waiting("149"), waiting("120"), waiting("151"), waiting("140")
+    )
+    await repository.watch_pairs(LEASE_S)
+    await repository.watch_pairs(LEASE_S)
+
+    events, woken = await repository.watched_price("SOL", "USDC", Decimal(150), 50)
+    claimed = await repository.claim(10, LEASE_S)
+
+    assert woken == 3
+    assert [order.order_id for order in claimed] == [low.order_id, middle.order_id, high.order_id]
+    assert all(order.awaits is None for order in claimed)
+    assert [event.order_id for event in events] == [never.order_id]
+    assert events[0].details == {"waiting": "price", "limitPrice": "151", "bestPrice": "150"}
+    assert events[0].seq == 2
+
+
+async def test_news_goes_out_only_when_the_price_moved_enough(repository: Repository) -> None:
+    (order,) = await create(repository, waiting("500"))
+    await repository.watch_pairs(LEASE_S)
+    await repository.watch_pairs(LEASE_S)
+
+    first, _ = await repository.watched_price("SOL", "USDC", Decimal(100), 50)
+    small, _ = await repository.watched_price("SOL", "USDC", Decimal("100.4"), 50)
+    large, _ = await repository.watched_price("SOL", "USDC", Decimal("100.5"), 50)
+
+    assert [e.seq for e in first] == [2]
+    assert small == []
+    assert [e.seq for e in large] == [3]
+    assert (await repository.get_order(order.order_id)).best_price == Decimal("100.5")
+
+
+async def test_a_new_order_starts_with_the_last_price_reported(repository: Repository) -> None:
+    await create(repository, waiting("500"))
+    await repository.watch_pairs(LEASE_S)
+    await repository.watch_pairs(LEASE_S)
+    await repository.watched_price("SOL", "USDC", Decimal("101.25"), 50)
+
+    (late,) = await create(repository, waiting("400"))
+    (first,) = await repository.events(late.order_id)
+
+    assert late.best_price == Decimal("101.25")
+    assert first.details == {"waiting": "price", "limitPrice": "400", "bestPrice": "101.25"}
+
+
+async def test_only_the_watching_engine_records_a_price(
+    repository: Repository, other: Repository
+) -> None:
+    await create(repository, waiting("120"))
+    await repository.watch_pairs(LEASE_S)
+    await repository.watch_pairs(LEASE_S)
+
+    events, woken = await other.watched_price("SOL", "USDC", Decimal(150), 50)
+
+    assert (events, woken) == ([], 0)
+    assert await other.claim(10, LEASE_S) == []
+
+
+async def test_an_expired_waiting_order_is_claimed_to_be_ended(repository: Repository) -> None:
+    new = waiting("500").model_copy(update={"expires_at": datetime.now(UTC) - timedelta(seconds=1)})
+    (order,) = await create(repository, new)
+
+    (claimed,) = await repository.claim(10, LEASE_S)
+
+    assert claimed.order_id == order.order_id
+    assert claimed.expired(datetime.now(UTC))

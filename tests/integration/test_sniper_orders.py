@@ -1,0 +1,152 @@
+"""Sniper orders: they wait for a venue to list their pair, and buy the moment one does."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+from orderengine.keys import ENGINE
+from tests.harness import Client, StartApp
+from tests.polling import eventually
+from tests.streams import submit, wait_terminal
+
+
+def new_symbol() -> str:
+    """A symbol no venue lists: tokens are known process-wide, so each test lists its own."""
+    return "S" + uuid4().hex[:8].upper()
+
+
+def sniper(token: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "sniper",
+        "tokenIn": "SOL",
+        "tokenOut": token,
+        "amountIn": "0.5",
+        "slippageBps": 500,
+        **fields,
+    }
+
+
+async def list_token(
+    client: Client, token: str, dex: str = "meteora", price: str = "0.0001"
+) -> None:
+    response = await client.post(
+        "/api/simulation/listings",
+        json={"dex": dex, "token": token, "quoteToken": "SOL", "price": price, "liquidity": "5000"},
+    )
+    assert response.status == 201, await response.text()
+
+
+async def order(client: Client, order_id: str) -> dict[str, Any]:
+    response = await client.get(f"/api/orders/{order_id}")
+    assert response.status == 200
+    result: dict[str, Any] = await response.json()
+    return result
+
+
+async def test_a_sniper_waits_for_its_listing_and_buys_only_where_listed(
+    client: Client,
+) -> None:
+    token = new_symbol()
+    order_id = await submit(client, sniper(token.lower()))
+
+    waiting = await order(client, order_id)
+    assert waiting["status"] == "pending"
+    assert waiting["waiting"] == "listing"
+    assert waiting["tokenOut"] == token
+    assert waiting["events"][0]["waiting"] == "listing"
+    assert waiting["events"][0]["token"] == token
+
+    await list_token(client, token, dex="meteora")
+    done = await wait_terminal(client, order_id)
+
+    assert done["status"] == "confirmed"
+    assert done["dex"] == "meteora"
+    routing = next(e for e in done["events"] if e["status"] == "routing")
+    assert [quote["dex"] for quote in routing["quotes"]] == ["meteora"]
+    assert "raydium" in routing["unavailable"]
+    assert Decimal(done["amountOut"]) > 4000
+
+
+async def test_a_sniper_for_a_listed_pair_buys_at_once(client: Client) -> None:
+    token = new_symbol()
+    await list_token(client, token, dex="raydium")
+
+    response = await client.post("/api/orders/execute", json=sniper(token))
+    body = await response.json()
+    done = await wait_terminal(client, body["orderId"])
+
+    assert body["waiting"] is None
+    assert done["status"] == "confirmed"
+    assert done["dex"] == "raydium"
+
+
+async def test_a_market_order_for_an_unlisted_token_is_refused(client: Client) -> None:
+    token = new_symbol()
+
+    response = await client.post("/api/orders/execute", json={**sniper(token), "type": "market"})
+
+    assert response.status == 422
+    details = (await response.json())["error"]["details"]
+    assert details[0]["field"] == "tokenOut"
+    assert token in details[0]["message"]
+
+
+async def test_a_listing_on_another_engine_wakes_the_sniper(start_app: StartApp) -> None:
+    first = await start_app()
+    second = await start_app()
+    token = new_symbol()
+    order_id = await submit(first, sniper(token))
+
+    await list_token(second, token)
+    done = await wait_terminal(first, order_id)
+
+    assert done["status"] == "confirmed"
+
+
+async def test_a_sniper_is_woken_by_a_check_even_without_the_announcement(
+    client: Client,
+) -> None:
+    token = new_symbol()
+    order_id = await submit(client, sniper(token))
+    venue = client.app[ENGINE].venues["raydium"]
+
+    await venue.list_pool(token, "SOL", Decimal("0.0001"), Decimal(5000))  # no handler, no news
+    client.app[ENGINE].listing_added()
+    done = await wait_terminal(client, order_id)
+
+    assert done["status"] == "confirmed"
+    assert done["dex"] == "raydium"
+
+
+async def test_a_sniper_with_a_limit_waits_for_its_price_after_the_listing(
+    client: Client,
+) -> None:
+    token = new_symbol()
+    order_id = await submit(client, sniper(token, limitPrice="20000"))
+
+    await list_token(client, token, price="0.0001")  # 10,000 per SOL, under the limit
+    await eventually(lambda: _waits_for(client, order_id, "price"), limit_s=10)
+
+    waiting = await order(client, order_id)
+    assert waiting["status"] == "pending"
+    assert waiting["attempt"] == 1
+    assert "under the limit" in waiting["events"][-1]["reason"]
+
+
+async def _waits_for(client: Client, order_id: str, what: str) -> bool:
+    waiting: str | None = (await order(client, order_id))["waiting"]
+    return waiting == what
+
+
+async def test_a_waiting_sniper_can_be_cancelled(client: Client) -> None:
+    order_id = await submit(client, sniper(new_symbol()))
+
+    response = await client.delete(f"/api/orders/{order_id}")
+    body = await response.json()
+
+    assert response.status == 200
+    assert body["status"] == "failed"
+    assert body["waiting"] is None
+    assert body["events"][-1]["cancelled"] is True
