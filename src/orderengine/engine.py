@@ -205,9 +205,10 @@ class Engine:
         return request.expires_at or default
 
     def _accepted(self, order: Order) -> None:
-        """A new order is committed: tell its watchers, and wake the dispatcher or a watcher.
+        """A new order is committed: tell its watchers, and wake the dispatcher.
 
-        A sniper that starts waiting has the listings checked once more: a listing committed
+        The dispatcher claims an order that is due, and learns when a waiting one expires. A
+        sniper that starts waiting has the listings checked once more: a listing committed
         while the order was, whose own check could not see it, is not missed.
         """
         self._metrics.accepted.inc()
@@ -223,10 +224,9 @@ class Engine:
         self._hub.publish(event)
         if order.awaits == "listing":
             self._listings.poke()
-        if order.awaits is not None:
-            return
-        self._waiting += 1
-        self._accepted_count += 1
+        if order.awaits is None:
+            self._waiting += 1
+            self._accepted_count += 1
         self.wake()
 
     def wake(self) -> None:
