@@ -613,9 +613,9 @@ class Repository:
     async def watch_pairs(self, lease_s: float) -> list[tuple[str, str]]:
         """Lease the price watch of every pair limit orders wait on that no live engine watches.
 
-        The pairs (tokenIn, tokenOut) this engine watches now, its leases renewed. A pair
-        first waited on is added here and leased from the next call. Engines calling at once
-        never lease the same pair: the update re-reads a row another one changed meanwhile.
+        The pairs (tokenIn, tokenOut) this engine watches now, its leases renewed; a pair
+        first waited on is added. Engines calling at once never lease the same pair: the
+        update re-reads a row another one changed meanwhile.
         """
         async with self._connection() as connection, connection.transaction():
             await connection.execute(

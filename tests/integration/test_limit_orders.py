@@ -9,7 +9,7 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -18,7 +18,7 @@ from orderengine.keys import ENGINE
 from orderengine.transaction import Transaction
 from orderengine.venues.simulated import SimulatedVenue
 from orderengine.venues.values import Execution, Quote
-from orderengine.venues.venue import Venue
+from orderengine.venues.venue import Venue, VenueFactory
 from orderengine.watchers import reference_amount
 from tests.harness import Client, StartApp
 from tests.polling import eventually
@@ -255,30 +255,68 @@ async def test_a_slippage_rejection_spends_an_attempt_and_waits_for_the_price(
 
 
 class Counting(Wrapped):
-    """Counts the quotes asked of it, by pair."""
+    """Counts the quotes asked of it, by pair, into a counter it shares with its kin."""
 
-    quotes: ClassVar[Counter[tuple[str, str]]] = Counter()
+    def __init__(self, inner: Venue, quotes: Counter[tuple[str, str]]) -> None:
+        super().__init__(inner)
+        self.quotes = quotes
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
-        Counting.quotes[(token_in, token_out)] += 1
+        self.quotes[(token_in, token_out)] += 1
         return await super().quote(token_in, token_out, amount_in)
 
 
-def counting(venue: Venue) -> Venue:
-    return Counting(venue)
+def counting(quotes: Counter[tuple[str, str]]) -> VenueFactory:
+    return wrapping(lambda venue: Counting(venue, quotes))
 
 
 async def test_a_thousand_waiting_orders_cost_the_quotes_of_one(start_app: StartApp) -> None:
-    Counting.quotes.clear()
-    client = await start_app(wrapping(counting), **WATCHING)
+    quotes: Counter[tuple[str, str]] = Counter()
+    client = await start_app(counting(quotes), **WATCHING)
     set_sol_price(client, Decimal(100))
     await asyncio.gather(*(submit(client, limit(str(200 + n % 50))) for n in range(1000)))
     lone = await submit(client, {**limit("5"), "tokenIn": "USDC", "tokenOut": "SOL"})
 
-    Counting.quotes.clear()
+    quotes.clear()
     await asyncio.sleep(1)
-    many, one = Counting.quotes[("SOL", "USDC")], Counting.quotes[("USDC", "SOL")]
+    many, one = quotes[("SOL", "USDC")], quotes[("USDC", "SOL")]
 
     assert one >= 2 * 3  # both venues, a few polls
     assert abs(many - one) <= 2
     assert (await order(client, lone))["status"] == "pending"
+
+
+async def test_several_engines_watch_each_pair_once(start_app: StartApp) -> None:
+    first_quotes: Counter[tuple[str, str]] = Counter()
+    second_quotes: Counter[tuple[str, str]] = Counter()
+    first = await start_app(counting(first_quotes), **WATCHING)
+    second = await start_app(counting(second_quotes), **WATCHING)
+    set_sol_price(first, Decimal(100))
+    set_sol_price(second, Decimal(100))
+    await submit(first, limit("500"))
+    await submit(second, limit("400"))
+    await asyncio.sleep(0.5)  # both engines have polled several times
+
+    first_quotes.clear()
+    second_quotes.clear()
+    await asyncio.sleep(0.5)
+
+    watchers = [n for n in (first_quotes, second_quotes) if n[("SOL", "USDC")] > 0]
+    assert len(watchers) == 1
+
+
+async def test_a_waiting_limit_order_can_be_cancelled(watching: Client) -> None:
+    set_sol_price(watching, Decimal(100))
+    order_id = await submit(watching, limit("500"))
+
+    response = await watching.delete(f"/api/orders/{order_id}")
+    body = await response.json()
+    set_sol_price(watching, Decimal(600))
+    await asyncio.sleep(0.3)  # several polls at a price that reaches the limit
+
+    assert response.status == 200
+    assert body["status"] == "failed"
+    assert body["events"][-1]["cancelled"] is True
+    after = await order(watching, order_id)
+    assert after["status"] == "failed"
+    assert len(after["events"]) == len(body["events"])

@@ -76,4 +76,9 @@ def test_only_the_composition_root_constructs_venues() -> None:
 
 def test_only_the_app_imports_the_http_layer() -> None:
     assert importers("orderengine.api") == {"orderengine.app"}
+    assert importers("orderengine.listings") == {"orderengine.app"}
     assert importers("orderengine.stream") == {"orderengine.app", "orderengine.api"}
+
+
+def test_only_the_engine_runs_the_watchers() -> None:
+    assert importers("orderengine.watchers") == {"orderengine.engine"}
