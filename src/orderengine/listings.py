@@ -23,26 +23,23 @@ from decimal import Decimal
 from typing import Annotated
 
 import structlog
-from aiohttp import hdrs, web
+from aiohttp import web
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic.alias_generators import to_camel
 
-from orderengine.domain import DECIMAL_TEXT
+from orderengine.domain import plain_decimal_text
 from orderengine.engine import Engine
 from orderengine.errors import (
-    BadRequest,
     InvalidListing,
-    RequestTimeout,
-    UnsupportedMediaType,
 )
-from orderengine.keys import ENGINE, REPOSITORY, SETTINGS
+from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.model import Model
 from orderengine.notifications import LISTINGS_CHANNEL, listing_payload
 from orderengine.repository import Repository
 from orderengine.tokens import SYMBOL, TOKENS, token_named
 from orderengine.venues.values import Listing
 from orderengine.venues.venue import Listable, Venues
-from orderengine.wire import field_reasons, read_json
+from orderengine.wire import field_reasons, read_body, read_json
 
 log = structlog.get_logger(__name__)
 
@@ -105,15 +102,7 @@ class ListingRequest(Model):
     @classmethod
     def plain_decimal_text(cls, value: object, info: ValidationInfo) -> object:
         """A number, or a string of ASCII digits as JSON writes a number (as `amountIn`)."""
-        if isinstance(value, bool):
-            raise ValueError(f"{info.field_name} must be a decimal string or number")
-        if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value):
-            raise PydanticCustomError(
-                "decimal_parsing",
-                '{field} must be a decimal number in ASCII digits, like "0.5"',
-                {"field": info.field_name},
-            )
-        return value
+        return plain_decimal_text(value, to_camel(info.field_name or ""))
 
 
 class TokenInfo(Model):
@@ -190,38 +179,16 @@ async def read_listing(request: web.Request, names: list[str]) -> ListingRequest
     """The listing a POST carries, on one of the venues `names`, or why it cannot be read.
 
     As an order is read: JSON in UTF-8 (415 otherwise), within the request timeout (408), no
-    larger than `max_body_bytes` (413); unreadable JSON is a 400, an invalid listing a 422
-    naming each bad field. Only an uncompressed body is taken.
+    larger than `max_body_bytes` once decoded (413); unreadable JSON is a 400, an invalid
+    listing a 422 naming each bad field.
     """
-    _require_json(request)
-    body = read_json(await _read_body(request))
+    body = read_json(await read_body(request, "a listing"))
     if not isinstance(body, dict):
         raise InvalidListing("a listing must be a JSON object", details=[])
     try:
         return ListingRequest.model_validate(body, context={LISTABLE: names})
     except ValidationError as error:
         raise InvalidListing("invalid listing", details=field_reasons(error)) from error
-
-
-def _require_json(request: web.Request) -> None:
-    charset = (request.charset or "utf-8").lower()
-    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
-        raise UnsupportedMediaType(
-            "a listing must be sent with Content-Type: application/json, in UTF-8"
-        )
-    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("a listing must be sent uncompressed")
-
-
-async def _read_body(request: web.Request) -> bytes:
-    timeout_s = request.app[SETTINGS].request_timeout_s
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await request.read()
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
-    except (web.RequestPayloadError, ConnectionError):
-        raise BadRequest("the request body was cut short or badly framed") from None
 
 
 async def list_pool(

@@ -264,25 +264,31 @@ def order_from_message(request: web.Request, data: bytes | str) -> OrderRequest:
 
 
 async def read_order(request: web.Request) -> OrderRequest:
-    """The order a POST carries, or why it cannot be read.
+    """The order a POST carries, or why it cannot be read (`read_body`)."""
+    settings = request.app[SETTINGS]
+    body = await read_body(request, "an order")
+    return parse_order(body, settings.max_amounts, settings.max_order_ttl_s)
+
+
+async def read_body(request: web.Request, what: str) -> bytes:
+    """The JSON body of a POST carrying `what` ("an order"), decoded, or why it cannot be.
 
     It must be JSON (415 otherwise, which also makes a browser ask first: a cross-site form
     cannot send it), in no content coding or gzip or deflate (415 for any other), arrive
     within the request timeout (408), and be at most `max_body_bytes` once decoded (413).
     """
     settings = request.app[SETTINGS]
-    _require_json(request)
+    _require_json(request, what)
     coding = _content_coding(request)
     raw = await _read_body(request, settings.request_timeout_s)
-    body = _decoded(raw, coding, settings.max_body_bytes) if coding else raw
-    return parse_order(body, settings.max_amounts, settings.max_order_ttl_s)
+    return _decoded(raw, coding, settings.max_body_bytes) if coding else raw
 
 
-def _require_json(request: web.Request) -> None:
+def _require_json(request: web.Request, what: str) -> None:
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(
-            "an order must be sent with Content-Type: application/json, in UTF-8"
+            f"{what} must be sent with Content-Type: application/json, in UTF-8"
         )
 
 

@@ -279,10 +279,16 @@ async def test_a_body_that_is_not_a_json_object_is_a_422(client: Client) -> None
             "request_entity_too_large",
         ),
         (
-            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
-            gzip.compress(b"{}"),
+            {"Content-Type": "application/json", "Content-Encoding": "br"},
+            b"{}",
             415,
             "unsupported_media_type",
+        ),
+        (
+            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            gzip.compress(b"[]"),
+            422,
+            "invalid_listing",
         ),
     ],
 )
