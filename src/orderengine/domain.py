@@ -458,6 +458,13 @@ class Waiting(EventDetails):
     token: str | None = None
     reason: str | None = None
 
+    def stored(self) -> dict[str, Any]:
+        """As every kind's, but a wait for the price always says the best one (null: unknown)."""
+        stored = super().stored()
+        if self.waiting == "price":
+            stored.setdefault("bestPrice", None)
+        return stored
+
     @classmethod
     def first(cls, order: Order) -> Waiting | None:
         """The first event's details of an order that waits; None for one that does not."""

@@ -239,8 +239,20 @@ class Engine:
         return self._venues
 
     def listing_added(self) -> None:
-        """A venue listed a new pair (here or on another engine): wake the snipers it serves."""
+        """Another engine listed a pair: wake the snipers it serves, soon."""
         self._listings.poke()
+
+    async def listed(self) -> None:
+        """A venue of this engine listed a pair: wake the snipers it serves before returning.
+
+        So a listing's answer comes once its snipers are due, and being claimed. If the
+        database fails the check, it is left to the listing watcher to try again.
+        """
+        try:
+            await self._listings.check()
+        except OrderEngineError as error:
+            log.warning("snipers_not_woken", error=error.message)
+            self._listings.poke()
 
     def _drain_time_s(self) -> int:
         per_second = min(self._settings.rate_per_minute / 60, float(self._settings.concurrency))

@@ -200,9 +200,12 @@ async def list_pool(
     price: Decimal,
     liquidity: Decimal,
 ) -> Listing:
-    """List the pool on `venue`, then wake this engine's snipers and tell the other engines."""
+    """List the pool on `venue`, wake the snipers waiting for it, and tell the other engines.
+
+    The snipers are due once this returns, whichever engine will take them.
+    """
     listing = await venue.list_pool(token, quote_token, price, liquidity)
-    engine.listing_added()
+    await engine.listed()
     await announce(repository)
     return listing
 

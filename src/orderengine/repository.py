@@ -49,8 +49,8 @@ EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
 EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
 FIRST_DETAILS = """
     CASE awaits
-        WHEN 'price' THEN jsonb_strip_nulls(jsonb_build_object(
-            'waiting', 'price', 'limitPrice', limit_price::text, 'bestPrice', best_price::text))
+        WHEN 'price' THEN jsonb_build_object(
+            'waiting', 'price', 'limitPrice', limit_price::text, 'bestPrice', best_price::text)
         WHEN 'listing' THEN jsonb_build_object('waiting', 'listing', 'token', token_out)
         ELSE '{}'::jsonb
     END"""

@@ -77,6 +77,7 @@ async def test_a_limit_order_waits_until_the_price_reaches_it(watching: Client) 
     assert first["status"] == "pending"
     assert first["waiting"] == "price"
     assert first["limitPrice"] == "140"
+    assert "bestPrice" in first  # null until the pair's price is first watched
 
     await eventually(lambda: _watched(watching, order_id))
     waiting = await order(watching, order_id)
@@ -320,3 +321,17 @@ async def test_a_waiting_limit_order_can_be_cancelled(watching: Client) -> None:
     after = await order(watching, order_id)
     assert after["status"] == "failed"
     assert len(after["events"]) == len(body["events"])
+
+
+async def test_watching_takes_no_rate_token(start_app: StartApp) -> None:
+    client = await start_app(**WATCHING, rate_per_minute=1, rate_burst=1)
+    set_sol_price(client, Decimal(100))
+    waiting_id = await submit(client, limit("500"))
+    await eventually(lambda: _watched(client, waiting_id))
+    await asyncio.sleep(0.3)  # several more polls
+
+    market = {**limit("1"), "type": "market"}
+    del market["limitPrice"]
+    done = await wait_terminal(client, await submit(client, market))
+
+    assert done["status"] == "confirmed"  # the one token was still there to take

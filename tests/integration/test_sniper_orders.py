@@ -150,3 +150,14 @@ async def test_a_waiting_sniper_can_be_cancelled(client: Client) -> None:
     assert body["status"] == "failed"
     assert body["waiting"] is None
     assert body["events"][-1]["cancelled"] is True
+
+
+async def test_a_sniper_is_due_when_its_listing_is_answered(client: Client) -> None:
+    token = new_symbol()
+    order_id = await submit(client, sniper(token))
+
+    await list_token(client, token)
+    at_once = await order(client, order_id)
+
+    assert at_once["waiting"] is None
+    assert (await wait_terminal(client, order_id))["status"] == "confirmed"
