@@ -136,10 +136,11 @@ class ListingWatcher:
         self._poke.set()
 
     async def run(self) -> None:
-        """Check when poked, and every `every_s` at least, until cancelled."""
+        """Check now, then when poked and every `every_s` at least, until cancelled.
+
+        The first check finds what was listed while no engine ran.
+        """
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self._every_s)
             self._poke.clear()
             try:
                 await self.check()
@@ -147,6 +148,8 @@ class ListingWatcher:
                 log.warning("listing_check_failed", error=error.message)
             except Exception:
                 log.exception("listing_check_crashed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self._every_s)
 
     async def check(self) -> None:
         """Wake the snipers waiting for a pair some venue lists now."""

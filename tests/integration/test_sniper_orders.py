@@ -7,6 +7,8 @@ from typing import Any
 from uuid import uuid4
 
 from orderengine.keys import ENGINE
+from orderengine.venues.chain import Chain
+from orderengine.venues.pool import pool_address
 from tests.harness import Client, StartApp
 from tests.polling import eventually
 from tests.streams import submit, wait_terminal
@@ -132,7 +134,7 @@ async def test_a_sniper_with_a_limit_waits_for_its_price_after_the_listing(
     waiting = await order(client, order_id)
     assert waiting["status"] == "pending"
     assert waiting["attempt"] == 1
-    assert "under the limit" in waiting["events"][-1]["reason"]
+    assert any("under the limit" in e.get("reason", "") for e in waiting["events"])
 
 
 async def _waits_for(client: Client, order_id: str, what: str) -> bool:
@@ -161,3 +163,26 @@ async def test_a_sniper_is_due_when_its_listing_is_answered(client: Client) -> N
 
     assert at_once["waiting"] is None
     assert (await wait_terminal(client, order_id))["status"] == "confirmed"
+
+
+async def test_a_listing_made_while_no_engine_ran_fires_the_sniper_at_start(
+    start_app: StartApp, chain: Chain
+) -> None:
+    first = await start_app()
+    token = new_symbol()
+    order_id = await submit(first, sniper(token))
+    await first.close()
+
+    await chain.add_listing(
+        "raydium",
+        token,
+        "SOL",
+        Decimal("0.0001"),
+        Decimal(5000),
+        pool_address("raydium", token, "SOL"),
+    )
+    restarted = await start_app()
+    done = await wait_terminal(restarted, order_id)
+
+    assert done["status"] == "confirmed"
+    assert done["dex"] == "raydium"
