@@ -41,8 +41,9 @@ CREATE TABLE orders (
     awaits          text CHECK (awaits IN ('price', 'listing')),
     -- The best net price its waiting events last reported.
     best_price      numeric,
-    -- Claimed lowest first, then by position: snipers, market orders, crossed limits.
-    priority        real NOT NULL DEFAULT 0,
+    -- Claimed lowest first, then by position: snipers, market orders, crossed limits;
+    -- NULL while the order waits or once it has ended, when it is not claimed.
+    priority        real,
     idempotency_key text UNIQUE,
     -- SHA-256 of the canonical order body: a reused key with another body is a conflict.
     request_digest  text,
@@ -52,6 +53,8 @@ CREATE TABLE orders (
 
 -- Listings by status, and the unfinished orders found at start.
 CREATE INDEX orders_by_status ON orders (status, position);
+-- The orders engines claim, in the order they claim them.
+CREATE INDEX orders_due ON orders (priority, position) WHERE priority IS NOT NULL;
 -- The orders waiting on each pair, by limit: what the price watchers wake.
 CREATE INDEX orders_waiting ON orders (token_in, token_out, limit_price)
     WHERE awaits IS NOT NULL;

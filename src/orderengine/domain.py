@@ -476,6 +476,8 @@ class Waiting(EventDetails):
 
 
 EXPIRED_ERROR = "expired at {expires_at} before it could execute"
+EXPIRY_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""How an expired order's error writes its expiry: UTC, microseconds, always."""
 
 
 class Expired(EventDetails):
@@ -487,7 +489,8 @@ class Expired(EventDetails):
     @classmethod
     def of(cls, order: Order) -> Expired:
         assert order.expires_at is not None
-        return cls(error=EXPIRED_ERROR.format(expires_at=order.expires_at.isoformat()))
+        expires_at = order.expires_at.astimezone(UTC).strftime(EXPIRY_FORMAT)
+        return cls(error=EXPIRED_ERROR.format(expires_at=expires_at))
 
 
 class Recovered(EventDetails):

@@ -373,21 +373,31 @@ class Engine:
         return idle, len(claimed)
 
     async def _count_waiting(self, idle: int) -> float:
-        """Count the orders nobody works on; how long the dispatcher may sleep.
+        """Count the orders nobody works on, end those expired; how long to sleep.
 
         While every worker is busy, each finished order wakes the dispatcher, so the count
-        (a scan of the unfinished orders) is refreshed at most every `COUNT_EVERY_S`.
+        (a scan of the unfinished orders) is refreshed at most every `COUNT_EVERY_S`. The
+        dispatcher wakes for the next retry, the next lease of a dead engine to run out, the
+        next expiry, or the sweep, whichever comes first.
         """
         now = asyncio.get_running_loop().time()
         if not idle and now - self._counted_at < COUNT_EVERY_S:
             return self._settings.sweep_s
         accepted_before = self._accepted_count
-        waiting, next_due_s = await self._repository.waiting()
+        backlog = await self._repository.waiting()
         self._counted_at = now
-        self._waiting = waiting + self._accepted_count - accepted_before
-        if next_due_s is None:
-            return self._settings.sweep_s
-        return min(self._settings.sweep_s, next_due_s)
+        self._waiting = backlog.due + self._accepted_count - accepted_before
+        if backlog.next_expiry_s is not None and backlog.next_expiry_s <= 0:
+            await self._expire_due()
+            return 0
+        due_in = [s for s in (backlog.next_due_s, backlog.next_expiry_s) if s is not None]
+        return min([self._settings.sweep_s, *(max(0.0, s) for s in due_in)])
+
+    async def _expire_due(self) -> None:
+        """End every pending order whose expiry has come: one statement, however many."""
+        for order, event in await self._repository.expire():
+            self._committed(order, event)
+            log.info("order_expired", order_id=str(order.order_id), error=order.error)
 
     async def _renew(self) -> None:
         """Renew the leases this engine holds, a few times per lease length, until cancelled.

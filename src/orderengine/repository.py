@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any, Self, Unpack
+from typing import Any, NamedTuple, Self, Unpack
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -22,6 +22,7 @@ from orderengine.domain import (
     TRANSITIONS,
     Cancelled,
     EventDetails,
+    Expired,
     NewOrder,
     Order,
     OrderEvent,
@@ -55,6 +56,10 @@ FIRST_DETAILS = """
         ELSE '{}'::jsonb
     END"""
 """A new order's first event's details, as `Waiting.first` writes them for the order."""
+EXPIRED_ERROR_SQL = """'expired at '
+    || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    || ' before it could execute'"""
+"""An expired order's error, as `Expired.of` writes it (`EXPIRED_ERROR`, `EXPIRY_FORMAT`)."""
 WAITING_REPORT = """jsonb_build_object(
     'waiting', 'price', 'limitPrice', limit_price::text, 'bestPrice', best_price::text)"""
 """The details of a price watcher's news to an order waiting for its price."""
@@ -74,6 +79,28 @@ def _appended(order: Order, details: dict[str, Any]) -> OrderEvent:
         at=order.updated_at,
         details=details,
     )
+
+
+def _seconds(interval: Decimal | float | None) -> float | None:
+    """Seconds from now, as a query gave them; None when nothing is due."""
+    return float(interval) if interval is not None else None
+
+
+def _expired_details(order: Order) -> dict[str, Any]:
+    assert order.error is not None, "an expired order says why it failed"
+    return Expired(error=order.error).stored()
+
+
+class Backlog(NamedTuple):
+    """The orders no engine works on, as `Repository.waiting` counts them."""
+
+    due: int
+    """Orders that may be claimed now (waiting ones are not counted)."""
+    next_due_s: float | None
+    """Seconds until one more may be claimed: a retry falls due, another engine's lease runs
+    out; None if none will."""
+    next_expiry_s: float | None
+    """Seconds until a pending order expires (at most 0: one has); None if none will."""
 
 
 def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
@@ -195,10 +222,11 @@ class Repository:
             ), o AS (
                 INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
                                     status, idempotency_key, request_digest, limit_price,
-                                    expires_at, awaits, best_price)
+                                    expires_at, awaits, best_price, priority)
                 SELECT id, type, new.token_in, new.token_out, amount_in, slippage_bps,
                        'pending', idempotency_key, request_digest, limit_price, expires_at,
-                       awaits, CASE WHEN awaits = 'price' THEN watch.reported_price END
+                       awaits, CASE WHEN awaits = 'price' THEN watch.reported_price END,
+                       CASE WHEN awaits IS NULL THEN 0 END
                 FROM batch,
                      unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
                             $6::integer[], $7::text[], $8::text[], $9::numeric[],
@@ -341,24 +369,22 @@ class Repository:
     async def claim(self, limit: int, lease_s: float) -> list[Order]:
         """Take the lease of up to `limit` orders that are due and that no live engine holds.
 
-        Due: not waiting (for a price or a listing) and its retry time come, or expired before
-        anything was sent (the worker ends it). Lowest priority first, then oldest: snipers
-        woken by a listing, then market orders and retries, then limit orders the price
-        crossed, deepest first. One statement: the rows are locked with SKIP LOCKED, so
-        engines claiming at once never take the same order, and an expired lease (its
-        engine died, or lost the database) is taken over like a free one.
+        Due: with a priority (not waiting for a price or a listing, and not ended) and its
+        retry time come. Lowest priority first, then oldest: snipers woken by a listing, then
+        market orders and retries, then limit orders the price crossed, deepest first; the
+        partial index `orders_due` holds them in that order. One statement: the rows are
+        locked with SKIP LOCKED, so engines claiming at once never take the same order, and
+        an expired lease (its engine died, or lost the database) is taken over like a free
+        one.
         """
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
                 WITH due AS (
                     SELECT id AS due_id FROM orders
-                    WHERE status = ANY($1::order_status[])
+                    WHERE priority IS NOT NULL AND status = ANY($1::order_status[])
                       AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
-                      AND (
-                          (awaits IS NULL AND (next_attempt_at IS NULL
-                                               OR next_attempt_at <= clock_timestamp()))
-                          OR (expires_at <= clock_timestamp() AND status <> 'submitted'))
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
                     ORDER BY priority, position LIMIT $3
                     FOR UPDATE SKIP LOCKED
                 )
@@ -416,26 +442,26 @@ class Repository:
                 retry_after_s,
             )
 
-    async def waiting(self) -> tuple[int, float | None]:
-        """Unfinished orders no engine works on, and the seconds until one may next be claimed.
+    async def waiting(self) -> Backlog:
+        """What no engine works on: the due orders, and when the next one falls due or expires.
 
-        An order may next be claimed when its retry falls due, when another engine's lease
-        on it runs out (that engine died, or lost the database), or when it expires; the
-        seconds are None when no order waits for any of these. Orders waiting for their
-        price or a listing are not counted: they wait by design.
+        An order may next be claimed when its retry falls due, or when another engine's lease
+        on it runs out (that engine died, or lost the database). Orders waiting for their
+        price or a listing are not counted (they wait by design), but their expiries are
+        reported, for `expire` to end them on time.
         """
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 """
                 WITH now AS (SELECT clock_timestamp() AS at)
-                SELECT count(*) FILTER (WHERE free AND awaits IS NULL) AS waiting,
+                SELECT count(*) FILTER (WHERE free AND awaits IS NULL) AS due,
                        EXTRACT(EPOCH FROM LEAST(
                            min(next_attempt_at) FILTER (
                                WHERE free AND awaits IS NULL AND next_attempt_at > at),
-                           min(lease_expires_at) FILTER (WHERE NOT free AND lease_owner <> $2),
-                           min(expires_at) FILTER (
-                               WHERE free AND status <> 'submitted' AND expires_at > at)
-                       ) - at) AS next_due_in_s
+                           min(lease_expires_at) FILTER (WHERE NOT free AND lease_owner <> $2)
+                       ) - at) AS next_due_in_s,
+                       EXTRACT(EPOCH FROM min(expires_at) FILTER (
+                           WHERE free AND status = 'pending') - at) AS next_expiry_in_s
                 FROM now, LATERAL (
                     SELECT next_attempt_at, lease_owner, lease_expires_at, awaits, expires_at,
                            status, lease_owner IS NULL OR lease_expires_at < at AS free
@@ -447,9 +473,50 @@ class Repository:
                 self.owner,
             )
         if row is None:
-            return 0, None
-        due = row["next_due_in_s"]
-        return int(row["waiting"]), max(0.0, float(due)) if due is not None else None
+            return Backlog(0, None, None)
+        return Backlog(
+            int(row["due"]), _seconds(row["next_due_in_s"]), _seconds(row["next_expiry_in_s"])
+        )
+
+    async def expire(self) -> list[tuple[Order, OrderEvent]]:
+        """End `failed` every pending order whose expiry has come and that no live engine holds.
+
+        One statement, each order with an `Expired` event; nothing was sent for any of them
+        (a sent order is `submitted`, and only ever reconciled). The caller announces the
+        events, as after a transition.
+        """
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                f"""
+                WITH expired AS (
+                    SELECT id FROM orders
+                    WHERE status = 'pending' AND expires_at <= clock_timestamp()
+                      AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
+                    FOR UPDATE SKIP LOCKED
+                ), o AS (
+                    UPDATE orders SET
+                        status = 'failed',
+                        error = {EXPIRED_ERROR_SQL},
+                        awaits = NULL,
+                        priority = NULL,
+                        next_attempt_at = NULL,
+                        lease_owner = NULL,
+                        lease_expires_at = NULL,
+                        last_seq = last_seq + 1,
+                        updated_at = clock_timestamp()
+                    FROM expired WHERE orders.id = expired.id
+                    RETURNING orders.*
+                ), e AS (
+                    INSERT INTO order_events (order_id, seq, status, attempt, at, details)
+                    SELECT id, last_seq, status, attempt, updated_at,
+                           jsonb_build_object('error', error, 'expired', true)
+                    FROM o
+                )
+                SELECT {ORDER_COLUMNS} FROM o
+                """
+            )
+        ended = [_order(row) for row in rows]
+        return [(order, _appended(order, _expired_details(order))) for order in ended]
 
     async def notify(self, channel: str, payload: str) -> None:
         """Send a notification to every engine listening on `channel`."""
@@ -499,7 +566,8 @@ class Repository:
                         next_attempt_at = clock_timestamp() + $10::float8 * interval '1 second',
                         awaits = $17::text,
                         best_price = COALESCE($18, best_price),
-                        priority = CASE WHEN $17 IS NULL THEN priority ELSE 0 END,
+                        priority = CASE WHEN $19 OR $17 IS NOT NULL THEN NULL
+                                        ELSE COALESCE(priority, 0) END,
                         lease_owner = CASE WHEN $15 THEN NULL ELSE lease_owner END,
                         lease_expires_at = CASE WHEN $15 THEN NULL ELSE lease_expires_at END,
                         last_seq = last_seq + 1,
@@ -533,6 +601,7 @@ class Repository:
                 release and not status.terminal and "awaits" not in fields,
                 fields.get("awaits"),
                 fields.get("best_price"),
+                status.terminal,
             )
             if row is None:
                 current = await connection.fetchrow(
@@ -574,6 +643,7 @@ class Repository:
                             error = $3,
                             next_attempt_at = NULL,
                             awaits = NULL,
+                            priority = NULL,
                             lease_owner = NULL,
                             lease_expires_at = NULL,
                             last_seq = last_seq + 1,

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from orderengine.domain import Awaited, NewOrder, Order, OrderRequest
+from orderengine.domain import Awaited, Expired, NewOrder, Order, OrderRequest
 from orderengine.repository import Repository
 
 LEASE_S = 10.0
@@ -50,11 +50,12 @@ async def other(database_url: str) -> AsyncIterator[Repository]:
 async def test_waiting_orders_are_not_claimed(repository: Repository) -> None:
     await create(repository, waiting("150"))
 
-    due, next_due_s = await repository.waiting()
+    backlog = await repository.waiting()
 
     assert await repository.claim(10, LEASE_S) == []
-    assert due == 0
-    assert next_due_s == pytest.approx(3600, abs=5)  # its expiry
+    assert backlog.due == 0
+    assert backlog.next_due_s is None
+    assert backlog.next_expiry_s == pytest.approx(3600, abs=5)
 
 
 async def test_each_pair_is_watched_by_one_engine(
@@ -133,11 +134,24 @@ async def test_only_the_watching_engine_records_a_price(
     assert await other.claim(10, LEASE_S) == []
 
 
-async def test_an_expired_waiting_order_is_claimed_to_be_ended(repository: Repository) -> None:
-    new = waiting("500").model_copy(update={"expires_at": datetime.now(UTC) - timedelta(seconds=1)})
-    (order,) = await create(repository, new)
+async def test_expired_orders_end_in_one_statement_with_their_event(
+    repository: Repository,
+) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    waited = waiting("500").model_copy(update={"expires_at": past})
+    due = waiting("500").model_copy(update={"awaits": None, "expires_at": past})
+    later = waiting("500")
+    expired, retried, alive = await create(repository, waited, due, later)
 
-    (claimed,) = await repository.claim(10, LEASE_S)
+    assert (await repository.waiting()).next_expiry_s <= 0  # type: ignore[operator]
+    ended = await repository.expire()
 
-    assert claimed.order_id == order.order_id
-    assert claimed.expired(datetime.now(UTC))
+    assert {order.order_id for order, _ in ended} == {expired.order_id, retried.order_id}
+    for order, event in ended:
+        assert order.status == "failed"
+        assert order.error == Expired.of(order).error
+        assert event.details == {"error": order.error, "expired": True}
+        assert event.seq == 2
+        assert (await repository.events(order.order_id))[-1] == event
+    assert (await repository.get_order(alive.order_id)).status == "pending"
+    assert await repository.expire() == []
