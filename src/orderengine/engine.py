@@ -201,7 +201,8 @@ class Engine:
         """When a waiting order gives up: as requested, or after the default time to live."""
         if not request.waits:
             return None
-        default = datetime.now(UTC) + timedelta(seconds=self._settings.order_ttl_s)
+        ttl_s = min(self._settings.order_ttl_s, self._settings.max_order_ttl_s)
+        default = datetime.now(UTC) + timedelta(seconds=ttl_s)
         return request.expires_at or default
 
     def _accepted(self, order: Order) -> None:

@@ -225,7 +225,8 @@ class Repository:
                                     expires_at, awaits, best_price, priority)
                 SELECT id, type, new.token_in, new.token_out, amount_in, slippage_bps,
                        'pending', idempotency_key, request_digest, limit_price, expires_at,
-                       awaits, CASE WHEN awaits = 'price' THEN watch.reported_price END,
+                       awaits, CASE WHEN awaits = 'price' AND watch.lease_expires_at
+                                         >= clock_timestamp() THEN watch.reported_price END,
                        CASE WHEN awaits IS NULL THEN 0 END
                 FROM batch,
                      unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
@@ -684,8 +685,10 @@ class Repository:
         """Lease the price watch of every pair limit orders wait on that no live engine watches.
 
         The pairs (tokenIn, tokenOut) this engine watches now, its leases renewed; a pair
-        first waited on is added. Engines calling at once never lease the same pair: the
-        update re-reads a row another one changed meanwhile.
+        first waited on is added. A watch taken up afresh forgets the price last reported, so
+        that its first price is reported to every order waiting on the pair. Engines calling
+        at once never lease the same pair: the update re-reads a row another one changed
+        meanwhile.
         """
         async with self._connection() as connection, connection.transaction():
             await connection.execute(
@@ -700,7 +703,10 @@ class Repository:
                 """
                 UPDATE price_watch AS watch
                 SET lease_owner = $1,
-                    lease_expires_at = clock_timestamp() + $2 * interval '1 second'
+                    lease_expires_at = clock_timestamp() + $2 * interval '1 second',
+                    reported_price = CASE WHEN lease_owner = $1
+                                           AND lease_expires_at >= clock_timestamp()
+                                          THEN reported_price END
                 WHERE (lease_owner IS NULL OR lease_owner = $1
                        OR lease_expires_at < clock_timestamp())
                   AND EXISTS (

@@ -121,6 +121,21 @@ async def test_a_new_order_starts_with_the_last_price_reported(repository: Repos
     assert first.details == {"waiting": "price", "limitPrice": "400", "bestPrice": "101.25"}
 
 
+async def test_a_watch_taken_up_afresh_reports_its_first_price(repository: Repository) -> None:
+    (order,) = await create(repository, waiting("500"))
+    await repository.watch_pairs(LEASE_S)
+    await repository.watch_pairs(LEASE_S)
+    await repository.watched_price("SOL", "USDC", Decimal(100), 50)
+    await repository.stop_watching()
+
+    (unwatched,) = await create(repository, waiting("400"))
+    await repository.watch_pairs(LEASE_S)
+    events, _ = await repository.watched_price("SOL", "USDC", Decimal("100.1"), 50)
+
+    assert unwatched.best_price is None
+    assert {event.order_id for event in events} == {order.order_id, unwatched.order_id}
+
+
 async def test_only_the_watching_engine_records_a_price(
     repository: Repository, other: Repository
 ) -> None:
