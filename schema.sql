@@ -53,8 +53,10 @@ CREATE TABLE orders (
 
 -- Listings by status, and the unfinished orders found at start.
 CREATE INDEX orders_by_status ON orders (status, position);
--- The orders engines claim, in the order they claim them.
-CREATE INDEX orders_due ON orders (priority, position) WHERE priority IS NOT NULL;
+-- The orders engines may claim, in the order they claim them: an order leaves it while an
+-- engine holds it, so its status changes meanwhile add nothing to this index.
+CREATE INDEX orders_due ON orders (priority, position)
+    WHERE priority IS NOT NULL AND lease_owner IS NULL;
 -- The orders waiting on each pair, by limit: what the price watchers wake.
 CREATE INDEX orders_waiting ON orders (token_in, token_out, limit_price)
     WHERE awaits IS NOT NULL;

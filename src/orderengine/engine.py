@@ -377,9 +377,10 @@ class Engine:
         """Count the orders nobody works on, end those expired; how long to sleep.
 
         While every worker is busy, each finished order wakes the dispatcher, so the count
-        (a scan of the unfinished orders) is refreshed at most every `COUNT_EVERY_S`. The
-        dispatcher wakes for the next retry, the next lease of a dead engine to run out, the
-        next expiry, or the sweep, whichever comes first.
+        (a scan of the unfinished orders) is refreshed at most every `COUNT_EVERY_S`. Leases
+        that ran out unrenewed are given back, to be claimed at once. The dispatcher wakes for
+        the next retry, the next lease of a dead engine to run out, the next expiry, or the
+        sweep, whichever comes first.
         """
         now = asyncio.get_running_loop().time()
         if not idle and now - self._counted_at < COUNT_EVERY_S:
@@ -388,6 +389,10 @@ class Engine:
         backlog = await self._repository.waiting()
         self._counted_at = now
         self._waiting = backlog.due + self._accepted_count - accepted_before
+        if backlog.expired_leases:
+            released = await self._repository.release_expired()
+            log.info("expired_leases_released", count=released)
+            return 0
         if backlog.next_expiry_s is not None and backlog.next_expiry_s <= 0:
             await self._expire_due()
             return 0

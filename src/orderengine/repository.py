@@ -101,6 +101,8 @@ class Backlog(NamedTuple):
     out; None if none will."""
     next_expiry_s: float | None
     """Seconds until a pending order expires (at most 0: one has); None if none will."""
+    expired_leases: int
+    """Orders whose lease ran out unrenewed, to give back (`release_expired`)."""
 
 
 def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
@@ -370,21 +372,23 @@ class Repository:
     async def claim(self, limit: int, lease_s: float) -> list[Order]:
         """Take the lease of up to `limit` orders that are due and that no live engine holds.
 
-        Due: with a priority (not waiting for a price or a listing, and not ended) and its
-        retry time come. Lowest priority first, then oldest: snipers woken by a listing, then
-        market orders and retries, then limit orders the price crossed, deepest first; the
-        partial index `orders_due` holds them in that order. One statement: the rows are
-        locked with SKIP LOCKED, so engines claiming at once never take the same order, and
-        an expired lease (its engine died, or lost the database) is taken over like a free
-        one.
+        Due: with a priority (not waiting for a price or a listing, and not ended), no lease,
+        and its retry time come. Lowest priority first, then oldest: snipers woken by a
+        listing, then market orders and retries, then limit orders the price crossed,
+        deepest first. The partial index `orders_due` holds exactly the unleased orders with
+        a priority, in that order, so a claim reads little more than it takes, and an order's
+        status changes while it is leased add nothing to it. One statement: the rows are
+        locked with SKIP LOCKED, so engines claiming at once never take the same order. A
+        lease that ran out (its engine died, or lost the database) is first given back by
+        `release_expired`.
         """
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
                 WITH due AS (
                     SELECT id AS due_id FROM orders
-                    WHERE priority IS NOT NULL AND status = ANY($1::order_status[])
-                      AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
+                    WHERE priority IS NOT NULL AND lease_owner IS NULL
+                      AND status = ANY($1::order_status[])
                       AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
                     ORDER BY priority, position LIMIT $3
                     FOR UPDATE SKIP LOCKED
@@ -404,6 +408,29 @@ class Repository:
             _order({k: v for k, v in row.items() if k not in ("priority", "position")})
             for row in ordered
         ]
+
+    async def release_expired(self) -> int:
+        """Give back every lease that ran out unrenewed, so that the orders can be claimed.
+
+        Its engine died, or lost the database; the orders are taken over like free ones. How
+        many were given back; the engines are woken if any were.
+        """
+        async with self._connection() as connection:
+            released = await connection.fetchval(
+                f"""
+                WITH released AS (
+                    UPDATE orders SET lease_owner = NULL, lease_expires_at = NULL
+                    WHERE status = ANY($1::order_status[]) AND lease_owner IS NOT NULL
+                      AND lease_expires_at < clock_timestamp()
+                    RETURNING id
+                )
+                SELECT n, CASE WHEN n > 0 THEN pg_notify('{ORDERS_CHANNEL}', $2::text) END
+                FROM (SELECT count(*) AS n FROM released) AS counted
+                """,
+                unfinished_statuses(),
+                str(self.owner),
+            )
+        return int(released or 0)
 
     async def renew(self, order_ids: Sequence[UUID], lease_s: float) -> set[UUID]:
         """Extend this engine's leases on `order_ids`; the ids it still holds."""
@@ -447,15 +474,18 @@ class Repository:
         """What no engine works on: the due orders, and when the next one falls due or expires.
 
         An order may next be claimed when its retry falls due, or when another engine's lease
-        on it runs out (that engine died, or lost the database). Orders waiting for their
-        price or a listing are not counted (they wait by design), but their expiries are
-        reported, for `expire` to end them on time.
+        on it runs out (that engine died, or lost the database): such leases are counted, for
+        `release_expired` to give them back. Orders waiting for their price or a listing are
+        not counted (they wait by design), but their expiries are reported, for `expire` to
+        end them on time.
         """
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 """
                 WITH now AS (SELECT clock_timestamp() AS at)
                 SELECT count(*) FILTER (WHERE free AND awaits IS NULL) AS due,
+                       count(*) FILTER (WHERE free AND lease_owner IS NOT NULL)
+                           AS expired_leases,
                        EXTRACT(EPOCH FROM LEAST(
                            min(next_attempt_at) FILTER (
                                WHERE free AND awaits IS NULL AND next_attempt_at > at),
@@ -474,9 +504,12 @@ class Repository:
                 self.owner,
             )
         if row is None:
-            return Backlog(0, None, None)
+            return Backlog(0, None, None, 0)
         return Backlog(
-            int(row["due"]), _seconds(row["next_due_in_s"]), _seconds(row["next_expiry_in_s"])
+            int(row["due"]),
+            _seconds(row["next_due_in_s"]),
+            _seconds(row["next_expiry_in_s"]),
+            int(row["expired_leases"]),
         )
 
     async def expire(self) -> list[tuple[Order, OrderEvent]]:

@@ -238,10 +238,10 @@ async def test_a_restart_honours_the_retry_time_stored_with_the_order(
     assert order.next_attempt_at is not None
     assert len(await repository.events(waiting.order_id)) == 3
     assert health["backlog"] == 1
-    count, next_due_s, _ = await repository.waiting()
-    assert count == 1
-    assert next_due_s is not None
-    assert next_due_s > 3500
+    backlog = await repository.waiting()
+    assert backlog.due == 1
+    assert backlog.next_due_s is not None
+    assert backlog.next_due_s > 3500
 
 
 async def test_the_sweep_takes_up_an_order_nothing_woke(

@@ -1,7 +1,8 @@
 -- Limit and sniper orders: an order may wait in `pending` for its price or for a listing,
 -- until it expires; one price watcher per pair of tokens, across every engine. Orders are
 -- claimed by priority, then position; an order with no priority (it waits, or it ended) is
--- not claimed, and the index of the claimable ones stays small.
+-- not claimed. The index of the claimable ones leaves out those an engine holds, so that it
+-- stays small and an order's status changes while it is held do not touch it.
 
 ALTER TABLE orders ADD COLUMN limit_price numeric CHECK (limit_price > 0);
 ALTER TABLE orders ADD COLUMN expires_at timestamptz;
@@ -10,7 +11,8 @@ ALTER TABLE orders ADD COLUMN best_price numeric;
 ALTER TABLE orders ADD COLUMN priority real;
 UPDATE orders SET priority = 0 WHERE status NOT IN ('confirmed', 'failed');
 
-CREATE INDEX orders_due ON orders (priority, position) WHERE priority IS NOT NULL;
+CREATE INDEX orders_due ON orders (priority, position)
+    WHERE priority IS NOT NULL AND lease_owner IS NULL;
 CREATE INDEX orders_waiting ON orders (token_in, token_out, limit_price)
     WHERE awaits IS NOT NULL;
 

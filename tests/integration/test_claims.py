@@ -1,0 +1,57 @@
+"""Claims in the store: what an engine may take, and a lease that ran out given back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from orderengine.domain import NewOrder, OrderRequest
+from orderengine.repository import Repository
+from tests.streams import MARKET
+
+
+@pytest.fixture
+async def other(database_url: str) -> AsyncIterator[Repository]:
+    """A second engine's door to the same database."""
+    repository = await Repository.connect(database_url, 2, 5.0)
+    yield repository
+    await repository.close()
+
+
+async def create_market_order(repository: Repository) -> None:
+    (outcome,) = await repository.create_orders(
+        [NewOrder(request=OrderRequest.model_validate(MARKET))]
+    )
+    assert isinstance(outcome, tuple)
+
+
+async def test_an_order_held_by_a_live_lease_is_not_claimed(
+    repository: Repository, other: Repository
+) -> None:
+    await create_market_order(repository)
+
+    (mine,) = await repository.claim(10, 30.0)
+
+    assert await other.claim(10, 30.0) == []
+    assert (await other.waiting()).expired_leases == 0
+    await repository.release([mine.order_id])
+    assert [order.order_id for order in await other.claim(10, 30.0)] == [mine.order_id]
+
+
+async def test_a_lease_that_ran_out_is_given_back_then_claimed(
+    repository: Repository, other: Repository
+) -> None:
+    await create_market_order(repository)
+    (dead,) = await repository.claim(10, 0.05)  # its engine dies: the lease is never renewed
+    await asyncio.sleep(0.1)
+
+    assert await other.claim(10, 30.0) == []
+    assert (await other.waiting()).expired_leases == 1
+    assert await other.release_expired() == 1
+    (taken,) = await other.claim(10, 30.0)
+
+    assert taken.order_id == dead.order_id
+    assert (await other.waiting()).expired_leases == 0
+    assert await other.release_expired() == 0
