@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from orderengine.domain import plain_decimal_text
 from orderengine.engine import Engine
@@ -36,7 +37,7 @@ from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.model import Model
 from orderengine.notifications import LISTINGS_CHANNEL, listing_payload
 from orderengine.repository import Repository
-from orderengine.tokens import SYMBOL, TOKENS, token_named
+from orderengine.tokens import LISTED_MAX_AMOUNT, SYMBOL, TOKENS, token_named
 from orderengine.venues.values import Listing
 from orderengine.venues.venue import Listable, Venues
 from orderengine.wire import field_reasons, read_body, read_json
@@ -45,6 +46,10 @@ log = structlog.get_logger(__name__)
 
 LISTINGS_PATH = "/api/simulation/listings"
 TOKENS_PATH = "/api/tokens"
+
+MAX_POOL_TOKENS = LISTED_MAX_AMOUNT * 10
+"""The most of a listed token a pool may hold: ten times the most one order may sell, so that
+every amount of it stays within a u64 of its smallest units."""
 
 LISTABLE = "listable"
 """The validation context's key for the names of the venues that take listings."""
@@ -97,6 +102,19 @@ class ListingRequest(Model):
         if token is None:
             raise ValueError(f"unknown token {symbol!r}; known: {', '.join(TOKENS)}")
         return token.symbol
+
+    @field_validator("liquidity")
+    @classmethod
+    def pool_within_token_units(cls, liquidity: Decimal, info: ValidationInfo) -> Decimal:
+        """The pool's token side (`liquidity / price`) fits the amounts a listed token has."""
+        price = info.data.get("price")
+        if price is not None and liquidity / price > MAX_POOL_TOKENS:
+            raise PydanticCustomError(
+                "pool_too_large",
+                "at this price the pool would hold more than {most} of the token",
+                {"most": format(MAX_POOL_TOKENS, ",f")},
+            )
+        return liquidity
 
     @field_validator("price", "liquidity", mode="before")
     @classmethod

@@ -157,6 +157,7 @@ BAD_FIELDS = [
     ("liquidity", {"liquidity": "0"}),
     ("liquidity", {"liquidity": "Infinity"}),
     ("liquidity", {"liquidity": "1" * 31}),
+    ("liquidity", {"price": "1e-30", "liquidity": "1"}),  # 10^30 of the token in the pool
     ("dex", {"dex": "orca"}),
     ("dex", {"dex": 1}),
     ("fee", {"fee": "0.01"}),
