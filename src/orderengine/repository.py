@@ -769,7 +769,8 @@ class Repository:
 
         One statement, only while this engine holds the pair's watch: every waiting order
         whose limit the price reaches is due again, ranked by how deep the price crossed
-        it (`priority`, the limit over the price: the lowest limits are claimed first),
+        it (`priority`, the limit over the price, kept within what a `real` holds: the lowest
+        limits are claimed first),
         unless it went back to waiting a moment ago and its recheck time has not come. When
         the price has moved by `event_bps` or more since the one last reported, each other
         waiting order gets a `pending` event reporting it. Returns those events, and how many
@@ -800,7 +801,8 @@ class Repository:
                       AND EXISTS (SELECT FROM watch)
                     FOR UPDATE SKIP LOCKED
                 ), crossed AS (
-                    UPDATE orders SET awaits = NULL, priority = waiting.limit_price / $3
+                    UPDATE orders SET awaits = NULL,
+                                      priority = GREATEST(waiting.limit_price / $3, 1e-30)
                     FROM waiting WHERE orders.id = waiting.id AND waiting.limit_price <= $3
                       AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
                     RETURNING orders.id

@@ -170,3 +170,16 @@ async def test_expired_orders_end_in_one_statement_with_their_event(
         assert (await repository.events(order.order_id))[-1] == event
     assert (await repository.get_order(alive.order_id)).status == "pending"
     assert await repository.expire() == []
+
+
+async def test_a_limit_far_below_the_price_is_woken_first(repository: Repository) -> None:
+    tiny, usual = await create(
+        repository, waiting("0.000000000000000000000000000001"), waiting("1")
+    )
+    await repository.watch_pairs(LEASE_S)
+
+    _, woken = await repository.watched_price("SOL", "USDC", Decimal("1e20"), 50)
+    claimed = await repository.claim(10, LEASE_S)
+
+    assert woken == 2
+    assert [order.order_id for order in claimed] == [tiny.order_id, usual.order_id]
