@@ -44,13 +44,17 @@ CREATE TABLE orders (
     -- Claimed lowest first, then by position: snipers, market orders, crossed limits;
     -- NULL while the order waits or once it has ended, when it is not claimed.
     priority        real,
-    idempotency_key text UNIQUE,
+    -- The owner whose API key created the order (null when no keys are in force).
+    owner           text,
+    -- Scoped to the owner: two owners may use the same key (orders_idempotency).
+    idempotency_key text,
     -- SHA-256 of the canonical order body: a reused key with another body is a conflict.
     request_digest  text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
+CREATE UNIQUE INDEX orders_idempotency ON orders (COALESCE(owner, ''), idempotency_key);
 -- Listings by status, and the unfinished orders found at start.
 CREATE INDEX orders_by_status ON orders (status, position);
 -- The orders engines may claim, in the order they claim them: an order leaves it while an
@@ -92,6 +96,21 @@ CREATE TABLE price_watch (
     PRIMARY KEY (token_in, token_out)
 );
 
+-- API keys, stored as their SHA-256 only; a revoked key is kept, and its name may be reused.
+CREATE TABLE api_keys (
+    key_hash   text PRIMARY KEY,
+    name       text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz
+);
+CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
+
+-- Secrets every engine on the database shares: the key that signs stream tokens.
+CREATE TABLE engine_secrets (
+    name   text PRIMARY KEY,
+    secret bytea NOT NULL
+);
+
 -- Which migrations this database has had; this file stands for all of them.
 CREATE TABLE schema_migrations (
     version    integer PRIMARY KEY,
@@ -104,4 +123,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (2, 'order_status_type'),
     (3, 'retry_times_and_expiry'),
     (4, 'leases_and_shared_rate'),
-    (5, 'waiting_orders');
+    (5, 'waiting_orders'),
+    (6, 'api_keys_and_owners');

@@ -11,8 +11,17 @@ from structlog.contextvars import bound_contextvars
 
 from orderengine import stream
 from orderengine.domain import Order, OrderStatus
-from orderengine.errors import BadRequest, NoRoute, OrderEngineError, RequestTimeout, Unavailable
-from orderengine.keys import ENGINE, METRICS, REPOSITORY, SETTINGS
+from orderengine.errors import (
+    BadRequest,
+    Forbidden,
+    NoRoute,
+    OrderEngineError,
+    RequestTimeout,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+from orderengine.keys import CALLER, ENGINE, METRICS, REPOSITORY, SETTINGS
 from orderengine.wire import (
     INT64_MAX,
     accepted,
@@ -25,6 +34,7 @@ from orderengine.wire import (
     read_quote_request,
     refuse_bad_upgrade,
     submit,
+    visible,
 )
 
 log = structlog.get_logger(__name__)
@@ -69,6 +79,12 @@ def _answer(request: web.Request, error: Exception) -> web.Response:
             status=error.status,
             headers={"Retry-After": str(error.retry_after_s)},
         )
+    if isinstance(error, Unauthorized):
+        body = error_body(error.code, error.message, error.details)
+        return _json(body, status=error.status, headers={"WWW-Authenticate": error.challenge})
+    if isinstance(error, TooManyRequests):
+        body = error_body(error.code, error.message, error.details)
+        return _json(body, status=error.status, headers={"Retry-After": str(error.retry_after_s)})
     if isinstance(error, OrderEngineError):
         if error.status >= 500:
             log.error("request_failed", path=request.path, error=error.message)
@@ -119,7 +135,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
         return await stream.upgrade_after_post(request, order_request)
     order, created = await submit(request, order_request)
     return _json(
-        accepted(order),
+        accepted(request, order),
         status=201 if created else 200,
         headers={"Location": f"/api/orders/{order.order_id}"},
     )
@@ -128,7 +144,8 @@ async def execute(request: web.Request) -> web.StreamResponse:
 async def get_order(request: web.Request) -> web.Response:
     """The order with every event it has had."""
     wanted = order_id(request.match_info["order_id"])
-    return await _with_events(request, await request.app[REPOSITORY].get_order(wanted))
+    order = visible(request, await request.app[REPOSITORY].get_order(wanted))
+    return await _with_events(request, order)
 
 
 async def _with_events(request: web.Request, order: Order) -> web.Response:
@@ -145,6 +162,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     a worker).
     """
     wanted = order_id(request.match_info["order_id"])
+    visible(request, await request.app[REPOSITORY].get_order(wanted))
     return await _with_events(request, await request.app[ENGINE].cancel(wanted))
 
 
@@ -180,7 +198,12 @@ async def list_orders(request: web.Request) -> web.Response:
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
     cursor = non_negative("cursor", query.get("cursor"), 0, maximum=INT64_MAX) or None
-    orders, next_cursor = await request.app[REPOSITORY].list_orders(status, cursor, limit)
+    caller = request[CALLER]
+    if caller.order_id is not None:
+        raise Forbidden("a stream token for one order may only follow that order")
+    orders, next_cursor = await request.app[REPOSITORY].list_orders(
+        status, cursor, limit, caller.owner
+    )
     return _json(
         {
             "orders": [order_json(order) for order in orders],

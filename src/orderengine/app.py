@@ -15,10 +15,22 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import WSCloseCode, web
 
-from orderengine import api, listings, stream
+from orderengine import api, listings, security, stream
+from orderengine.access import KeyRing, StreamTokens, SubmitLimit, check_exposure, keep_loaded
 from orderengine.engine import Engine
 from orderengine.events import EventHub
-from orderengine.keys import ENGINE, HUB, METRICS, REPOSITORY, SETTINGS, SOCKETS, VENUES
+from orderengine.keys import (
+    ENGINE,
+    HUB,
+    KEY_RING,
+    METRICS,
+    REPOSITORY,
+    SETTINGS,
+    SOCKETS,
+    STREAM_TOKENS,
+    SUBMIT_LIMIT,
+    VENUES,
+)
 from orderengine.metrics import Metrics
 from orderengine.notifications import Listener
 from orderengine.repository import Repository
@@ -35,7 +47,13 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> web.Application:
     """The application for `settings`, trading on the venues `venues` opens."""
     app = web.Application(
-        middlewares=[api.error_middleware, api.upgrade_middleware],
+        middlewares=[
+            security.headers_middleware,
+            security.cors_middleware,
+            api.error_middleware,
+            api.upgrade_middleware,
+            security.access_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
         handler_args=handler_args(settings),
     )
@@ -54,6 +72,7 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
     app.router.add_get("/api/quotes", api.quotes)
     app.router.add_post(listings.LISTINGS_PATH, listings.create_listing)
     app.router.add_get(listings.TOKENS_PATH, listings.tokens)
+    app.router.add_post(security.STREAM_TOKENS_PATH, security.stream_token)
     app.router.add_get("/health", api.health)
     app.router.add_get("/metrics", api.metrics)
     return app
@@ -61,7 +80,11 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
 
 @asynccontextmanager
 async def resources(app: web.Application) -> AsyncIterator[None]:
-    """Open the database, the venues, the engine and the listener; close them in reverse.
+    """Open the database, the keys, the venues, the engine and the listener; close in reverse.
+
+    The API keys in force are loaded first: with none, the engine refuses to serve on an
+    address other than loopback unless it is meant to be open (`check_exposure`); keys
+    created or revoked later are reloaded when the listener hears of them.
 
     The venues first learn the pools listed on their chain, so that the tokens listed before
     this start are known before any order is taken up. The listener hears other engines'
@@ -77,6 +100,12 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, settings.db_pool_size, settings.db_timeout_s
     )
     try:
+        ring = KeyRing.of(settings.configured_keys(), settings.admin_keys)
+        await ring.load(repository)
+        check_exposure(settings.host, settings.allow_anonymous, ring)
+        app[KEY_RING] = ring
+        app[STREAM_TOKENS] = await StreamTokens.shared(repository, settings.stream_token_ttl_s)
+        app[SUBMIT_LIMIT] = SubmitLimit(settings.key_submit_per_minute)
         async with app[VENUES](settings) as venues:
             await listings.learn(venues)
             signer = load_or_create_keypair(settings.keypair)
@@ -90,12 +119,14 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             try:
                 async with (
                     listings.learning(engine) as listing_heard,
+                    keep_loaded(ring, repository) as keys_changed,
                     Listener.open(
                         settings.database_url,
                         repository.owner,
                         app[HUB].hint,
                         engine.wake,
                         on_listing=listing_heard,
+                        on_keys=keys_changed,
                         reconnect_s=settings.listen_reconnect_s,
                         check_s=settings.listen_check_s,
                         timeout_s=settings.db_timeout_s,

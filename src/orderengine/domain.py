@@ -294,6 +294,8 @@ class NewOrder(Model):
     """What it waits for before it is routed; None to be routed at once."""
     expires_at: datetime | None = None
     """When it ends `failed` if it has not been sent by then (the request's, or the default)."""
+    owner: str | None = None
+    """The name of the API key submitting it; None when no key is in force."""
 
 
 class Order(Model):
@@ -322,6 +324,8 @@ class Order(Model):
     """What the order waits for in `pending` (`waiting` on the wire): None when it is due."""
     best_price: Amount | None = None
     """The best net price its waiting events last reported (tokenOut per tokenIn)."""
+    owner: str | None = Field(default=None, exclude=True)
+    """The name of the API key that created it; None when no key was in force."""
     created_at: datetime
     updated_at: datetime
 

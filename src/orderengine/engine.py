@@ -158,15 +158,20 @@ class Engine:
         return self._waiting + self._queue.qsize() + self._committing
 
     async def submit(
-        self, request: OrderRequest, key: str | None = None, digest: str | None = None
+        self,
+        request: OrderRequest,
+        key: str | None = None,
+        digest: str | None = None,
+        owner: str | None = None,
     ) -> tuple[Order, bool]:
         """Commit an order as pending and queue it; `(order, created)`.
 
         A limit order waits for its price, and a sniper for a venue to list its pair (unless
-        one does already); both until their expiry. Refused with nothing written while
-        shutting down or while the backlog is full. Every `Unavailable` raised here means
-        nothing was created; an order the database will not store fails alone (see
-        `intake.py`).
+        one does already); both until their expiry. `owner` is the name of the API key
+        submitting it, which also scopes the idempotency key `key`. Refused with nothing
+        written while shutting down or while the backlog is full. Every `Unavailable` raised
+        here means nothing was created; an order the database will not store fails alone
+        (see `intake.py`).
         """
         if self._closing:
             raise ShuttingDown("the engine is shutting down; retry shortly", retry_after_s=5)
@@ -183,6 +188,7 @@ class Engine:
                 digest=digest,
                 awaits=await self._awaits(request),
                 expires_at=self._expiry(request),
+                owner=owner,
             )
             return await self._intake.commit(new)
         finally:

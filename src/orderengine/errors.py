@@ -147,3 +147,45 @@ class SwapRejected(VenueError):
 
 class SlippageExceeded(SwapRejected):
     code = "slippage_exceeded"
+
+
+class KeyNameTaken(OrderEngineError):
+    """An API key is created under a name an active key has."""
+
+    status = 409
+    code = "key_name_taken"
+
+
+class Unauthorized(OrderEngineError):
+    """No API key, or one that is wrong or revoked, while keys are in force.
+
+    `challenge` is the answer's `WWW-Authenticate` header (RFC 6750); `invalid` when a
+    credential was given but is not good.
+    """
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, invalid: bool) -> None:
+        super().__init__(message)
+        self.challenge = 'Bearer realm="orderengine"' + (
+            ', error="invalid_token"' if invalid else ""
+        )
+
+
+class Forbidden(OrderEngineError):
+    """A key that may not do this: listing a pool without an admin key."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(OrderEngineError):
+    """A key submitted more orders than its limit per minute allows."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -6,6 +6,7 @@ import weakref
 
 from aiohttp import web
 
+from orderengine.access import Caller, KeyRing, StreamTokens, SubmitLimit
 from orderengine.engine import Engine
 from orderengine.events import EventHub
 from orderengine.metrics import Metrics
@@ -21,3 +22,9 @@ HUB = web.AppKey("hub", EventHub)
 METRICS = web.AppKey("metrics", Metrics)
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 """Open sockets, closed with 1001 when the server shuts down."""
+KEY_RING = web.AppKey("key_ring", KeyRing)
+"""The API keys in force."""
+STREAM_TOKENS = web.AppKey("stream_tokens", StreamTokens)
+SUBMIT_LIMIT = web.AppKey("submit_limit", SubmitLimit)
+CALLER = web.RequestKey("caller", Caller)
+"""Who is asking, set for every request by the access middleware (`security.py`)."""

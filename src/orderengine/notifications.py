@@ -42,6 +42,9 @@ MAX_PAYLOAD_BYTES = 7_900
 ORDERS_CHANNEL = "orderengine_orders"
 """Payload `"<engine_id>"`: orders became available to work on (new ones, released leases)."""
 
+KEYS_CHANNEL = "orderengine_keys"
+"""Payload: the name of an API key created or revoked; the engines reload their keys."""
+
 LISTINGS_CHANNEL = "orderengine_listings"
 """Payload `"<engine_id>"`: a venue of that engine listed a pool for a new pair."""
 
@@ -146,14 +149,15 @@ def parse_listing(payload: str) -> UUID:
 
 
 def _nothing() -> None:
-    """The callback of a listener that does not care about listings."""
+    """The callback of a listener that does not care about listings, or keys."""
 
 
 class Listener:
     """Other engines' notifications, on one dedicated connection that is kept open.
 
     Opened with `Listener.open`. Each notification from another engine is handed to
-    `on_event(order_id, seq)`, `on_orders()` or `on_listing()`, plain callbacks called on the
+    `on_event(order_id, seq)`, `on_orders()`, `on_listing()` or `on_keys()` (any engine's, and
+    the keys command's: an API key was created or revoked), plain callbacks called on the
     event loop, which must not block; one that raises is logged and the listener carries on.
     The engine's own notifications (its `engine_id`) are ignored: it published those itself.
     Malformed payloads are ignored with a warning.
@@ -165,7 +169,7 @@ class Listener:
     never heard: the engine's periodic sweep takes up orders whose wake-up was missed, and
     each socket's idle read of the store brings the events it missed. To shorten that gap,
     `on_orders()` is called once after each reconnection, since orders may have become
-    available meanwhile; and `on_listing()`, since pools may have been listed.
+    available meanwhile; `on_listing()`, since pools may have been listed; and `on_keys()`.
     """
 
     def __init__(
@@ -176,6 +180,7 @@ class Listener:
         on_orders: OnOrders,
         *,
         on_listing: OnListing = _nothing,
+        on_keys: OnListing = _nothing,
         reconnect_s: float,
         reconnect_cap_s: float,
         check_s: float,
@@ -186,6 +191,7 @@ class Listener:
         self._on_event = on_event
         self._on_orders = on_orders
         self._on_listing = on_listing
+        self._on_keys = on_keys
         self._reconnect_s = reconnect_s
         self._reconnect_cap_s = max(reconnect_cap_s, reconnect_s)
         self._check_s = check_s
@@ -205,6 +211,7 @@ class Listener:
         on_orders: OnOrders,
         *,
         on_listing: OnListing = _nothing,
+        on_keys: OnListing = _nothing,
         reconnect_s: float = 1.0,
         reconnect_cap_s: float = 30.0,
         check_s: float = 10.0,
@@ -221,6 +228,7 @@ class Listener:
             on_event,
             on_orders,
             on_listing=on_listing,
+            on_keys=on_keys,
             reconnect_s=reconnect_s,
             reconnect_cap_s=reconnect_cap_s,
             check_s=check_s,
@@ -272,6 +280,7 @@ class Listener:
             if missed:
                 self._call(self._on_orders)
                 self._call(self._on_listing)
+                self._call(self._on_keys)
             await self._watch(connection, lost)
             self._connection = None
             connection.terminate()
@@ -293,6 +302,7 @@ class Listener:
             await connection.add_listener(EVENTS_CHANNEL, self._notified)
             await connection.add_listener(ORDERS_CHANNEL, self._notified)
             await connection.add_listener(LISTINGS_CHANNEL, self._notified)
+            await connection.add_listener(KEYS_CHANNEL, self._notified)
         except BaseException:
             connection.terminate()
             raise
@@ -325,6 +335,8 @@ class Listener:
                 self._call(self._on_orders)
             elif channel == LISTINGS_CHANNEL and parse_listing(text) != self._engine_id:
                 self._call(self._on_listing)
+            elif channel == KEYS_CHANNEL:
+                self._call(self._on_keys)
         except ValueError:
             log.warning("notification_malformed", channel=channel, payload=text[:200])
 
@@ -348,6 +360,7 @@ class Listener:
             await connection.remove_listener(EVENTS_CHANNEL, self._notified)
             await connection.remove_listener(ORDERS_CHANNEL, self._notified)
             await connection.remove_listener(LISTINGS_CHANNEL, self._notified)
+            await connection.remove_listener(KEYS_CHANNEL, self._notified)
             await connection.close(timeout=self._timeout_s)
         except _FAILURES:
             connection.terminate()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Self, Unpack
 from uuid import UUID, uuid4
@@ -34,18 +35,19 @@ from orderengine.domain import (
 from orderengine.errors import (
     IdempotencyConflict,
     InvalidTransition,
+    KeyNameTaken,
     NotCancellable,
     OrderNotFound,
     StaleOrder,
 )
 from orderengine.migrations import migrate
-from orderengine.notifications import ORDERS_CHANNEL
+from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
 from orderengine.postgres import Connection, acquire, create_pool
 
 ORDER_COLUMNS = """
     id AS order_id, type, token_in, token_out, amount_in, slippage_bps, status, attempt,
     last_seq, dex, tx_hash, tx_expires_at, executed_price, amount_out, error, next_attempt_at,
-    limit_price, expires_at, awaits, best_price, created_at, updated_at"""
+    limit_price, expires_at, awaits, best_price, owner, created_at, updated_at"""
 EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
 EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
 FIRST_DETAILS = """
@@ -103,6 +105,14 @@ class Backlog(NamedTuple):
     """Seconds until a pending order expires (at most 0: one has); None if none will."""
     expired_leases: int
     """Orders whose lease ran out unrenewed, to give back (`release_expired`)."""
+
+
+class StoredKey(NamedTuple):
+    """An API key as `keys list` shows it: its name and dates, never the key or its hash."""
+
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
@@ -196,8 +206,12 @@ class Repository:
     ) -> tuple[Order, bool] | IdempotencyConflict:
         """The order that already holds `new`'s idempotency key, if the bodies agree."""
         row = await connection.fetchrow(
-            f"SELECT {ORDER_COLUMNS}, request_digest FROM orders WHERE idempotency_key = $1",
+            f"""
+            SELECT {ORDER_COLUMNS}, request_digest FROM orders
+            WHERE idempotency_key = $1 AND COALESCE(owner, '') = COALESCE($2, '')
+            """,
             new.idempotency_key,
+            new.owner,
         )
         assert row is not None, "only an idempotency key can keep an order from being created"
         earlier = dict(row)
@@ -224,23 +238,23 @@ class Repository:
             ), o AS (
                 INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
                                     status, idempotency_key, request_digest, limit_price,
-                                    expires_at, awaits, best_price, priority)
+                                    expires_at, awaits, best_price, priority, owner)
                 SELECT id, type, new.token_in, new.token_out, amount_in, slippage_bps,
                        'pending', idempotency_key, request_digest, limit_price, expires_at,
                        awaits, CASE WHEN awaits = 'price' AND watch.lease_expires_at
                                          >= clock_timestamp() THEN watch.reported_price END,
-                       CASE WHEN awaits IS NULL THEN 0 END
+                       CASE WHEN awaits IS NULL THEN 0 END, owner
                 FROM batch,
                      unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
                             $6::integer[], $7::text[], $8::text[], $9::numeric[],
-                            $10::timestamptz[], $11::text[])
+                            $10::timestamptz[], $11::text[], $12::text[])
                      WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
                                              slippage_bps, idempotency_key, request_digest,
-                                             limit_price, expires_at, awaits, n)
+                                             limit_price, expires_at, awaits, owner, n)
                      LEFT JOIN price_watch AS watch
                        ON (watch.token_in, watch.token_out) = (new.token_in, new.token_out)
                 ORDER BY n
-                ON CONFLICT (idempotency_key) DO NOTHING
+                ON CONFLICT ((COALESCE(owner, '')), idempotency_key) DO NOTHING
                 RETURNING *
             ), e AS (
                 INSERT INTO order_events (order_id, seq, status, attempt, at, details)
@@ -259,6 +273,7 @@ class Repository:
             [new.request.limit_price for new in batch],
             [new.expires_at for new in batch],
             [new.awaits for new in batch],
+            [new.owner for new in batch],
         )
         created = {row["order_id"]: _order(row) for row in rows}
         return [
@@ -325,20 +340,22 @@ class Repository:
         return _event(row) if row is not None else None
 
     async def list_orders(
-        self, status: OrderStatus | None, before: int | None, limit: int
+        self, status: OrderStatus | None, before: int | None, limit: int, owner: str | None = None
     ) -> tuple[list[Order], int | None]:
-        """Newest first; the second value is the cursor of the next page, if there is one."""
+        """Newest first, of `owner` if given; and the cursor of the next page, if there is one."""
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
                 SELECT {ORDER_COLUMNS}, position FROM orders
                 WHERE ($1::order_status IS NULL OR status = $1)
                   AND ($2::bigint IS NULL OR position < $2)
+                  AND ($4::text IS NULL OR owner = $4)
                 ORDER BY position DESC LIMIT $3
                 """,
                 status,
                 before,
                 limit + 1,
+                owner,
             )
         page = rows[:limit]
         cursor = page[-1]["position"] if len(rows) > limit else None
@@ -873,6 +890,73 @@ class Repository:
                 str(self.owner),
             )
         return int(woken or 0)
+
+    async def create_key(self, name: str, key_hash: str) -> None:
+        """Store a new API key by its hash, under a name no active key has; tell the engines.
+
+        Raises `KeyNameTaken` if an active key has the name.
+        """
+        async with self._connection() as connection, connection.transaction():
+            try:
+                await connection.execute(
+                    "INSERT INTO api_keys (key_hash, name) VALUES ($1, $2)", key_hash, name
+                )
+            except asyncpg.UniqueViolationError:
+                raise KeyNameTaken(f"an active key is named {name!r}") from None
+            await connection.execute("SELECT pg_notify($1, $2)", KEYS_CHANNEL, name)
+
+    async def revoke_key(self, name: str) -> bool:
+        """Revoke the active key named `name`, and tell the engines; whether there was one."""
+        async with self._connection() as connection:
+            revoked = await connection.fetchval(
+                f"""
+                WITH revoked AS (
+                    UPDATE api_keys SET revoked_at = clock_timestamp()
+                    WHERE name = $1 AND revoked_at IS NULL
+                    RETURNING name
+                )
+                SELECT count(*) > 0 FROM revoked, LATERAL (
+                    SELECT pg_notify('{KEYS_CHANNEL}', $1)
+                ) AS told
+                """,
+                name,
+            )
+        return bool(revoked)
+
+    async def keys(self) -> list[StoredKey]:
+        """Every key ever created, active ones first, by name; never the hashes."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT name, created_at, revoked_at FROM api_keys"
+                " ORDER BY revoked_at IS NOT NULL, name, created_at"
+            )
+        return [StoredKey(row["name"], row["created_at"], row["revoked_at"]) for row in rows]
+
+    async def active_keys(self) -> dict[str, str]:
+        """The hash of every key not revoked, and its name."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT key_hash, name FROM api_keys WHERE revoked_at IS NULL"
+            )
+        return {row["key_hash"]: row["name"] for row in rows}
+
+    async def secret(self, name: str, new: bytes) -> bytes:
+        """The secret `name` every engine on the database shares; `new` if it had none."""
+        async with self._connection() as connection:
+            secret = await connection.fetchval(
+                """
+                WITH made AS (
+                    INSERT INTO engine_secrets (name, secret) VALUES ($1, $2)
+                    ON CONFLICT (name) DO NOTHING RETURNING secret
+                )
+                SELECT secret FROM made
+                UNION ALL SELECT secret FROM engine_secrets WHERE name = $1
+                LIMIT 1
+                """,
+                name,
+                new,
+            )
+        return bytes(secret)
 
     async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
         """Take one token from the shared bucket `name`; the tokens left, negative in debt.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orderengine.tokens import MaxAmounts, default_max_amounts
 
@@ -70,5 +71,57 @@ class Settings(BaseSettings):
     listen_reconnect_s: float = Field(default=1.0, gt=0)
     listen_check_s: float = Field(default=10.0, gt=0)
 
+    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    api_keys_file: Path | None = None
+    admin_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    allow_anonymous: bool = False
+    key_submit_per_minute: float = Field(default=600, gt=0)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    stream_token_ttl_s: float = Field(default=3600, gt=0)
+
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def owner_key_pairs(cls, value: object) -> object:
+        """`alice:KEY1,bob:KEY2`, as `ORDERENGINE_API_KEYS` gives them."""
+        return parse_owner_keys(value.split(",")) if isinstance(value, str) else value
+
+    @field_validator("admin_keys", "cors_origins", mode="before")
+    @classmethod
+    def comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    def configured_keys(self) -> dict[str, str]:
+        """Every key the settings give, by owner: `api_keys`, then the file's lines."""
+        keys = {owner: key.get_secret_value() for owner, key in self.api_keys.items()}
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text().splitlines()
+            keys |= parse_owner_keys(line for line in lines if not line.startswith("#"))
+        return keys
+
+
+MIN_KEY_LENGTH = 16
+
+
+def parse_owner_keys(items: Iterable[str]) -> dict[str, str]:
+    """`owner:key` items (blank ones skipped) as a mapping; ValueError naming a bad one.
+
+    A key is at least `MIN_KEY_LENGTH` characters and is never echoed; an owner has one key.
+    """
+    keys: dict[str, str] = {}
+    for number, item in enumerate(items, start=1):
+        if not item.strip():
+            continue
+        owner, colon, key = item.strip().partition(":")
+        if not colon or not owner or len(key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"key {number} is not owner:key with a key of {MIN_KEY_LENGTH} characters or more"
+            )
+        if owner in keys:
+            raise ValueError(f"owner {owner!r} is given more than one key")
+        keys[owner] = key
+    return keys

@@ -33,6 +33,7 @@ from orderengine.wire import (
     order_from_message,
     order_id,
     submit,
+    visible,
 )
 
 FELL_BEHIND = 4000
@@ -60,7 +61,7 @@ async def upgrade_after_post(request: web.Request, order: OrderRequest) -> web.S
     ws = _websocket(request)
     committed, _ = await submit(request, order)
     await ws.prepare(request)
-    await ws.send_json(accepted(committed))
+    await ws.send_json(accepted(request, committed))
     return await _stream(request, ws, committed.order_id, since=0)
 
 
@@ -74,14 +75,14 @@ async def watch(request: web.Request) -> web.StreamResponse:
     if "orderId" in request.query:
         wanted = order_id(request.query["orderId"])
         since = non_negative("since", request.query.get("since"), 0)
-        await request.app[REPOSITORY].get_order(wanted)
+        visible(request, await request.app[REPOSITORY].get_order(wanted))
         await ws.prepare(request)
         return await _stream(request, ws, wanted, since)
     await ws.prepare(request)
     order = await _order_from_first_message(request, ws)
     if order is None:
         return ws
-    await ws.send_json(accepted(order))
+    await ws.send_json(accepted(request, order))
     return await _stream(request, ws, order.order_id, since=0)
 
 

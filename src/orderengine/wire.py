@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from aiohttp import hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
+from orderengine.access import Caller
 from orderengine.domain import (
     MAX_AMOUNTS,
     MAX_ORDER_TTL_S,
@@ -36,15 +38,17 @@ from orderengine.domain import (
 from orderengine.errors import (
     BadRequest,
     BodyTooLarge,
+    Forbidden,
     ForeignOrigin,
     InvalidOrder,
     InvalidQuote,
     NoRoute,
     OrderNotFound,
     RequestTimeout,
+    TooManyRequests,
     UnsupportedMediaType,
 )
-from orderengine.keys import ENGINE, SETTINGS
+from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS, SUBMIT_LIMIT
 from orderengine.model import Amount, Model
 from orderengine.router import Decision
 from orderengine.venues.values import Dex, Quote
@@ -426,7 +430,8 @@ def _origin(text: str) -> URL | None:
 
 
 def _allowed(origin: URL, request: web.Request) -> bool:
-    allowed = (_origin(text) for text in request.app[SETTINGS].allowed_origins)
+    settings = request.app[SETTINGS]
+    allowed = (_origin(text) for text in settings.allowed_origins + settings.cors_origins)
     return _key(origin) in {_key(url) for url in allowed if url is not None}
 
 
@@ -465,9 +470,37 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 
 async def submit(request: web.Request, order: OrderRequest) -> tuple[Order, bool]:
-    """Commit `order` under the request's `Idempotency-Key`, if any; `(order, created)`."""
+    """Commit `order` for the caller, under the request's `Idempotency-Key`, if any.
+
+    `(order, created)`. A caller holding a stream token for one order may not submit; an
+    owner over its limit per minute gets a 429.
+    """
     key = _idempotency_key(request)
-    return await request.app[ENGINE].submit(order, key, _digest(order) if key else None)
+    caller = request[CALLER]
+    _may_submit(request, caller)
+    digest = _digest(order) if key else None
+    return await request.app[ENGINE].submit(order, key, digest, caller.owner)
+
+
+def _may_submit(request: web.Request, caller: Caller) -> None:
+    if caller.order_id is not None:
+        raise Forbidden("a stream token for one order may only follow that order")
+    if caller.owner is None:
+        return
+    wait_s = request.app[SUBMIT_LIMIT].take(caller.owner)
+    if wait_s > 0:
+        per_minute = request.app[SETTINGS].key_submit_per_minute
+        raise TooManyRequests(
+            f"this key submitted more than {per_minute:g} orders a minute; retry shortly",
+            retry_after_s=math.ceil(wait_s),
+        )
+
+
+def visible(request: web.Request, order: Order) -> Order:
+    """The order, if the caller may see it; another owner's is as unknown as no order."""
+    if not request[CALLER].sees(order):
+        raise OrderNotFound(f"no order {order.order_id}")
+    return order
 
 
 def order_json(order: Order) -> dict[str, Any]:
@@ -480,13 +513,20 @@ WAITING_FIELDS = ("limitPrice", "expiresAt", "waiting")
 it waits for."""
 
 
-def accepted(order: Order) -> dict[str, Any]:
-    """The answer to an accepted order; the same every time it is asked for again."""
+def accepted(request: web.Request, order: Order) -> dict[str, Any]:
+    """The answer to an accepted order; the same every time it is asked for again.
+
+    While keys are in force its `ws` URL carries a stream token for the order, so that a
+    browser, which cannot send a header on a socket, can follow it.
+    """
     body = order_json(order)
+    ws = f"{EXECUTE}?orderId={order.order_id}"
+    if request.app[KEY_RING].in_force:
+        ws += f"&token={request.app[STREAM_TOKENS].for_order(order.order_id)}"
     return {
         "orderId": body["orderId"],
         "status": OrderStatus.PENDING.value,
-        "ws": f"{EXECUTE}?orderId={order.order_id}",
+        "ws": ws,
         **{k: body[k] for k in ("type", "tokenIn", "tokenOut", "amountIn", "slippageBps")},
         **({k: body[k] for k in WAITING_FIELDS} if order.type != "market" else {}),
         "createdAt": body["createdAt"],

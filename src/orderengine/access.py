@@ -1,0 +1,265 @@
+"""Who may use the API: API keys and their owners, stream tokens, and the per-key limit.
+
+Keys come from two sources, both real. The database's `api_keys` holds keys created with
+`python -m orderengine keys create NAME`: only each key's SHA-256 is stored, and a revoked
+key is refused by every engine as soon as it hears of it (`KEYS_CHANNEL`). The settings give
+the others (`ORDERENGINE_API_KEYS`, `ORDERENGINE_API_KEYS_FILE`), for deployments that
+configure keys from outside. The owner of a key is its name: each order belongs to the owner
+whose key created it, and no other owner can tell it exists.
+
+With no key in force the API is open, as for a local demonstration; `check_exposure` then
+refuses to serve on an address other than loopback unless `ORDERENGINE_ALLOW_ANONYMOUS` says
+it is meant to be open.
+
+A browser cannot set a header on a WebSocket, so the answer to an accepted order carries a
+stream token in its `ws` URL: an HMAC, under a secret every engine on the database shares, of
+that order's id and an expiry. A token for an owner (`POST /api/stream-tokens`) lets a socket
+submit its order as the first message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+import structlog
+
+from orderengine.domain import Order
+from orderengine.repository import Repository
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX = "oek_"
+"""Every key `keys create` makes starts so, which makes a leaked one easy to recognise."""
+STREAM_SECRET = "stream_tokens"
+"""The name of the shared secret that signs stream tokens (`engine_secrets`)."""
+BURST_MINUTES = 0.1
+"""A key may submit this share of a minute's limit at once."""
+
+
+def new_key() -> str:
+    """A new API key: the prefix and 256 random bits."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(key: str) -> str:
+    """What is stored of a key, and what a presented key is compared by."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: an owner (None while no key is in force), and what it may do.
+
+    `order_id` limits a caller holding a stream token for one order to that order.
+    """
+
+    owner: str | None
+    admin: bool
+    order_id: UUID | None = None
+
+    def sees(self, order: Order) -> bool:
+        """Whether the order is this caller's to see; another's is as if it did not exist."""
+        if self.order_id is not None:
+            return order.order_id == self.order_id
+        return self.owner is None or order.owner == self.owner
+
+
+OPEN = Caller(owner=None, admin=True)
+"""Every caller while no key is in force."""
+
+
+@dataclass
+class KeyRing:
+    """The keys in force: the settings' (by hash), and the database's active ones."""
+
+    configured: dict[str, str]
+    """Owner by key hash, from the settings."""
+    admins: frozenset[str]
+    stored: dict[str, str] = field(default_factory=dict)
+    """Owner by key hash, from `api_keys`, as last loaded."""
+
+    @classmethod
+    def of(cls, keys: Mapping[str, str], admins: tuple[str, ...]) -> KeyRing:
+        """The ring of the settings' keys (`owner: key`), before the database's are loaded."""
+        return cls({key_hash(key): owner for owner, key in keys.items()}, frozenset(admins))
+
+    @property
+    def in_force(self) -> bool:
+        return bool(self.configured or self.stored)
+
+    async def load(self, repository: Repository) -> None:
+        """Read the database's active keys: at start, and whenever one is created or revoked."""
+        self.stored = await repository.active_keys()
+        log.info("keys_loaded", stored=len(self.stored), configured=len(self.configured))
+
+    def caller(self, key: str) -> Caller | None:
+        """The owner of `key`, as a caller; None for a key that is wrong or revoked.
+
+        The key's hash is compared with every hash in force, each in constant time.
+        """
+        presented = key_hash(key)
+        owner = None
+        for ring in (self.configured, self.stored):
+            for known, name in ring.items():
+                if hmac.compare_digest(presented, known):
+                    owner = name
+        if owner is None:
+            return None
+        return Caller(owner=owner, admin=owner in self.admins)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a valid stream token allows: to follow one order, or to act as one owner."""
+
+    order_id: UUID | None = None
+    owner: str | None = None
+
+
+class StreamTokens:
+    """Signs and reads stream tokens: `base64url(payload).base64url(HMAC-SHA256)`."""
+
+    def __init__(self, secret: bytes, ttl_s: float) -> None:
+        self._secret = secret
+        self._ttl_s = ttl_s
+
+    @classmethod
+    async def shared(cls, repository: Repository, ttl_s: float) -> StreamTokens:
+        """Tokens under the secret every engine on the database shares (made by the first)."""
+        return cls(await repository.secret(STREAM_SECRET, secrets.token_bytes(32)), ttl_s)
+
+    def for_order(self, order_id: UUID) -> str:
+        """A token to follow `order_id`, valid for the token lifetime."""
+        return self._sign(["order", str(order_id), self._expiry()])
+
+    def for_owner(self, owner: str) -> tuple[str, datetime]:
+        """A token to act as `owner` on a socket, and when it expires."""
+        expires = self._expiry()
+        return self._sign(["owner", owner, expires]), datetime.fromtimestamp(expires, UTC)
+
+    def read(self, token: str) -> Grant | None:
+        """What the token grants; None if it is malformed, tampered with or expired."""
+        encoded, _, signature = token.partition(".")
+        try:
+            payload = _decode(encoded)
+            given = _decode(signature)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(given, self._mac(payload)):
+            return None
+        try:
+            kind, subject, expires = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(expires, int) or expires < time.time():
+            return None
+        if kind == "order":
+            return Grant(order_id=UUID(subject))
+        return Grant(owner=str(subject))
+
+    def _expiry(self) -> int:
+        return int(time.time() + self._ttl_s)
+
+    def _sign(self, claims: list[object]) -> str:
+        payload = json.dumps(claims, separators=(",", ":")).encode()
+        return f"{_encode(payload)}.{_encode(self._mac(payload))}"
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode(text: str) -> bytes:
+    """Base64url without padding; ValueError for anything else."""
+    if not text or not text.isascii():
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SubmitLimit:
+    """Each owner's own bucket of submissions: one key's burst never limits another's."""
+
+    def __init__(self, per_minute: float) -> None:
+        self._per_second = per_minute / 60
+        self._capacity = max(1.0, per_minute * BURST_MINUTES)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, owner: str) -> float:
+        """Take one submission for `owner`: 0 if it may, else the seconds until it may."""
+        now = time.monotonic()
+        tokens, updated = self._buckets.get(owner, (self._capacity, now))
+        tokens = min(self._capacity, tokens + (now - updated) * self._per_second)
+        if tokens < 1:
+            self._buckets[owner] = (tokens, now)
+            return (1 - tokens) / self._per_second
+        self._buckets[owner] = (tokens - 1, now)
+        return 0.0
+
+
+class Exposed(Exception):
+    """The engine would serve a network with no key in force, and was not told it may."""
+
+
+def check_exposure(host: str, allow_anonymous: bool, ring: KeyRing) -> None:
+    """Refuse to serve on an address other than loopback with no key, unless told it may."""
+    if ring.in_force or allow_anonymous or is_loopback(host):
+        return
+    raise Exposed(
+        f"refusing to serve on {host} with no API key: anyone who can reach it could trade."
+        " Create one with `python -m orderengine keys create NAME`, or give"
+        " ORDERENGINE_API_KEYS (owner:key,...) or ORDERENGINE_API_KEYS_FILE; or set"
+        " ORDERENGINE_ALLOW_ANONYMOUS=true if it is meant to be open."
+    )
+
+
+@asynccontextmanager
+async def keep_loaded(ring: KeyRing, repository: Repository) -> AsyncIterator[Callable[[], None]]:
+    """A callback for the listener: a key was created or revoked; the ring is reloaded.
+
+    The callback only sets an event; a task reloads, once for the news heard meanwhile. A
+    failed reload is logged, and the keys stay as they were until the next news.
+    """
+    changed = asyncio.Event()
+    task = asyncio.create_task(_reload_when_changed(ring, repository, changed), name="keys")
+    try:
+        yield changed.set
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _reload_when_changed(
+    ring: KeyRing, repository: Repository, changed: asyncio.Event
+) -> None:
+    while True:
+        await changed.wait()
+        changed.clear()
+        try:
+            await ring.load(repository)
+        except Exception as error:
+            log.warning("keys_not_reloaded", error=repr(error))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the engine listens only on this machine: `localhost` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,137 @@
+"""The HTTP layer's guards: API keys, cross-origin requests, and the headers every answer has.
+
+- `access_middleware` names the caller of every request (`CALLER`). With no key in force
+  everyone is `OPEN`. With keys, every `/api/...` route but the API's own description needs
+  `Authorization: Bearer KEY`, or, on a socket's GET, a stream token as `?token=`; anything
+  else is a 401 with `WWW-Authenticate`. Listing a pool also needs an admin key.
+- `cors_middleware` answers preflights from `ORDERENGINE_CORS_ORIGINS` and marks the answers
+  to those origins; no other origin is allowed anything.
+- `headers_middleware` adds the usual security headers to every answer.
+
+Part of the HTTP layer: only `app.py` imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from orderengine.access import OPEN, Caller
+from orderengine.errors import Forbidden, Unauthorized
+from orderengine.keys import CALLER, KEY_RING, SETTINGS, STREAM_TOKENS
+from orderengine.wire import EXECUTE, error_body
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC = frozenset({"/api/openapi.json", "/api/asyncapi.json", "/api/docs"})
+"""The API's own description is open to all, as `/health` and `/metrics` are."""
+ADMIN_ONLY = frozenset({("POST", "/api/simulation/listings")})
+"""Routes that need a key named in `ORDERENGINE_ADMIN_KEYS` while keys are in force."""
+STREAM_TOKENS_PATH = "/api/stream-tokens"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+API_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+"""Added to the API's answers (JSON), but not to a page that sets its own policy."""
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+CORS_METHODS = "GET, POST, DELETE, OPTIONS"
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Name the caller, or refuse the request with a 401 (a 403 for an admin's route)."""
+    request[CALLER] = _caller(request)
+    if (request.method, request.path) in ADMIN_ONLY and not request[CALLER].admin:
+        raise Forbidden("listing a pool needs a key named in ORDERENGINE_ADMIN_KEYS")
+    return await handler(request)
+
+
+def _caller(request: web.Request) -> Caller:
+    ring = request.app[KEY_RING]
+    if not ring.in_force or not request.path.startswith("/api/") or request.path in PUBLIC:
+        return OPEN
+    authorization = request.headers.get(hdrs.AUTHORIZATION)
+    if authorization is not None:
+        scheme, _, key = authorization.partition(" ")
+        caller = ring.caller(key.strip()) if scheme.lower() == "bearer" else None
+        if caller is None:
+            raise Unauthorized("the API key is wrong or revoked", True)
+        return caller
+    token = request.query.get("token")
+    if token is not None and request.method == "GET" and request.path == EXECUTE:
+        grant = request.app[STREAM_TOKENS].read(token)
+        if grant is None:
+            raise Unauthorized(
+                "the stream token is malformed, tampered with or expired", invalid=True
+            )
+        return Caller(owner=grant.owner, admin=False, order_id=grant.order_id)
+    raise Unauthorized("an API key is needed: send Authorization: Bearer KEY", False)
+
+
+async def stream_token(request: web.Request) -> web.Response:
+    """`POST /api/stream-tokens`: a token for a socket to act as the caller's key.
+
+    For a browser, which cannot send a header on a socket: open the execute route with
+    `?token=` and send the order as the first message. 201 with the token, its expiry and
+    the socket's URL.
+    """
+    caller = request[CALLER]
+    if caller.order_id is not None:
+        raise Forbidden("a stream token for one order may only follow that order")
+    token, expires_at = request.app[STREAM_TOKENS].for_owner(caller.owner or "")
+    body = {"token": token, "expiresAt": expires_at.isoformat(), "ws": f"{EXECUTE}?token={token}"}
+    return web.json_response(body, status=201)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer a preflight from an allowed origin; mark the answers that origin may read.
+
+    Outside the error middleware, so that an error's answer is marked too.
+    """
+    origin = request.headers.get(hdrs.ORIGIN)
+    allowed = origin is not None and origin in request.app[SETTINGS].cors_origins
+    preflight = (
+        request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+    )
+    if preflight and not allowed:
+        refused = error_body("forbidden_origin", "this origin may not call the API from a browser")
+        return web.json_response(refused, status=403)
+    if preflight:
+        response: web.StreamResponse = web.Response(status=204, headers=_preflight_headers())
+    else:
+        response = await handler(request)
+    if allowed and not response.prepared:
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = str(origin)
+        response.headers.add(hdrs.VARY, "Origin")
+    return response
+
+
+def _preflight_headers() -> dict[str, Any]:
+    return {
+        hdrs.ACCESS_CONTROL_ALLOW_METHODS: CORS_METHODS,
+        hdrs.ACCESS_CONTROL_ALLOW_HEADERS: CORS_HEADERS,
+        hdrs.ACCESS_CONTROL_MAX_AGE: "600",
+    }
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The security headers on every answer; no caching and no content policy for the API's."""
+    response = await handler(request)
+    if response.prepared:
+        return response
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/api/"):
+        for name, value in API_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
