@@ -1,6 +1,7 @@
 """`python -m orderengine`: settings -> database -> app -> serve until SIGTERM or SIGINT.
 
-`python -m orderengine list-token …` instead asks a running engine to list a pool (cli.py).
+`python -m orderengine list-token …` instead asks a running engine to list a pool (cli.py);
+`python -m orderengine keys …` manages the API keys in its database (key_commands.py).
 
 On a signal the engine first stops taking orders (POST answers 503) and lets in-flight
 swaps finish within the grace period; only then does the server stop listening, close the
@@ -18,7 +19,8 @@ from contextlib import ExitStack
 import structlog
 from aiohttp import web
 
-from orderengine import cli
+from orderengine import cli, key_commands
+from orderengine.access import Exposed
 from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
 from orderengine.keys import ENGINE
@@ -51,8 +53,27 @@ async def serve(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = cli.parser().parse_args(argv)
     if arguments.command == "list-token":
-        sys.exit(asyncio.run(cli.list_token(arguments.url, cli.listing_body(arguments))))
+        body = cli.listing_body(arguments)
+        sys.exit(asyncio.run(cli.list_token(arguments.url, body, key=arguments.key)))
+    if arguments.command == "keys":
+        sys.exit(asyncio.run(manage_keys(arguments.action, getattr(arguments, "name", None))))
     run()
+
+
+async def manage_keys(action: str, name: str | None) -> int:
+    """Run `keys create NAME`, `keys list` or `keys revoke NAME` on the engine's database.
+
+    Only the command's answer goes to standard output; the log, to standard error.
+    """
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    async with key_commands.keys_repository(settings) as repository:
+        if action == "list":
+            return await key_commands.listing(repository)
+        assert name is not None, "argparse requires a name for create and revoke"
+        if action == "create":
+            return await key_commands.create(repository, name)
+        return await key_commands.revoke(repository, name)
 
 
 def run() -> None:
@@ -63,7 +84,11 @@ def run() -> None:
             url = stack.enter_context(embedded_postgres(settings.data_dir))
             log.info("embedded_postgres", data_dir=str(settings.data_dir))
             settings = settings.model_copy(update={"database_url": url})
-        asyncio.run(serve(settings))
+        try:
+            asyncio.run(serve(settings))
+        except Exposed as refusal:
+            log.error("refusing_to_serve", reason=str(refusal))
+            sys.exit(str(refusal))
 
 
 if __name__ == "__main__":

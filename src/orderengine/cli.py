@@ -1,4 +1,4 @@
-"""The command line of `python -m orderengine`: serve (the default), or ask a running engine.
+"""The command line of `python -m orderengine`: serve (the default), ask an engine, or keys.
 
 `list-token` lists a pool for a new token on a running engine, through its HTTP API
 (`POST /api/simulation/listings`), as any client would: it needs no settings and no database.
@@ -26,7 +26,10 @@ UNREACHABLE = 3
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: no command (or `serve`) runs the engine; `list-token` asks one."""
+    """The command line: no command (or `serve`) runs the engine; or one of the others.
+
+    `list-token` asks a running engine; `keys` manages the API keys in its database.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m orderengine", description="A DEX order execution engine."
     )
@@ -49,6 +52,17 @@ def parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--quote-token", default="SOL", help="the token it is priced in")
     listing.add_argument("--url", default=DEFAULT_URL, help=f"the engine (default {DEFAULT_URL})")
+    listing.add_argument("--key", help="an admin API key, when the engine has keys in force")
+    keys = commands.add_parser(
+        "keys",
+        help="create, list or revoke the API keys stored in the engine's database",
+        description="API keys in the engine's database (ORDERENGINE_DATABASE_URL, or the"
+        " embedded one): a new key is printed once, and only its hash is stored.",
+    )
+    actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("create", help="create a key and print it once").add_argument("name")
+    actions.add_parser("list", help="every key's name and dates, never a key")
+    actions.add_parser("revoke", help="revoke a key on every engine").add_argument("name")
     return parser
 
 
@@ -67,6 +81,7 @@ async def list_token(
     url: str,
     body: dict[str, str],
     *,
+    key: str | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -78,7 +93,7 @@ async def list_token(
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session,
-            session.post(endpoint, json=body) as response,
+            session.post(endpoint, json=body, headers=_authorization(key)) as response,
         ):
             status, text = response.status, await response.text()
     except (aiohttp.ClientError, TimeoutError) as error:
@@ -90,3 +105,7 @@ async def list_token(
         return LISTED
     print(f"the engine refused the listing (HTTP {status}): {text}", file=err)
     return REFUSED
+
+
+def _authorization(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}

@@ -1,0 +1,272 @@
+"""API keys: who may call, whose orders each sees, stream tokens, limits and exposure."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+
+from orderengine.access import Exposed, StreamTokens
+from orderengine.app import create_app
+from orderengine.key_commands import create, revoke
+from orderengine.keys import STREAM_TOKENS
+from orderengine.repository import Repository
+from tests.harness import Client, StartApp, fast_settings
+from tests.polling import eventually
+from tests.streams import MARKET
+
+ALICE = "alice-key-0123456789"
+BOB = "bob-key-0123456789abc"
+KEYS: dict[str, Any] = {"api_keys": {"alice": ALICE, "bob": BOB}, "admin_keys": ("alice",)}
+
+
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+"""A valid WebSocket handshake, sent as a plain request to see its refusal."""
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+async def keyed(start_app: StartApp) -> Client:
+    return await start_app(**KEYS)
+
+
+async def submit(client: Client, key: str, **headers: str) -> dict[str, Any]:
+    response = await client.post(
+        "/api/orders/execute", json=MARKET, headers={**bearer(key), **headers}
+    )
+    assert response.status in (200, 201), await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def test_no_key_and_a_wrong_key_are_401_in_the_error_shape(keyed: Client) -> None:
+    missing = await keyed.get("/api/orders")
+    wrong = await keyed.get("/api/orders", headers=bearer("not-a-key-at-all-0000"))
+    not_bearer = await keyed.get("/api/orders", headers={"Authorization": f"Basic {ALICE}"})
+
+    assert missing.status == wrong.status == not_bearer.status == 401
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="orderengine"'
+    assert wrong.headers["WWW-Authenticate"].endswith('error="invalid_token"')
+    assert (await missing.json())["error"]["code"] == "unauthorized"
+    assert ALICE not in await wrong.text()
+
+
+async def test_health_and_metrics_stay_open(keyed: Client) -> None:
+    assert (await keyed.get("/health")).status == 200
+    assert (await keyed.get("/metrics")).status == 200
+
+
+async def test_another_owners_order_is_unknown_on_every_route(keyed: Client) -> None:
+    order = await submit(keyed, ALICE)
+    path = f"/api/orders/{order['orderId']}"
+
+    read = await keyed.get(path, headers=bearer(BOB))
+    cancel = await keyed.delete(path, headers=bearer(BOB))
+    socket = await keyed.get(
+        f"/api/orders/execute?orderId={order['orderId']}", headers={**bearer(BOB), **UPGRADE}
+    )
+    mine = await keyed.get(path, headers=bearer(ALICE))
+    theirs = await (await keyed.get("/api/orders", headers=bearer(BOB))).json()
+    own = await (await keyed.get("/api/orders", headers=bearer(ALICE))).json()
+
+    assert read.status == cancel.status == socket.status == 404
+    assert (await read.json())["error"]["code"] == "order_not_found"
+    assert mine.status == 200
+    assert order["orderId"] not in [o["orderId"] for o in theirs["orders"]]
+    assert order["orderId"] in [o["orderId"] for o in own["orders"]]
+
+
+async def test_idempotency_keys_are_scoped_to_their_owner(keyed: Client) -> None:
+    alices = await submit(keyed, ALICE, **{"Idempotency-Key": "same"})
+    bobs = await submit(keyed, BOB, **{"Idempotency-Key": "same"})
+    again = await submit(keyed, ALICE, **{"Idempotency-Key": "same"})
+
+    assert alices["orderId"] != bobs["orderId"]
+    assert again["orderId"] == alices["orderId"]
+
+
+async def test_the_signed_ws_url_follows_the_order_without_a_header(keyed: Client) -> None:
+    order = await submit(keyed, ALICE)
+    assert "&token=" in order["ws"]
+
+    statuses = []
+    async with keyed.ws_connect(order["ws"]) as ws:
+        async for message in ws:
+            assert message.type == WSMsgType.TEXT
+            statuses.append(message.json()["status"])
+
+    assert statuses[-1] == "confirmed"
+
+
+async def test_a_tampered_or_expired_token_is_refused_before_the_upgrade(
+    keyed: Client,
+) -> None:
+    order = await submit(keyed, ALICE)
+    tampered = order["ws"][:-2] + ("AA" if not order["ws"].endswith("AA") else "BB")
+    expired_tokens = StreamTokens(keyed.app[STREAM_TOKENS]._secret, ttl_s=-1)
+    expired = f"/api/orders/execute?orderId={order['orderId']}&token=" + (
+        expired_tokens.for_order(order["orderId"])
+    )
+
+    for url in (tampered, expired):
+        response = await keyed.get(url)
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+async def test_a_token_for_one_order_shows_no_other(keyed: Client) -> None:
+    first = await submit(keyed, ALICE)
+    second = await submit(keyed, ALICE)
+    token = first["ws"].split("&token=")[1]
+
+    socket = await keyed.get(
+        f"/api/orders/execute?orderId={second['orderId']}&token={token}", headers=UPGRADE
+    )
+    listing = await keyed.get(f"/api/orders?token={token}")
+
+    assert socket.status == 404
+    assert listing.status == 401  # a token opens sockets only
+
+
+async def test_a_stream_token_lets_a_socket_submit_for_its_owner(keyed: Client) -> None:
+    minted = await keyed.post("/api/stream-tokens", headers=bearer(ALICE))
+    body = await minted.json()
+
+    async with keyed.ws_connect(body["ws"]) as ws:
+        await ws.send_json(MARKET)
+        accepted = await ws.receive_json()
+    read = await keyed.get(f"/api/orders/{accepted['orderId']}", headers=bearer(ALICE))
+    hidden = await keyed.get(f"/api/orders/{accepted['orderId']}", headers=bearer(BOB))
+
+    assert minted.status == 201
+    assert read.status == 200
+    assert hidden.status == 404
+
+
+async def test_a_keys_submissions_are_limited_alone(start_app: StartApp) -> None:
+    client = await start_app(**KEYS, key_submit_per_minute=6)
+
+    await submit(client, ALICE)
+    over = await client.post("/api/orders/execute", json=MARKET, headers=bearer(ALICE))
+    other = await client.post("/api/orders/execute", json=MARKET, headers=bearer(BOB))
+
+    assert over.status == 429
+    assert int(over.headers["Retry-After"]) >= 1
+    assert (await over.json())["error"]["code"] == "rate_limited"
+    assert other.status == 201
+
+
+async def test_listing_a_pool_needs_an_admin_key(keyed: Client) -> None:
+    listing = {
+        "dex": "meteora",
+        "token": "ADMINX1",
+        "quoteToken": "SOL",
+        "price": "1",
+        "liquidity": "100",
+    }
+
+    bobs = await keyed.post("/api/simulation/listings", json=listing, headers=bearer(BOB))
+    alices = await keyed.post("/api/simulation/listings", json=listing, headers=bearer(ALICE))
+
+    assert bobs.status == 403
+    assert alices.status == 201
+
+
+async def test_an_exposed_engine_with_no_key_refuses_to_start(database_url: str) -> None:
+    runner = web.AppRunner(create_app(fast_settings(database_url, host="0.0.0.0")))
+
+    with pytest.raises(Exposed, match="ORDERENGINE_ALLOW_ANONYMOUS"):
+        await runner.setup()
+    await runner.cleanup()
+
+
+async def test_an_exposed_engine_starts_when_told_it_is_open_or_given_keys(
+    start_app: StartApp,
+) -> None:
+    anonymous = await start_app(host="0.0.0.0", allow_anonymous=True)
+    keyed = await start_app(host="0.0.0.0", **KEYS)
+
+    assert (await anonymous.get("/api/orders")).status == 200
+    assert (await keyed.get("/api/orders")).status == 401
+
+
+async def test_keys_created_and_revoked_in_the_database_apply_at_once(
+    client: Client, repository: Repository
+) -> None:
+    out = io.StringIO()
+    assert await create(repository, "carol", out) == 0
+    key = out.getvalue().strip()
+
+    await eventually(lambda: _status_is(client, {}, 401))
+    assert (await client.get("/api/orders", headers=bearer(key))).status == 200
+    assert await revoke(repository, "carol", io.StringIO()) == 0
+    await eventually(lambda: _status_is(client, bearer(key), 200))  # no key in force: open
+
+
+async def _status_is(client: Client, headers: dict[str, str], status: int) -> bool:
+    return (await client.get("/api/orders", headers=headers)).status == status
+
+
+async def test_cors_preflights_are_answered_for_listed_origins_only(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(cors_origins=("https://front.example",))
+    ask = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+
+    allowed = await client.options(
+        "/api/orders/execute", headers={**ask, "Origin": "https://front.example"}
+    )
+    refused = await client.options(
+        "/api/orders/execute", headers={**ask, "Origin": "https://evil.example"}
+    )
+    read = await client.get("/api/orders", headers={"Origin": "https://front.example"})
+    other = await client.get("/api/orders", headers={"Origin": "https://evil.example"})
+
+    assert allowed.status == 204
+    assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in allowed.headers["Access-Control-Allow-Headers"]
+    assert refused.status == 403
+    assert read.headers["Access-Control-Allow-Origin"] == "https://front.example"
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_answers_carry_the_security_headers(client: Client) -> None:
+    api = await client.get("/api/orders")
+    health = await client.get("/health")
+    missing = await client.get("/api/orders/not-an-id")
+
+    for response in (api, health, missing):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+    assert api.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in api.headers["Content-Security-Policy"]
+
+
+async def test_a_revoked_key_is_refused_by_every_engine(
+    start_app: StartApp, repository: Repository
+) -> None:
+    first = await start_app()
+    second = await start_app()
+    out = io.StringIO()
+    await create(repository, "dave", out)
+    await create(repository, "erin", io.StringIO())
+    key = out.getvalue().strip()
+    await eventually(lambda: _status_is(second, bearer(key), 200))
+
+    await revoke(repository, "dave", io.StringIO())
+
+    await eventually(lambda: _status_is(first, bearer(key), 401))
+    await eventually(lambda: _status_is(second, bearer(key), 401))
