@@ -73,8 +73,14 @@ CREATE TABLE order_events (
     attempt  integer NOT NULL,
     at       timestamptz NOT NULL DEFAULT now(),
     details  jsonb NOT NULL DEFAULT '{}',
+    -- Its place in the feed of all orders, given once it is committed (null until then).
+    position bigint,
     PRIMARY KEY (order_id, seq)
 );
+CREATE UNIQUE INDEX order_events_by_position ON order_events (position)
+    WHERE position IS NOT NULL;
+CREATE INDEX order_events_unpositioned ON order_events (at, order_id, seq)
+    WHERE position IS NULL;
 
 -- The token bucket every engine on this database draws execution attempts from.
 CREATE TABLE rate_limit (
@@ -124,4 +130,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (3, 'retry_times_and_expiry'),
     (4, 'leases_and_shared_rate'),
     (5, 'waiting_orders'),
-    (6, 'api_keys_and_owners');
+    (6, 'api_keys_and_owners'),
+    (7, 'event_feed');

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import WSCloseCode, web
 
-from orderengine import api, listings, security, stream
+from orderengine import api, feed, listings, security, stream
 from orderengine.access import KeyRing, StreamTokens, SubmitLimit, check_exposure, keep_loaded
 from orderengine.engine import Engine
 from orderengine.events import EventHub
@@ -73,6 +73,7 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
     app.router.add_post(listings.LISTINGS_PATH, listings.create_listing)
     app.router.add_get(listings.TOKENS_PATH, listings.tokens)
     app.router.add_post(security.STREAM_TOKENS_PATH, security.stream_token)
+    app.router.add_get(feed.FEED_PATH, feed.follow_all)
     app.router.add_get("/health", api.health)
     app.router.add_get("/metrics", api.metrics)
     return app

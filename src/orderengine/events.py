@@ -29,6 +29,7 @@ never slowing the engine or anyone else, and is told so, to resume with `since=`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
@@ -100,6 +101,17 @@ class EventHub:
     def __init__(self, buffer: int) -> None:
         self._buffer = buffer
         self._subscribers: defaultdict[UUID, set[Subscription]] = defaultdict(set)
+        self._news = asyncio.Event()
+        """Set, then replaced, at every publish or hint: what the feed of all orders waits on."""
+
+    async def news(self, timeout_s: float) -> None:
+        """Return at the next event published or hinted, of any order, or after `timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._news.wait(), timeout_s)
+
+    def _tell_the_feed(self) -> None:
+        news, self._news = self._news, asyncio.Event()
+        news.set()
 
     @contextmanager
     def subscribe(self, order_id: UUID) -> Iterator[Subscription]:
@@ -117,6 +129,7 @@ class EventHub:
         """Hand a committed event to every watcher of its order; never blocks."""
         for subscription in self._subscribers.get(event.order_id, ()):
             subscription.offer(event)
+        self._tell_the_feed()
 
     def hint(self, order_id: UUID, seq: int) -> None:
         """Tell every watcher of the order that its event `seq` is committed; never blocks.
@@ -129,6 +142,7 @@ class EventHub:
             hint = Hint(order_id, seq)
             for subscription in subscriptions:
                 subscription.offer(hint)
+        self._tell_the_feed()
 
 
 async def follow(

@@ -50,6 +50,10 @@ ORDER_COLUMNS = """
     limit_price, expires_at, awaits, best_price, owner, created_at, updated_at"""
 EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
 EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
+FEED_BATCH = 5_000
+"""The most events one call of `sequence_feed` gives positions to."""
+FEED_SEQUENCER_LOCK = 7_207_004
+"""The advisory lock under which one engine at a time gives feed positions."""
 FIRST_DETAILS = """
     CASE awaits
         WHEN 'price' THEN jsonb_build_object(
@@ -890,6 +894,74 @@ class Repository:
                 str(self.owner),
             )
         return int(woken or 0)
+
+    async def sequence_feed(self, limit: int = FEED_BATCH) -> int:
+        """Give the next feed positions to committed events that have none; how many.
+
+        One sequencer at a time across engines (a transaction-level advisory lock; a caller
+        that does not get it at once gives nothing, as another is giving positions), so the
+        positions of one call are committed before the next call gives any: a reader that
+        sees position P sees every position below it. Within a call, positions follow the
+        events' times, then order and seq, so an order's events keep their order.
+        """
+        async with self._connection() as connection, connection.transaction():
+            if not await connection.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", FEED_SEQUENCER_LOCK
+            ):
+                return 0
+            given = await connection.fetchval(
+                """
+                WITH base AS (
+                    SELECT COALESCE(max(position), 0) AS last FROM order_events
+                ), next AS (
+                    SELECT order_id, seq,
+                           (SELECT last FROM base)
+                           + row_number() OVER (ORDER BY at, order_id, seq) AS position
+                    FROM (
+                        SELECT order_id, seq, at FROM order_events
+                        WHERE position IS NULL ORDER BY at, order_id, seq LIMIT $1
+                    ) AS waiting
+                ), given AS (
+                    UPDATE order_events AS e SET position = next.position
+                    FROM next WHERE (e.order_id, e.seq) = (next.order_id, next.seq)
+                    RETURNING 1
+                )
+                SELECT count(*) FROM given
+                """,
+                limit,
+            )
+        return int(given)
+
+    async def feed(
+        self, after: int, limit: int, owner: str | None = None
+    ) -> list[tuple[int, OrderEvent]]:
+        """The events with a feed position above `after`, in order; of `owner`'s orders if given."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                f"""
+                SELECT e.position, {", ".join(f"e.{c}" for c in EVENT_FIELDS)}
+                FROM order_events AS e
+                WHERE e.position > $1
+                  AND ($3::text IS NULL OR EXISTS (
+                      SELECT FROM orders AS o WHERE o.id = e.order_id AND o.owner = $3))
+                ORDER BY e.position LIMIT $2
+                """,
+                after,
+                limit,
+                owner,
+            )
+        return [
+            (row["position"], _event({column: row[column] for column in EVENT_FIELDS}))
+            for row in rows
+        ]
+
+    async def feed_position(self) -> int:
+        """The last feed position given so far (0 before any)."""
+        async with self._connection() as connection:
+            last = await connection.fetchval(
+                "SELECT COALESCE(max(position), 0) FROM order_events"
+            )
+        return int(last)
 
     async def create_key(self, name: str, key_hash: str) -> None:
         """Store a new API key by its hash, under a name no active key has; tell the engines.

@@ -1,0 +1,83 @@
+"""The feed of all orders: one WebSocket, `GET /api/events`, with every event in order.
+
+Each message is an event as an order's socket sends it, with its global `position`. A client
+resumes with `?after=POSITION` (the last one it has); without it, the feed starts with the
+events committed from the moment it connects. While keys are in force it shows the caller's
+orders only; with none, every order.
+
+Positions are given once events are committed, by one sequencer at a time across the
+engines (`Repository.sequence_feed`), which each feed runs before it reads: so a reader that
+has seen position P has seen every position below it, whichever engine committed what, and
+resuming after P misses nothing. The feed reads the store whenever the hub has news (an
+event committed here, or announced by another engine) and every `ORDERENGINE_WS_IDLE_CHECK_S`
+in any case.
+
+Part of the HTTP layer: only `app.py` imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import WSCloseCode, web
+
+from orderengine.errors import Forbidden, OrderEngineError
+from orderengine.keys import CALLER, HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.wire import error_body, non_negative
+
+FEED_PATH = "/api/events"
+PAGE = 500
+"""The most events read from the store at once."""
+
+
+async def follow_all(request: web.Request) -> web.StreamResponse:
+    """Stream every event of every order the caller may see, from `after` on, until it leaves."""
+    caller = request[CALLER]
+    if caller.order_id is not None:
+        raise Forbidden("a stream token for one order may only follow that order")
+    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].ws_heartbeat_s)
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPMethodNotAllowed(request.method, [], text="GET here must upgrade")
+    given = request.query.get("after")
+    repository = request.app[REPOSITORY]
+    if given is None:
+        await repository.sequence_feed()
+        after = await repository.feed_position()
+    else:
+        after = non_negative("after", given, 0, maximum=2**63 - 1)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    sender = asyncio.create_task(_send(request, ws, after, caller.owner))
+    try:
+        async for _ in ws:
+            pass
+    finally:
+        request.app[SOCKETS].discard(ws)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    return ws
+
+
+async def _send(
+    request: web.Request, ws: web.WebSocketResponse, after: int, owner: str | None
+) -> None:
+    """Send the events after `after`, forever; close 1013 if the store cannot be read."""
+    app = request.app
+    idle_s = app[SETTINGS].ws_idle_check_s
+    while True:
+        news = asyncio.ensure_future(app[HUB].news(idle_s))
+        try:
+            await app[REPOSITORY].sequence_feed()
+            page = await app[REPOSITORY].feed(after, PAGE, owner)
+        except OrderEngineError as error:
+            news.cancel()
+            await ws.send_json(error_body(error.code, error.message))
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
+            return
+        for position, event in page:
+            await ws.send_json({"position": position, **event.wire()})
+            after = position
+        if len(page) == PAGE:
+            news.cancel()
+            continue
+        await news

@@ -1,0 +1,116 @@
+"""The feed of all orders: every event, with a global position, resumable, no gaps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import ClientWebSocketResponse
+
+from orderengine.repository import Repository
+from tests.harness import Client, StartApp
+from tests.streams import MARKET, submit, wait_terminal
+
+ALICE = "alice-key-0123456789"
+BOB = "bob-key-0123456789abc"
+
+
+async def read(ws: ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
+    """The next `count` messages of the feed."""
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(30):
+        while len(messages) < count:
+            messages.append(await ws.receive_json())
+    return messages
+
+
+def check_order(messages: list[dict[str, Any]]) -> None:
+    """Positions rise, and each order's seqs run 1, 2, 3 … with no gap or repeat."""
+    positions = [message["position"] for message in messages]
+    assert positions == sorted(set(positions))
+    seqs: defaultdict[str, list[int]] = defaultdict(list)
+    for message in messages:
+        seqs[message["orderId"]].append(message["seq"])
+    for order_seqs in seqs.values():
+        assert order_seqs == list(range(order_seqs[0], order_seqs[0] + len(order_seqs)))
+
+
+async def test_the_feed_streams_every_event_of_every_order_in_order(client: Client) -> None:
+    async with client.ws_connect("/api/events") as ws:
+        ids = [await submit(client, MARKET) for _ in range(3)]
+        for order_id in ids:
+            await wait_terminal(client, order_id)
+        messages = await read(ws, 3 * 5)
+
+    check_order(messages)
+    assert {m["orderId"] for m in messages} == set(ids)
+    assert [m["status"] for m in messages if m["orderId"] == ids[0]] == [
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "confirmed",
+    ]
+
+
+async def test_the_feed_resumes_after_a_position_with_nothing_missed(client: Client) -> None:
+    ids = [await submit(client, MARKET) for _ in range(2)]
+    for order_id in ids:
+        await wait_terminal(client, order_id)
+
+    async with client.ws_connect("/api/events?after=0") as ws:
+        everything = await read(ws, 10)
+    middle = everything[4]["position"]
+    async with client.ws_connect(f"/api/events?after={middle}") as ws:
+        rest = await read(ws, 5)
+
+    check_order(everything)
+    assert rest == everything[5:]
+
+
+async def test_the_feed_shows_a_key_only_its_own_orders(start_app: StartApp) -> None:
+    client = await start_app(api_keys={"alice": ALICE, "bob": BOB})
+    alice = {"Authorization": f"Bearer {ALICE}"}
+    bob = {"Authorization": f"Bearer {BOB}"}
+
+    async with client.ws_connect("/api/events?after=0", headers=bob) as ws:
+        posted = await client.post("/api/orders/execute", json=MARKET, headers=alice)
+        alices = (await posted.json())["orderId"]
+        mine = await client.post("/api/orders/execute", json=MARKET, headers=bob)
+        bobs = (await mine.json())["orderId"]
+        messages = await read(ws, 5)
+
+    assert {m["orderId"] for m in messages} == {bobs}
+    assert alices != bobs
+    refused = await client.get("/api/events")
+    assert refused.status == 401
+
+
+async def test_positions_are_given_by_one_sequencer_in_commit_order(
+    client: Client, repository: Repository
+) -> None:
+    ids = [await submit(client, MARKET) for _ in range(4)]
+    for order_id in ids:
+        await wait_terminal(client, order_id)
+
+    given = await asyncio.gather(*(repository.sequence_feed() for _ in range(4)))
+    page = await repository.feed(0, 100)
+
+    assert sum(given) == 20  # each event positioned once, whoever ran at once
+    assert len(page) == 20
+    positions = [position for position, _ in page]
+    assert positions == sorted(positions)
+    assert await repository.sequence_feed() == 0
+
+
+async def test_an_order_on_another_engine_reaches_the_feed(start_app: StartApp) -> None:
+    first = await start_app()
+    second = await start_app()
+
+    async with second.ws_connect("/api/events") as ws:
+        order_id = await submit(first, MARKET)
+        messages = await read(ws, 5)
+
+    assert {m["orderId"] for m in messages} == {order_id}
+    assert messages[-1]["status"] == "confirmed"
