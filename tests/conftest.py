@@ -28,6 +28,7 @@ from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
 from orderengine.venues.factory import blockhash_ttl_s, simulated_venues
 from orderengine.venues.venue import VenueFactory
+from tests import recorded_traffic
 from tests.engine_process import EngineProcess, StartEngine
 from tests.harness import (
     Client,
@@ -140,7 +141,7 @@ def start_app(database_url: str, aiohttp_client: AiohttpClient) -> StartApp:
 
     async def start(venues: VenueFactory = simulated_venues, **overrides: Any) -> Client:
         app = create_app(fast_settings(database_url, **overrides), venues)
-        return await aiohttp_client(app)
+        return await aiohttp_client(app, **recorded_traffic.client_kwargs())
 
     return start
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from structlog.contextvars import bound_contextvars
 
 from orderengine import stream
+from orderengine.answers import Health, HealthWithoutDatabase, OrdersPage, OrderWithEvents, Workers
 from orderengine.domain import Order, OrderStatus
 from orderengine.errors import (
     BadRequest,
@@ -28,7 +29,6 @@ from orderengine.wire import (
     error_body,
     non_negative,
     order_id,
-    order_json,
     quote_preview,
     read_order,
     read_quote_request,
@@ -151,7 +151,7 @@ async def get_order(request: web.Request) -> web.Response:
 async def _with_events(request: web.Request, order: Order) -> web.Response:
     """The answer showing `order` with every event it has had."""
     events = await request.app[REPOSITORY].events(order.order_id)
-    return _json({**order_json(order), "events": [event.wire() for event in events]})
+    return _json(OrderWithEvents.of(order, events).wire())
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -204,12 +204,8 @@ async def list_orders(request: web.Request) -> web.Response:
     orders, next_cursor = await request.app[REPOSITORY].list_orders(
         status, cursor, limit, caller.owner
     )
-    return _json(
-        {
-            "orders": [order_json(order) for order in orders],
-            "nextCursor": str(next_cursor) if next_cursor is not None else None,
-        }
-    )
+    cursor_text = str(next_cursor) if next_cursor is not None else None
+    return _json(OrdersPage(orders=tuple(orders), next_cursor=cursor_text).wire())
 
 
 async def health(request: web.Request) -> web.Response:
@@ -220,22 +216,19 @@ async def health(request: web.Request) -> web.Response:
     """
     engine = request.app[ENGINE]
     alive, configured = engine.workers_alive, request.app[SETTINGS].concurrency
-    workers = {"alive": alive, "configured": configured}
+    workers = Workers(alive=alive, configured=configured)
     try:
         oldest = await request.app[REPOSITORY].oldest_unfinished_age_s()
     except Unavailable:
-        return _json(
-            {"status": "degraded", "database": "unavailable", "workers": workers}, status=503
-        )
+        return _json(HealthWithoutDatabase(workers=workers).wire(), status=503)
     healthy = alive == configured
-    body: dict[str, Any] = {
-        "status": "ok" if healthy else "degraded",
-        "database": "ok",
-        "workers": workers,
-        "backlog": engine.backlog,
-        "oldestUnfinishedAgeS": round(oldest, 3) if oldest is not None else None,
-    }
-    return _json(body, status=200 if healthy else 503)
+    body = Health(
+        status="ok" if healthy else "degraded",
+        workers=workers,
+        backlog=engine.backlog,
+        oldest_unfinished_age_s=round(oldest, 3) if oldest is not None else None,
+    )
+    return _json(body.wire(), status=200 if healthy else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import WSCloseCode, web
 
-from orderengine import api, feed, listings, security, stream
+from orderengine import api, listings, security
 from orderengine.access import KeyRing, StreamTokens, SubmitLimit, check_exposure, keep_loaded
 from orderengine.engine import Engine
 from orderengine.events import EventHub
@@ -34,12 +34,12 @@ from orderengine.keys import (
 from orderengine.metrics import Metrics
 from orderengine.notifications import Listener
 from orderengine.repository import Repository
+from orderengine.routes import ROUTES
 from orderengine.server import handler_args
 from orderengine.settings import Settings
 from orderengine.venues.factory import simulated_venues
 from orderengine.venues.venue import VenueFactory
 from orderengine.wallet import load_or_create_keypair
-from orderengine.wire import EXECUTE
 
 log = structlog.get_logger(__name__)
 
@@ -64,18 +64,8 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
     app[SOCKETS] = weakref.WeakSet()
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
-    app.router.add_post(EXECUTE, api.execute)
-    app.router.add_get(EXECUTE, stream.watch)
-    app.router.add_get("/api/orders", api.list_orders)
-    app.router.add_get("/api/orders/{order_id}", api.get_order)
-    app.router.add_delete("/api/orders/{order_id}", api.cancel_order)
-    app.router.add_get("/api/quotes", api.quotes)
-    app.router.add_post(listings.LISTINGS_PATH, listings.create_listing)
-    app.router.add_get(listings.TOKENS_PATH, listings.tokens)
-    app.router.add_post(security.STREAM_TOKENS_PATH, security.stream_token)
-    app.router.add_get(feed.FEED_PATH, feed.follow_all)
-    app.router.add_get("/health", api.health)
-    app.router.add_get("/metrics", api.metrics)
+    for route in ROUTES:
+        route.add_to(app.router)
     return app
 
 

@@ -12,7 +12,7 @@ resuming after P misses nothing. The feed reads the store whenever the hub has n
 event committed here, or announced by another engine) and every `ORDERENGINE_WS_IDLE_CHECK_S`
 in any case.
 
-Part of the HTTP layer: only `app.py` imports it.
+Part of the HTTP layer: only the route table (`routes.py`) imports it.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ engine on the database learns it: this one wakes its sniper orders and announces
 `LISTINGS_CHANNEL`; the others, hearing it, have their venues read the chain, then wake theirs.
 With `ORDERENGINE_DEMO_LISTING_S` set, the demo lister lists a fresh token that often.
 
-Part of the HTTP layer: only `app.py` imports it. It reaches venues through the `Venue` and
-`Listable` protocols, never the simulated venues themselves.
+Part of the HTTP layer: only `app.py` and the route table (`routes.py`) import it. It reaches
+venues through the `Venue` and `Listable` protocols, never the simulated venues themselves.
 """
 
 from __future__ import annotations

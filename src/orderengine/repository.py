@@ -958,9 +958,7 @@ class Repository:
     async def feed_position(self) -> int:
         """The last feed position given so far (0 before any)."""
         async with self._connection() as connection:
-            last = await connection.fetchval(
-                "SELECT COALESCE(max(position), 0) FROM order_events"
-            )
+            last = await connection.fetchval("SELECT COALESCE(max(position), 0) FROM order_events")
         return int(last)
 
     async def create_key(self, name: str, key_hash: str) -> None:

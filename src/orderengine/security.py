@@ -8,7 +8,7 @@
   to those origins; no other origin is allowed anything.
 - `headers_middleware` adds the usual security headers to every answer.
 
-Part of the HTTP layer: only `app.py` imports it.
+Part of the HTTP layer: only `app.py` and the route table (`routes.py`) import it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from orderengine.access import OPEN, Caller
+from orderengine.answers import StreamToken
 from orderengine.errors import Forbidden, Unauthorized
 from orderengine.keys import CALLER, KEY_RING, SETTINGS, STREAM_TOKENS
 from orderengine.wire import EXECUTE, error_body
@@ -87,8 +88,8 @@ async def stream_token(request: web.Request) -> web.Response:
     if caller.order_id is not None:
         raise Forbidden("a stream token for one order may only follow that order")
     token, expires_at = request.app[STREAM_TOKENS].for_owner(caller.owner or "")
-    body = {"token": token, "expiresAt": expires_at.isoformat(), "ws": f"{EXECUTE}?token={token}"}
-    return web.json_response(body, status=201)
+    answer = StreamToken(token=token, expires_at=expires_at, ws=f"{EXECUTE}?token={token}")
+    return web.json_response(answer.wire(), status=201)
 
 
 @web.middleware

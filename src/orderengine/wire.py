@@ -27,6 +27,12 @@ from pydantic import ValidationError
 from yarl import URL
 
 from orderengine.access import Caller
+from orderengine.answers import (
+    AcceptedMarketOrder,
+    AcceptedWaitingOrder,
+    ErrorAnswer,
+    ErrorDetail,
+)
 from orderengine.domain import (
     MAX_AMOUNTS,
     MAX_ORDER_TTL_S,
@@ -66,8 +72,8 @@ CODINGS = ("gzip", "x-gzip", "deflate")
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    """The one shape every error takes, over HTTP and over a socket."""
-    return {"error": {"code": code, "message": message, "details": details}}
+    """The one shape every error takes, over HTTP and over a socket (`ErrorAnswer`)."""
+    return ErrorAnswer(error=ErrorDetail(code=code, message=message, details=details)).wire()
 
 
 class _Refused(ValueError):
@@ -503,31 +509,43 @@ def visible(request: web.Request, order: Order) -> Order:
     return order
 
 
-def order_json(order: Order) -> dict[str, Any]:
-    """An order as the API shows it."""
-    return order.model_dump(mode="json", by_alias=True)
-
-
-WAITING_FIELDS = ("limitPrice", "expiresAt", "waiting")
-"""What the answer to an accepted limit or sniper order adds: its limit, expiry, and what
-it waits for."""
-
-
 def accepted(request: web.Request, order: Order) -> dict[str, Any]:
     """The answer to an accepted order; the same every time it is asked for again.
 
     While keys are in force its `ws` URL carries a stream token for the order, so that a
     browser, which cannot send a header on a socket, can follow it.
     """
-    body = order_json(order)
     ws = f"{EXECUTE}?orderId={order.order_id}"
     if request.app[KEY_RING].in_force:
         ws += f"&token={request.app[STREAM_TOKENS].for_order(order.order_id)}"
-    return {
-        "orderId": body["orderId"],
-        "status": OrderStatus.PENDING.value,
-        "ws": ws,
-        **{k: body[k] for k in ("type", "tokenIn", "tokenOut", "amountIn", "slippageBps")},
-        **({k: body[k] for k in WAITING_FIELDS} if order.type != "market" else {}),
-        "createdAt": body["createdAt"],
-    }
+    return accepted_order(order, ws).wire()
+
+
+def accepted_order(order: Order, ws: str) -> AcceptedMarketOrder | AcceptedWaitingOrder:
+    """The accepted order's answer: a limit or sniper order's also shows its limit and wait."""
+    if order.type == "market":
+        return AcceptedMarketOrder(
+            order_id=order.order_id,
+            status=OrderStatus.PENDING,
+            ws=ws,
+            type=order.type,
+            token_in=order.token_in,
+            token_out=order.token_out,
+            amount_in=order.amount_in,
+            slippage_bps=order.slippage_bps,
+            created_at=order.created_at,
+        )
+    return AcceptedWaitingOrder(
+        order_id=order.order_id,
+        status=OrderStatus.PENDING,
+        ws=ws,
+        type=order.type,
+        token_in=order.token_in,
+        token_out=order.token_out,
+        amount_in=order.amount_in,
+        slippage_bps=order.slippage_bps,
+        limit_price=order.limit_price,
+        expires_at=order.expires_at,
+        waiting=order.awaits,
+        created_at=order.created_at,
+    )

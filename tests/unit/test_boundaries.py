@@ -75,9 +75,16 @@ def test_only_the_composition_root_constructs_venues() -> None:
 
 
 def test_only_the_app_imports_the_http_layer() -> None:
-    assert importers("orderengine.api") == {"orderengine.app"}
-    assert importers("orderengine.listings") == {"orderengine.app"}
-    assert importers("orderengine.stream") == {"orderengine.app", "orderengine.api"}
+    """The handlers are reached through the route table.
+
+    Only the app and the OpenAPI document (for the routes' types) import the table.
+    """
+    assert importers("orderengine.api") == {"orderengine.app", "orderengine.routes"}
+    assert importers("orderengine.listings") == {"orderengine.app", "orderengine.routes"}
+    assert importers("orderengine.stream") == {"orderengine.api", "orderengine.routes"}
+    assert importers("orderengine.feed") == {"orderengine.routes"}
+    assert importers("orderengine.security") <= {"orderengine.app", "orderengine.routes"}
+    assert importers("orderengine.routes") <= {"orderengine.app", "orderengine.openapi"}
 
 
 def test_only_the_engine_runs_the_watchers() -> None:
