@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -89,6 +90,7 @@ class KeyRing:
     admins: frozenset[str]
     stored: dict[str, str] = field(default_factory=dict)
     """Owner by key hash, from `api_keys`, as last loaded."""
+    _loaded: bool = False
 
     @classmethod
     def of(cls, keys: Mapping[str, str], admins: tuple[str, ...]) -> KeyRing:
@@ -100,9 +102,14 @@ class KeyRing:
         return bool(self.configured or self.stored)
 
     async def load(self, repository: Repository) -> None:
-        """Read the database's active keys: at start, and whenever one is created or revoked."""
-        self.stored = await repository.active_keys()
-        log.info("keys_loaded", stored=len(self.stored), configured=len(self.configured))
+        """Read the database's active keys; log them when they changed.
+
+        At start, when one is created or revoked, and every sweep.
+        """
+        stored = await repository.active_keys()
+        if stored != self.stored or not self._loaded:
+            log.info("keys_loaded", stored=len(stored), configured=len(self.configured))
+        self.stored, self._loaded = stored, True
 
     def caller(self, key: str) -> Caller | None:
         """The owner of `key`, as a caller; None for a key that is wrong or revoked.
@@ -228,14 +235,18 @@ def check_exposure(host: str, allow_anonymous: bool, ring: KeyRing) -> None:
 
 
 @asynccontextmanager
-async def keep_loaded(ring: KeyRing, repository: Repository) -> AsyncIterator[Callable[[], None]]:
+async def keep_loaded(
+    ring: KeyRing, repository: Repository, every_s: float
+) -> AsyncIterator[Callable[[], None]]:
     """A callback for the listener: a key was created or revoked; the ring is reloaded.
 
-    The callback only sets an event; a task reloads, once for the news heard meanwhile. A
-    failed reload is logged, and the keys stay as they were until the next news.
+    The callback only sets an event; a task reloads, once for the news heard meanwhile, and
+    every `every_s` in any case, so that a lost notification leaves a revoked key working
+    for one period at most. A failed reload is logged, and the keys stay as they were.
     """
     changed = asyncio.Event()
-    task = asyncio.create_task(_reload_when_changed(ring, repository, changed), name="keys")
+    reloading = _reload_when_changed(ring, repository, changed, every_s)
+    task = asyncio.create_task(reloading, name="keys")
     try:
         yield changed.set
     finally:
@@ -244,10 +255,11 @@ async def keep_loaded(ring: KeyRing, repository: Repository) -> AsyncIterator[Ca
 
 
 async def _reload_when_changed(
-    ring: KeyRing, repository: Repository, changed: asyncio.Event
+    ring: KeyRing, repository: Repository, changed: asyncio.Event, every_s: float
 ) -> None:
     while True:
-        await changed.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), every_s)
         changed.clear()
         try:
             await ring.load(repository)

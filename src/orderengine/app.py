@@ -110,7 +110,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             try:
                 async with (
                     listings.learning(engine) as listing_heard,
-                    keep_loaded(ring, repository) as keys_changed,
+                    keep_loaded(ring, repository, settings.sweep_s) as keys_changed,
                     Listener.open(
                         settings.database_url,
                         repository.owner,

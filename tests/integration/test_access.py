@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import WSMsgType, web
 
-from orderengine.access import Exposed, StreamTokens
+from orderengine.access import Exposed, StreamTokens, key_hash
 from orderengine.app import create_app
 from orderengine.key_commands import create, revoke
 from orderengine.keys import STREAM_TOKENS
@@ -19,6 +20,7 @@ from tests.streams import MARKET
 
 ALICE = "alice-key-0123456789"
 BOB = "bob-key-0123456789abc"
+FRANK = "frank-key-0123456789"
 KEYS: dict[str, Any] = {"api_keys": {"alice": ALICE, "bob": BOB}, "admin_keys": ("alice",)}
 
 
@@ -270,3 +272,19 @@ async def test_a_revoked_key_is_refused_by_every_engine(
 
     await eventually(lambda: _status_is(first, bearer(key), 401))
     await eventually(lambda: _status_is(second, bearer(key), 401))
+
+
+async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
+    start_app: StartApp, database_url: str
+) -> None:
+    client = await start_app(sweep_s=0.2)
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO api_keys (key_hash, name) VALUES ($1, 'frank')", key_hash(FRANK)
+        )  # no NOTIFY: as if the news were lost
+    finally:
+        await connection.close()
+
+    await eventually(lambda: _status_is(client, {}, 401), limit_s=10)
+    assert (await client.get("/api/orders", headers=bearer(FRANK))).status == 200
