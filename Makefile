@@ -9,7 +9,7 @@ SOURCES := src tests bench
 # the floor comes with its tests.
 COVERAGE_FLOOR := 92
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format demo bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ lint: $(INSTALLED)
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix $(SOURCES)
 	$(BIN)/ruff format $(SOURCES)
+
+demo: $(INSTALLED)
+	$(BIN)/python -m orderengine demo
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.throughput

@@ -18,8 +18,9 @@ from contextlib import ExitStack
 
 import structlog
 from aiohttp import web
+from rich.console import Console
 
-from orderengine import cli, key_commands
+from orderengine import cli, demo, key_commands
 from orderengine.access import Exposed
 from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
@@ -55,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if arguments.command == "list-token":
         body = cli.listing_body(arguments)
         sys.exit(asyncio.run(cli.list_token(arguments.url, body, key=arguments.key)))
+    if arguments.command == "demo":
+        kind: demo.Kind = arguments.kind or "market"
+        shown = demo.run(arguments.url, arguments.key, kind, arguments.count, Console())
+        sys.exit(asyncio.run(shown))
     if arguments.command == "keys":
         sys.exit(asyncio.run(manage_keys(arguments.action, getattr(arguments, "name", None))))
     run()

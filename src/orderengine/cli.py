@@ -28,7 +28,8 @@ UNREACHABLE = 3
 def parser() -> argparse.ArgumentParser:
     """The command line: no command (or `serve`) runs the engine; or one of the others.
 
-    `list-token` asks a running engine; `keys` manages the API keys in its database.
+    `list-token` asks a running engine; `keys` manages the API keys in its database; `demo`
+    places orders and shows them live.
     """
     parser = argparse.ArgumentParser(
         prog="python -m orderengine", description="A DEX order execution engine."
@@ -63,6 +64,17 @@ def parser() -> argparse.ArgumentParser:
     actions.add_parser("create", help="create a key and print it once").add_argument("name")
     actions.add_parser("list", help="every key's name and dates, never a key")
     actions.add_parser("revoke", help="revoke a key on every engine").add_argument("name")
+    demo = commands.add_parser(
+        "demo",
+        help="place five orders and watch them live",
+        description="Place orders on a running engine (or start one) and show them live.",
+    )
+    demo.add_argument("--url", default=DEFAULT_URL, help=f"the engine (default {DEFAULT_URL})")
+    demo.add_argument("--key", help="an API key (an admin's for --sniper), when keys are in force")
+    demo.add_argument("--count", type=int, default=5, help="how many orders (default 5)")
+    kinds = demo.add_mutually_exclusive_group()
+    kinds.add_argument("--limit", action="store_const", const="limit", dest="kind")
+    kinds.add_argument("--sniper", action="store_const", const="sniper", dest="kind")
     return parser
 
 
