@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-SOURCES := src tests bench
+SOURCES := src tests bench examples
 # Line coverage of src/ by the in-process tests (the engine processes that the acceptance
 # tests start are not counted) was 95% when this was set; a change that drops it below
 # the floor comes with its tests.
