@@ -1011,20 +1011,20 @@ class Repository:
         return {row["key_hash"]: row["name"] for row in rows}
 
     async def secret(self, name: str, new: bytes) -> bytes:
-        """The secret `name` every engine on the database shares; `new` if it had none."""
+        """The secret `name` every engine on the database shares; `new` if it had none.
+
+        Two statements: when engines start together, the insert of one waits for the other's
+        to commit and then does nothing, and only a later statement sees the row it committed.
+        """
         async with self._connection() as connection:
-            secret = await connection.fetchval(
-                """
-                WITH made AS (
-                    INSERT INTO engine_secrets (name, secret) VALUES ($1, $2)
-                    ON CONFLICT (name) DO NOTHING RETURNING secret
-                )
-                SELECT secret FROM made
-                UNION ALL SELECT secret FROM engine_secrets WHERE name = $1
-                LIMIT 1
-                """,
+            await connection.execute(
+                "INSERT INTO engine_secrets (name, secret) VALUES ($1, $2)"
+                " ON CONFLICT (name) DO NOTHING",
                 name,
                 new,
+            )
+            secret = await connection.fetchval(
+                "SELECT secret FROM engine_secrets WHERE name = $1", name
             )
         return bytes(secret)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -288,3 +289,17 @@ async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
 
     await eventually(lambda: _status_is(client, {}, 401), limit_s=10)
     assert (await client.get("/api/orders", headers=bearer(FRANK))).status == 200
+
+
+async def test_engines_starting_together_share_one_stream_secret(database_url: str) -> None:
+    repositories = [await Repository.connect(database_url, 2, 5.0) for _ in range(4)]
+    try:
+        secrets_ = await asyncio.gather(
+            *(r.secret("together", bytes([n]) * 32) for n, r in enumerate(repositories))
+        )
+    finally:
+        for repository in repositories:
+            await repository.close()
+
+    assert len(set(secrets_)) == 1
+    assert secrets_[0] in {bytes([n]) * 32 for n in range(4)}
