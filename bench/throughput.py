@@ -23,9 +23,15 @@ the run included) and the benchmark's own clients — from /proc, and what the s
 backends were doing meanwhile (`pg_stat_activity`, read every 10 ms: running, or waiting,
 and for what), so that it shows what ran out: the cores, or something they wait for.
 
-The engines are run by tests/engine_process.py, as in the acceptance tests, and always
-stopped (SIGTERM, then SIGKILL if it hangs, then any PostgreSQL left running); the temporary
-directory under /tmp is removed unless --keep is given.
+Then, unless --no-yardsticks is given, the engine beside its yardsticks (bench/yardsticks.py),
+on one more embedded PostgreSQL: the engine's intake and end-to-end measure at each of
+--intake-clients (64 and 1 by default), the straightforward server and the HTTP ceiling with
+the same clients, and pgbench; one line per figure, then the ratios of the engine's to theirs.
+
+The clients are bench/load.py's. Each part writes its figures to a JSON file under
+bench/results/ as it ends. The engines are run by tests/engine_process.py, as in the
+acceptance tests, and always stopped (SIGTERM, then SIGKILL if it hangs, then any PostgreSQL
+left running); the temporary directory under /tmp is removed unless --keep is given.
 """
 
 from __future__ import annotations
@@ -36,12 +42,11 @@ import contextlib
 import os
 import platform
 import shutil
-import statistics
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -50,17 +55,17 @@ import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import yardsticks
+from bench.load import Intake, client_session, format_percentiles, milliseconds, run_intake
+from bench.results import run_stamp, write_result
 from orderengine.embedded_db import embedded_postgres
 from orderengine.settings import Settings
 from tests.engine_process import EngineProcess, leftover_postgres
 from tests.harness import embedded_scratch_dir, with_database
-from tests.streams import MARKET
 
 FINISHED_SAMPLE: Final = "orderengine_orders_finished_total"
 POLL_INTERVAL_S: Final = 0.05
-REQUEST_TIMEOUT_S: Final = 30.0
 PAGE_LIMIT: Final = 200
-PERCENTILES: Final = (50, 95, 99)
 
 
 # ---- options ------------------------------------------------------------------------------
@@ -75,10 +80,13 @@ class Options:
     keep: bool
     engines: tuple[int, ...] = (1, 2, 3)
     latency_scale: float = 0.0
+    yardsticks: bool = True
+    intake_clients: tuple[int, ...] = (64, 1)
+    pgbench_s: int = 5
 
 
 def _counts(text: str) -> tuple[int, ...]:
-    """Comma-separated engine counts, each positive; an empty text asks for none."""
+    """Comma-separated counts, each positive; an empty text asks for none."""
     counts = tuple(_positive(part) for part in text.split(",") if part.strip())
     if len(set(counts)) != len(counts):
         raise argparse.ArgumentTypeError(f"{text}: a count is given twice")
@@ -130,11 +138,33 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         " with swaps that take time, the workers rather than the database set the pace",
     )
     parser.add_argument(
+        "--no-yardsticks",
+        action="store_false",
+        dest="yardsticks",
+        help="skip the yardsticks: the straightforward server, the HTTP ceiling and pgbench",
+    )
+    parser.add_argument(
+        "--intake-clients",
+        type=_counts,
+        default=(64, 1),
+        help="client counts at which the engine's intake is compared with the yardsticks',"
+        " comma-separated (default 64,1)",
+    )
+    parser.add_argument(
+        "--pgbench-seconds",
+        type=_positive,
+        default=5,
+        dest="pgbench_s",
+        help="seconds each pgbench run of the yardsticks lasts (default 5)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (database and log)"
     )
     args = parser.parse_args(argv)
     if args.latency_scale < 0:
         parser.error("--latency-scale must not be negative")
+    if args.yardsticks and not args.intake_clients:
+        parser.error("--intake-clients needs a count, unless --no-yardsticks")
     return Options(
         args.orders,
         args.concurrency,
@@ -143,6 +173,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         args.keep,
         args.engines,
         args.latency_scale,
+        args.yardsticks,
+        args.intake_clients,
+        args.pgbench_s,
     )
 
 
@@ -212,56 +245,10 @@ def _cpu_s(pid: int) -> float | None:
 
 
 @dataclass(frozen=True)
-class Intake:
-    elapsed_s: float
-    latencies_s: list[float]
-    statuses: Counter[str]
-
-    @property
-    def accepted(self) -> int:
-        return self.statuses["201"]
-
-
-@dataclass(frozen=True)
 class EndToEnd:
     elapsed_s: float
     finished: Counter[str]
     complete: bool
-
-
-async def post_order(session: aiohttp.ClientSession) -> str:
-    """POST one order; its HTTP status, or the name of the error if there was no answer."""
-    try:
-        async with session.post("/api/orders/execute", json=MARKET) as reply:
-            await reply.read()
-            return str(reply.status)
-    except (aiohttp.ClientError, TimeoutError) as error:
-        return type(error).__name__
-
-
-async def run_intake(
-    sessions: Sequence[aiohttp.ClientSession], orders: int, concurrency: int
-) -> Intake:
-    """POST `orders` orders from `concurrency` clients drawing from one shared iterator.
-
-    Client i sends through `sessions[i % len(sessions)]`: one session per engine.
-    """
-    tickets = iter(range(orders))
-    latencies: list[float] = []
-    statuses: Counter[str] = Counter()
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        for _ in tickets:
-            began = time.perf_counter()
-            status = await post_order(session)
-            latencies.append(time.perf_counter() - began)
-            statuses[status] += 1
-
-    began = time.perf_counter()
-    async with asyncio.TaskGroup() as group:
-        for n in range(min(concurrency, orders)):
-            group.create_task(client(sessions[n % len(sessions)]))
-    return Intake(time.perf_counter() - began, latencies, statuses)
 
 
 async def finished_counts(session: aiohttp.ClientSession) -> Counter[str]:
@@ -329,11 +316,7 @@ class Results:
 
 async def measure(base_url: str, options: Options) -> Results:
     """Both phases against a running engine, through one connection pool of C connections."""
-    connector = aiohttp.TCPConnector(limit=options.concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(
-        base_url=base_url, connector=connector, timeout=timeout
-    ) as session:
+    async with client_session(base_url, options.concurrency) as session:
         baseline = await finished_counts(session)
         began = time.perf_counter()
         intake = await run_intake([session], options.orders, options.concurrency)
@@ -445,17 +428,10 @@ async def measure_cluster(
     database_url: str, engines: Sequence[EngineProcess], options: Options, postmaster: int
 ) -> ClusterRun:
     """POST through every engine at once, then poll the database until all are terminal."""
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     per_engine = -(-options.concurrency // len(engines))
     async with contextlib.AsyncExitStack() as stack:
         sessions = [
-            await stack.enter_async_context(
-                aiohttp.ClientSession(
-                    base_url=engine.url,
-                    connector=aiohttp.TCPConnector(limit=per_engine),
-                    timeout=timeout,
-                )
-            )
+            await stack.enter_async_context(client_session(engine.url, per_engine))
             for engine in engines
         ]
         database = await stack.enter_async_context(_connected(database_url))
@@ -583,33 +559,18 @@ def cluster_table(runs: Sequence[ClusterRun], options: Options) -> str:
 # ---- report -------------------------------------------------------------------------------
 
 
-def percentiles(values: Sequence[float]) -> dict[int, float] | None:
-    """p50, p95 and p99 (inclusive method: within the observed range), None if empty."""
-    if not values:
-        return None
-    if len(values) == 1:
-        return dict.fromkeys(PERCENTILES, values[0])
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {p: cuts[p - 1] for p in PERCENTILES}
-
-
-def format_percentiles(values: Sequence[float], scale: float, unit: str) -> str:
-    found = percentiles(values)
-    if found is None:
-        return "n/a"
-    return " / ".join(f"{found[p] * scale:.1f}" for p in PERCENTILES) + f" {unit}"
-
-
 def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:.1f} orders/s" if seconds > 0 else "n/a"
 
 
-def machine_rows(options: Options) -> list[tuple[str, str, str]]:
+def machine_rows(options: Options, load: tuple[float, float, float]) -> list[tuple[str, str, str]]:
+    """The machine and the run's settings, with `load`, the load average before the run."""
     workers = options.workers or Settings.model_fields["concurrency"].default
     return [
         ("machine", "nproc", str(len(os.sched_getaffinity(0)))),
         ("machine", "platform", platform.platform()),
         ("machine", "python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("machine", "load average before the run", " / ".join(f"{n:.2f}" for n in load)),
         ("run", "orders / clients", f"{options.orders} / {options.concurrency}"),
         ("run", "engine workers", str(workers)),
         ("run", "simulated latency scale", f"{options.latency_scale:g}"),
@@ -659,6 +620,114 @@ def render(rows: Sequence[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+# ---- the engine beside its yardsticks ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    engine: yardsticks.EngineFigures
+    found: yardsticks.Yardsticks
+
+
+def compare(workdir: Path, options: Options) -> Comparison:
+    """The engine at each of the intake client counts, then the yardsticks, on one server.
+
+    One embedded PostgreSQL, started here, with a fresh database for each; one engine
+    process, measured at each count as `measure` does, each count's orders all executed
+    before the next count begins.
+    """
+    data_dir = (workdir / "yardsticks-postgres").resolve()
+    plan = yardsticks.Plan(options.orders, options.intake_clients, options.pgbench_s)
+    with embedded_postgres(data_dir) as server_url:
+        engine = asyncio.run(engine_figures(server_url, workdir / "yardstick-engine", options))
+        found = yardsticks.measure_yardsticks(server_url, data_dir, workdir / "yardsticks", plan)
+    return Comparison(engine, found)
+
+
+async def engine_figures(
+    server_url: str, log_dir: Path, options: Options
+) -> yardsticks.EngineFigures:
+    """One engine on a fresh database, measured at each intake client count in turn."""
+    database_url = await yardsticks.fresh_database(server_url, "yardstick_engine", None)
+    engine = EngineProcess(database_url, log_dir, **engine_settings(options))
+    found: dict[int, Results] = {}
+    try:
+        await engine.start()
+        for clients in options.intake_clients:
+            print(f"engine, {yardsticks.clients_text(clients)} ...", flush=True)
+            found[clients] = await measure(engine.url, replace(options, concurrency=clients))
+    except (aiohttp.ClientError, TimeoutError):
+        print_log_tail(engine)
+        raise
+    finally:
+        await engine.stop()
+    busiest = max(found)
+    executed = found[busiest].end_to_end
+    return yardsticks.EngineFigures(
+        {clients: results.intake for clients, results in found.items()},
+        executed.finished.total() / executed.elapsed_s,
+        busiest,
+        all(_complete(results, options.orders) for results in found.values()),
+    )
+
+
+def report_yardsticks(
+    workdir: Path, options: Options, load: tuple[float, float, float], stamp: str
+) -> bool:
+    """Measure and print the comparison, write its JSON file; whether it was complete."""
+    comparison = compare(workdir, options)
+    engine, found = comparison.engine, comparison.found
+    machine = yardsticks.machine_line(found.postgres, load)
+    print("\n".join(yardsticks.report_lines(engine, found, machine)))
+    path = write_result(stamp, "yardsticks", yardsticks.summary(engine, found, machine))
+    print(f"wrote {path}", flush=True)
+    return engine.complete and found.complete
+
+
+# ---- results files ------------------------------------------------------------------------
+
+
+def engine_summary(
+    rows: Sequence[tuple[str, str, str]], results: Results, usage: Usage, runs: Sequence[ClusterRun]
+) -> dict[str, Any]:
+    """The figures printed above, for a JSON file: `rows` are the machine's and the run's."""
+    executed = results.end_to_end
+    return {
+        "run": {metric: value for _, metric, value in rows},
+        "one_engine": {
+            "intake": results.intake.summary(),
+            "executed": {
+                "finished": dict(sorted(executed.finished.items())),
+                "complete": executed.complete,
+                "wall_s": round(executed.elapsed_s, 3),
+                "orders_per_s": round(executed.finished.total() / executed.elapsed_s, 1),
+            },
+            "order_latency_ms": milliseconds(results.order_latencies_s),
+            "peak_rss_kib": usage.peak_rss_kib,
+            "cpu_s": usage.cpu_s,
+        },
+        "engines_on_one_database": [cluster_summary(run) for run in runs],
+    }
+
+
+def cluster_summary(run: ClusterRun) -> dict[str, Any]:
+    samples = max(run.samples, 1)
+    return {
+        "engines": run.engines,
+        "intake": run.intake.summary(),
+        "finished": run.finished,
+        "complete": run.complete,
+        "wall_s": round(run.elapsed_s, 3),
+        "executed_per_s": round(run.finished / run.elapsed_s, 1),
+        "cpu_s": {
+            "engines": round(run.cpu.engines_s, 3),
+            "postgres": round(run.cpu.postgres_s, 3),
+            "clients": round(run.cpu.clients_s, 3),
+        },
+        "busy_backends": {what: round(n / samples, 2) for what, n in run.waits.most_common()},
+    }
+
+
 # ---- entry point --------------------------------------------------------------------------
 
 
@@ -680,28 +749,45 @@ async def run_engine(workdir: Path, options: Options) -> tuple[Results, Usage]:
 
 
 def run(options: Options) -> int:
-    """Run the benchmark and print its table; 1 if an order was refused or did not finish."""
+    """Run the benchmark and print its figures; 1 if an order was refused or did not finish.
+
+    Each part writes its figures to bench/results/ as it ends: the engine's, then the
+    yardsticks' (unless skipped).
+    """
+    load = os.getloadavg()
+    stamp = run_stamp()
     print(f"starting the engine; {options.orders} orders, {options.concurrency} clients ...")
     workdir = embedded_scratch_dir("oe-bench-")
     runs: list[ClusterRun] = []
+    compared = True
     try:
         results, usage = asyncio.run(run_engine(workdir, options))
-        print(render([*machine_rows(options), *result_rows(results, usage)]), flush=True)
+        rows = machine_rows(options, load)
+        print(render([*rows, *result_rows(results, usage)]), flush=True)
         if options.engines:
             print()
             runs = measure_several(workdir, options)
             print(cluster_table(runs, options))
+        path = write_result(stamp, "throughput", engine_summary(rows, results, usage, runs))
+        print(f"wrote {path}", flush=True)
+        if options.yardsticks:
+            print()
+            compared = report_yardsticks(workdir, options, load, stamp)
     finally:
         if options.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    intake = results.intake
-    complete = intake.accepted == options.orders and results.end_to_end.complete
+    complete = _complete(results, options.orders) and compared
     complete = complete and all(
         run.complete and run.intake.accepted == options.orders for run in runs
     )
     return 0 if complete else 1
+
+
+def _complete(results: Results, orders: int) -> bool:
+    """Whether every order was accepted and every accepted order finished."""
+    return results.intake.accepted == orders and results.end_to_end.complete
 
 
 def main(argv: Sequence[str] | None = None) -> None:
