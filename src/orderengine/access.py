@@ -90,6 +90,9 @@ class KeyRing:
     admins: frozenset[str]
     stored: dict[str, str] = field(default_factory=dict)
     """Owner by key hash, from `api_keys`, as last loaded."""
+    required: bool = False
+    """Keys are needed even when none exists: the engine serves a network (`exposed`), so
+    revoking its last key shuts everyone out rather than letting everyone in."""
     _loaded: bool = False
 
     @classmethod
@@ -99,7 +102,8 @@ class KeyRing:
 
     @property
     def in_force(self) -> bool:
-        return bool(self.configured or self.stored)
+        """Whether a key is needed: one exists, or the engine is exposed (`required`)."""
+        return self.required or bool(self.configured or self.stored)
 
     async def load(self, repository: Repository) -> None:
         """Read the database's active keys; log them when they changed.
@@ -222,9 +226,14 @@ class Exposed(Exception):
     """The engine would serve a network with no key in force, and was not told it may."""
 
 
+def exposed(host: str, allow_anonymous: bool) -> bool:
+    """Whether the engine serves a network and was not told it may do so openly."""
+    return not (allow_anonymous or is_loopback(host))
+
+
 def check_exposure(host: str, allow_anonymous: bool, ring: KeyRing) -> None:
     """Refuse to serve on an address other than loopback with no key, unless told it may."""
-    if ring.in_force or allow_anonymous or is_loopback(host):
+    if ring.in_force or not exposed(host, allow_anonymous):
         return
     raise Exposed(
         f"refusing to serve on {host} with no API key: anyone who can reach it could trade."

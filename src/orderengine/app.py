@@ -16,7 +16,14 @@ import structlog
 from aiohttp import WSCloseCode, web
 
 from orderengine import api, listings, security
-from orderengine.access import KeyRing, StreamTokens, SubmitLimit, check_exposure, keep_loaded
+from orderengine.access import (
+    KeyRing,
+    StreamTokens,
+    SubmitLimit,
+    check_exposure,
+    exposed,
+    keep_loaded,
+)
 from orderengine.engine import Engine
 from orderengine.events import EventHub
 from orderengine.keys import (
@@ -94,6 +101,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         ring = KeyRing.of(settings.configured_keys(), settings.admin_keys)
         await ring.load(repository)
         check_exposure(settings.host, settings.allow_anonymous, ring)
+        ring.required = exposed(settings.host, settings.allow_anonymous)
         app[KEY_RING] = ring
         app[STREAM_TOKENS] = await StreamTokens.shared(repository, settings.stream_token_ttl_s)
         app[SUBMIT_LIMIT] = SubmitLimit(settings.key_submit_per_minute)

@@ -303,3 +303,18 @@ async def test_engines_starting_together_share_one_stream_secret(database_url: s
 
     assert len(set(secrets_)) == 1
     assert secrets_[0] in {bytes([n]) * 32 for n in range(4)}
+
+
+async def test_an_exposed_engine_whose_last_key_is_revoked_lets_nobody_in(
+    start_app: StartApp, repository: Repository
+) -> None:
+    out = io.StringIO()
+    await create(repository, "gina", out)
+    key = out.getvalue().strip()
+    client = await start_app(host="0.0.0.0")
+    assert (await client.get("/api/orders", headers=bearer(key))).status == 200
+
+    await revoke(repository, "gina", io.StringIO())
+
+    await eventually(lambda: _status_is(client, bearer(key), 401))
+    assert (await client.get("/api/orders")).status == 401
