@@ -22,10 +22,10 @@ from orderengine.answers import EVENT_MESSAGES, AcceptedOrder, ErrorAnswer, Even
 from orderengine.domain import OrderRequest
 from orderengine.model import Model
 from orderengine.openapi import REF, SchemaKey, parameter_schema, schemas
-from orderengine.wire import EXECUTE, INT32_MAX, INT64_MAX
+from orderengine.wire import EXECUTE, FEED, INT32_MAX, INT64_MAX
 
-FEED_PATH = "/api/events"
-"""The feed of every event the caller may see (`feed.FEED_PATH`)."""
+FEED_PATH = FEED
+"""The feed of every event the caller may see (`feed.py`)."""
 
 CLOSE_CODES = {
     1000: "After the order's terminal event (at once for a finished order resumed past its "
@@ -83,6 +83,9 @@ class FeedQuery(Model):
         le=INT64_MAX,
         description="Send the events after this position (ASCII digits); without it, those "
         "committed from the moment the socket opens.",
+    )
+    token: str | None = Field(
+        None, description="A stream token from `POST /api/stream-tokens`, while keys are in force."
     )
 
 

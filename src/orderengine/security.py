@@ -2,8 +2,9 @@
 
 - `access_middleware` names the caller of every request (`CALLER`). With no key in force
   everyone is `OPEN`. With keys, every `/api/...` route but the API's own description needs
-  `Authorization: Bearer KEY`, or, on a socket's GET, a stream token as `?token=`; anything
-  else is a 401 with `WWW-Authenticate`. Listing a pool also needs an admin key.
+  `Authorization: Bearer KEY`, or, on a socket's GET (an order's stream, the feed), a stream
+  token as `?token=`; anything else is a 401 with `WWW-Authenticate`. Listing a pool also
+  needs an admin key.
 - `cors_middleware` answers preflights from `ORDERENGINE_CORS_ORIGINS` and marks the answers
   to those origins; no other origin is allowed anything.
 - `headers_middleware` adds the usual security headers to every answer.
@@ -22,7 +23,7 @@ from orderengine.access import OPEN, Caller
 from orderengine.answers import StreamToken
 from orderengine.errors import Forbidden, Unauthorized
 from orderengine.keys import CALLER, KEY_RING, SETTINGS, STREAM_TOKENS
-from orderengine.wire import EXECUTE, error_body
+from orderengine.wire import EXECUTE, FEED, error_body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -31,6 +32,8 @@ PUBLIC = frozenset({"/api/openapi.json", "/api/asyncapi.json", "/api/docs"})
 ADMIN_ONLY = frozenset({("POST", "/api/simulation/listings")})
 """Routes that need a key named in `ORDERENGINE_ADMIN_KEYS` while keys are in force."""
 STREAM_TOKENS_PATH = "/api/stream-tokens"
+SOCKETS = frozenset({EXECUTE, FEED})
+"""The sockets' GETs, where a browser, which cannot send a header, may give a stream token."""
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -67,7 +70,7 @@ def _caller(request: web.Request) -> Caller:
             raise Unauthorized("the API key is wrong or revoked", True)
         return caller
     token = request.query.get("token")
-    if token is not None and request.method == "GET" and request.path == EXECUTE:
+    if token is not None and request.method == "GET" and request.path in SOCKETS:
         grant = request.app[STREAM_TOKENS].read(token)
         if grant is None:
             raise Unauthorized(

@@ -60,6 +60,8 @@ from orderengine.router import Decision
 from orderengine.venues.values import Dex, Quote
 
 EXECUTE = "/api/orders/execute"
+FEED = "/api/events"
+"""The feed of all orders (`feed.py`)."""
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects a body may have; an order needs one level."""

@@ -14,6 +14,12 @@ from tests.streams import MARKET, submit, wait_terminal
 
 ALICE = "alice-key-0123456789"
 BOB = "bob-key-0123456789abc"
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 async def read(ws: ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
@@ -114,3 +120,19 @@ async def test_an_order_on_another_engine_reaches_the_feed(start_app: StartApp) 
 
     assert {m["orderId"] for m in messages} == {order_id}
     assert messages[-1]["status"] == "confirmed"
+
+
+async def test_a_browser_follows_the_feed_with_a_stream_token(start_app: StartApp) -> None:
+    client = await start_app(api_keys={"alice": ALICE})
+    alice = {"Authorization": f"Bearer {ALICE}"}
+    minted = await (await client.post("/api/stream-tokens", headers=alice)).json()
+
+    async with client.ws_connect(f"/api/events?after=0&token={minted['token']}") as ws:
+        posted = await client.post("/api/orders/execute", json=MARKET, headers=alice)
+        order_id = (await posted.json())["orderId"]
+        messages = await read(ws, 5)
+    order_token = (await posted.json())["ws"].split("&token=")[1]
+    refused = await client.get(f"/api/events?token={order_token}", headers=UPGRADE)
+
+    assert {m["orderId"] for m in messages} == {order_id}
+    assert refused.status == 403  # a token for one order follows that order only
