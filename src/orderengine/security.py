@@ -47,6 +47,8 @@ API_HEADERS = {
 """Added to the API's answers (JSON), but not to a page that sets its own policy."""
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 CORS_METHODS = "GET, POST, DELETE, OPTIONS"
+CORS_EXPOSED = "Location, Retry-After, WWW-Authenticate"
+"""The answer headers a page on an allowed origin may read."""
 
 
 @web.middleware
@@ -115,6 +117,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     if allowed and not response.prepared:
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = str(origin)
+        response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = CORS_EXPOSED
         response.headers.add(hdrs.VARY, "Origin")
     return response
 

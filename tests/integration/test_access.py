@@ -243,6 +243,7 @@ async def test_cors_preflights_are_answered_for_listed_origins_only(
     assert "Authorization" in allowed.headers["Access-Control-Allow-Headers"]
     assert refused.status == 403
     assert read.headers["Access-Control-Allow-Origin"] == "https://front.example"
+    assert "Retry-After" in read.headers["Access-Control-Expose-Headers"]
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
