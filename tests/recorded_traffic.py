@@ -33,7 +33,7 @@ from yarl import URL
 
 from orderengine import asyncapi, openapi
 from orderengine.routes import ROUTES
-from orderengine.wire import EXECUTE
+from orderengine.wire import EXECUTE, FEED
 
 OPENAPI = "urn:orderengine:openapi"
 ASYNCAPI = "urn:orderengine:asyncapi"
@@ -168,7 +168,7 @@ def _check_undocumented(
 
 def channel_of(url: URL) -> str:
     """The AsyncAPI channel a socket opened on `url` is on."""
-    if url.path == asyncapi.FEED_PATH:
+    if url.path == FEED:
         return "eventFeed"
     assert url.path == EXECUTE, f"a socket on {url.path}, which no channel describes"
     return "followOrder" if "orderId" in url.query else "submitOnSocket"

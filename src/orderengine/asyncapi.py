@@ -24,9 +24,6 @@ from orderengine.model import Model
 from orderengine.openapi import REF, SchemaKey, parameter_schema, schemas
 from orderengine.wire import EXECUTE, FEED, INT32_MAX, INT64_MAX
 
-FEED_PATH = FEED
-"""The feed of every event the caller may see (`feed.py`)."""
-
 CLOSE_CODES = {
     1000: "After the order's terminal event (at once for a finished order resumed past its "
     "last event).",
@@ -283,7 +280,7 @@ def _channels(queries: dict[type[Model], JsonSchemaValue]) -> dict[str, Any]:
             None,
         ),
         "eventFeed": {
-            "address": FEED_PATH,
+            "address": FEED,
             "title": "Follow every order",
             "description": f"{FEED_DESCRIPTION}\n\n{_close_table(FEED_CLOSE_CODES)}",
             "messages": _refs("#/components/messages", [*FEED_EVENTS, ERROR]),

@@ -769,15 +769,14 @@ class Engine:
         return moved
 
     def _published(self, events: list[OrderEvent]) -> None:
-        """Tell the watchers here and the other engines of events committed by a watcher."""
+        """Tell the watchers here and the other engines of committed events."""
         for event in events:
             self._hub.publish(event)
             self._announcer.announce(event.order_id, event.seq)
 
     def _committed(self, order: Order, event: OrderEvent) -> None:
         """Tell the watchers here and the other engines of a committed event; count an end."""
-        self._hub.publish(event)
-        self._announcer.announce(event.order_id, event.seq)
+        self._published([event])
         if order.status.terminal:
             self._metrics.finished.labels(str(order.status)).inc()
             self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())

@@ -23,9 +23,8 @@ from aiohttp import WSCloseCode, web
 
 from orderengine.errors import Forbidden, OrderEngineError
 from orderengine.keys import CALLER, HUB, REPOSITORY, SETTINGS, SOCKETS
-from orderengine.wire import FEED, error_body, non_negative
+from orderengine.wire import error_body, non_negative
 
-FEED_PATH = FEED
 PAGE = 500
 """The most events read from the store at once."""
 

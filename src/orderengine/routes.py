@@ -58,7 +58,7 @@ from orderengine.listings import Catalog, ListingRequest
 from orderengine.model import Model
 from orderengine.server import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL_BYTES
 from orderengine.venues.values import Listing
-from orderengine.wire import EXECUTE, INT64_MAX, MAX_JSON_DEPTH, QuotePreview
+from orderengine.wire import EXECUTE, FEED, INT64_MAX, MAX_JSON_DEPTH, QuotePreview
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Method = Literal["GET", "POST", "DELETE"]
@@ -507,7 +507,7 @@ API_ROUTES = (
     ),
     Route(
         "GET",
-        feed.FEED_PATH,
+        FEED,
         feed.follow_all,
         "followAllOrders",
         "Follow every order over a WebSocket",

@@ -525,29 +525,18 @@ def accepted(request: web.Request, order: Order) -> dict[str, Any]:
 
 def accepted_order(order: Order, ws: str) -> AcceptedMarketOrder | AcceptedWaitingOrder:
     """The accepted order's answer: a limit or sniper order's also shows its limit and wait."""
+    shared = {
+        "order_id": order.order_id,
+        "status": OrderStatus.PENDING,
+        "ws": ws,
+        "type": order.type,
+        "token_in": order.token_in,
+        "token_out": order.token_out,
+        "amount_in": order.amount_in,
+        "slippage_bps": order.slippage_bps,
+        "created_at": order.created_at,
+    }
     if order.type == "market":
-        return AcceptedMarketOrder(
-            order_id=order.order_id,
-            status=OrderStatus.PENDING,
-            ws=ws,
-            type=order.type,
-            token_in=order.token_in,
-            token_out=order.token_out,
-            amount_in=order.amount_in,
-            slippage_bps=order.slippage_bps,
-            created_at=order.created_at,
-        )
-    return AcceptedWaitingOrder(
-        order_id=order.order_id,
-        status=OrderStatus.PENDING,
-        ws=ws,
-        type=order.type,
-        token_in=order.token_in,
-        token_out=order.token_out,
-        amount_in=order.amount_in,
-        slippage_bps=order.slippage_bps,
-        limit_price=order.limit_price,
-        expires_at=order.expires_at,
-        waiting=order.awaits,
-        created_at=order.created_at,
-    )
+        return AcceptedMarketOrder.model_validate(shared)
+    waits = {"limit_price": order.limit_price, "expires_at": order.expires_at}
+    return AcceptedWaitingOrder.model_validate({**shared, **waits, "waiting": order.awaits})

@@ -20,17 +20,17 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from orderengine import asyncapi, feed, stream
+from orderengine import stream
 from orderengine.answers import EVENT_MESSAGES
 from orderengine.app import create_app
 from orderengine.domain import EventDetails
 from orderengine.routes import ROUTES
-from orderengine.wire import EXECUTE
+from orderengine.wire import EXECUTE, FEED
 from tests.harness import fast_settings
 from tests.recorded_traffic import documents
 
 ASYNCAPI_SCHEMA = Path(__file__).parent.parent / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json"
-SOCKETS = {("GET", EXECUTE), ("GET", feed.FEED_PATH)}
+SOCKETS = {("GET", EXECUTE), ("GET", FEED)}
 """The routes the AsyncAPI document describes instead."""
 
 
@@ -192,4 +192,4 @@ def test_the_close_codes_are_the_ones_the_streams_use() -> None:
         WSCloseCode.TRY_AGAIN_LATER,
         stream.FELL_BEHIND,
     }
-    assert channels["eventFeed"]["address"] == feed.FEED_PATH == asyncapi.FEED_PATH
+    assert channels["eventFeed"]["address"] == FEED
