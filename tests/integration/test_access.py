@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from aiohttp import WSMsgType, web
 
+from orderengine import cli
 from orderengine.access import Exposed, StreamTokens, key_hash
 from orderengine.app import create_app
 from orderengine.key_commands import create, revoke
@@ -319,3 +320,23 @@ async def test_an_exposed_engine_whose_last_key_is_revoked_lets_nobody_in(
 
     await eventually(lambda: _status_is(client, bearer(key), 401))
     assert (await client.get("/api/orders")).status == 401
+
+
+async def test_list_token_sends_its_key(keyed: Client) -> None:
+    url = f"http://{keyed.host}:{keyed.port}"
+    body = {
+        "dex": "raydium",
+        "token": "CLIKEY1",
+        "quoteToken": "SOL",
+        "price": "1",
+        "liquidity": "100",
+    }
+    out, err = io.StringIO(), io.StringIO()
+
+    without = await cli.list_token(url, body, out=out, err=err)
+    with_admin = await cli.list_token(url, body, key=ALICE, out=out, err=err)
+
+    assert without == cli.REFUSED
+    assert "401" in err.getvalue()
+    assert with_admin == cli.LISTED
+    assert '"token": "CLIKEY1"' in out.getvalue()

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from orderengine import demo
 from tests.engine_process import free_port
-from tests.harness import TEST_KEYPAIR, Client
+from tests.harness import TEST_KEYPAIR, Client, StartApp
 
 
 def console() -> tuple[Console, io.StringIO]:
@@ -54,3 +54,16 @@ async def test_the_demo_starts_an_engine_when_none_answers(
     assert status == 0
     assert "starting one" in shown.getvalue()
     assert shown.getvalue().count("confirmed") >= 2
+
+
+async def test_the_demo_sends_its_key(start_app: StartApp) -> None:
+    key = "demo-admin-key-0123456789"
+    client = await start_app(api_keys={"demo": key}, admin_keys=("demo",))
+    screen, shown = console()
+
+    status = await demo.run(url(client), key, "sniper", 2, screen)
+
+    assert status == 0
+    assert shown.getvalue().count("confirmed") >= 2
+    mine = await client.get("/api/orders", headers={"Authorization": f"Bearer {key}"})
+    assert len((await mine.json())["orders"]) == 2
