@@ -20,8 +20,11 @@ $(INSTALLED): pyproject.toml
 run: $(INSTALLED)
 	$(BIN)/python -m orderengine
 
+# Three workers, each with its own embedded PostgreSQL: most tests wait on the network or a
+# clock rather than a core, so three share the two cores well. Tests that must share a
+# process (the browser) are grouped with `xdist_group`.
 test: lint
-	$(BIN)/python -m pytest --cov=orderengine --cov-report=term-missing:skip-covered \
+	$(BIN)/python -m pytest -n 3 --dist loadgroup --cov=orderengine --cov-report=term-missing:skip-covered \
 		--cov-fail-under=$(COVERAGE_FLOOR)
 
 lint: $(INSTALLED)

@@ -16,6 +16,9 @@ from aiohttp.test_utils import TestClient
 
 from orderengine.settings import Settings
 
+UNKNOWN_ID = "5f0c1b2e-8a4d-4c3b-9e7f-2d6a1c9b8e41"
+"""An order id no test creates (orders get random ids); fixed, so parallel workers collect
+the same test ids."""
 TEST_KEYPAIR = Path(tempfile.gettempdir()) / "orderengine-tests" / "keypair.json"
 """The engine's signing key in tests: one for the whole run, never in the repository."""
 

@@ -22,7 +22,7 @@ import pytest
 
 from orderengine.errors import DatabaseUnavailable
 from orderengine.postgres import create_pool
-from tests.harness import Client, StartApp
+from tests.harness import UNKNOWN_ID, Client, StartApp
 from tests.raw_http import Answer, exchange, request_bytes
 from tests.streams import (
     MARKET,
@@ -109,7 +109,7 @@ async def test_oversized_body_is_413_and_creates_nothing(client: Client) -> None
     assert await order_count(client) == 0
 
 
-@pytest.mark.parametrize("order_id", [str(uuid.uuid4()), "not-a-uuid", "1"])
+@pytest.mark.parametrize("order_id", [UNKNOWN_ID, "not-a-uuid", "1"])
 async def test_unknown_or_malformed_order_is_404(client: Client, order_id: str) -> None:
     response = await client.get(f"/api/orders/{order_id}")
 

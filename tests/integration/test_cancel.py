@@ -13,7 +13,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import aiohttp
 import asyncpg
@@ -25,7 +25,7 @@ from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
 from orderengine.venues.values import Quote, RecentBlockhash
 from orderengine.venues.venue import Venue
-from tests.harness import Client, StartApp
+from tests.harness import UNKNOWN_ID, Client, StartApp
 from tests.polling import eventually
 from tests.streams import read_until_closed, statuses, submit, wait_terminal
 from tests.venues import Down, Gate, Rejections, Wrapped, wrapping
@@ -271,11 +271,11 @@ async def test_an_order_that_failed_on_its_own_is_not_cancelled(start_app: Start
 @pytest.mark.parametrize(
     "wanted",
     [
-        str(uuid4()),
+        UNKNOWN_ID,
         "not-an-order-id",
         "execute",
-        f"urn:uuid:{uuid4()}",
-        str(uuid4()).replace("-", ""),
+        f"urn:uuid:{UNKNOWN_ID}",
+        UNKNOWN_ID.replace("-", ""),
     ],
 )
 async def test_an_unknown_or_malformed_id_is_404(client: Client, wanted: str) -> None:
