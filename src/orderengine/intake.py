@@ -8,19 +8,22 @@ nobody.
 What a submitter is told is always true:
 
 - `201` only after its order's commit, and the engine is told of it (`on_created`) whether or
-  not the submitter is still waiting. The idempotency look-ups of a batch are made in the batch's
-  transaction, so a `200` or `409` names an order that exists.
+  not the submitter is still waiting. A batch is one statement, its own transaction. A key
+  already used is looked up after it commits, so a `200` or `409` names an order that exists
+  (orders are never deleted); a `503` if that look-up cannot reach the store, as the
+  submission created nothing.
 - `503` only when nothing was created: the store could not be reached before the batch's
-  COMMIT was sent, or the batch's outcome was read back and its orders are not there.
+  statement was sent, or the batch's outcome was read back and its orders are not there.
 - A request that cannot be stored for a reason of its own fails alone. When a batch's
   statement fails for any reason other than the store being out of reach, its orders are
   committed again one by one, so that only the poisoned one fails: `400` when the store
   refused one of its values, else `500`, logged with its cause.
 
-A COMMIT whose answer is lost (the connection dropped, or a timeout, after it was sent) leaves
-the batch's outcome unknown. The order ids are chosen here before the statement, so the
-outcome is read back by id before anyone is answered; the batch's transaction holds a lock
-that the read-back waits for, so a commit still under way is seen rather than missed. Orders
+A statement whose answer is lost (the connection dropped, or a timeout, after it was sent)
+leaves the batch's outcome unknown. The order ids are chosen here before the statement, so the
+outcome is read back by id before anyone is answered; the statement holds a lock until it
+commits, which the read-back waits for, so a commit still under way is seen rather than
+missed. Orders
 found are handed on and answered `201` exactly as after an acknowledged commit; when none is
 found, the batch answers `503`.
 
@@ -50,15 +53,13 @@ from orderengine.domain import NewOrder, Order
 from orderengine.errors import (
     BadRequest,
     DatabaseUnavailable,
-    IdempotencyConflict,
     OrderEngineError,
 )
-from orderengine.repository import Repository
+from orderengine.repository import Outcome, Repository
 
 log = structlog.get_logger(__name__)
 
 Waiter = tuple[NewOrder, "asyncio.Future[tuple[Order, bool]]"]
-Outcome = tuple[Order, bool] | IdempotencyConflict
 
 REFUSED_BY_STORE = (
     "this order cannot be stored: the database refused one of its values (in the body or "
@@ -90,7 +91,7 @@ class Intake:
         self._waiting: list[Waiter] = []
         self._committer: asyncio.Task[None] | None = None
         self._settling: dict[asyncio.Task[None], tuple[list[Waiter], list[UUID]]] = {}
-        """Batches whose COMMIT went unanswered, being read back: their waiters and ids."""
+        """Batches whose statement went unanswered, being read back: their waiters and ids."""
 
     async def commit(self, new: NewOrder) -> tuple[Order, bool]:
         """Commit one order with whatever else is waiting; `(order, created)`."""
@@ -148,7 +149,7 @@ class Intake:
 
     def _answer(self, batch: Sequence[Waiter], outcomes: Sequence[Outcome]) -> None:
         for (_, answer), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, IdempotencyConflict):
+            if isinstance(outcome, OrderEngineError):
                 if not answer.done():
                     answer.set_exception(outcome)
                 continue
@@ -173,7 +174,7 @@ class Intake:
         task.add_done_callback(lambda done: self._settling.pop(done, None))
 
     async def _settle(self, batch: list[Waiter], ids: list[UUID]) -> None:
-        """Answer a batch whose COMMIT went unanswered by what the store holds."""
+        """Answer a batch whose statement went unanswered by what the store holds."""
         found = await self._read_back(ids)
         log.info("intake_commit_read_back", orders=len(batch), committed=bool(found))
         if not found:

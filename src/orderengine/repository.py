@@ -33,6 +33,7 @@ from orderengine.domain import (
     unfinished_statuses,
 )
 from orderengine.errors import (
+    DatabaseUnavailable,
     IdempotencyConflict,
     InvalidTransition,
     KeyNameTaken,
@@ -97,6 +98,10 @@ def _expired_details(order: Order) -> dict[str, Any]:
     return Expired(error=order.error).stored()
 
 
+Outcome = tuple[Order, bool] | IdempotencyConflict | DatabaseUnavailable
+"""A new order's outcome in its batch: `(order, created)`, or refused for itself alone."""
+
+
 class Backlog(NamedTuple):
     """The orders no engine works on, as `Repository.waiting` counts them."""
 
@@ -117,6 +122,11 @@ class StoredKey(NamedTuple):
     name: str
     created_at: datetime
     revoked_at: datetime | None
+
+
+def _without_woken(row: asyncpg.Record) -> dict[str, Any]:
+    """A row of a statement that also woke the other engines, without that column."""
+    return {key: value for key, value in row.items() if key != "woken"}
 
 
 def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
@@ -164,59 +174,57 @@ class Repository:
 
     async def create_orders(
         self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
-    ) -> list[tuple[Order, bool] | IdempotencyConflict]:
-        """Commit new pending orders, each with its first event, in one transaction.
+    ) -> list[Outcome]:
+        """Commit new pending orders, each with its first event, in one statement.
 
-        For each order, in the batch's order: `(order, True)` when it was created, with its id
-        from `ids` (new ones when none are given). An idempotency key already used (earlier, or
-        by an earlier order of the same batch) writes nothing and gives `(earlier order, False)`
-        when the body is the same, or a conflict; those look-ups are made in the same
-        transaction, so they name orders that exist.
+        One statement on its own is its own transaction: the batch costs one round trip, and
+        one WAL flush. For each order, in the batch's order: `(order, True)` when it was
+        created, with its id from `ids` (new ones when none are given). An idempotency key
+        already used (earlier, or by an earlier order of the same batch) writes nothing and
+        gives `(earlier order, False)` when the body is the same, or a conflict. The earlier
+        order is looked up once the statement has committed (it exists then, and orders are
+        never deleted); a look-up that cannot reach the store gives `DatabaseUnavailable` for
+        that order alone, which is true, since it created nothing.
 
-        When this raises, nothing was created, with one exception: when COMMIT was sent and its
-        answer lost (the connection dropped, a timeout), it raises
+        When this raises, nothing was created, with one exception: when the statement may
+        have run but its answer was lost (the connection dropped, a timeout), it raises
         `asyncpg.TransactionResolutionUnknownError`, and `created_orders(ids)` tells which of
         the orders exist.
         """
         ids = list(ids) if ids is not None else [uuid4() for _ in batch]
         lost: Exception | None = None
+        async with self._connection() as connection:
+            try:
+                rows = await self._insert_orders(connection, batch, ids)
+            except Exception as error:
+                if self._nothing_committed(error):
+                    raise
+                lost = error
+        if lost is not None:
+            raise asyncpg.TransactionResolutionUnknownError(
+                "the answer to the batch's statement was lost: whether the orders were "
+                "created is unknown"
+            ) from lost
+        created = {row["order_id"]: _order(_without_woken(row)) for row in rows}
+        return [
+            (created[order_id], True) if order_id in created else await self._earlier(new)
+            for order_id, new in zip(ids, batch, strict=True)
+        ]
+
+    async def _earlier(self, new: NewOrder) -> Outcome:
+        """The order that already holds `new`'s idempotency key, if the bodies agree."""
         try:
             async with self._connection() as connection:
-                committing = False
-                try:
-                    async with connection.transaction():
-                        outcomes = await self._insert_orders(connection, batch, ids)
-                        if any(isinstance(o, tuple) and o[1] for o in outcomes):
-                            await connection.execute(
-                                "SELECT pg_notify($1, $2)", ORDERS_CHANNEL, str(self.owner)
-                            )
-                        committing = True
-                except Exception as error:
-                    if not committing or self._commit_refused(error):
-                        raise
-                    lost = error
-        except Exception:
-            if lost is None:
-                raise
-        if lost is None or not any(isinstance(o, tuple) and o[1] for o in outcomes):
-            return outcomes
-        raise asyncpg.TransactionResolutionUnknownError(
-            "the answer to COMMIT was lost: whether the orders were created is unknown"
-        ) from lost
-
-    @staticmethod
-    async def _earlier(
-        connection: Connection, new: NewOrder
-    ) -> tuple[Order, bool] | IdempotencyConflict:
-        """The order that already holds `new`'s idempotency key, if the bodies agree."""
-        row = await connection.fetchrow(
-            f"""
-            SELECT {ORDER_COLUMNS}, request_digest FROM orders
-            WHERE idempotency_key = $1 AND COALESCE(owner, '') = COALESCE($2, '')
-            """,
-            new.idempotency_key,
-            new.owner,
-        )
+                row = await connection.fetchrow(
+                    f"""
+                    SELECT {ORDER_COLUMNS}, request_digest FROM orders
+                    WHERE idempotency_key = $1 AND COALESCE(owner, '') = COALESCE($2, '')
+                    """,
+                    new.idempotency_key,
+                    new.owner,
+                )
+        except DatabaseUnavailable as error:
+            return error
         assert row is not None, "only an idempotency key can keep an order from being created"
         earlier = dict(row)
         if earlier.pop("request_digest") != new.digest:
@@ -226,16 +234,15 @@ class Repository:
             )
         return _order(earlier), False
 
-    @classmethod
     async def _insert_orders(
-        cls, connection: Connection, batch: Sequence[NewOrder], ids: list[UUID]
-    ) -> list[tuple[Order, bool] | IdempotencyConflict]:
-        """The batch's statement and its idempotency look-ups, in the caller's transaction.
+        self, connection: Connection, batch: Sequence[NewOrder], ids: list[UUID]
+    ) -> list[asyncpg.Record]:
+        """The batch's statement: the orders, their first events, and the engines woken.
 
-        The statement also takes a lock named after the batch's first id, held until the
-        transaction ends, which `created_orders` waits for.
+        It also takes a lock named after the batch's first id, held until it commits, which
+        `created_orders` waits for.
         """
-        rows = await connection.fetch(
+        return await connection.fetch(
             f"""
             WITH batch AS (
                 SELECT pg_advisory_xact_lock(hashtextextended((($1::uuid[])[1])::text, 0))
@@ -264,7 +271,7 @@ class Repository:
                 INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                 SELECT id, 1, status, attempt, created_at, {FIRST_DETAILS} FROM o
             )
-            SELECT {ORDER_COLUMNS} FROM o
+            SELECT {ORDER_COLUMNS}, pg_notify('{ORDERS_CHANNEL}', $13::text) AS woken FROM o
             """,
             ids,
             [new.request.type for new in batch],
@@ -278,21 +285,19 @@ class Repository:
             [new.expires_at for new in batch],
             [new.awaits for new in batch],
             [new.owner for new in batch],
+            str(self.owner),
         )
-        created = {row["order_id"]: _order(row) for row in rows}
-        return [
-            (created[order_id], True)
-            if order_id in created
-            else await cls._earlier(connection, new)
-            for order_id, new in zip(ids, batch, strict=True)
-        ]
 
     @staticmethod
-    def _commit_refused(error: Exception) -> bool:
-        """Whether COMMIT failed with the server's own answer, so that nothing was committed.
+    def _nothing_committed(error: Exception) -> bool:
+        """Whether a statement that failed with `error` surely committed nothing.
 
-        A lost connection, a timeout, or the server going down while answering says nothing.
+        The server's own refusal says so, and so does a value asyncpg could not encode (it
+        never sent the statement). A lost connection, a timeout, or the server going down
+        while answering says nothing.
         """
+        if isinstance(error, asyncpg.exceptions._base.DataError):
+            return True
         return isinstance(error, asyncpg.PostgresError) and not isinstance(
             error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
         )
@@ -671,7 +676,7 @@ class Repository:
                 f" leased to {current['lease_owner']}; this view: {order.status} at seq"
                 f" {order.last_seq}"
             )
-        moved = _order({k: v for k, v in row.items() if k != "woken"})
+        moved = _order(_without_woken(row))
         event = _appended(moved, stored)
         return moved, event
 

@@ -10,7 +10,7 @@ from uuid import UUID
 from orderengine.domain import NewOrder, Order, OrderRequest
 from orderengine.errors import IdempotencyConflict
 from orderengine.intake import Intake
-from orderengine.repository import Repository
+from orderengine.repository import Outcome, Repository
 
 
 def new(amount: str = "1", key: str | None = None) -> NewOrder:
@@ -27,7 +27,7 @@ class CountingRepository(Repository):
 
     async def create_orders(
         self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
-    ) -> list[tuple[Order, bool] | IdempotencyConflict]:
+    ) -> list[Outcome]:
         self.batches.append(len(batch))
         return await super().create_orders(batch, ids)
 

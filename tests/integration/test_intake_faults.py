@@ -1,9 +1,9 @@
 """Intake that never lies: a commit lost, late or failed, and a poisoned request in a batch.
 
-Faults are injected around the real repository on the real database: the real statement and
-the real COMMIT run, and then their answer is lost, or arrives late; or the connection fails
-before anything is sent. A `201` must mean an order that exists and executes once; a `503`
-must mean nothing was created.
+Faults are injected around the real repository on the real database: the real statement
+runs and commits, and then its answer is lost, or arrives late; or the connection fails
+before it commits, or before anything is sent. A `201` must mean an order that exists and
+executes once; a `503` must mean nothing was created.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Literal, Self, cast
 from uuid import UUID
 
@@ -26,59 +25,29 @@ from orderengine.errors import BadRequest, DatabaseUnavailable, IdempotencyConfl
 from orderengine.intake import Intake
 from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.postgres import Connection
-from orderengine.repository import Repository
+from orderengine.repository import Outcome, Repository
 from orderengine.venues.chain import Chain
 from tests.harness import Client, StartApp
 from tests.polling import eventually
 from tests.streams import MARKET, wait_terminal
 
 Fault = Literal[
-    "answer_lost",  # COMMIT runs and commits; its answer never comes back
-    "answer_late",  # COMMIT is answered after the client gave up on it
-    "commit_unsent",  # the connection fails just before COMMIT is sent
+    "answer_lost",  # the statement runs and commits; its answer never comes back
+    "answer_late",  # the statement commits after the client gave up on it
+    "commit_unsent",  # the statement runs, and the connection fails before it commits
     "statement_unsent",  # the connection fails before the statement is sent
 ]
 LATE_S = 0.5
 
 
-class FaultyTransaction:
-    """A real transaction whose COMMIT meets `fault`."""
-
-    def __init__(self, connection: FaultyConnection) -> None:
-        self._connection = connection
-        self._transaction = connection.real.transaction()
-
-    async def __aenter__(self) -> Self:
-        await self._transaction.start()
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if kind is not None:
-            await self._transaction.rollback()
-            return
-        fault = self._connection.fault
-        if fault == "answer_lost":
-            await self._transaction.commit()
-            raise ConnectionResetError("injected: the answer to COMMIT was lost")
-        if fault == "commit_unsent":
-            await self._transaction.rollback()  # what the server does when the client drops
-            raise ConnectionResetError("injected: the connection failed before COMMIT")
-        self._connection.late = asyncio.create_task(self._commit_later())
-        raise TimeoutError("injected: COMMIT was not answered in time")
-
-    async def _commit_later(self) -> None:
-        await asyncio.sleep(LATE_S)
-        await self._transaction.commit()
-        self._connection.committed_at = asyncio.get_running_loop().time()
-
-
 class FaultyConnection:
-    """A real connection, but its statement or its COMMIT meets `fault`."""
+    """A real connection, but the batch's statement meets `fault`.
+
+    A statement is its own transaction. Its answer lost after it committed, and a commit that
+    never comes (the connection dropped first, so the server rolls back), are played with
+    the real statement; so is a late answer, by running the statement in a transaction that
+    commits `LATE_S` later, holding its locks as a slow commit would.
+    """
 
     def __init__(self, real: Any, fault: Fault) -> None:
         self.real = real
@@ -92,11 +61,22 @@ class FaultyConnection:
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         if self.fault == "statement_unsent":
             raise ConnectionResetError("injected: the connection failed before the statement")
-        records: list[asyncpg.Record] = await self.real.fetch(query, *args)
-        return records
+        if self.fault == "answer_lost":
+            await self.real.fetch(query, *args)
+            raise ConnectionResetError("injected: the answer to the committed statement was lost")
+        transaction = self.real.transaction()
+        await transaction.start()
+        await self.real.fetch(query, *args)
+        if self.fault == "commit_unsent":
+            await transaction.rollback()  # what the server does when the client drops
+            raise ConnectionResetError("injected: the connection failed before the commit")
+        self.late = asyncio.create_task(self._commit_later(transaction))
+        raise TimeoutError("injected: the statement was not answered in time")
 
-    def transaction(self) -> FaultyTransaction:
-        return FaultyTransaction(self)
+    async def _commit_later(self, transaction: Any) -> None:
+        await asyncio.sleep(LATE_S)
+        await transaction.commit()
+        self.committed_at = asyncio.get_running_loop().time()
 
 
 class FaultyRepository(Repository):
@@ -129,7 +109,7 @@ class FaultyRepository(Repository):
 
     async def create_orders(
         self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
-    ) -> list[tuple[Order, bool] | IdempotencyConflict]:
+    ) -> list[Outcome]:
         self.batches.append(len(batch))
         await self.gate.wait()
         self._armed = self.faults.pop(0) if self.faults else None
