@@ -50,6 +50,10 @@ class Answer(Model):
         """JSON values, camelCase."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def json_text(self) -> str:
+        """`wire()` as JSON text, written by pydantic's serializer in one step."""
+        return self.model_dump_json(by_alias=True)
+
 
 class ErrorDetail(Model):
     """What went wrong: a stable `code`, a sentence, and what more there is to say."""

@@ -7,10 +7,12 @@ is a type error, not a silent change of the contract.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal, TypedDict
 from uuid import UUID
 
@@ -355,6 +357,11 @@ class OrderEvent(Model):
     def wire(self) -> dict[str, Any]:
         """The event as a socket message: its fields with the details of its status beside."""
         return {**self.model_dump(mode="json", by_alias=True, exclude={"details"}), **self.details}
+
+    @cached_property
+    def message(self) -> str:
+        """`wire()` as JSON text, written once however many sockets send it."""
+        return json.dumps(self.wire())
 
 
 # ---- event kinds: the details each status change carries on the wire ----------------------

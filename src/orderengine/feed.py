@@ -74,7 +74,7 @@ async def _send(
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
             return
         for position, event in page:
-            await ws.send_json({"position": position, **event.wire()})
+            await ws.send_str(f'{{"position": {position}, {event.message[1:]}')
             after = position
         if len(page) == PAGE:
             news.cancel()

@@ -20,7 +20,7 @@ import asyncio
 from contextlib import aclosing
 from uuid import UUID
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from orderengine.domain import Order, OrderRequest
 from orderengine.errors import BadRequest, OrderEngineError, Unavailable
@@ -52,7 +52,13 @@ def _websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 def upgrading(request: web.Request) -> bool:
-    """Whether the request asks, validly, to become a WebSocket."""
+    """Whether the request asks, validly, to become a WebSocket.
+
+    Most requests do not ask at all: they are told so from one header, before aiohttp's full
+    check, which raises and catches an exception to say no.
+    """
+    if request.headers.get(hdrs.UPGRADE, "").lower().strip() != "websocket":
+        return False
     return _websocket(request).can_prepare(request).ok
 
 
@@ -61,7 +67,7 @@ async def upgrade_after_post(request: web.Request, order: OrderRequest) -> web.S
     ws = _websocket(request)
     committed, _ = await submit(request, order)
     await ws.prepare(request)
-    await ws.send_json(accepted(request, committed))
+    await ws.send_str(accepted(request, committed).json_text())
     return await _stream(request, ws, committed.order_id, since=0)
 
 
@@ -82,7 +88,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     order = await _order_from_first_message(request, ws)
     if order is None:
         return ws
-    await ws.send_json(accepted(request, order))
+    await ws.send_str(accepted(request, order).json_text())
     return await _stream(request, ws, order.order_id, since=0)
 
 
@@ -168,7 +174,7 @@ async def _send_events(
         try:
             async with aclosing(events):
                 async for event in events:
-                    await ws.send_json(event.wire())
+                    await ws.send_str(event.message)
                     last = event.seq
         except FellBehind:
             return FELL_BEHIND, f"fell behind; resume with since={last}".encode()

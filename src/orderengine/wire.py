@@ -511,7 +511,7 @@ def visible(request: web.Request, order: Order) -> Order:
     return order
 
 
-def accepted(request: web.Request, order: Order) -> dict[str, Any]:
+def accepted(request: web.Request, order: Order) -> AcceptedMarketOrder | AcceptedWaitingOrder:
     """The answer to an accepted order; the same every time it is asked for again.
 
     While keys are in force its `ws` URL carries a stream token for the order, so that a
@@ -520,7 +520,7 @@ def accepted(request: web.Request, order: Order) -> dict[str, Any]:
     ws = f"{EXECUTE}?orderId={order.order_id}"
     if request.app[KEY_RING].in_force:
         ws += f"&token={request.app[STREAM_TOKENS].for_order(order.order_id)}"
-    return accepted_order(order, ws).wire()
+    return accepted_order(order, ws)
 
 
 def accepted_order(order: Order, ws: str) -> AcceptedMarketOrder | AcceptedWaitingOrder:
