@@ -176,6 +176,35 @@ async def test_a_signature_is_taken_once_and_keeps_its_first_outcome(chain: Chai
     assert await chain.landed_signatures([first.order_id]) == {first.order_id: [first.signature]}
 
 
+async def test_a_signature_sent_twice_at_once_is_taken_once(
+    chain: Chain, database_url: str
+) -> None:
+    """The second send is told the signature was processed, not why it would be refused.
+
+    Both wait on the signature's lock, so the second reads from before the first committed.
+    """
+    blockhash = await chain.issue_blockhash()
+    first = sent(blockhash)
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", SIGNATURE_LOCKS, first.signature
+            )
+            sends = [asyncio.create_task(chain.record(first)) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            assert not any(send.done() for send in sends), "both wait for the lock"
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    finally:
+        await holder.close()
+
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == [
+        "AlreadyProcessed",
+        "NoneType",
+    ]
+    assert await chain.landed_signatures([first.order_id]) == {first.order_id: [first.signature]}
+
+
 async def test_a_signature_taken_and_sent_again_after_its_expiry_is_not_called_rejected(
     chain: Chain, database_url: str
 ) -> None:

@@ -217,19 +217,22 @@ class Chain:
         return RecentBlockhash(blockhash=blockhash, expires_at=expires_at)
 
     async def record(self, sent: Sent) -> None:
+        """Take `sent` in one statement, under its signature's lock; or say why not.
+
+        The lock is the statement's first step, and the blockhash's validity is read on the
+        clock after it, so a `status` that held the lock and found the signature missing
+        past its expiry is never contradicted. A valid transaction that was not taken met
+        the same signature, taken before it: only a conflict leaves it out.
+        """
         execution = sent.outcome if isinstance(sent.outcome, Execution) else None
-        async with (
-            acquire(self._pool, self._timeout_s) as connection,
-            connection.transaction(isolation="read_committed"),
-        ):
-            await connection.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))", SIGNATURE_LOCKS, sent.signature
-            )
+        async with acquire(self._pool, self._timeout_s) as connection:
             row = await connection.fetchrow(
                 """
-                WITH issued AS (
+                WITH locked AS (
+                    SELECT pg_advisory_xact_lock($13, hashtext($1))
+                ), issued AS (
                     SELECT expires_at, expires_at >= clock_timestamp() AS valid
-                    FROM chain.blockhashes WHERE blockhash = $2
+                    FROM locked, chain.blockhashes WHERE blockhash = $2
                 ), taken AS (
                     INSERT INTO chain.transactions (
                         signature, blockhash, expires_at, dex, order_id, landed,
@@ -254,14 +257,14 @@ class Chain:
                 *_amounts(execution),
                 None if execution else sent.outcome,
                 timedelta(seconds=sent.lands_in_s),
+                SIGNATURE_LOCKS,
             )
         assert row is not None
         if row["taken"]:
             return
-        if row["known"]:
-            raise AlreadyProcessed(f"transaction {sent.signature} was already processed")
         refused = refusal(sent, row["expires_at"], row["valid"])
-        assert refused is not None, "a transaction on a valid blockhash is taken"
+        if row["known"] or refused is None:
+            raise AlreadyProcessed(f"transaction {sent.signature} was already processed")
         raise refused
 
     async def find(self, signature: str) -> TransactionStatus | None:
