@@ -9,7 +9,7 @@ SOURCES := src tests bench examples
 # the floor comes with its tests.
 COVERAGE_FLOOR := 92
 
-.PHONY: run test lint format demo bench clean
+.PHONY: run test test-browser lint format demo bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ run: $(INSTALLED)
 test: lint
 	$(BIN)/python -m pytest -n 3 --dist loadgroup --cov=orderengine --cov-report=term-missing:skip-covered \
 		--cov-fail-under=$(COVERAGE_FLOOR)
+
+# The console's tests in a real browser: Debian's chromium and chromedriver, installed first
+# when missing (as root, or with sudo).
+test-browser: $(INSTALLED)
+	@if [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update && apt-get install -y chromium chromium-driver; \
+	fi
+	$(BIN)/python -m pytest tests/browser
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check $(SOURCES)

@@ -23,7 +23,7 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import ConfigDict, Field, JsonValue
 
-from orderengine import api, asyncapi, docs, feed, listings, openapi, security, stream
+from orderengine import api, asyncapi, console, docs, feed, listings, openapi, security, stream
 from orderengine.answers import (
     AcceptedOrder,
     FieldReason,
@@ -145,6 +145,20 @@ class DocsQuery(Model):
         None,
         json_schema_extra={"enum": FILE_NAMES},
         description="A file the page loads; without it, the page.",
+    )
+
+
+CONSOLE_FILE_NAMES: list[JsonValue] = [*sorted(console.FILES)]
+
+
+class ConsoleFile(Model):
+    """A file the console's page loads."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    file: str = Field(
+        json_schema_extra={"enum": CONSOLE_FILE_NAMES},
+        description="The file's name, as the page names it.",
     )
 
 
@@ -597,5 +611,42 @@ DOCS_ROUTES = (
 )
 """The API's own description: open to all."""
 
-ROUTES: tuple[Route, ...] = (*API_ROUTES, *OPERATION_ROUTES, *DOCS_ROUTES)
+CONSOLE_ROUTES = (
+    Route(
+        "GET",
+        console.CONSOLE_PATH,
+        console.page,
+        "consolePage",
+        "The console",
+        "The browser console: place, follow and cancel orders, list tokens on the simulated "
+        "venues, and watch each pair's price on each venue. It asks for a key while keys are "
+        "in force, and calls the API with it.",
+        "console",
+        replies=(Reply(200, "The page.", str, media_types=("text/html",)),),
+        public=True,
+    ),
+    Route(
+        "GET",
+        console.FILES_PATH,
+        console.file,
+        "consoleFile",
+        "A file of the console",
+        "A stylesheet, script or icon the console's page loads, uPlot's among them.",
+        "console",
+        replies=(
+            Reply(
+                200,
+                "The file.",
+                str,
+                media_types=tuple(sorted({media for _, media in console.FILES.values()})),
+            ),
+            refused(404, "The page loads no file of that name.", NOT_FOUND),
+        ),
+        path_parameters=ConsoleFile,
+        public=True,
+    ),
+)
+"""The browser console and its files: open to all, as the page holds no data."""
+
+ROUTES: tuple[Route, ...] = (*API_ROUTES, *OPERATION_ROUTES, *DOCS_ROUTES, *CONSOLE_ROUTES)
 """Every route the engine serves, in the order `app.py` registers them."""
