@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 
 import structlog
+import uvloop
 from aiohttp import web
 from rich.console import Console
 
@@ -90,7 +91,8 @@ def run() -> None:
             log.info("embedded_postgres", data_dir=str(settings.data_dir))
             settings = settings.model_copy(update={"database_url": url})
         try:
-            asyncio.run(serve(settings))
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(serve(settings))
         except Exposed as refusal:
             log.error("refusing_to_serve", reason=str(refusal))
             sys.exit(str(refusal))
