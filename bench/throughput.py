@@ -24,9 +24,11 @@ backends were doing meanwhile (`pg_stat_activity`, read every 10 ms: running, or
 and for what), so that it shows what ran out: the cores, or something they wait for.
 
 Then, unless --no-yardsticks is given, the engine beside its yardsticks (bench/yardsticks.py),
-on one more embedded PostgreSQL: the engine's intake and end-to-end measure at each of
---intake-clients (64 and 1 by default), the straightforward server and the HTTP ceiling with
-the same clients, and pgbench; one line per figure, then the ratios of the engine's to theirs.
+on one more embedded PostgreSQL: the engine's intake at each of --intake-clients (64 and 1 by
+default) with its workers paced as shipped (the default rate limit), so that accepting orders
+is measured as the yardsticks' servers do it and not beside executing them; its end-to-end
+rate, unpaced, at the busiest count; the straightforward server and the HTTP ceiling with the
+same clients, and pgbench; one line per figure, then the ratios of the engine's to theirs.
 
 The clients are bench/load.py's. Each part writes its figures to a JSON file under
 bench/results/ as it ends. The engines are run by tests/engine_process.py, as in the
@@ -647,28 +649,51 @@ def compare(workdir: Path, options: Options) -> Comparison:
 async def engine_figures(
     server_url: str, log_dir: Path, options: Options
 ) -> yardsticks.EngineFigures:
-    """One engine on a fresh database, measured at each intake client count in turn."""
-    database_url = await yardsticks.fresh_database(server_url, "yardstick_engine", None)
-    engine = EngineProcess(database_url, log_dir, **engine_settings(options))
-    found: dict[int, Results] = {}
+    """The engine's intake at each client count, then its end-to-end rate, on fresh databases.
+
+    Intake is measured on the engine as it ships: its workers paced by the default rate limit
+    (100 attempts a minute), so that what is measured is accepting orders, as the yardsticks'
+    servers do, not executing them meanwhile. End to end, a second engine runs unpaced, as in
+    `measure`, at the busiest client count.
+    """
+    intakes: dict[int, Intake] = {}
+    paced = {**engine_settings(options)}
+    for setting in ("rate_per_minute", "rate_burst"):
+        paced.pop(setting)
+    async with _engine(server_url, log_dir / "intake", "yardstick_intake", paced) as url:
+        for clients in options.intake_clients:
+            print(f"engine intake, {yardsticks.clients_text(clients)} ...", flush=True)
+            async with client_session(url, clients) as session:
+                intakes[clients] = await run_intake([session], options.orders, clients)
+    busiest = max(options.intake_clients)
+    unpaced = engine_settings(options)
+    async with _engine(server_url, log_dir / "executed", "yardstick_engine", unpaced) as url:
+        print(f"engine end to end, {yardsticks.clients_text(busiest)} ...", flush=True)
+        executed = await measure(url, replace(options, concurrency=busiest))
+    return yardsticks.EngineFigures(
+        intakes,
+        executed.end_to_end.finished.total() / executed.end_to_end.elapsed_s,
+        busiest,
+        all(intake.accepted == options.orders for intake in intakes.values())
+        and _complete(executed, options.orders),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _engine(
+    server_url: str, log_dir: Path, database: str, settings: dict[str, Any]
+) -> AsyncIterator[str]:
+    """An engine on a fresh database of the yardsticks' server, until the block ends; its URL."""
+    database_url = await yardsticks.fresh_database(server_url, database, None)
+    engine = EngineProcess(database_url, log_dir, **settings)
     try:
         await engine.start()
-        for clients in options.intake_clients:
-            print(f"engine, {yardsticks.clients_text(clients)} ...", flush=True)
-            found[clients] = await measure(engine.url, replace(options, concurrency=clients))
+        yield engine.url
     except (aiohttp.ClientError, TimeoutError):
         print_log_tail(engine)
         raise
     finally:
         await engine.stop()
-    busiest = max(found)
-    executed = found[busiest].end_to_end
-    return yardsticks.EngineFigures(
-        {clients: results.intake for clients, results in found.items()},
-        executed.finished.total() / executed.elapsed_s,
-        busiest,
-        all(_complete(results, options.orders) for results in found.values()),
-    )
 
 
 def report_yardsticks(
