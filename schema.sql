@@ -61,8 +61,9 @@ CREATE INDEX orders_by_status ON orders (status, position);
 -- engine holds it, so its status changes meanwhile add nothing to this index.
 CREATE INDEX orders_due ON orders (priority, position)
     WHERE priority IS NOT NULL AND lease_owner IS NULL;
--- The orders waiting on each pair, by limit: what the price watchers wake.
-CREATE INDEX orders_waiting ON orders (token_in, token_out, limit_price)
+-- The orders waiting, by what they wait for, then on each pair by limit: what the price
+-- watchers wake, and what the listings wake.
+CREATE INDEX orders_waiting ON orders (awaits, token_in, token_out, limit_price)
     WHERE awaits IS NOT NULL;
 
 -- Every status change of every order, appended in the transaction that makes it.
@@ -131,4 +132,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (4, 'leases_and_shared_rate'),
     (5, 'waiting_orders'),
     (6, 'api_keys_and_owners'),
-    (7, 'event_feed');
+    (7, 'event_feed'),
+    (8, 'waiting_orders_by_kind');
