@@ -657,9 +657,10 @@ async def engine_figures(
     `measure`, at the busiest client count.
     """
     intakes: dict[int, Intake] = {}
-    paced = {**engine_settings(options)}
-    for setting in ("rate_per_minute", "rate_burst"):
-        paced.pop(setting)
+    paced = {
+        **engine_settings(options),
+        **{name: Settings.model_fields[name].default for name in ("rate_per_minute", "rate_burst")},
+    }
     async with _engine(server_url, log_dir / "intake", "yardstick_intake", paced) as url:
         for clients in options.intake_clients:
             print(f"engine intake, {yardsticks.clients_text(clients)} ...", flush=True)
