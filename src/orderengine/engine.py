@@ -628,7 +628,6 @@ class Engine:
             min_amount_out=transaction.min_amount_out,
             instructions=transaction.instructions,
         )
-        order = await self._move(order, OrderStatus.BUILDING, Building(transaction=built))
         if self._closing:
             await self._stand_down(order, "the engine stopped")
             return
@@ -639,8 +638,9 @@ class Engine:
         sent = Submitted(
             tx_hash=transaction.signature, dex=venue.name, expires_at=transaction.expires_at
         )
-        order = await self._move(
+        order = await self._move_through(
             order,
+            (OrderStatus.BUILDING, Building(transaction=built)),
             OrderStatus.SUBMITTED,
             sent,
             tx_hash=transaction.signature,
@@ -766,6 +766,27 @@ class Engine:
         if fields.get("release", False):
             self._leases.released(order.order_id)
             self.wake()
+        return moved
+
+    async def _move_through(
+        self,
+        order: Order,
+        passed: tuple[OrderStatus, EventDetails],
+        status: OrderStatus,
+        details: EventDetails,
+        **fields: Unpack[TransitionFields],
+    ) -> Order:
+        """Commit two status changes in a row as one (`Repository.transition_through`).
+
+        `building` and `submitted` are committed together: the transaction is built and
+        signed before either event, so nothing would come between their commits but a round
+        trip, and an attempt costs one commit less. The store never holds an order in
+        `building` that this engine runs.
+        """
+        moved, events = await self._repository.transition_through(
+            order, passed, status, details, **fields
+        )
+        self._published(events)
         return moved
 
     def _published(self, events: list[OrderEvent]) -> None:

@@ -76,12 +76,22 @@ def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
     return Order.model_validate(dict(row))
 
 
-def _appended(order: Order, details: dict[str, Any]) -> OrderEvent:
-    """The event a status change appended, read off the order it left: same seq and time."""
+def _appended(
+    order: Order,
+    details: dict[str, Any],
+    *,
+    seq: int | None = None,
+    status: OrderStatus | None = None,
+) -> OrderEvent:
+    """An event a status change appended, read off the order it left.
+
+    Its time, and by default its seq and status: a change through a status appended one
+    event before the last, with a seq and status of its own.
+    """
     return OrderEvent(
         order_id=order.order_id,
-        seq=order.last_seq,
-        status=order.status,
+        seq=order.last_seq if seq is None else seq,
+        status=order.status if status is None else status,
         attempt=order.attempt,
         at=order.updated_at,
         details=details,
@@ -602,13 +612,42 @@ class Repository:
 
         The caller announces the event to other engines once it is committed (`notify`).
         """
-        if status not in TRANSITIONS[order.status]:
-            raise InvalidTransition(
-                f"order {order.order_id} cannot go from {order.status} to {status}"
-            )
+        moved, events = await self._transition(order, [(status, details)], fields)
+        return moved, events[-1]
+
+    async def transition_through(
+        self,
+        order: Order,
+        passed: tuple[OrderStatus, EventDetails],
+        status: OrderStatus,
+        details: EventDetails,
+        **fields: Unpack[TransitionFields],
+    ) -> tuple[Order, list[OrderEvent]]:
+        """Move `order` through the status `passed` names to `status`, in one commit.
+
+        Both events are appended, `passed`'s first, as two changes in a row would append
+        them; the order as it now is, and the two events. Everything else as `transition`.
+        """
+        return await self._transition(order, [passed, (status, details)], fields)
+
+    async def _transition(
+        self,
+        order: Order,
+        steps: Sequence[tuple[OrderStatus, EventDetails | None]],
+        fields: TransitionFields,
+    ) -> tuple[Order, list[OrderEvent]]:
+        """The change from `order` through each step's status to the last's, with an event each."""
+        before = order.status
+        for status, _ in steps:
+            if status not in TRANSITIONS[before]:
+                raise InvalidTransition(
+                    f"order {order.order_id} cannot go from {before} to {status}"
+                )
+            before = status
+        status = steps[-1][0]
+        stored = [details.stored() if details else {} for _, details in steps]
         execution = fields.get("execution")
         release = fields.get("release", False)
-        stored = details.stored() if details else {}
         async with self._connection() as connection:
             row = await connection.fetchrow(
                 f"""
@@ -630,14 +669,17 @@ class Repository:
                                         ELSE COALESCE(priority, 0) END,
                         lease_owner = CASE WHEN $15 THEN NULL ELSE lease_owner END,
                         lease_expires_at = CASE WHEN $15 THEN NULL ELSE lease_expires_at END,
-                        last_seq = last_seq + 1,
+                        last_seq = last_seq + cardinality($13::text[]),
                         updated_at = clock_timestamp()
                     WHERE id = $1 AND status = $11::order_status AND last_seq = $12
                       AND (lease_owner IS NULL OR lease_owner = $14)
                     RETURNING *
                 ), e AS (
                     INSERT INTO order_events (order_id, seq, status, attempt, at, details)
-                    SELECT id, last_seq, status, attempt, updated_at, $13 FROM o
+                    SELECT id, last_seq - cardinality($13::text[]) + step.n,
+                           step.status::order_status, attempt, updated_at, step.details
+                    FROM o, ROWS FROM (unnest($13::text[]), jsonb_array_elements($20::jsonb))
+                            WITH ORDINALITY AS step (status, details, n)
                 )
                 SELECT {ORDER_COLUMNS},
                        CASE WHEN $16 THEN pg_notify('{ORDERS_CHANNEL}', $14::text) END AS woken
@@ -655,13 +697,14 @@ class Repository:
                 fields.get("retry_after_s"),
                 order.status,
                 order.last_seq,
-                stored,
+                [str(step) for step, _ in steps],
                 self.owner,
                 release,
                 release and not status.terminal and "awaits" not in fields,
                 fields.get("awaits"),
                 fields.get("best_price"),
                 status.terminal,
+                stored,
             )
             if row is None:
                 current = await connection.fetchrow(
@@ -677,8 +720,11 @@ class Repository:
                 f" {order.last_seq}"
             )
         moved = _order(_without_woken(row))
-        event = _appended(moved, stored)
-        return moved, event
+        first_seq = moved.last_seq - len(steps) + 1
+        return moved, [
+            _appended(moved, details, seq=first_seq + n, status=step)
+            for n, ((step, _), details) in enumerate(zip(steps, stored, strict=True))
+        ]
 
     async def cancel(self, order_id: UUID) -> tuple[Order, OrderEvent]:
         """End the order `failed` for its client, if nothing was sent; both, as stored.

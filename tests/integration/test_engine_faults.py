@@ -308,13 +308,13 @@ async def test_no_swap_is_sent_on_a_lease_that_ran_out_unrenewed(database_url: s
     finally:
         await repository.close()
 
+    # The first attempt's transaction was built on a lease that had run out: it was neither
+    # committed nor sent, and the attempt went back to pending unspent.
     assert done.status is S.CONFIRMED
     assert [event.status for event in events] == [
-        *(S.PENDING, S.ROUTING, S.BUILDING, S.PENDING),
+        *(S.PENDING, S.ROUTING, S.PENDING),
         *(S.ROUTING, S.BUILDING, S.SUBMITTED, S.CONFIRMED),
     ]
-    assert "lease ran out unrenewed while building" in events[3].details["recovered"]
-    first, second = (
-        event.details["transaction"]["signature"] for event in events if event.status is S.BUILDING
-    )
-    assert events[6].details["txHash"] == second != first
+    assert "lease ran out unrenewed while routing" in events[2].details["recovered"]
+    assert events[2].attempt == events[3].attempt == 1
+    assert events[5].details["txHash"] == events[4].details["transaction"]["signature"]
