@@ -10,6 +10,7 @@ committed events are announced after their commit, many at once (`notify`, `Anno
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -158,6 +159,10 @@ class Repository:
         self._timeout_s = timeout_s
         self.owner = uuid4()
         """This engine's id: the owner of the leases it takes, and the source of its NOTIFYs."""
+        self._feed_sequencer = asyncio.Lock()
+        self._feed_runs = 0
+        """Runs of `sequence_feed` begun here: a caller that sees a run begin after it called
+        shares that run."""
 
     @classmethod
     async def connect(cls, dsn: str, size: int, timeout_s: float) -> Self:
@@ -949,17 +954,25 @@ class Repository:
     async def sequence_feed(self, limit: int = FEED_BATCH) -> int:
         """Give the next feed positions to committed events that have none; how many.
 
-        One sequencer at a time across engines (a transaction-level advisory lock; a caller
-        that does not get it at once gives nothing, as another is giving positions), so the
-        positions of one call are committed before the next call gives any: a reader that
-        sees position P sees every position below it. Within a call, positions follow the
-        events' times, then order and seq, so an order's events keep their order.
+        When it returns, every event committed before it was called has a position (up to
+        `limit` of them), visible to the caller. One sequencer at a time across engines (a
+        transaction-level advisory lock, waited for), so the positions of one run are
+        committed before the next run gives any: a reader that sees position P sees every
+        position below it. Within a run, positions follow the events' times, then order and
+        seq, so an order's events keep their order. Callers here at once share runs: one
+        that finds a run begun after it called, and ended, has what it asked for and gives
+        nothing itself, so many feeds woken by one event cost one run, not one each.
         """
-        async with self._connection() as connection, connection.transaction():
-            if not await connection.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1)", FEED_SEQUENCER_LOCK
-            ):
+        called = self._feed_runs
+        async with self._feed_sequencer:
+            if self._feed_runs > called:
                 return 0
+            self._feed_runs += 1
+            return await self._sequence_feed(limit)
+
+    async def _sequence_feed(self, limit: int) -> int:
+        async with self._connection() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", FEED_SEQUENCER_LOCK)
             given = await connection.fetchval(
                 """
                 WITH base AS (

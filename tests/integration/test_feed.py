@@ -136,3 +136,30 @@ async def test_a_browser_follows_the_feed_with_a_stream_token(start_app: StartAp
 
     assert {m["orderId"] for m in messages} == {order_id}
     assert refused.status == 403  # a token for one order follows that order only
+
+
+async def test_feeds_woken_at_once_each_read_every_event_without_waiting_for_an_idle_check(
+    start_app: StartApp,
+) -> None:
+    """A feed that asks for positions while another feed gives them waits for that run.
+
+    Swaps take a little time, so the events come one by one, each waking every feed at
+    once. With a minute between idle checks, a feed that read before another's positions
+    were committed would sit on what it missed until more news came, and on the last event
+    for that minute: `read` would time out. It did, in one run of three, when a feed that
+    found the sequencer busy gave nothing and read at once.
+    """
+    first = await start_app(ws_idle_check_s=60, latency_scale=0.02)
+    second = await start_app(ws_idle_check_s=60, latency_scale=0.02)
+    feeds = [await app.ws_connect("/api/events") for app in (first, second) for _ in range(4)]
+    try:
+        orders = await asyncio.gather(*(submit(app, MARKET) for app in (first, second) * 4))
+        read_by_each = await asyncio.gather(*(read(ws, 5 * len(orders)) for ws in feeds))
+    finally:
+        for ws in feeds:
+            await ws.close()
+
+    for messages in read_by_each:
+        check_order(messages)
+        assert {m["orderId"] for m in messages} == set(orders)
+    assert len({tuple(m["position"] for m in messages) for messages in read_by_each}) == 1
