@@ -9,7 +9,7 @@ SOURCES := src tests bench examples
 # the floor comes with its tests.
 COVERAGE_FLOOR := 92
 
-.PHONY: run test test-browser lint format demo bench clean
+.PHONY: run test test-browser lint format demo bench bench-fanout bench-memory clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ demo: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.throughput
+
+bench-fanout: $(INSTALLED)
+	$(BIN)/python -m bench.fanout
+
+bench-memory: $(INSTALLED)
+	$(BIN)/python -m bench.memory
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage

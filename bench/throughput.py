@@ -89,13 +89,13 @@ class Options:
 
 def _counts(text: str) -> tuple[int, ...]:
     """Comma-separated counts, each positive; an empty text asks for none."""
-    counts = tuple(_positive(part) for part in text.split(",") if part.strip())
+    counts = tuple(positive(part) for part in text.split(",") if part.strip())
     if len(set(counts)) != len(counts):
         raise argparse.ArgumentTypeError(f"{text}: a count is given twice")
     return counts
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
@@ -106,14 +106,14 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m bench.throughput", description=__doc__.splitlines()[0] if __doc__ else ""
     )
-    parser.add_argument("-n", "--orders", type=_positive, default=2000, help="orders to POST")
+    parser.add_argument("-n", "--orders", type=positive, default=2000, help="orders to POST")
     parser.add_argument(
-        "-c", "--concurrency", type=_positive, default=50, help="concurrent HTTP clients"
+        "-c", "--concurrency", type=positive, default=50, help="concurrent HTTP clients"
     )
     parser.add_argument(
         "-w",
         "--workers",
-        type=_positive,
+        type=positive,
         default=None,
         help="engine workers (ORDERENGINE_CONCURRENCY); the engine's default if omitted",
     )
@@ -154,7 +154,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument(
         "--pgbench-seconds",
-        type=_positive,
+        type=positive,
         default=5,
         dest="pgbench_s",
         help="seconds each pgbench run of the yardsticks lasts (default 5)",
@@ -598,12 +598,12 @@ def result_rows(results: Results, usage: Usage) -> list[tuple[str, str, str]]:
             "order latency p50/p95/p99",
             format_percentiles(results.order_latencies_s, 1000, "ms"),
         ),
-        ("engine", "peak RSS (VmHWM)", _mib(usage.peak_rss_kib)),
+        ("engine", "peak RSS (VmHWM)", mib(usage.peak_rss_kib)),
         ("engine", "CPU time, user + system", _cpu(usage.cpu_s, intake.accepted)),
     ]
 
 
-def _mib(kib: int | None) -> str:
+def mib(kib: int | None) -> str:
     return "n/a" if kib is None else f"{kib / 1024:.1f} MiB"
 
 
