@@ -58,7 +58,14 @@ import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import yardsticks
-from bench.load import Intake, client_session, format_percentiles, milliseconds, run_intake
+from bench.load import (
+    Intake,
+    client_session,
+    format_percentiles,
+    intake_of,
+    milliseconds,
+    run_intake,
+)
 from bench.results import run_stamp, write_result
 from orderengine.embedded_db import embedded_postgres
 from orderengine.settings import Settings
@@ -664,8 +671,7 @@ async def engine_figures(
     async with _engine(server_url, log_dir / "intake", "yardstick_intake", paced) as url:
         for clients in options.intake_clients:
             print(f"engine intake, {yardsticks.clients_text(clients)} ...", flush=True)
-            async with client_session(url, clients) as session:
-                intakes[clients] = await run_intake([session], options.orders, clients)
+            intakes[clients] = await intake_of(url, options.orders, clients)
     busiest = max(options.intake_clients)
     unpaced = engine_settings(options)
     async with _engine(server_url, log_dir / "executed", "yardstick_engine", unpaced) as url:
