@@ -33,13 +33,15 @@ class RateStore(Protocol):
     """Where a shared bucket's tokens live; `Repository` is one.
 
     `take_rate_token` refills the bucket `name` for the time elapsed since it was last
-    touched, at `per_second` and up to `burst` (a new bucket starts with `burst`), takes one
-    token, and returns the tokens left: negative is a debt, repaid after
+    touched, at `per_second` and up to `burst` (a new bucket starts with `burst`), takes
+    `count` tokens, and returns the tokens left: negative is a debt, repaid after
     `-tokens / per_second` seconds. It is atomic: concurrent takers are served one after the
     other. `return_rate_token` gives one token back.
     """
 
-    async def take_rate_token(self, name: str, per_second: float, burst: int) -> float: ...
+    async def take_rate_token(
+        self, name: str, per_second: float, burst: int, count: int = 1
+    ) -> float: ...
 
     async def return_rate_token(self, name: str) -> None: ...
 
@@ -86,16 +88,20 @@ class TokenBucket:
 class SharedTokenBucket:
     """The same lending bucket, its tokens kept in a store every engine shares.
 
-    Each `acquire` takes a token from the store in one round trip, going into debt if none
-    is left, then waits out its debt here. The store serves takers one at a time, so debts,
-    and waits, follow the order in which tokens were taken, whichever engine took them.
+    Each `acquire` takes a token from the store, going into debt if none is left, then
+    waits out its debt here. The store serves takers one at a time, so debts, and waits,
+    follow the order in which tokens were taken, whichever engine took them. Callers here
+    share round trips: the first takes its token at once, and those who ask while a take is
+    in flight are taken together as soon as it returns, in one statement, each with the
+    debt it would have had one after the other (as new orders are committed, `intake.py`).
 
     A caller cancelled while waiting gives its token back; the refund is shielded, so the
     cancellation does not cut it short, and the cancelled caller returns once it is done
     (unless cancelled again, when the refund still finishes on its own). A failed refund is
     logged, and the token stays spent: engines then start fewer attempts, never more. A
-    caller cancelled while its token is being taken gives nothing back: whether the store
-    took it is unknown, and it errs the same safe way.
+    caller cancelled while its token is being taken gives it back once the take returns;
+    when the take fails, whether the store took it is unknown, and nothing is given back,
+    erring the same safe way.
 
     Errors of the store (`DatabaseUnavailable`, from the repository) reach the caller: no
     token was taken, or it is unknown whether one was.
@@ -117,10 +123,13 @@ class SharedTokenBucket:
         self._sleep = sleep
         self._refunds: set[asyncio.Task[None]] = set()
         """Refunds under way, held so that none is collected before it is done."""
+        self._asking: list[asyncio.Future[float]] = []
+        """Callers waiting for the next take, in the order they asked."""
+        self._taker: asyncio.Task[None] | None = None
 
     async def acquire(self) -> float:
         """Take one token, waiting as long as the rate requires; the seconds waited."""
-        tokens = await self._store.take_rate_token(self._name, self._per_second, self._burst)
+        tokens = await self._take()
         wait = -tokens / self._per_second if tokens < 0 else 0.0
         if wait > 0:
             try:
@@ -130,11 +139,59 @@ class SharedTokenBucket:
                 raise
         return wait
 
+    async def _take(self) -> float:
+        """The tokens left once this caller's token is taken, with those asked meanwhile.
+
+        Cancelled once its token was taken, and before it heard so, it gives the token back.
+        """
+        asked: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._asking.append(asked)
+        if self._taker is None or self._taker.done():
+            self._taker = asyncio.create_task(self._take_asked())
+        try:
+            return await asked
+        except asyncio.CancelledError:
+            if asked.done() and not asked.cancelled() and asked.exception() is None:
+                await self._give_back()
+            raise
+
+    async def _take_asked(self) -> None:
+        """Take the tokens of everyone asking, one statement at a time, until nobody asks.
+
+        A caller cancelled before its take was sent is left out of it; one cancelled while it
+        was in flight has its token given back once the take returns.
+        """
+        while self._asking:
+            asking = [asked for asked in self._asking if not asked.done()]
+            self._asking = []
+            if not asking:
+                continue
+            try:
+                left = await self._store.take_rate_token(
+                    self._name, self._per_second, self._burst, len(asking)
+                )
+            except BaseException as error:
+                for asked in asking:
+                    if not asked.done():
+                        asked.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                continue
+            for behind, asked in enumerate(reversed(asking)):
+                if asked.done():
+                    self._refund_later()
+                else:
+                    asked.set_result(left + behind)
+
     async def _give_back(self) -> None:
+        await asyncio.shield(self._refund_later())
+
+    def _refund_later(self) -> asyncio.Task[None]:
+        """Give one token back, in a task of its own, held until it is done."""
         refund = asyncio.create_task(self._refund())
         self._refunds.add(refund)
         refund.add_done_callback(self._refunds.discard)
-        await asyncio.shield(refund)
+        return refund
 
     async def _refund(self) -> None:
         try:

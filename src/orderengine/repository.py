@@ -1092,12 +1092,14 @@ class Repository:
             )
         return bytes(secret)
 
-    async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
-        """Take one token from the shared bucket `name`; the tokens left, negative in debt.
+    async def take_rate_token(
+        self, name: str, per_second: float, burst: int, count: int = 1
+    ) -> float:
+        """Take `count` tokens from the shared bucket `name`; the tokens left, negative in debt.
 
         One statement, so engines taking at once are served one after the other (under the
         row's lock): the bucket is refilled for the time since it was last touched, at
-        `per_second` and up to `burst`, one token is taken, and the result stored, all by
+        `per_second` and up to `burst`, `count` tokens are taken, and the result stored, all by
         the database's clock, read once. A new bucket starts with `burst`. A taker whose
         clock reading is older than the stored one refills nothing (it was served after
         the refill up to that moment). A debt is repaid after `-tokens / per_second` seconds.
@@ -1106,20 +1108,21 @@ class Repository:
             tokens = await connection.fetchval(
                 """
                 INSERT INTO rate_limit AS bucket (name, tokens, updated_at)
-                VALUES ($1, $3::float8 - 1, clock_timestamp())
+                VALUES ($1, $3::float8 - $4::integer, clock_timestamp())
                 ON CONFLICT (name) DO UPDATE SET
                     tokens = LEAST(
                         $3::float8,
                         bucket.tokens + $2::float8 * GREATEST(
                             0, EXTRACT(EPOCH FROM excluded.updated_at - bucket.updated_at)
                         )::float8
-                    ) - 1,
+                    ) - $4::integer,
                     updated_at = GREATEST(bucket.updated_at, excluded.updated_at)
                 RETURNING tokens
                 """,
                 name,
                 per_second,
                 burst,
+                count,
             )
         return float(tokens)
 

@@ -32,8 +32,10 @@ class Answered:
         self.answered: list[float] = []
         self.took = asyncio.Event()
 
-    async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
-        tokens = await self._store.take_rate_token(name, per_second, burst)
+    async def take_rate_token(
+        self, name: str, per_second: float, burst: int, count: int = 1
+    ) -> float:
+        tokens = await self._store.take_rate_token(name, per_second, burst, count)
         self.answered.append(time.monotonic())
         self.took.set()
         return tokens

@@ -97,6 +97,8 @@ class MemoryRateStore:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.rows: dict[str, tuple[float, float]] = {}
+        self.takes: list[int] = []
+        """How many tokens each take took, in order."""
         self.took = asyncio.Event()
         self.refunds = 0
         self.refunding = asyncio.Event()
@@ -104,14 +106,17 @@ class MemoryRateStore:
         self.refund_gate: asyncio.Event | None = None
         self.refund_error: Exception | None = None
 
-    async def take_rate_token(self, name: str, per_second: float, burst: int) -> float:
+    async def take_rate_token(
+        self, name: str, per_second: float, burst: int, count: int = 1
+    ) -> float:
+        self.takes.append(count)
         now = self.clock()
         if name in self.rows:
             tokens, updated = self.rows[name]
-            tokens = min(burst, tokens + max(0.0, now - updated) * per_second) - 1
+            tokens = min(burst, tokens + max(0.0, now - updated) * per_second) - count
             now = max(now, updated)
         else:
-            tokens = burst - 1
+            tokens = burst - count
         self.rows[name] = (tokens, now)
         self.took.set()
         await asyncio.sleep(0)
@@ -218,8 +223,10 @@ async def test_shared_debts_are_served_in_the_order_tokens_were_taken() -> None:
 
     waits = await asyncio.gather(*(engines[n % 2].acquire() for n in range(4)))
 
-    assert [round(wait, 6) for wait in waits] == [0, 0.1, 0.2, 0.3]
-    assert [round(wait, 6) for wait in slept] == [0.1, 0.2, 0.3]
+    # Each engine takes its two callers' tokens in one statement, the first engine's first.
+    assert store.takes == [2, 2]
+    assert [round(wait, 6) for wait in waits] == [0, 0.2, 0.1, 0.3]
+    assert sorted(round(wait, 6) for wait in slept) == [0.1, 0.2, 0.3]
 
 
 async def test_a_cancelled_shared_wait_gives_its_token_back() -> None:
@@ -284,3 +291,54 @@ async def test_a_wait_cancelled_while_taking_gives_nothing_back() -> None:
     assert store.refunds == 0
     assert store.tokens() == -1
     assert not sleep.started.is_set()
+
+
+async def test_callers_asking_at_once_share_a_take_and_wait_as_if_served_in_turn() -> None:
+    clock = FakeClock()
+    store = MemoryRateStore(clock)
+    bucket = shared(store, rate_per_minute=60, burst=2)
+
+    waits = await asyncio.gather(*(bucket.acquire() for _ in range(5)))
+
+    assert store.takes == [5]
+    assert list(waits) == [0, 0, 1, 2, 3]
+    assert store.tokens() == -3
+
+
+async def test_a_caller_cancelled_before_its_take_is_sent_is_left_out_of_it() -> None:
+    clock = FakeClock()
+    store = MemoryRateStore(clock)
+    store.take_gate = asyncio.Event()
+    bucket = shared(store, rate_per_minute=60, burst=5)
+    first = asyncio.create_task(bucket.acquire())
+    await store.took.wait()
+    queued = [asyncio.create_task(bucket.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    queued[1].cancel()
+
+    store.take_gate.set()
+    waits = await asyncio.gather(first, queued[0], queued[2])
+
+    assert list(waits) == [0, 0, 0]
+    assert store.takes == [1, 2]
+    assert store.tokens() == 2
+
+
+async def test_a_caller_cancelled_while_its_take_is_in_flight_gets_its_token_back() -> None:
+    clock = FakeClock()
+    store = MemoryRateStore(clock)
+    store.take_gate = asyncio.Event()
+    bucket = shared(store, rate_per_minute=60, burst=3)
+    waiter = asyncio.create_task(bucket.acquire())
+    await store.took.wait()
+
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    store.take_gate.set()
+    await store.refunding.wait()
+    await asyncio.sleep(0)
+
+    assert store.takes == [1]
+    assert store.refunds == 1
+    assert store.tokens() == 3
