@@ -56,5 +56,7 @@ bench-fanout: $(INSTALLED)
 bench-memory: $(INSTALLED)
 	$(BIN)/python -m bench.memory
 
+# The engine's keypair (.data/keypair.json) stays: it signs every swap, and on a live venue it
+# would be a wallet.
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .data/postgres .pytest_cache .mypy_cache .ruff_cache .coverage
