@@ -207,15 +207,22 @@ class Repository:
         the orders exist.
         """
         ids = list(ids) if ids is not None else [uuid4() for _ in batch]
+        rows: list[asyncpg.Record] | None = None
         lost: Exception | None = None
-        async with self._connection() as connection:
-            try:
-                rows = await self._insert_orders(connection, batch, ids)
-            except Exception as error:
-                if self._nothing_committed(error):
-                    raise
-                lost = error
-        if lost is not None:
+        try:
+            async with self._connection() as connection:
+                try:
+                    rows = await self._insert_orders(connection, batch, ids)
+                except Exception as error:
+                    if self._nothing_committed(error):
+                        raise
+                    lost = error
+        except Exception:
+            # Giving the connection back failed: that changes nothing about the statement,
+            # whose outcome is known (it answered) or unknown (it did not) already.
+            if rows is None and lost is None:
+                raise
+        if lost is not None or rows is None:
             raise asyncpg.TransactionResolutionUnknownError(
                 "the answer to the batch's statement was lost: whether the orders were "
                 "created is unknown"
