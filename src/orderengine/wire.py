@@ -323,8 +323,14 @@ def _content_coding(request: web.Request) -> str | None:
 
 
 async def _read_body(request: web.Request, timeout_s: float) -> bytes:
-    """The whole body, which must arrive within `timeout_s` however slowly it trickles."""
+    """The whole body, which must arrive within `timeout_s` however slowly it trickles.
+
+    A small body has usually arrived with the headers: then there is nothing to wait for,
+    and no timer is set.
+    """
     try:
+        if request.content.is_eof():
+            return await request.read()
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
