@@ -386,7 +386,8 @@ class Engine:
         (a scan of the unfinished orders) is refreshed at most every `COUNT_EVERY_S`. Leases
         that ran out unrenewed are given back, to be claimed at once. The dispatcher wakes for
         the next retry, the next lease of a dead engine to run out, the next expiry, or the
-        sweep, whichever comes first.
+        sweep, whichever comes first; at once for a retry that fell due between the claim
+        and the count, which would otherwise wait for the sweep.
         """
         now = asyncio.get_running_loop().time()
         if not idle and now - self._counted_at < COUNT_EVERY_S:

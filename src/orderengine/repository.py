@@ -120,7 +120,8 @@ class Backlog(NamedTuple):
     """Orders that may be claimed now (waiting ones are not counted)."""
     next_due_s: float | None
     """Seconds until one more may be claimed: a retry falls due, another engine's lease runs
-    out; None if none will."""
+    out; at most 0 when a retry fell due since the claim before the count; None if none
+    will."""
     next_expiry_s: float | None
     """Seconds until a pending order expires (at most 0: one has); None if none will."""
     expired_leases: int
@@ -535,8 +536,7 @@ class Repository:
                        count(*) FILTER (WHERE free AND lease_owner IS NOT NULL)
                            AS expired_leases,
                        EXTRACT(EPOCH FROM LEAST(
-                           min(next_attempt_at) FILTER (
-                               WHERE free AND awaits IS NULL AND next_attempt_at > at),
+                           min(next_attempt_at) FILTER (WHERE free AND awaits IS NULL),
                            min(lease_expires_at) FILTER (WHERE NOT free AND lease_owner <> $2)
                        ) - at) AS next_due_in_s,
                        EXTRACT(EPOCH FROM min(expires_at) FILTER (

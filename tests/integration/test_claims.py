@@ -55,3 +55,23 @@ async def test_a_lease_that_ran_out_is_given_back_then_claimed(
     assert taken.order_id == dead.order_id
     assert (await other.waiting()).expired_leases == 0
     assert await other.release_expired() == 0
+
+
+async def test_a_retry_that_fell_due_since_the_claim_is_counted_as_due_now(
+    repository: Repository,
+) -> None:
+    """The dispatcher's count after a claim that came up short.
+
+    It must not send the dispatcher to sleep until the sweep when a retry fell due between
+    the claim and the count: under load, that made a reconciled order wait 10 s.
+    """
+    await create_market_order(repository)
+    (order,) = await repository.claim(10, 30.0)
+    await repository.release([order.order_id], retry_after_s=0.05)
+    assert await repository.claim(10, 30.0) == []  # not due yet
+    await asyncio.sleep(0.1)
+
+    backlog = await repository.waiting()
+
+    assert backlog.next_due_s is not None
+    assert backlog.next_due_s <= 0
