@@ -34,10 +34,10 @@ def wrapping(wrap: Callable[[Venue], Venue]) -> VenueFactory:
     return venues
 
 
-class Wrapped:
-    """Delegates to a real simulated venue; subclasses change one behaviour.
+class Delegated:
+    """Delegates every call of the `Venue` protocol to a real venue, and lists no pools.
 
-    It lists pools when the venue it wraps does (every simulated venue does).
+    Alone, it is a venue that takes no listings, as a live one would be.
     """
 
     def __init__(self, inner: Venue) -> None:
@@ -61,6 +61,13 @@ class Wrapped:
 
     async def pairs(self) -> frozenset[frozenset[str]]:
         return await self.inner.pairs()
+
+
+class Wrapped(Delegated):
+    """Delegates to a real simulated venue; subclasses change one behaviour.
+
+    It lists pools when the venue it wraps does (every simulated venue does).
+    """
 
     async def list_pool(
         self, token: str, quote_token: str, price: Decimal, liquidity: Decimal

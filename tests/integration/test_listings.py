@@ -27,16 +27,14 @@ from solders.pubkey import Pubkey
 from orderengine import cli
 from orderengine.notifications import LISTINGS_CHANNEL, Listener, listing_payload
 from orderengine.tokens import WSOL_MINT
-from orderengine.transaction import Transaction
 from orderengine.venues.chain import Chain
 from orderengine.venues.pool import pool_address
-from orderengine.venues.values import Dex, Execution, Quote, RecentBlockhash, TransactionStatus
 from orderengine.venues.venue import Venue
 from tests.engine_process import free_port
 from tests.harness import Client, StartApp
 from tests.polling import eventually
 from tests.streams import submit, wait_terminal
-from tests.venues import Wrapped, wrapping
+from tests.venues import Delegated, Wrapped, wrapping
 
 LISTINGS = "/api/simulation/listings"
 LISTING_KEYS = {"dex", "token", "quoteToken", "price", "liquidity", "pool", "listedAt"}
@@ -214,35 +212,9 @@ async def test_an_unknown_venue_is_refused_naming_those_that_take_listings(
     assert reason["message"] == "unknown venue 'orca'; venues that take listings: meteora, raydium"
 
 
-class Unlisting:
-    """A venue that takes no listings, as a live venue would be: it has no `list_pool`."""
-
-    def __init__(self, inner: Venue) -> None:
-        self.inner = inner
-
-    @property
-    def name(self) -> Dex:
-        return self.inner.name
-
-    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
-        return await self.inner.quote(token_in, token_out, amount_in)
-
-    async def recent_blockhash(self) -> RecentBlockhash:
-        return await self.inner.recent_blockhash()
-
-    async def execute(self, transaction: Transaction) -> Execution:
-        return await self.inner.execute(transaction)
-
-    async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
-        return await self.inner.transaction_status(signature, expires_at)
-
-    async def pairs(self) -> frozenset[frozenset[str]]:
-        return await self.inner.pairs()
-
-
 async def test_a_venue_that_takes_no_listings_is_refused(start_app: StartApp) -> None:
     client = await start_app(
-        venues=wrapping(lambda v: Unlisting(v) if v.name == "raydium" else Wrapped(v))
+        venues=wrapping(lambda v: Delegated(v) if v.name == "raydium" else Wrapped(v))
     )
     symbol = fresh_symbol()
 
