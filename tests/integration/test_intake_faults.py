@@ -367,3 +367,50 @@ async def test_a_lost_commit_keeps_each_orders_idempotent_answer(
         keyed[0].order_id,
     ]
     assert len(await repository.unfinished()) == 3
+
+
+class EarlierOutOfReach(Repository):
+    """The real repository, but the store is out of reach once a batch's statement has run."""
+
+    _ran = False
+
+    async def create_orders(
+        self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
+    ) -> list[Outcome]:
+        self._ran = False
+        return await super().create_orders(batch, ids)
+
+    async def _insert_orders(
+        self, connection: Connection, batch: Sequence[NewOrder], ids: list[UUID]
+    ) -> list[asyncpg.Record]:
+        records = await super()._insert_orders(connection, batch, ids)
+        self._ran = True
+        return records
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        if self._ran:
+            raise DatabaseUnavailable("injected: database unavailable after the statement")
+        async with super()._connection() as connection:
+            yield connection
+
+
+async def test_a_key_whose_earlier_order_cannot_be_looked_up_fails_alone_with_503(
+    database_url: str,
+) -> None:
+    repository = await EarlierOutOfReach.connect(database_url, 2, 5.0)
+    try:
+        request = OrderRequest.model_validate(MARKET)
+        keyed = NewOrder(request=request, idempotency_key="once", digest="body")
+        [(earlier, created)] = await repository.create_orders([keyed])  # type: ignore[misc]
+        assert created
+
+        again, fresh = await repository.create_orders([keyed, NewOrder(request=request)])
+    finally:
+        await repository.close()
+
+    assert isinstance(again, DatabaseUnavailable)
+    assert isinstance(fresh, tuple)
+    order, created = fresh
+    assert created
+    assert order.order_id != earlier.order_id
