@@ -51,7 +51,9 @@ CREATE TABLE orders (
     -- SHA-256 of the canonical order body: a reused key with another body is a conflict.
     request_digest  text,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- On a live cluster, the block height past which the sent signature can land no more.
+    tx_last_valid_block_height bigint
 );
 
 CREATE UNIQUE INDEX orders_idempotency ON orders (COALESCE(owner, ''), idempotency_key);
@@ -133,4 +135,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (5, 'waiting_orders'),
     (6, 'api_keys_and_owners'),
     (7, 'event_feed'),
-    (8, 'waiting_orders_by_kind');
+    (8, 'waiting_orders_by_kind'),
+    (9, 'live_expiry');

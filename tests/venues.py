@@ -7,6 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from decimal import Decimal
+from uuid import UUID
+
+from solders.keypair import Keypair
 
 from orderengine.errors import SwapRejected, VenueError
 from orderengine.settings import Settings
@@ -17,7 +20,6 @@ from orderengine.venues.values import (
     Execution,
     Listing,
     Quote,
-    RecentBlockhash,
     TransactionStatus,
 )
 from orderengine.venues.venue import Listable, Venue, VenueFactory, Venues
@@ -50,14 +52,18 @@ class Delegated:
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         return await self.inner.quote(token_in, token_out, amount_in)
 
-    async def recent_blockhash(self) -> RecentBlockhash:
-        return await self.inner.recent_blockhash()
+    async def build(
+        self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
+    ) -> Transaction:
+        return await self.inner.build(order_id, quote, min_amount_out, signer)
 
     async def execute(self, transaction: Transaction) -> Execution:
         return await self.inner.execute(transaction)
 
-    async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
-        return await self.inner.transaction_status(signature, expires_at)
+    async def transaction_status(
+        self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
+    ) -> TransactionStatus:
+        return await self.inner.transaction_status(signature, expires_at, last_valid_block_height)
 
     async def pairs(self) -> frozenset[frozenset[str]]:
         return await self.inner.pairs()

@@ -316,6 +316,8 @@ class Order(Model):
     dex: Dex | None = None
     tx_hash: str | None = None
     tx_expires_at: datetime | None = None
+    tx_last_valid_block_height: int | None = Field(default=None, exclude=True)
+    """On a live cluster, the block height after which its swap can land no more."""
     executed_price: Amount | None = None
     amount_out: Amount | None = None
     error: str | None = None
@@ -408,12 +410,15 @@ class Building(EventDetails):
 class Submitted(EventDetails):
     """`submitted`: the signature is committed before the swap is sent.
 
-    Until `expires_at` the swap may still land; after it, never.
+    Until `expires_at` the swap may still land; after it, never. On a live cluster the
+    expiry is the block height `last_valid_block_height`, and `expires_at` an estimate of
+    when the chain reaches it.
     """
 
     tx_hash: str
     dex: Dex
     expires_at: datetime
+    last_valid_block_height: int | None = None
 
 
 class Confirmed(EventDetails, Execution):
@@ -524,6 +529,7 @@ class TransitionFields(TypedDict, total=False):
     dex: Dex
     tx_hash: str
     tx_expires_at: datetime
+    tx_last_valid_block_height: int | None
     execution: Execution
     retry_after_s: float
     awaits: Awaited

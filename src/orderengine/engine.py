@@ -72,7 +72,7 @@ from orderengine.repository import Repository
 from orderengine.retry import GiveUp, RetryPolicy
 from orderengine.router import Decision, Router
 from orderengine.settings import Settings
-from orderengine.transaction import build
+from orderengine.transaction import min_amount_out
 from orderengine.venues.values import Dex, Execution, TransactionState
 from orderengine.venues.venue import Venue
 from orderengine.watchers import ListingWatcher, PriceWatcher
@@ -614,16 +614,13 @@ class Engine:
             await self._stand_down(order, "the engine stopped")
             return
         venue = self._venues[decision.best.dex]
-        blockhash = await venue.recent_blockhash()
-        transaction = build(
-            order.order_id,
-            order.attempt,
-            decision.best,
-            order.slippage_bps,
-            self._signer,
-            blockhash,
-            floor=limit_floor(order),
-        )
+        minimum = min_amount_out(decision.best, order.slippage_bps, limit_floor(order))
+        try:
+            transaction = await venue.build(order.order_id, decision.best, minimum, self._signer)
+        except SwapRejected as error:
+            self._metrics.attempts.labels(error.code).inc()
+            await self._retry_or_fail(order, error.message)
+            return
         built = BuiltTransaction(
             signature=transaction.signature,
             min_amount_out=transaction.min_amount_out,
@@ -637,7 +634,10 @@ class Engine:
             await self._stand_down(order, "the lease ran out unrenewed")
             return
         sent = Submitted(
-            tx_hash=transaction.signature, dex=venue.name, expires_at=transaction.expires_at
+            tx_hash=transaction.signature,
+            dex=venue.name,
+            expires_at=transaction.expires_at,
+            last_valid_block_height=transaction.last_valid_block_height,
         )
         order = await self._move_through(
             order,
@@ -646,6 +646,7 @@ class Engine:
             sent,
             tx_hash=transaction.signature,
             tx_expires_at=transaction.expires_at,
+            tx_last_valid_block_height=transaction.last_valid_block_height,
         )
         try:
             execution = await venue.execute(transaction)
@@ -683,7 +684,10 @@ class Engine:
         assert order.tx_hash is not None, "a submitted order has a signature"
         assert order.dex is not None, "a submitted order has a venue"
         expires_at = order.tx_expires_at or order.updated_at
-        status = await self._venues[order.dex].transaction_status(order.tx_hash, expires_at)
+        venue = self._venues[order.dex]
+        status = await venue.transaction_status(
+            order.tx_hash, expires_at, order.tx_last_valid_block_height
+        )
         log.info("reconciled", tx_hash=order.tx_hash, state=str(status.state))
         if status.state is TransactionState.LANDED:
             assert status.execution is not None

@@ -48,8 +48,9 @@ from orderengine.postgres import Connection, acquire, create_pool
 
 ORDER_COLUMNS = """
     id AS order_id, type, token_in, token_out, amount_in, slippage_bps, status, attempt,
-    last_seq, dex, tx_hash, tx_expires_at, executed_price, amount_out, error, next_attempt_at,
-    limit_price, expires_at, awaits, best_price, owner, created_at, updated_at"""
+    last_seq, dex, tx_hash, tx_expires_at, tx_last_valid_block_height, executed_price,
+    amount_out, error, next_attempt_at, limit_price, expires_at, awaits, best_price, owner,
+    created_at, updated_at"""
 EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
 EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
 FEED_BATCH = 5_000
@@ -671,6 +672,7 @@ class Repository:
                                      ELSE COALESCE($4, error) END,
                         tx_hash = COALESCE($5, tx_hash),
                         tx_expires_at = COALESCE($6, tx_expires_at),
+                        tx_last_valid_block_height = COALESCE($21, tx_last_valid_block_height),
                         dex = COALESCE($7, dex),
                         executed_price = COALESCE($8, executed_price),
                         amount_out = COALESCE($9, amount_out),
@@ -717,6 +719,7 @@ class Repository:
                 fields.get("best_price"),
                 status.terminal,
                 stored,
+                fields.get("tx_last_valid_block_height"),
             )
             if row is None:
                 current = await connection.fetchrow(

@@ -88,6 +88,10 @@ class Transaction(Model):
     min_amount_out: Decimal
     instructions: tuple[Instruction, ...]
     expires_at: datetime
+    """When it can land no more: exact on the simulated chain, estimated on a live one."""
+    last_valid_block_height: int | None = None
+    """On a live cluster, the block height after which it can land no more (its blockhash's
+    `lastValidBlockHeight`): what decides its expiry there. None on the simulated chain."""
     raw: bytes
 
 
@@ -150,20 +154,16 @@ def associated_token_address(owner: Pubkey, mint: Pubkey) -> Pubkey:
 
 def build(
     order_id: UUID,
-    attempt: int,
     quote: Quote,
-    slippage_bps: int,
+    minimum: Decimal,
     signer: Keypair,
     blockhash: RecentBlockhash,
-    floor: Decimal | None = None,
 ) -> Transaction:
     """The signed transaction for one attempt: wrap native SOL in, swap, unwrap SOL out.
 
-    `blockhash` must be fresh from the chain for this attempt (see the module's docstring);
-    the attempt itself is not part of the signed message. `floor` raises the least output
-    accepted (`min_amount_out`).
+    It accepts no less than `minimum` out (`min_amount_out`). `blockhash` must be fresh from
+    the chain for this attempt (see the module's docstring).
     """
-    minimum = min_amount_out(quote, slippage_bps, floor)
     owner = signer.pubkey()
     swap = Swap.of(quote, minimum)
     token_in, token_out = TOKENS[quote.token_in], TOKENS[quote.token_out]

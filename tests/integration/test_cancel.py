@@ -18,12 +18,14 @@ from uuid import UUID
 import aiohttp
 import asyncpg
 import pytest
+from solders.keypair import Keypair
 
 from orderengine.domain import CANCELLED_ERROR, NewOrder, OrderRequest, OrderStatus
 from orderengine.errors import StaleOrder
 from orderengine.repository import Repository
+from orderengine.transaction import Transaction
 from orderengine.venues.chain import Chain
-from orderengine.venues.values import Quote, RecentBlockhash
+from orderengine.venues.values import Quote
 from orderengine.venues.venue import Venue
 from tests.harness import UNKNOWN_ID, Client, StartApp
 from tests.polling import eventually
@@ -66,9 +68,11 @@ class HeldBlockhash(Wrapped):
         super().__init__(inner)
         self.hold = hold
 
-    async def recent_blockhash(self) -> RecentBlockhash:
+    async def build(
+        self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
+    ) -> Transaction:
         await self.hold()
-        return await super().recent_blockhash()
+        return await super().build(order_id, quote, min_amount_out, signer)
 
 
 async def cancel(client: Client, order_id: str) -> tuple[int, dict[str, Any]]:

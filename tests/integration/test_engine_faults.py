@@ -37,7 +37,7 @@ from orderengine.repository import Repository
 from orderengine.transaction import Transaction
 from orderengine.venues.chain import Chain
 from orderengine.venues.factory import simulated_venues
-from orderengine.venues.values import Execution, RecentBlockhash
+from orderengine.venues.values import Execution, Quote
 from orderengine.venues.venue import VenueFactory
 from tests.harness import StartApp, fast_settings
 from tests.polling import eventually
@@ -280,11 +280,13 @@ async def test_no_swap_is_sent_on_a_lease_that_ran_out_unrenewed(database_url: s
     held: list[bool] = []
 
     class FirstBlockhashWaits(Wrapped):
-        async def recent_blockhash(self) -> RecentBlockhash:
+        async def build(
+            self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
+        ) -> Transaction:
             if not held:
                 held.append(True)
                 await proceed.wait()
-            return await self.inner.recent_blockhash()
+            return await self.inner.build(order_id, quote, min_amount_out, signer)
 
     repository = await Unrenewable.connect(database_url, 4, 5.0)
     try:

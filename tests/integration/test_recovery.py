@@ -9,7 +9,7 @@ from solders.keypair import Keypair
 
 from orderengine.domain import NewOrder, Order, OrderRequest, OrderStatus
 from orderengine.repository import Repository
-from orderengine.transaction import build
+from orderengine.transaction import build, min_amount_out
 from orderengine.venues.chain import Chain
 from orderengine.venues.raydium import Raydium
 from tests.harness import StartApp
@@ -41,7 +41,8 @@ async def sent(repository: Repository, chain: Chain, *, landed: bool) -> tuple[U
     order = await crashed_in(repository, S.ROUTING, S.BUILDING)
     venue = Raydium(chain, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)
     quote = await venue.quote("SOL", "USDC", Decimal(1))
-    transaction = build(order.order_id, 1, quote, 100, SIGNER, await venue.recent_blockhash())
+    minimum = min_amount_out(quote, 100)
+    transaction = build(order.order_id, quote, minimum, SIGNER, await venue.recent_blockhash())
     if landed:
         await venue.execute(transaction)
     await repository.transition(

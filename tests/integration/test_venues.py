@@ -61,7 +61,7 @@ async def swap(
     """A signed swap of 1 SOL for USDC on `venue`, built on a fresh blockhash of its chain."""
     quote = await venue.quote("SOL", "USDC", Decimal(1))
     blockhash = blockhash or await venue.recent_blockhash()
-    return build(uuid.uuid4(), 1, quote, slippage_bps, signer, blockhash)
+    return build(uuid.uuid4(), quote, min_amount_out(quote, slippage_bps), signer, blockhash)
 
 
 def a_minute_ago() -> datetime:
@@ -87,7 +87,8 @@ async def test_swap_past_the_slippage_bound_is_rejected_and_recorded(chain: Chai
     venue = raydium(chain)
     quote = await venue.quote("SOL", "USDC", Decimal(1))
     greedy = quote.model_copy(update={"amount_out": quote.amount_out * Decimal("1.1")})
-    transaction = build(uuid.uuid4(), 1, greedy, 10, SIGNER, await venue.recent_blockhash())
+    minimum = min_amount_out(greedy, 10)
+    transaction = build(uuid.uuid4(), greedy, minimum, SIGNER, await venue.recent_blockhash())
 
     with pytest.raises(SlippageExceeded):
         await venue.execute(transaction)

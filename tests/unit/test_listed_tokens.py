@@ -27,7 +27,7 @@ from orderengine.tokens import (
     register,
     token_named,
 )
-from orderengine.transaction import U64_MAX, build, raw_units
+from orderengine.transaction import U64_MAX, build, min_amount_out, raw_units
 from orderengine.venues.meteora import Meteora
 from orderengine.venues.pool import Pool, pool_address
 from orderengine.venues.raydium import Raydium
@@ -161,7 +161,8 @@ async def test_a_listed_pair_quotes_and_swaps_on_its_venue_only() -> None:
 
     listed = await meteora.list_pool(symbol, "SOL", Decimal("0.0001"), Decimal("5000"))
     quote = await meteora.quote("SOL", symbol, Decimal("0.5"))
-    transaction = build(uuid.uuid4(), 1, quote, 100, SIGNER, await meteora.recent_blockhash())
+    blockhash = await meteora.recent_blockhash()
+    transaction = build(uuid.uuid4(), quote, min_amount_out(quote, 100), SIGNER, blockhash)
     execution = await meteora.execute(transaction)
 
     assert isinstance(meteora, Listable)

@@ -155,7 +155,8 @@ def whale_venue(clock: Clock, half_life_s: float) -> Raydium:
 async def swap(venue: Raydium, amount: Decimal, slippage_bps: int = 50) -> Execution:
     quote = await venue.quote("USDC", "SOL", amount)
     blockhash = await venue.recent_blockhash()
-    return await venue.execute(build(uuid.uuid4(), 1, quote, slippage_bps, SIGNER, blockhash))
+    minimum = min_amount_out(quote, slippage_bps)
+    return await venue.execute(build(uuid.uuid4(), quote, minimum, SIGNER, blockhash))
 
 
 async def test_after_a_huge_swap_the_pool_recovers_over_time_not_at_once() -> None:
@@ -183,7 +184,7 @@ async def test_a_later_order_at_the_old_price_fails_until_the_pool_recovers() ->
     await swap(venue, Decimal(2_000_000), slippage_bps=100)
 
     def stale_order(blockhash: RecentBlockhash) -> Transaction:
-        return build(uuid.uuid4(), 1, stale, 50, SIGNER, blockhash)
+        return build(uuid.uuid4(), stale, min_amount_out(stale, 50), SIGNER, blockhash)
 
     with pytest.raises(SlippageExceeded):
         await venue.execute(stale_order(await venue.recent_blockhash()))

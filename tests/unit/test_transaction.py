@@ -83,9 +83,8 @@ def built(
     *,
     signer: Keypair = SIGNER,
     blockhash: RecentBlockhash = BLOCKHASH,
-    attempt: int = 1,
 ) -> Transaction:
-    return build(ORDER_ID, attempt, the_quote, slippage_bps, signer, blockhash)
+    return build(ORDER_ID, the_quote, min_amount_out(the_quote, slippage_bps), signer, blockhash)
 
 
 def signed(transaction: Transaction) -> SolanaTransaction:
@@ -242,7 +241,7 @@ def test_swap_data_is_the_venues_discriminator_then_raw_amount_in_and_minimum_ou
 def test_transaction_carries_its_order_quote_bound_and_expiry() -> None:
     the_quote = quote("SOL", "USDC", "2", "299.123456")
 
-    transaction = built(the_quote, 75, attempt=3)
+    transaction = built(the_quote, 75)
 
     assert transaction.order_id == ORDER_ID
     assert transaction.quote == the_quote
@@ -274,8 +273,8 @@ def test_the_transaction_is_signed_by_the_signer_on_the_blockhash_and_verifies()
 
 
 def test_the_same_swap_on_the_same_blockhash_signs_the_same() -> None:
-    first = built(quote("SOL", "USDC", "1", "150"), attempt=2)
-    again = built(quote("SOL", "USDC", "1", "150"), attempt=2)
+    first = built(quote("SOL", "USDC", "1", "150"))
+    again = built(quote("SOL", "USDC", "1", "150"))
 
     assert first.signature == again.signature
     assert first.raw == again.raw

@@ -29,12 +29,14 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from itertools import combinations
+from uuid import UUID
 
+from solders.keypair import Keypair
 from solders.transaction import Transaction as SolanaTransaction
 
 from orderengine.errors import AlreadyListed, NoRoute, SlippageExceeded, SwapRejected
 from orderengine.tokens import FIXED_TOKENS, SYMBOL, TOKENS, Token, listed_token, register
-from orderengine.transaction import Swap, Transaction, find_swap
+from orderengine.transaction import Swap, Transaction, build, find_swap
 from orderengine.venues.chain import Ledger, Sent
 from orderengine.venues.pool import Pool, pool_address
 from orderengine.venues.values import (
@@ -122,6 +124,12 @@ class SimulatedVenue(ABC):
     async def recent_blockhash(self) -> RecentBlockhash:
         return await self._ledger.issue_blockhash()
 
+    async def build(
+        self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
+    ) -> Transaction:
+        """The swap built by the engine's own rules (`transaction.build`), on a new blockhash."""
+        return build(order_id, quote, min_amount_out, signer, await self.recent_blockhash())
+
     async def execute(self, transaction: Transaction) -> Execution:
         """Check the swap, decide its outcome and record it on the chain, then confirm it.
 
@@ -150,7 +158,9 @@ class SimulatedVenue(ABC):
             raise outcome
         return outcome
 
-    async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
+    async def transaction_status(
+        self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
+    ) -> TransactionStatus:
         return await self._ledger.status(signature, expires_at)
 
     def set_price(self, base: str, quote: str, price: Decimal) -> None:

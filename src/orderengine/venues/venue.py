@@ -7,6 +7,9 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, TypeAlias, runtime_checkable
+from uuid import UUID
+
+from solders.keypair import Keypair
 
 from orderengine.settings import Settings
 from orderengine.transaction import Transaction
@@ -15,7 +18,6 @@ from orderengine.venues.values import (
     Execution,
     Listing,
     Quote,
-    RecentBlockhash,
     TransactionStatus,
 )
 
@@ -32,8 +34,15 @@ class Venue(Protocol):
         """The output this venue offers now, net of its fee and the price impact."""
         ...
 
-    async def recent_blockhash(self) -> RecentBlockhash:
-        """A blockhash to build a transaction on, and the last moment that one can land."""
+    async def build(
+        self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
+    ) -> Transaction:
+        """The signed swap that executes `quote` once, accepting no less than `min_amount_out`.
+
+        Nothing is sent. Every call gives a transaction of its own, with a signature no
+        other call gave, built on a fresh blockhash. Raises `SwapRejected` when this venue
+        cannot build it (the quote is not one it gave, or is gone): the attempt ends unsent.
+        """
         ...
 
     async def execute(self, transaction: Transaction) -> Execution:
@@ -45,12 +54,15 @@ class Venue(Protocol):
         """
         ...
 
-    async def transaction_status(self, signature: str, expires_at: datetime) -> TransactionStatus:
+    async def transaction_status(
+        self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
+    ) -> TransactionStatus:
         """What became of a signature: how an unknown outcome is resolved, never by resending.
 
         `landed` (with the execution) or `rejected` (with the reason) once its landing time
         has come; `pending` while it may still land; `expired` when the chain never took it
-        and `expires_at`, the expiry of its blockhash, has passed.
+        and its blockhash has expired: `expires_at` has passed, or on a live cluster the
+        block height has passed `last_valid_block_height`.
         """
         ...
 
