@@ -19,6 +19,7 @@ from contextlib import ExitStack
 import structlog
 import uvloop
 from aiohttp import web
+from pydantic import ValidationError
 from rich.console import Console
 
 from orderengine import cli, demo, key_commands
@@ -82,8 +83,23 @@ async def manage_keys(action: str, name: str | None) -> int:
         return await key_commands.revoke(repository, name)
 
 
+def settings_or_exit() -> Settings:
+    """The settings, or an exit naming each bad one.
+
+    The exit never echoes a value: it may be a secret (an API key, an RPC URL's token).
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
+            for problem in error.errors(include_url=False, include_input=False)
+        )
+        sys.exit(f"invalid settings: {reasons}")
+
+
 def run() -> None:
-    settings = Settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     with ExitStack() as stack:
         if settings.database_url is None:

@@ -44,15 +44,18 @@ from orderengine.repository import Repository
 from orderengine.routes import ROUTES
 from orderengine.server import handler_args
 from orderengine.settings import Settings
-from orderengine.venues.factory import simulated_venues
+from orderengine.venues.factory import venues_for
 from orderengine.venues.venue import VenueFactory
-from orderengine.wallet import load_or_create_keypair
+from orderengine.wallet import load_keypair, load_or_create_keypair
 
 log = structlog.get_logger(__name__)
 
 
-def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> web.Application:
-    """The application for `settings`, trading on the venues `venues` opens."""
+def create_app(settings: Settings, venues: VenueFactory | None = None) -> web.Application:
+    """The application for `settings`, trading on the venues `venues` opens.
+
+    Without `venues`, on those the settings name (`venues_for`).
+    """
     app = web.Application(
         middlewares=[
             security.headers_middleware,
@@ -65,7 +68,7 @@ def create_app(settings: Settings, venues: VenueFactory = simulated_venues) -> w
         handler_args=handler_args(settings),
     )
     app[SETTINGS] = settings
-    app[VENUES] = venues
+    app[VENUES] = venues or venues_for(settings)
     app[HUB] = EventHub(settings.ws_buffer)
     app[METRICS] = Metrics()
     app[SOCKETS] = weakref.WeakSet()
@@ -107,7 +110,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         app[SUBMIT_LIMIT] = SubmitLimit(settings.key_submit_per_minute)
         async with app[VENUES](settings) as venues:
             await listings.learn(venues)
-            signer = load_or_create_keypair(settings.keypair)
+            live = settings.venues == "live"
+            signer = (load_keypair if live else load_or_create_keypair)(settings.keypair)
             engine = Engine(settings, repository, venues, app[HUB], app[METRICS], signer)
             app[REPOSITORY] = repository
             app[ENGINE] = engine

@@ -7,10 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orderengine.tokens import MaxAmounts, default_max_amounts
+from orderengine.venues.values import Dex
+
+JUPITER_LABELS: dict[Dex, str] = {"raydium": "Raydium", "meteora": "Meteora DLMM"}
+"""What Jupiter's quote API calls each venue (its `dexes` parameter)."""
 
 
 class Settings(BaseSettings):
@@ -43,6 +47,17 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=10.0, gt=0)
     keypair: Path = Path(".data/keypair.json")
     blockhash_ttl_s: float = Field(default=60.0, ge=0)
+
+    venues: Literal["simulated", "live"] = "simulated"
+    rpc_url: SecretStr | None = None
+    jupiter_url: str = "https://lite-api.jup.ag/swap/v1"
+    jupiter_dexes: dict[Dex, str] = Field(default_factory=lambda: dict(JUPITER_LABELS))
+    priority_fee_microlamports: int | None = Field(default=None, ge=0)
+    priority_fee_max_lamports: int = Field(default=1_000_000, ge=0)
+    live_poll_ms: float = Field(default=500, gt=0)
+    live_timeout_s: float = Field(default=10.0, gt=0)
+    live_requests_per_s: float = Field(default=10.0, gt=0)
+    live_retries: int = Field(default=3, ge=0)
 
     order_ttl_s: float = Field(default=86_400, gt=0)
     max_order_ttl_s: float = Field(default=7 * 86_400, gt=0)
@@ -94,6 +109,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    @model_validator(mode="after")
+    def live_needs_a_cluster_and_a_wallet(self) -> Settings:
+        """Live venues trade real funds: they need an endpoint and a keypair named outright."""
+        if self.venues != "live":
+            return self
+        missing = []
+        if self.rpc_url is None:
+            missing.append("ORDERENGINE_RPC_URL (a Solana JSON-RPC endpoint)")
+        if "keypair" not in self.model_fields_set:
+            missing.append("ORDERENGINE_KEYPAIR (a Solana CLI keypair file)")
+        if missing:
+            raise ValueError(f"ORDERENGINE_VENUES=live needs {' and '.join(missing)}")
+        return self
 
     def configured_keys(self) -> dict[str, str]:
         """Every key the settings give, by owner: `api_keys`, then the file's lines."""

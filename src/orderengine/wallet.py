@@ -3,8 +3,9 @@
 The file is in the Solana CLI's format (`solana-keygen new -o …` writes it, and the CLI reads
 ours): a JSON array of the 64 bytes of the keypair, the secret key then the public key. An
 engine that finds no file makes a new keypair and writes it, readable by its owner only, so
-that the wallet outlives the process. An existing file that is not a keypair is an error, never
-replaced: it may be a wallet someone needs.
+that the wallet outlives the process; an engine trading live never makes one, as a new
+wallet holds nothing to trade (`load_keypair`). An existing file that is not a keypair is an
+error, never replaced: it may be a wallet someone needs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ class InvalidKeypair(OrderEngineError):
     """The keypair file exists but does not hold a Solana keypair."""
 
     code = "invalid_keypair"
+
+
+def load_keypair(path: Path) -> Keypair:
+    """The keypair kept at `path`; a missing file is an error, as live trading needs funds."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as error:
+        raise InvalidKeypair(f"no keypair file at {path}") from error
+    return _parse(path, text)
 
 
 def load_or_create_keypair(path: Path) -> Keypair:

@@ -1,4 +1,6 @@
-"""Constructing the default venues, with the chain they need open (a `VenueFactory`).
+"""Constructing the venues, with what they need open (a `VenueFactory` each).
+
+The simulated venues (the default) share a simulated chain; the live ones, an HTTP session.
 
 Only the composition root (`app.py`) calls it.
 """
@@ -8,11 +10,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
+
+from orderengine.limiter import TokenBucket
 from orderengine.settings import Settings
 from orderengine.venues.chain import Chain
+from orderengine.venues.endpoint import Endpoint
+from orderengine.venues.jupiter import Jupiter, PriorityFee
+from orderengine.venues.live import LiveVenue
 from orderengine.venues.meteora import Meteora
 from orderengine.venues.raydium import Raydium
-from orderengine.venues.venue import Venues
+from orderengine.venues.rpc import SolanaRpc
+from orderengine.venues.venue import VenueFactory, Venues
 
 MIN_BLOCKHASH_TTL_S = 1.0
 """The shortest blockhash lifetime, whatever the latency scale: long enough for an engine to
@@ -52,3 +61,35 @@ async def simulated_venues(settings: Settings) -> AsyncIterator[Venues]:
         yield {venue.name: venue for venue in venues}
     finally:
         await chain.close()
+
+
+@asynccontextmanager
+async def live_venues(settings: Settings) -> AsyncIterator[Venues]:
+    """Raydium and Meteora on the cluster at `rpc_url`, quoted and built by Jupiter.
+
+    One HTTP session serves both venues and both endpoints; quotes, swap builds and status
+    polls share one request budget (`live_requests_per_s`).
+    """
+    assert settings.rpc_url is not None, "the settings refuse live venues without an RPC URL"
+    budget = TokenBucket(settings.live_requests_per_s * 60, burst=max(1, settings.concurrency))
+    timeout = aiohttp.ClientTimeout(total=settings.live_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+
+        def endpoint(url: str) -> Endpoint:
+            return Endpoint(session, url, budget, retries=settings.live_retries)
+
+        priority = PriorityFee(
+            settings.priority_fee_microlamports, settings.priority_fee_max_lamports
+        )
+        jupiter = Jupiter(endpoint(settings.jupiter_url), priority)
+        rpc = SolanaRpc(endpoint(settings.rpc_url.get_secret_value()))
+        poll_s = settings.live_poll_ms / 1000
+        yield {
+            name: LiveVenue(name, label, jupiter, rpc, poll_s)
+            for name, label in settings.jupiter_dexes.items()
+        }
+
+
+def venues_for(settings: Settings) -> VenueFactory:
+    """The venues `ORDERENGINE_VENUES` names: simulated (the default) or live."""
+    return live_venues if settings.venues == "live" else simulated_venues

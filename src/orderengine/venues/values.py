@@ -35,7 +35,15 @@ class Execution(Model):
     amount_in: Amount
     amount_out: Amount
     executed_price: Amount
-    fee: Amount
+    fee: Amount | None = None
+    """The pool's fee, in `token_in`. A live cluster's transaction does not record it: a live
+    swap shows the fee its quote named, and none when it was learnt by asking the chain after
+    the engine that sent it was gone."""
+    network_fee: Amount | None = None
+    """The SOL the transaction paid the network, its priority fee included: on a live cluster
+    only (the simulated chain charges none)."""
+    priority_fee: Amount | None = None
+    """The part of `network_fee` bought for priority (compute-unit price times units)."""
 
 
 class RecentBlockhash(Model):

@@ -1,0 +1,142 @@
+"""An HTTP JSON endpoint a live venue calls: timeouts, paced requests, retries, no secrets out.
+
+Every request first takes a token from the endpoint's budget, so that quotes and status polls
+stay under the provider's request limit. A refusal for load (429, or a 5xx for a request that
+is safe to repeat) is retried with exponential backoff, waiting at least as long as the
+answer's `Retry-After` asks. A request that may have taken effect (`repeatable=False`: a
+transaction sent) is retried only when the endpoint refused it outright (429); a timeout or a
+lost connection then leaves its outcome unknown, for the caller to resolve.
+
+An endpoint's URL may carry an API key (in its path or query), so no error or log line names
+more of it than its host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from orderengine.errors import OrderEngineError
+from orderengine.limiter import Limiter
+
+log = structlog.get_logger(__name__)
+
+MAX_RETRY_AFTER_S = 30.0
+"""The longest wait a `Retry-After` is honoured for; a longer one is cut to this."""
+
+
+class EndpointError(OrderEngineError):
+    """A request to a live venue's endpoint failed: no answer, or an error answer."""
+
+    code = "venue_unavailable"
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.body = body
+
+
+class Endpoint:
+    """One base URL, with its session, budget and retry policy."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        budget: Limiter,
+        *,
+        retries: int,
+        backoff_s: float = 0.25,
+        cap_s: float = 5.0,
+    ) -> None:
+        self._session = session
+        self._url = URL(url)
+        self._budget = budget
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._cap_s = cap_s
+
+    @property
+    def host(self) -> str:
+        """What logs and errors call the endpoint: its host, never its path or query."""
+        return self._url.host or "endpoint"
+
+    async def get(self, path: str, params: Mapping[str, str]) -> Any:
+        """The JSON answer to `GET base/path?params`; a read, so any failure is retried."""
+        return await self._request("GET", path, params=params, repeatable=True)
+
+    async def post(self, path: str, body: Any, *, repeatable: bool = True) -> Any:
+        """The JSON answer to `POST base/path` with the JSON `body`."""
+        return await self._request("POST", path, json=body, repeatable=repeatable)
+
+    async def _request(self, method: str, path: str, *, repeatable: bool, **options: Any) -> Any:
+        url = self._url / path if path else self._url
+        for attempt in range(self._retries + 1):
+            await self._budget.acquire()
+            try:
+                async with self._session.request(method, url, **options) as response:
+                    if response.status < HTTPStatus.BAD_REQUEST:
+                        return await response.json(content_type=None)
+                    error = await self._refused(response)
+                    wait = self._retry_wait(response, attempt, repeatable)
+            except (aiohttp.ClientError, TimeoutError) as failure:
+                error = EndpointError(f"{self.host}: {_described(failure)}")
+                wait = self._backoff(attempt) if repeatable else None
+            if wait is None or attempt == self._retries:
+                raise error
+            log.info("endpoint_retry", host=self.host, error=error.message, wait_s=round(wait, 3))
+            await asyncio.sleep(wait)
+        raise AssertionError("the loop returns or raises")
+
+    async def _refused(self, response: aiohttp.ClientResponse) -> EndpointError:
+        """The error an error answer stands for, with its JSON body when it has one."""
+        try:
+            body = await response.json(content_type=None)
+        except (ValueError, aiohttp.ClientError):
+            body = None
+        said = body.get("error") if isinstance(body, dict) else None
+        detail = f": {said}" if isinstance(said, str) else ""
+        message = f"{self.host} answered {response.status}{detail}"
+        return EndpointError(message, status=response.status, body=body)
+
+    def _retry_wait(
+        self, response: aiohttp.ClientResponse, attempt: int, repeatable: bool
+    ) -> float | None:
+        """How long to wait before trying again, or None when trying again is wrong."""
+        status = response.status
+        if status != HTTPStatus.TOO_MANY_REQUESTS and not (repeatable and status >= 500):
+            return None
+        asked = _retry_after_s(response.headers.get("Retry-After"))
+        return max(asked, self._backoff(attempt)) if asked is not None else self._backoff(attempt)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: base × 2^attempt, capped, times 0.5–1."""
+        ceiling: float = min(self._cap_s, self._backoff_s * 2**attempt)
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """`Retry-After` in seconds (its delay-seconds form), capped; None when absent or a date."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _described(failure: BaseException) -> str:
+    """A failure, named without the URL some aiohttp errors print in full."""
+    if isinstance(failure, TimeoutError | aiohttp.ServerTimeoutError):
+        return "no answer in time"
+    if isinstance(failure, aiohttp.ClientConnectorError):
+        return f"cannot connect ({failure.os_error.strerror or type(failure.os_error).__name__})"
+    return type(failure).__name__

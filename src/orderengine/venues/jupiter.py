@@ -1,0 +1,122 @@
+"""Jupiter's swap API: a quote on one DEX, and the swap transaction that executes it.
+
+`GET {base}/quote` with `dexes` naming one DEX (as Jupiter labels it: `Raydium`,
+`Meteora DLMM`) and `onlyDirectRoutes=true` quotes a single pool of that DEX, so that the
+router compares the venues themselves, each with its real fee and price impact. `POST
+{base}/swap` turns a quote into an unsigned versioned transaction for the wallet, with its
+`lastValidBlockHeight`; native SOL is wrapped and unwrapped inside it (`wrapAndUnwrapSol`).
+
+The swap program checks the least output from the quote's `outAmount` and `slippageBps`, so
+the engine's own bound goes in as `slippageBps` (`with_minimum`).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from solders.pubkey import Pubkey
+
+from orderengine.errors import NoRoute
+from orderengine.venues.endpoint import Endpoint
+
+QUOTE_SLIPPAGE_BPS = 50
+"""The slippage a quote is asked with; the engine's own bound replaces it before the swap."""
+
+
+@dataclass(frozen=True)
+class PriorityFee:
+    """What a swap pays for priority: a fixed compute-unit price, or Jupiter's estimate capped.
+
+    `microlamports` per compute unit when set; otherwise Jupiter picks a fee from recent ones
+    (`veryHigh`) and pays no more than `max_lamports` in all.
+    """
+
+    microlamports: int | None
+    max_lamports: int
+
+    def request(self) -> dict[str, Any]:
+        """The swap request's fields for this fee."""
+        if self.microlamports is not None:
+            return {"computeUnitPriceMicroLamports": self.microlamports}
+        level = {"maxLamports": self.max_lamports, "priorityLevel": "veryHigh"}
+        return {"prioritizationFeeLamports": {"priorityLevelWithMaxLamports": level}}
+
+
+@dataclass(frozen=True)
+class SwapTransaction:
+    """The unsigned swap Jupiter built, and the block height past which it cannot land."""
+
+    unsigned: bytes
+    last_valid_block_height: int
+    priority_fee_lamports: int | None
+
+
+class Jupiter:
+    """The quote and swap calls, on one endpoint."""
+
+    def __init__(self, endpoint: Endpoint, priority: PriorityFee) -> None:
+        self._endpoint = endpoint
+        self._priority = priority
+
+    async def quote(self, mint_in: str, mint_out: str, amount: int, dex: str) -> dict[str, Any]:
+        """Jupiter's quote for `amount` raw units of `mint_in` on the DEX labelled `dex`.
+
+        Raises `NoRoute` when that DEX has no pool for the pair, or Jupiter's answer is not a
+        single-pool quote on it.
+        """
+        params = {
+            "inputMint": mint_in,
+            "outputMint": mint_out,
+            "amount": str(amount),
+            "slippageBps": str(QUOTE_SLIPPAGE_BPS),
+            "swapMode": "ExactIn",
+            "dexes": dex,
+            "onlyDirectRoutes": "true",
+        }
+        answer = await self._endpoint.get("quote", params)
+        if not isinstance(answer, dict) or not _single_pool_on(answer, dex):
+            raise NoRoute(f"Jupiter has no single-pool route on {dex} for this pair")
+        return answer
+
+    async def swap(self, quote: dict[str, Any], wallet: Pubkey) -> SwapTransaction:
+        """The unsigned transaction that executes `quote` from `wallet`, which pays its fees."""
+        body = {
+            "quoteResponse": quote,
+            "userPublicKey": str(wallet),
+            "wrapAndUnwrapSol": True,
+            "dynamicComputeUnitLimit": True,
+            **self._priority.request(),
+        }
+        answer = await self._endpoint.post("swap", body)
+        return SwapTransaction(
+            unsigned=base64.b64decode(answer["swapTransaction"]),
+            last_valid_block_height=int(answer["lastValidBlockHeight"]),
+            priority_fee_lamports=_optional_int(answer.get("prioritizationFeeLamports")),
+        )
+
+
+def with_minimum(quote: dict[str, Any], minimum: int) -> dict[str, Any]:
+    """`quote` with the slippage that makes the swap accept no less than `minimum` raw units.
+
+    The program accepts `outAmount × (10000 − slippageBps) / 10000`, rounded down, so the
+    slippage is rounded down to keep that at or above `minimum`; `otherAmountThreshold`
+    states the result.
+    """
+    out = int(quote["outAmount"])
+    bps = max(0, (out - minimum) * 10_000 // out) if out > 0 else 0
+    threshold = out * (10_000 - bps) // 10_000
+    return {**quote, "slippageBps": bps, "otherAmountThreshold": str(threshold)}
+
+
+def _single_pool_on(quote: dict[str, Any], dex: str) -> bool:
+    plan = quote.get("routePlan")
+    if not isinstance(plan, list) or len(plan) != 1:
+        return False
+    info = plan[0].get("swapInfo", {})
+    return bool(info.get("label") == dex and info.get("ammKey"))
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | str) else None
