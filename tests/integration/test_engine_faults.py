@@ -28,7 +28,7 @@ from orderengine.domain import (
     TransitionFields,
 )
 from orderengine.engine import Engine
-from orderengine.errors import DatabaseUnavailable, InvalidTransition, StaleOrder
+from orderengine.errors import DatabaseUnavailable, InvalidTransition, StaleOrder, SwapRejected
 from orderengine.events import EventHub
 from orderengine.keys import REPOSITORY
 from orderengine.limiter import TokenBucket
@@ -120,6 +120,31 @@ async def test_an_unknown_outcome_is_reconciled_never_resent_blindly(
         assert confirmed["reconciled"] is True
         assert submitted == [confirmed["txHash"]]
         assert landed[UUID(confirmed["orderId"])] == submitted
+
+
+class Unbuildable(Wrapped):
+    """A venue that cannot build the swap: Jupiter refusing, or its quote gone."""
+
+    async def build(
+        self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
+    ) -> Transaction:
+        raise SwapRejected(f"{self.name} cannot build this swap now")
+
+
+async def test_a_swap_the_venue_cannot_build_is_a_failed_attempt_never_sent(
+    start_app: StartApp, chain: Chain
+) -> None:
+    client = await start_app(venues=wrapping(Unbuildable), max_attempts=2)
+
+    events = await stream(client, await submit(client))
+
+    statuses = [event["status"] for event in events]
+    assert statuses == ["pending", "routing", "pending", "routing", "failed"]
+    assert "cannot build this swap now" in events[-1]["error"]
+    assert events[2]["error"] == f"{events[1]['dex']} cannot build this swap now"
+    assert [event["attempt"] for event in events] == [1, 1, 2, 2, 2]
+    landed = await chain.landed_signatures([UUID(events[0]["orderId"])])
+    assert landed[UUID(events[0]["orderId"])] == []
 
 
 class FlakyRepository(Repository):
