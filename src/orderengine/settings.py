@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     blockhash_ttl_s: float = Field(default=60.0, ge=0)
 
     venues: Literal["simulated", "live"] = "simulated"
+    token_list: Path | None = None
     rpc_url: SecretStr | None = None
     jupiter_url: str = "https://lite-api.jup.ag/swap/v1"
     jupiter_dexes: dict[Dex, str] = Field(default_factory=lambda: dict(JUPITER_LABELS))

@@ -12,16 +12,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 import base58
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, TypeAdapter, field_validator, model_validator
+
+from orderengine.model import Model
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 SYMBOL = re.compile(r"[A-Z0-9]{2,12}")
 """A symbol a token may be listed under (uppercased first): 2 to 12 ASCII letters or digits."""
 LISTED_DECIMALS = 6
 """The decimal places of every token a venue lists."""
+U64_MAX = 2**64 - 1
 LISTED_MAX_AMOUNT = Decimal(10) ** 12
 """The most of a listed token one order may sell: more than any pool holds, and few enough
 that its raw units (at `LISTED_DECIMALS`) fit in the u64 a swap instruction carries."""
@@ -106,6 +110,56 @@ def listed_token(symbol: str, usd_price: Decimal) -> Token:
 def register(token: Token) -> None:
     """Add `token` to `TOKENS`, unless a token of that symbol is known: the first one stays."""
     TOKENS.setdefault(token.symbol, token)
+
+
+class TokenEntry(Model):
+    """One token of a token list file, for live trading: as on chain, and a reference price.
+
+    `usdPrice` need only be rough: it sizes the amount a price watcher quotes for the token.
+    """
+
+    symbol: Annotated[str, Field(pattern=f"^{SYMBOL.pattern}$")]
+    mint: str
+    decimals: Annotated[int, Field(ge=0, le=12)]
+    usd_price: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    max_amount: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+    @field_validator("mint")
+    @classmethod
+    def an_address(cls, mint: str) -> str:
+        """A base58 address of 32 bytes, as every mint is."""
+        try:
+            decoded = base58.b58decode(mint)
+        except ValueError as error:
+            raise ValueError(f"{mint!r} is not base58") from error
+        if len(decoded) != 32:
+            raise ValueError(f"{mint!r} is not a 32-byte address")
+        return mint
+
+    @model_validator(mode="after")
+    def fits_a_u64(self) -> TokenEntry:
+        """The most one order may sell fits, in raw units, in the u64 a swap carries."""
+        if self.max_amount.scaleb(self.decimals) > U64_MAX:
+            raise ValueError(f"maxAmount of {self.symbol} is over a u64 of raw units")
+        return self
+
+    def token(self) -> Token:
+        return Token(self.symbol, self.mint, self.decimals, self.usd_price, self.max_amount)
+
+
+def read_token_list(path: Path) -> tuple[Token, ...]:
+    """The tokens a token list file names (a JSON array of `TokenEntry`); ValueError if bad.
+
+    A symbol or a mint the engine knows already must be that same token.
+    """
+    entries = TypeAdapter(list[TokenEntry]).validate_json(path.read_bytes())
+    tokens = tuple(entry.token() for entry in entries)
+    by_mint = {token.mint: token for token in TOKENS.values()}
+    for token in tokens:
+        known = TOKENS.get(token.symbol) or by_mint.get(token.mint)
+        if known is not None and (known.symbol, known.mint) != (token.symbol, token.mint):
+            raise ValueError(f"{token.symbol} ({token.mint}) clashes with the known {known}")
+    return tokens
 
 
 def token_named(symbol: str) -> Token | None:

@@ -41,7 +41,7 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction as SolanaTransaction
 
 from orderengine.model import Model, plain_decimal
-from orderengine.tokens import TOKENS, WSOL_MINT
+from orderengine.tokens import TOKENS, U64_MAX, WSOL_MINT
 from orderengine.venues.values import Dex, Quote, RecentBlockhash
 
 TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
@@ -59,7 +59,6 @@ CREATE_IDEMPOTENT = bytes([1])
 """Associated Token Account program: create the account unless it exists."""
 SYNC_NATIVE = bytes([17])
 CLOSE_ACCOUNT = bytes([9])
-U64_MAX = 2**64 - 1
 WSOL = Pubkey.from_string(WSOL_MINT)
 
 

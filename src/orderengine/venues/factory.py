@@ -14,6 +14,7 @@ import aiohttp
 
 from orderengine.limiter import TokenBucket
 from orderengine.settings import Settings
+from orderengine.tokens import read_token_list, register
 from orderengine.venues.chain import Chain
 from orderengine.venues.endpoint import Endpoint
 from orderengine.venues.jupiter import Jupiter, PriorityFee
@@ -67,10 +68,15 @@ async def simulated_venues(settings: Settings) -> AsyncIterator[Venues]:
 async def live_venues(settings: Settings) -> AsyncIterator[Venues]:
     """Raydium and Meteora on the cluster at `rpc_url`, quoted and built by Jupiter.
 
+    The tokens of `token_list`, when one is given, are registered first: tradable from then on.
+
     One HTTP session serves both venues and both endpoints; quotes, swap builds and status
     polls share one request budget (`live_requests_per_s`).
     """
     assert settings.rpc_url is not None, "the settings refuse live venues without an RPC URL"
+    if settings.token_list is not None:
+        for token in read_token_list(settings.token_list):
+            register(token)
     budget = TokenBucket(settings.live_requests_per_s * 60, burst=max(1, settings.concurrency))
     timeout = aiohttp.ClientTimeout(total=settings.live_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
