@@ -3,8 +3,10 @@
 The metadata holds every account's lamports and every token account's balance, before and
 after. The wallet's change in each mint is the sum of its token accounts' changes; its change
 in SOL is that of its lamports, with the network fee and the rent of token accounts it opened
-added back (they were paid, not traded), plus any change of wrapped SOL. The swap is the one
-mint that went down (what was sold) and the one that went up (what was bought).
+added back (they were paid, not traded) and the rent of those it closed taken off (refunded,
+not traded), plus any change of wrapped SOL. A token account's rent is its lamports, less the
+wrapped SOL it holds when it is a wSOL account. The swap is the one mint that went down (what
+was sold) and the one that went up (what was bought).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def moved(transaction: dict[str, Any]) -> Moved:
     changes = _token_changes(meta, payer)
     fee = int(meta["fee"])
     lamports = int(meta["postBalances"][0]) - int(meta["preBalances"][0])
-    changes[WSOL_MINT] += lamports + fee + _rent_of_opened_accounts(meta, payer)
+    changes[WSOL_MINT] += lamports + fee + _rent_of_opened_and_closed(meta, payer)
     sold = [mint for mint, change in changes.items() if change < 0]
     bought = [mint for mint, change in changes.items() if change > 0]
     if len(sold) != 1 or len(bought) != 1:
@@ -71,14 +73,29 @@ def _token_changes(meta: dict[str, Any], payer: str) -> defaultdict[str, int]:
     return changes
 
 
-def _rent_of_opened_accounts(meta: dict[str, Any], payer: str) -> int:
-    """The lamports now held by the payer's token accounts that did not exist before."""
-    before = {b["accountIndex"] for b in meta.get("preTokenBalances") or []}
-    return sum(
-        int(meta["postBalances"][b["accountIndex"]])
-        for b in meta.get("postTokenBalances") or []
-        if b.get("owner") == payer and b["accountIndex"] not in before
+def _rent_of_opened_and_closed(meta: dict[str, Any], payer: str) -> int:
+    """The rent the payer's token accounts opened now hold, less that those it closed held."""
+    before = meta.get("preTokenBalances") or []
+    after = meta.get("postTokenBalances") or []
+    existed = {b["accountIndex"] for b in before}
+    remains = {b["accountIndex"] for b in after}
+    opened = sum(
+        _rent(meta["postBalances"], b)
+        for b in after
+        if b.get("owner") == payer and b["accountIndex"] not in existed
     )
+    closed = sum(
+        _rent(meta["preBalances"], b)
+        for b in before
+        if b.get("owner") == payer and b["accountIndex"] not in remains
+    )
+    return opened - closed
+
+
+def _rent(lamports: list[int], balance: dict[str, Any]) -> int:
+    """A token account's rent: its lamports, less the wrapped SOL a wSOL account holds."""
+    wrapped = int(balance["uiTokenAmount"]["amount"]) if balance["mint"] == WSOL_MINT else 0
+    return int(lamports[balance["accountIndex"]]) - wrapped
 
 
 def _token(mint: str) -> Token:
