@@ -72,7 +72,7 @@ async def manage_keys(action: str, name: str | None) -> int:
 
     Only the command's answer goes to standard output; the log, to standard error.
     """
-    settings = Settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     async with key_commands.keys_repository(settings) as repository:
         if action == "list":

@@ -22,12 +22,13 @@ from orderengine.errors import AlreadyListed, NoRoute
 from orderengine.tokens import (
     LISTED_DECIMALS,
     TOKENS,
+    U64_MAX,
     WSOL_MINT,
     listed_token,
     register,
     token_named,
 )
-from orderengine.transaction import U64_MAX, build, min_amount_out, raw_units
+from orderengine.transaction import build, min_amount_out, raw_units
 from orderengine.venues.meteora import Meteora
 from orderengine.venues.pool import Pool, pool_address
 from orderengine.venues.raydium import Raydium
