@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from orderengine.errors import OrderEngineError
+from orderengine.errors import VenueError
 from orderengine.limiter import Limiter
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,7 @@ MAX_RETRY_AFTER_S = 30.0
 """The longest wait a `Retry-After` is honoured for; a longer one is cut to this."""
 
 
-class EndpointError(OrderEngineError):
+class EndpointError(VenueError):
     """A request to a live venue's endpoint failed: no answer, or an error answer."""
 
     code = "venue_unavailable"
@@ -77,13 +77,13 @@ class Endpoint:
         return await self._request("POST", path, json=body, repeatable=repeatable)
 
     async def _request(self, method: str, path: str, *, repeatable: bool, **options: Any) -> Any:
-        url = self._url / path if path else self._url
+        url = self._url.joinpath(path).with_query(self._url.query) if path else self._url
         for attempt in range(self._retries + 1):
             await self._budget.acquire()
             try:
                 async with self._session.request(method, url, **options) as response:
                     if response.status < HTTPStatus.BAD_REQUEST:
-                        return await response.json(content_type=None)
+                        return await self._answer(response)
                     error = await self._refused(response)
                     wait = self._retry_wait(response, attempt, repeatable)
             except (aiohttp.ClientError, TimeoutError) as failure:
@@ -94,6 +94,14 @@ class Endpoint:
             log.info("endpoint_retry", host=self.host, error=error.message, wait_s=round(wait, 3))
             await asyncio.sleep(wait)
         raise AssertionError("the loop returns or raises")
+
+    async def _answer(self, response: aiohttp.ClientResponse) -> Any:
+        """The JSON of a successful answer; one that is not JSON is an error, never retried."""
+        try:
+            return await response.json(content_type=None)
+        except ValueError as error:
+            message = f"{self.host} answered {response.status} with a body that is not JSON"
+            raise EndpointError(message, status=response.status) from error
 
     async def _refused(self, response: aiohttp.ClientResponse) -> EndpointError:
         """The error an error answer stands for, with its JSON body when it has one."""

@@ -1,0 +1,107 @@
+"""The engine's bound as Jupiter's slippage, and the priority fee a swap request asks for.
+
+The swap program accepts `outAmount × (10000 − slippageBps) // 10000`, so the bound is the
+largest slippage that keeps that at or above the engine's minimum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orderengine.venues.jupiter import PriorityFee, with_minimum
+
+U64_MAX = 2**64 - 1
+
+
+def quote(out_amount: int) -> dict[str, Any]:
+    return {
+        "inputMint": "So11111111111111111111111111111111111111112",
+        "outputMint": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+        "inAmount": "1000000000",
+        "outAmount": str(out_amount),
+        "otherAmountThreshold": str(out_amount * 9950 // 10_000),
+        "slippageBps": 50,
+        "swapMode": "ExactIn",
+        "routePlan": [{"swapInfo": {"label": "Raydium", "ammKey": "pool"}, "percent": 100}],
+    }
+
+
+def accepted(out_amount: int, bps: int) -> int:
+    """The least output the swap program accepts for this quote and slippage."""
+    return out_amount * (10_000 - bps) // 10_000
+
+
+def test_the_bound_becomes_the_slippage_that_accepts_exactly_the_minimum() -> None:
+    original = quote(1_000_000)
+
+    bounded = with_minimum(original, 990_000)
+
+    assert bounded["slippageBps"] == 100
+    assert bounded["otherAmountThreshold"] == "990000"
+    assert original["slippageBps"] == 50
+    assert original["otherAmountThreshold"] == "995000"
+    unchanged = {key: value for key, value in bounded.items() if key in original}
+    assert unchanged | {"slippageBps": 50, "otherAmountThreshold": "995000"} == original
+
+
+def test_the_slippage_is_rounded_down_to_keep_the_minimum() -> None:
+    bounded = with_minimum(quote(1_000_003), 990_000)
+
+    assert bounded["slippageBps"] == 100
+    assert bounded["otherAmountThreshold"] == "990002"
+    assert accepted(1_000_003, 101) < 990_000
+
+
+def test_a_minimum_equal_to_the_quote_gives_no_slippage() -> None:
+    bounded = with_minimum(quote(123_456_789), 123_456_789)
+
+    assert bounded["slippageBps"] == 0
+    assert bounded["otherAmountThreshold"] == "123456789"
+
+
+def test_a_small_quote_keeps_its_minimum_despite_the_rounding() -> None:
+    bounded = with_minimum(quote(3), 2)
+
+    assert bounded["slippageBps"] == 3333
+    assert bounded["otherAmountThreshold"] == "2"
+
+
+@settings(max_examples=300, database=None)
+@given(st.integers(min_value=1, max_value=U64_MAX), st.data())
+def test_the_slippage_is_the_largest_that_keeps_the_minimum(
+    out_amount: int, data: st.DataObject
+) -> None:
+    minimum = data.draw(st.integers(min_value=0, max_value=out_amount), label="minimum")
+
+    bounded = with_minimum(quote(out_amount), minimum)
+
+    bps = bounded["slippageBps"]
+    assert isinstance(bps, int)
+    assert 0 <= bps <= 10_000
+    assert int(bounded["otherAmountThreshold"]) == accepted(out_amount, bps)
+    assert accepted(out_amount, bps) >= minimum
+    assert bps == 10_000 or accepted(out_amount, bps + 1) < minimum
+    assert bounded["outAmount"] == str(out_amount)
+
+
+def test_a_fixed_priority_fee_is_a_compute_unit_price() -> None:
+    assert PriorityFee(microlamports=25_000, max_lamports=1_000_000).request() == {
+        "computeUnitPriceMicroLamports": 25_000
+    }
+
+
+def test_a_fixed_priority_fee_of_zero_is_still_fixed() -> None:
+    assert PriorityFee(microlamports=0, max_lamports=1_000_000).request() == {
+        "computeUnitPriceMicroLamports": 0
+    }
+
+
+def test_without_a_fixed_price_jupiter_estimates_the_fee_up_to_a_cap() -> None:
+    assert PriorityFee(microlamports=None, max_lamports=750_000).request() == {
+        "prioritizationFeeLamports": {
+            "priorityLevelWithMaxLamports": {"maxLamports": 750_000, "priorityLevel": "veryHigh"}
+        }
+    }
