@@ -61,6 +61,7 @@ from orderengine.errors import (
     SlippageExceeded,
     StaleOrder,
     SwapRejected,
+    VenueError,
 )
 from orderengine.events import EventHub
 from orderengine.intake import Intake
@@ -617,7 +618,7 @@ class Engine:
         minimum = min_amount_out(decision.best, order.slippage_bps, limit_floor(order))
         try:
             transaction = await venue.build(order.order_id, decision.best, minimum, self._signer)
-        except SwapRejected as error:
+        except VenueError as error:
             self._metrics.attempts.labels(error.code).inc()
             await self._retry_or_fail(order, error.message)
             return

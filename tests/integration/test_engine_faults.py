@@ -28,7 +28,13 @@ from orderengine.domain import (
     TransitionFields,
 )
 from orderengine.engine import Engine
-from orderengine.errors import DatabaseUnavailable, InvalidTransition, StaleOrder, SwapRejected
+from orderengine.errors import (
+    DatabaseUnavailable,
+    InvalidTransition,
+    StaleOrder,
+    SwapRejected,
+    VenueError,
+)
 from orderengine.events import EventHub
 from orderengine.keys import REPOSITORY
 from orderengine.limiter import TokenBucket
@@ -36,6 +42,7 @@ from orderengine.metrics import Metrics
 from orderengine.repository import Repository
 from orderengine.transaction import Transaction
 from orderengine.venues.chain import Chain
+from orderengine.venues.endpoint import EndpointError
 from orderengine.venues.factory import simulated_venues
 from orderengine.venues.values import Execution, Quote
 from orderengine.venues.venue import VenueFactory
@@ -123,18 +130,27 @@ async def test_an_unknown_outcome_is_reconciled_never_resent_blindly(
 
 
 class Unbuildable(Wrapped):
-    """A venue that cannot build the swap: Jupiter refusing, or its quote gone."""
+    """A venue that refuses to build the swap: its quote is gone."""
+
+    error: type[VenueError] = SwapRejected
 
     async def build(
         self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
     ) -> Transaction:
-        raise SwapRejected(f"{self.name} cannot build this swap now")
+        raise self.error(f"{self.name} cannot build this swap now")
 
 
+class Unreachable(Unbuildable):
+    """A venue whose builder cannot be reached: Jupiter's swap endpoint down."""
+
+    error = EndpointError
+
+
+@pytest.mark.parametrize("kind", [Unbuildable, Unreachable])
 async def test_a_swap_the_venue_cannot_build_is_a_failed_attempt_never_sent(
-    start_app: StartApp, chain: Chain
+    start_app: StartApp, chain: Chain, kind: type[Unbuildable]
 ) -> None:
-    client = await start_app(venues=wrapping(Unbuildable), max_attempts=2)
+    client = await start_app(venues=wrapping(kind), max_attempts=2)
 
     events = await stream(client, await submit(client))
 
