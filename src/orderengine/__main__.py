@@ -30,6 +30,7 @@ from orderengine.keys import ENGINE
 from orderengine.logs import configure_logging
 from orderengine.server import EngineSite
 from orderengine.settings import Settings
+from orderengine.wallet import InvalidKeypair
 
 log = structlog.get_logger("orderengine")
 
@@ -92,10 +93,17 @@ def settings_or_exit() -> Settings:
         return Settings()
     except ValidationError as error:
         reasons = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
+            _named(problem["loc"], problem["msg"].removeprefix("Value error, "))
             for problem in error.errors(include_url=False, include_input=False)
         )
         sys.exit(f"invalid settings: {reasons}")
+
+
+def _named(where: tuple[int | str, ...], why: str) -> str:
+    """A settings problem, with the environment variable it is about when it is one."""
+    if not where:
+        return why
+    return f"ORDERENGINE_{'.'.join(str(part) for part in where).upper()}: {why}"
 
 
 def run() -> None:
@@ -109,7 +117,7 @@ def run() -> None:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve(settings))
-        except Exposed as refusal:
+        except (Exposed, InvalidKeypair) as refusal:
             log.error("refusing_to_serve", reason=str(refusal))
             sys.exit(str(refusal))
 
