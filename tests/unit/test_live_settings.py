@@ -105,7 +105,7 @@ def test_a_bad_setting_exits_naming_it_without_its_value(
 
     message = exited.value.code
     assert isinstance(message, str)
-    assert "port" in message
+    assert "ORDERENGINE_PORT:" in message
     assert "secret-token" not in message
 
 
