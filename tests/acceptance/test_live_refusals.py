@@ -1,0 +1,66 @@
+"""`python -m orderengine` refuses to trade live without what live trading needs, and says why.
+
+It names what is missing and never echoes a secret: the RPC URL's token stays out of its
+output whatever it refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.engine_process import engine_environment, free_port
+
+SECRET = "rpc-secret-token"
+RPC_URL = f"https://rpc.example/{SECRET}?api-key={SECRET}"
+EXIT_LIMIT_S = 60.0
+
+
+async def refusal(database_url: str, **settings: object) -> str:
+    """The output of an engine started with `settings`, which must exit 1 on its own."""
+    env = engine_environment(database_url, free_port(), {"venues": "live", **settings})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orderengine",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), EXIT_LIMIT_S)
+    assert process.returncode == 1, output.decode()
+    return output.decode()
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"keypair": "/nowhere/keypair.json"}, ["ORDERENGINE_RPC_URL"]),
+        ({"rpc_url": RPC_URL}, ["ORDERENGINE_KEYPAIR"]),
+        ({}, ["ORDERENGINE_RPC_URL", "ORDERENGINE_KEYPAIR"]),
+    ],
+    ids=["no-rpc-url", "no-keypair", "neither"],
+)
+async def test_live_without_a_cluster_or_a_wallet_is_refused_by_name(
+    database_url: str, settings: dict[str, object], named: list[str]
+) -> None:
+    output = await refusal(database_url, **settings)
+
+    assert "invalid settings: ORDERENGINE_VENUES=live needs" in output
+    assert all(name in output for name in named)
+    assert SECRET not in output
+
+
+async def test_live_with_a_keypair_file_that_is_not_there_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "live-keypair.json"
+
+    output = await refusal(database_url, rpc_url=RPC_URL, keypair=missing)
+
+    assert f"no keypair file at {missing}" in output
+    assert not missing.exists(), "a live engine never makes a wallet"
+    assert SECRET not in output
