@@ -1,0 +1,351 @@
+"""The live venues against Jupiter's and Solana's documented answers (`tests/live_cluster.py`).
+
+Each venue quotes one pool of its own DEX, builds Jupiter's transaction with the engine's
+bound, signs it with the wallet, sends it once, and reads what it did from the chain; every
+way a send can end is told apart: landed, failed on chain, refused by the preflight, expired
+by block height, or unknown (the answer lost), which only asking again resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from solders.keypair import Keypair
+from solders.message import to_bytes_versioned
+from structlog.testing import capture_logs
+
+from orderengine.errors import NoRoute, SwapRejected, VenueError
+from orderengine.settings import Settings
+from orderengine.tokens import TOKENS
+from orderengine.transaction import Transaction
+from orderengine.venues.endpoint import EndpointError
+from orderengine.venues.factory import live_venues
+from orderengine.venues.live import JupiterQuote, LiveVenue
+from orderengine.venues.values import TransactionState
+from tests.live_cluster import (
+    NO_ROUTE,
+    PREFLIGHT_FAILURE,
+    Fate,
+    LiveCluster,
+    Lost,
+    Reply,
+    failed_status,
+    fixture,
+    http_fixture,
+    live_cluster,
+    live_settings,
+    rpc_fixture,
+    too_many_requests,
+)
+
+ONE_SOL = Decimal(1)
+SOL, USDC = TOKENS["SOL"], TOKENS["USDC"]
+LANDED_OUT = Decimal("149.101222")
+"""What the landed swap of `transaction.json` paid the wallet: less than Meteora quoted."""
+
+
+@pytest.fixture
+def signer() -> Keypair:
+    return Keypair()
+
+
+@pytest.fixture
+def cluster(signer: Keypair) -> Iterator[LiveCluster]:
+    with live_cluster(signer.pubkey()) as cluster:
+        yield cluster
+
+
+@asynccontextmanager
+async def opened(**overrides: Any) -> AsyncIterator[dict[str, LiveVenue]]:
+    """Both live venues, as `live_venues` opens them for an engine with these settings."""
+    settings = Settings(**live_settings(Path("keypair.json"), **overrides))
+    async with live_venues(settings) as venues:
+        assert all(isinstance(venue, LiveVenue) for venue in venues.values())
+        yield {name: venue for name, venue in venues.items() if isinstance(venue, LiveVenue)}
+
+
+async def quoted(venue: LiveVenue) -> JupiterQuote:
+    quote = await venue.quote("SOL", "USDC", ONE_SOL)
+    assert isinstance(quote, JupiterQuote)
+    return quote
+
+
+def least(quote: JupiterQuote, slippage_bps: int) -> Decimal:
+    """The engine's minimum for `quote`: its output less the slippage, rounded down."""
+    bound = quote.amount_out * (10_000 - slippage_bps) / 10_000
+    return bound.quantize(USDC.unit, rounding=ROUND_DOWN)
+
+
+async def built(venue: LiveVenue, signer: Keypair, slippage_bps: int = 100) -> Transaction:
+    quote = await quoted(venue)
+    return await venue.build(uuid4(), quote, least(quote, slippage_bps), signer)
+
+
+async def test_each_venue_quotes_one_pool_of_its_own_dex(cluster: LiveCluster) -> None:
+    async with opened() as venues:
+        raydium, meteora = await asyncio.gather(
+            quoted(venues["raydium"]), quoted(venues["meteora"])
+        )
+
+    asked = {request.params["dexes"]: request.params for request in cluster.calls("quote")}
+    assert set(asked) == {"Raydium", "Meteora DLMM"}
+    for label, params in asked.items():
+        assert params == {
+            "inputMint": SOL.mint,
+            "outputMint": USDC.mint,
+            "amount": "1000000000",
+            "slippageBps": "50",
+            "swapMode": "ExactIn",
+            "dexes": label,
+            "onlyDirectRoutes": "true",
+        }
+    assert (raydium.dex, meteora.dex) == ("raydium", "meteora")
+    assert raydium.pool == "58oQChx4yWmvKdwLLZzBi4ChoCc2fqCUWBkwMihLYQo2"
+    assert meteora.pool == "5rCf1DM8LjKTw4YqhnoLcngyZYeNnQqztScTogYHAS6"
+    assert (raydium.amount_out, meteora.amount_out) == (
+        Decimal("148.712345"),
+        Decimal("149.213457"),
+    )
+    assert (raydium.fee, meteora.fee) == (Decimal("0.0025"), Decimal("0.001"))
+    assert (raydium.fee_bps, meteora.fee_bps) == (Decimal(25), Decimal(10))
+    assert raydium.price_impact_pct == Decimal("0.02415")
+    assert meteora.price_impact_pct == Decimal("0.00812")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(http_fixture(NO_ROUTE), id="no-route-400"),
+        pytest.param(Reply(fixture("quote_meteora_dlmm.json")), id="a-pool-of-another-dex"),
+    ],
+)
+async def test_a_dex_with_no_pool_of_its_own_for_the_pair_has_no_route(
+    cluster: LiveCluster, answer: Reply
+) -> None:
+    cluster.script("quote:Raydium", answer)
+
+    async with opened() as venues:
+        with pytest.raises(NoRoute):
+            await venues["raydium"].quote("SOL", "USDC", ONE_SOL)
+
+
+async def test_a_swap_is_built_with_the_bound_signed_sent_once_and_read_from_the_chain(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    async with opened() as venues:
+        venue = venues["meteora"]
+        quote = await quoted(venue)
+        minimum = least(quote, 100)
+        transaction = await venue.build(uuid4(), quote, minimum, signer)
+        execution = await venue.execute(transaction)
+
+    [swap] = cluster.calls("swap")
+    assert swap.body["userPublicKey"] == str(signer.pubkey())
+    assert swap.body["wrapAndUnwrapSol"] is True
+    assert swap.body["prioritizationFeeLamports"] == {
+        "priorityLevelWithMaxLamports": {"maxLamports": 1_000_000, "priorityLevel": "veryHigh"}
+    }
+    bounded = swap.body["quoteResponse"]
+    out, bps = int(bounded["outAmount"]), bounded["slippageBps"]
+    raw_minimum = int(minimum.scaleb(USDC.decimals))
+    # The program pays at least outAmount × (10000 − slippageBps) / 10000: the largest
+    # slippage that keeps that at or over the engine's minimum, stated as the threshold.
+    assert out * (10_000 - bps) // 10_000 >= raw_minimum > out * (10_000 - bps - 1) // 10_000
+    assert int(bounded["otherAmountThreshold"]) == out * (10_000 - bps) // 10_000
+    assert transaction.min_amount_out == Decimal(bounded["otherAmountThreshold"]).scaleb(-6)
+    assert {
+        key: value
+        for key, value in bounded.items()
+        if key not in {"slippageBps", "otherAmountThreshold"}
+    } == {
+        key: value
+        for key, value in fixture("quote_meteora_dlmm.json").items()
+        if key not in {"slippageBps", "otherAmountThreshold"}
+    }
+
+    [sent] = cluster.sent()
+    [request] = cluster.calls("sendTransaction")
+    assert request.params[1] == {"encoding": "base64", "preflightCommitment": "confirmed"}
+    assert sent.message == cluster.swaps[0].transaction.message
+    assert sent.message.account_keys[0] == signer.pubkey()
+    assert sent.verify_with_results() == [True]
+    assert sent.signatures[0].verify(signer.pubkey(), to_bytes_versioned(sent.message))
+    assert str(sent.signatures[0]) == transaction.signature == execution.tx_hash
+    assert bytes(sent) == transaction.raw
+    assert transaction.last_valid_block_height == cluster.swaps[0].last_valid_block_height
+    assert [i.program for i in transaction.instructions] == [
+        "compute-budget",
+        "compute-budget",
+        "associated-token",
+        "system",
+        "spl-token",
+        "jupiter",
+        "spl-token",
+    ]
+
+    assert execution.dex == "meteora"
+    assert execution.amount_in == ONE_SOL
+    assert execution.amount_out == LANDED_OUT
+    assert execution.amount_out != quote.amount_out
+    assert execution.executed_price == LANDED_OUT
+    assert execution.fee == quote.fee
+    assert execution.network_fee == Decimal("0.000015")
+    assert execution.priority_fee == Decimal("0.00001")
+    [asked] = cluster.calls("getTransaction")
+    assert asked.params == [
+        transaction.signature,
+        {"encoding": "json", "commitment": "confirmed", "maxSupportedTransactionVersion": 0},
+    ]
+    statuses = cluster.calls("getSignatureStatuses")
+    assert statuses[0].params == [[transaction.signature], {"searchTransactionHistory": True}]
+
+
+async def test_each_build_is_a_new_transaction_with_a_new_signature(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    async with opened() as venues:
+        first = await built(venues["raydium"], signer)
+        second = await built(venues["raydium"], signer)
+
+    assert first.signature != second.signature
+    assert cluster.sent() == []
+
+
+async def test_a_swap_not_paid_by_the_wallet_is_refused_and_never_sent(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.swap_payer = Keypair().pubkey()
+
+    async with opened() as venues:
+        with pytest.raises(SwapRejected, match="not paid by this wallet"):
+            await built(venues["raydium"], signer)
+
+    assert cluster.sent() == []
+
+
+async def test_a_swap_jupiter_cannot_build_is_a_venue_error_and_never_sent(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.script("swap", Reply({"error": "Internal Server Error"}, 500))
+
+    async with opened(live_retries=0) as venues:
+        with pytest.raises(VenueError, match="answered 500: Internal Server Error"):
+            await built(venues["raydium"], signer)
+
+    assert cluster.sent() == []
+
+
+async def test_a_rate_limit_is_waited_out_as_retry_after_asks(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.script("quote:Meteora DLMM", too_many_requests("1"))
+    cluster.script("sendTransaction", too_many_requests("0"))
+
+    with capture_logs() as logs:
+        async with opened() as venues:
+            transaction = await built(venues["meteora"], signer)
+            execution = await venues["meteora"].execute(transaction)
+
+    retries = [line for line in logs if line["event"] == "endpoint_retry"]
+    assert [(line["host"], line["wait_s"] >= 1) for line in retries] == [
+        ("lite-api.jup.ag", True),
+        ("mainnet.rpc-provider.test", False),
+    ]
+    assert len(cluster.calls("quote")) == 2
+    assert cluster.sent_signatures() == [transaction.signature] * 2
+    assert execution.tx_hash == transaction.signature
+
+
+async def test_a_swap_that_fails_on_chain_is_rejected(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.next_sends(Fate.FAILS)
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        with pytest.raises(SwapRejected, match=r"failed on chain: .*InstructionError.*6001"):
+            await venues["meteora"].execute(transaction)
+
+    assert cluster.calls("getTransaction") == []
+
+
+async def test_a_swap_the_preflight_refuses_is_rejected_with_the_programs_error(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.script("sendTransaction", rpc_fixture(PREFLIGHT_FAILURE))
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        with pytest.raises(SwapRejected) as refused:
+            await venues["meteora"].execute(transaction)
+
+    assert "InstructionError" in refused.value.message
+    assert "custom program error: 0x1771" in refused.value.message
+    assert cluster.calls("getSignatureStatuses") == []
+
+
+async def test_a_swap_that_never_lands_expires_once_the_block_height_passes_its_last(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.next_sends(Fate.DROPPED)
+    cluster.blocks_per_call = 100
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        assert transaction.last_valid_block_height is not None
+        with pytest.raises(SwapRejected, match="expired without landing"):
+            await venues["meteora"].execute(transaction)
+
+    heights = [request for request in cluster.requests if request.kind == "getBlockHeight"]
+    assert len(heights) == 3
+    assert cluster.block_height - cluster.blocks_per_call > transaction.last_valid_block_height
+    # Past the last valid height, the status is asked once more before it counts as expired.
+    assert cluster.requests[-1].kind == "getSignatureStatuses"
+    assert cluster.sent_signatures() == [transaction.signature]
+
+
+async def test_a_send_whose_answer_is_lost_is_unknown_until_the_cluster_is_asked(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.script("sendTransaction", Lost())
+
+    async with opened() as venues:
+        venue = venues["meteora"]
+        transaction = await built(venue, signer)
+        with pytest.raises(EndpointError, match="no answer in time") as lost:
+            await venue.execute(transaction)
+        status = await venue.transaction_status(
+            transaction.signature, transaction.expires_at, transaction.last_valid_block_height
+        )
+
+    assert not isinstance(lost.value, SwapRejected)
+    assert status.state is TransactionState.LANDED
+    assert status.execution is not None
+    assert status.execution.amount_out == LANDED_OUT
+    assert cluster.sent_signatures() == [transaction.signature]
+
+
+async def test_a_failure_seen_only_as_processed_is_not_yet_definite(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    signature = str(signer.sign_message(b"a swap sent before"))
+    cluster.script("getSignatureStatuses", failed_status("processed"), failed_status("confirmed"))
+
+    async with opened() as venues:
+        venue = venues["raydium"]
+        asked = [
+            await venue.transaction_status(signature, datetime.now(UTC), 10**12) for _ in range(2)
+        ]
+
+    assert [status.state for status in asked] == [
+        TransactionState.PENDING,
+        TransactionState.REJECTED,
+    ]
