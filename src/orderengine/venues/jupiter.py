@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from solders.pubkey import Pubkey
 
 from orderengine.errors import NoRoute
-from orderengine.venues.endpoint import Endpoint
+from orderengine.venues.endpoint import Endpoint, EndpointError
 
 QUOTE_SLIPPAGE_BPS = 50
 """The slippage a quote is asked with; the engine's own bound replaces it before the swap."""
+NO_ROUTE_CODES = frozenset({"COULD_NOT_FIND_ANY_ROUTE", "NO_ROUTES_FOUND", "TOKEN_NOT_TRADABLE"})
+"""The `errorCode`s of Jupiter's 400 answer to a quote for which it has no route."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,12 @@ class Jupiter:
             "dexes": dex,
             "onlyDirectRoutes": "true",
         }
-        answer = await self._endpoint.get("quote", params)
+        try:
+            answer = await self._endpoint.get("quote", params)
+        except EndpointError as error:
+            if not _no_route(error):
+                raise
+            raise NoRoute(f"Jupiter has no route on {dex} for this pair") from error
         if not isinstance(answer, dict) or not _single_pool_on(answer, dex):
             raise NoRoute(f"Jupiter has no single-pool route on {dex} for this pair")
         return answer
@@ -108,6 +116,12 @@ def with_minimum(quote: dict[str, Any], minimum: int) -> dict[str, Any]:
     bps = max(0, (out - minimum) * 10_000 // out) if out > 0 else 0
     threshold = out * (10_000 - bps) // 10_000
     return {**quote, "slippageBps": bps, "otherAmountThreshold": str(threshold)}
+
+
+def _no_route(error: EndpointError) -> bool:
+    """Whether Jupiter refused the quote for want of a route (400, with its error code)."""
+    body = error.body if isinstance(error.body, dict) else {}
+    return error.http_status == HTTPStatus.BAD_REQUEST and body.get("errorCode") in NO_ROUTE_CODES
 
 
 def _single_pool_on(quote: dict[str, Any], dex: str) -> bool:

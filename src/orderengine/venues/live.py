@@ -163,7 +163,9 @@ class LiveVenue:
         return frozenset(frozenset(pair) for pair in combinations(TOKENS, 2))
 
     async def _status_of(self, signature: str, known: SignatureStatus | None) -> TransactionStatus:
-        if known is None or (known.err is None and not known.landed):
+        if known is None or not known.landed:
+            # Only a confirmed status is definite: a failure seen at `processed` may be on a
+            # fork the cluster abandons, and the same transaction land on another.
             return TransactionStatus(signature=signature, state=TransactionState.PENDING)
         if known.err is not None:
             self._quoted_fees.pop(signature, None)
