@@ -131,6 +131,7 @@ class Request:
     kind: str
     url: URL
     body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def params(self) -> Any:
@@ -184,10 +185,16 @@ UNKNOWN_STATUS = "signature_statuses_unknown.json"
 PREFLIGHT_FAILURE = "preflight_failure.json"
 
 
-def failed_status(confirmation: str) -> Reply:
-    """A signature that failed on chain, seen at `confirmation` (processed, confirmed…)."""
+def failed_status(confirmation: str, err: Any = None) -> Reply:
+    """A signature that failed on chain, seen at `confirmation` (processed, confirmed…).
+
+    With `err`, it failed with that error instead of the fixture's (Jupiter's slippage).
+    """
     answer = fixture("signature_statuses_failed.json")
-    answer["result"]["value"][0]["confirmationStatus"] = confirmation
+    status = answer["result"]["value"][0]
+    status["confirmationStatus"] = confirmation
+    if err is not None:
+        status["err"], status["status"] = err, {"Err": err}
     return Reply(answer)
 
 
@@ -321,12 +328,12 @@ class LiveCluster:
     # ---- answering ----------------------------------------------------------------------
 
     async def _quote(self, url: URL, **kwargs: Any) -> CallbackResult:
-        request = self._received("quote", url, None)
+        request = self._received("quote", url, None, kwargs.get("headers"))
         label = request.params.get("dexes", "")
         return self._answer(request, (f"quote:{label}", "quote"), self._quoted)
 
     async def _swap(self, url: URL, **kwargs: Any) -> CallbackResult:
-        request = self._received("swap", url, kwargs["json"])
+        request = self._received("swap", url, kwargs["json"], kwargs.get("headers"))
         return self._answer(request, ("swap",), self._built)
 
     async def _rpc(self, url: URL, **kwargs: Any) -> CallbackResult:
@@ -340,8 +347,10 @@ class LiveCluster:
         }
         return self._answer(request, (request.kind,), handlers.get(request.kind, _no_method))
 
-    def _received(self, kind: str, url: URL, body: Any) -> Request:
-        request = Request(kind, url, copy.deepcopy(body))
+    def _received(
+        self, kind: str, url: URL, body: Any, headers: Mapping[str, str] | None = None
+    ) -> Request:
+        request = Request(kind, url, copy.deepcopy(body), dict(headers or {}))
         self.requests.append(request)
         return request
 

@@ -697,7 +697,8 @@ class Engine:
             await self._set_aside(order.order_id, self._retry.backoff_s(1))
         elif status.state is TransactionState.REJECTED:
             reason = status.error or f"transaction {order.tx_hash} was rejected"
-            await self._retry_or_fail(order, reason, reconciled=True)
+            waits = status.slipped and order.limit_price is not None
+            await self._retry_or_fail(order, reason, reconciled=True, wait_for_price=waits)
         else:
             reason = f"transaction {order.tx_hash} expired without landing"
             await self._retry_or_fail(order, reason, reconciled=True)

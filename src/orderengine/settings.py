@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     token_list: Path | None = None
     rpc_url: SecretStr | None = None
     jupiter_url: str = "https://lite-api.jup.ag/swap/v1"
+    jupiter_api_key: SecretStr | None = None
     jupiter_dexes: dict[Dex, str] = Field(default_factory=lambda: dict(JUPITER_LABELS))
     priority_fee_microlamports: int | None = Field(default=None, ge=0)
     priority_fee_max_lamports: int = Field(default=1_000_000, ge=0)

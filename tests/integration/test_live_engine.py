@@ -195,7 +195,9 @@ async def test_a_send_refused_with_429_is_sent_again_after_retry_after_and_lands
 
 
 REJECTIONS = {
-    "failed-on-chain": "the swap failed on chain: {'InstructionError': [5, {'Custom': 6001}]}",
+    "failed-on-chain": (
+        "the swap failed on chain: slippage exceeded ({'InstructionError': [5, {'Custom': 6001}]})"
+    ),
     "preflight-refused": (
         "the cluster refused the swap: {'InstructionError': [5, {'Custom': 6001}]}"
         " (Program JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4 failed: custom program error:"

@@ -22,7 +22,7 @@ from solders.keypair import Keypair
 from solders.message import to_bytes_versioned
 from structlog.testing import capture_logs
 
-from orderengine.errors import NoRoute, SwapRejected, VenueError
+from orderengine.errors import NoRoute, SlippageExceeded, SwapRejected, VenueError
 from orderengine.settings import Settings
 from orderengine.tokens import TOKENS
 from orderengine.transaction import Transaction
@@ -271,10 +271,29 @@ async def test_a_swap_that_fails_on_chain_is_rejected(
 
     async with opened() as venues:
         transaction = await built(venues["meteora"], signer)
-        with pytest.raises(SwapRejected, match=r"failed on chain: .*InstructionError.*6001"):
+        with pytest.raises(SlippageExceeded, match=r"on chain: slippage exceeded .*6001"):
+            await venues["meteora"].execute(transaction)
+        status = await venues["meteora"].transaction_status(
+            transaction.signature, transaction.expires_at, transaction.last_valid_block_height
+        )
+
+    assert (status.state, status.slipped) == (TransactionState.REJECTED, True)
+    assert cluster.calls("getTransaction") == []
+
+
+async def test_a_swap_that_fails_on_chain_for_another_reason_is_rejected_not_slipped(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.next_sends(Fate.DROPPED)
+    insufficient = {"InstructionError": [3, {"Custom": 1}]}
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        cluster.script("getSignatureStatuses", failed_status("finalized", insufficient))
+        with pytest.raises(SwapRejected, match=r"failed on chain: .*'Custom': 1\}") as refused:
             await venues["meteora"].execute(transaction)
 
-    assert cluster.calls("getTransaction") == []
+    assert not isinstance(refused.value, SlippageExceeded)
 
 
 async def test_a_swap_the_preflight_refuses_is_rejected_with_the_programs_error(
@@ -287,6 +306,7 @@ async def test_a_swap_the_preflight_refuses_is_rejected_with_the_programs_error(
         with pytest.raises(SwapRejected) as refused:
             await venues["meteora"].execute(transaction)
 
+    assert isinstance(refused.value, SlippageExceeded), "6001 is Jupiter's slippage error"
     assert "InstructionError" in refused.value.message
     assert "custom program error: 0x1771" in refused.value.message
     assert cluster.calls("getSignatureStatuses") == []
@@ -349,3 +369,20 @@ async def test_a_failure_seen_only_as_processed_is_not_yet_definite(
         TransactionState.PENDING,
         TransactionState.REJECTED,
     ]
+
+
+async def test_a_jupiter_api_key_goes_in_its_header_and_is_never_logged(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    key = "jupiter-paid-key-0123456789"
+
+    with capture_logs() as logs:
+        cluster.script("quote", too_many_requests())
+        async with opened(jupiter_api_key=key) as venues:
+            await built(venues["raydium"], signer)
+
+    jupiter = cluster.calls("quote") + cluster.calls("swap")
+    assert len(jupiter) == 3, "a quote refused once, then answered; one swap"
+    assert all(request.headers.get("x-api-key") == key for request in jupiter)
+    assert logs, "the refused quote was retried, and logged"
+    assert key not in repr(logs)

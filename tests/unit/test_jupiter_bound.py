@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orderengine.errors import SwapRejected
 from orderengine.venues.jupiter import PriorityFee, with_minimum
 
 U64_MAX = 2**64 - 1
@@ -105,3 +107,8 @@ def test_without_a_fixed_price_jupiter_estimates_the_fee_up_to_a_cap() -> None:
             "priorityLevelWithMaxLamports": {"maxLamports": 750_000, "priorityLevel": "veryHigh"}
         }
     }
+
+
+def test_a_quote_that_pays_less_than_the_minimum_is_refused_not_bounded_below_it() -> None:
+    with pytest.raises(SwapRejected, match="under the least accepted"):
+        with_minimum(quote(1_000), 1_001)

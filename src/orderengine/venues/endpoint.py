@@ -7,8 +7,8 @@ answer's `Retry-After` asks. A request that may have taken effect (`repeatable=F
 transaction sent) is retried only when the endpoint refused it outright (429); a timeout or a
 lost connection then leaves its outcome unknown, for the caller to resolve.
 
-An endpoint's URL may carry an API key (in its path or query), so no error or log line names
-more of it than its host.
+An endpoint's URL may carry an API key (in its path or query), and so may its headers
+(`x-api-key`), so no error or log line names more of it than its host.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ class Endpoint:
         retries: int,
         backoff_s: float = 0.25,
         cap_s: float = 5.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._session = session
+        self._headers = dict(headers or {})
         self._url = URL(url)
         self._budget = budget
         self._retries = retries
@@ -81,7 +83,8 @@ class Endpoint:
         for attempt in range(self._retries + 1):
             await self._budget.acquire()
             try:
-                async with self._session.request(method, url, **options) as response:
+                request = self._session.request(method, url, headers=self._headers, **options)
+                async with request as response:
                     if response.status < HTTPStatus.BAD_REQUEST:
                         return await self._answer(response)
                     error = await self._refused(response)

@@ -81,13 +81,15 @@ async def live_venues(settings: Settings) -> AsyncIterator[Venues]:
     timeout = aiohttp.ClientTimeout(total=settings.live_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
 
-        def endpoint(url: str) -> Endpoint:
-            return Endpoint(session, url, budget, retries=settings.live_retries)
+        def endpoint(url: str, headers: dict[str, str] | None = None) -> Endpoint:
+            return Endpoint(session, url, budget, retries=settings.live_retries, headers=headers)
 
         priority = PriorityFee(
             settings.priority_fee_microlamports, settings.priority_fee_max_lamports
         )
-        jupiter = Jupiter(endpoint(settings.jupiter_url), priority)
+        key = settings.jupiter_api_key
+        keyed = {"x-api-key": key.get_secret_value()} if key is not None else None
+        jupiter = Jupiter(endpoint(settings.jupiter_url, keyed), priority)
         rpc = SolanaRpc(endpoint(settings.rpc_url.get_secret_value()))
         poll_s = settings.live_poll_ms / 1000
         yield {

@@ -19,7 +19,7 @@ from typing import Any
 
 from solders.pubkey import Pubkey
 
-from orderengine.errors import NoRoute
+from orderengine.errors import NoRoute, SwapRejected
 from orderengine.venues.endpoint import Endpoint, EndpointError
 
 QUOTE_SLIPPAGE_BPS = 50
@@ -108,12 +108,16 @@ class Jupiter:
 def with_minimum(quote: dict[str, Any], minimum: int) -> dict[str, Any]:
     """`quote` with the slippage that makes the swap accept no less than `minimum` raw units.
 
+    Raises `SwapRejected` when the quote itself pays less than `minimum`.
+
     The program accepts `outAmount × (10000 − slippageBps) / 10000`, rounded down, so the
     slippage is rounded down to keep that at or above `minimum`; `otherAmountThreshold`
     states the result.
     """
     out = int(quote["outAmount"])
-    bps = max(0, (out - minimum) * 10_000 // out) if out > 0 else 0
+    if minimum > out:
+        raise SwapRejected(f"the quote pays {out} raw units, under the least accepted, {minimum}")
+    bps = (out - minimum) * 10_000 // out if out > 0 else 0
     threshold = out * (10_000 - bps) // 10_000
     return {**quote, "slippageBps": bps, "otherAmountThreshold": str(threshold)}
 

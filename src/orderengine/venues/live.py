@@ -23,7 +23,7 @@ from pydantic import Field
 from solders.keypair import Keypair
 from solders.transaction import VersionedTransaction
 
-from orderengine.errors import SwapRejected
+from orderengine.errors import SlippageExceeded, SwapRejected
 from orderengine.tokens import TOKENS, Token
 from orderengine.transaction import Instruction, Transaction, raw_units
 from orderengine.venues.balances import moved
@@ -42,6 +42,8 @@ log = structlog.get_logger(__name__)
 BLOCKHASH_LIFETIME = timedelta(seconds=60)
 """About how long a fresh blockhash lives (150 blocks of about 400 ms): the estimate shown as
 `expiresAt`. The block height, not this, decides when a live swap has expired."""
+JUPITER_SLIPPAGE_EXCEEDED = 6001
+"""Jupiter's program error when the route would pay less than the swap's least output."""
 PROGRAM_NAMES = {
     "ComputeBudget111111111111111111111111111111": "compute-budget",
     "11111111111111111111111111111111": "system",
@@ -132,7 +134,9 @@ class LiveVenue:
         except RpcError as error:
             if not error.refused_before_sending:
                 raise
-            raise SwapRejected(f"the cluster refused the swap: {_program_error(error)}") from error
+            refusal = f"the cluster refused the swap: {_program_error(error)}"
+            data = error.data if isinstance(error.data, dict) else {}
+            raise _rejection(refusal, slipped=_slipped(data.get("err"))) from error
         while True:
             status = await self.transaction_status(
                 transaction.signature, transaction.expires_at, transaction.last_valid_block_height
@@ -141,7 +145,8 @@ class LiveVenue:
                 assert status.execution is not None
                 return status.execution
             if status.state is not TransactionState.PENDING:
-                raise SwapRejected(status.error or f"{transaction.signature} {status.state}")
+                reason = status.error or f"{transaction.signature} {status.state}"
+                raise _rejection(reason, slipped=status.slipped)
             await asyncio.sleep(self._poll_s)
 
     async def transaction_status(
@@ -169,9 +174,11 @@ class LiveVenue:
             return TransactionStatus(signature=signature, state=TransactionState.PENDING)
         if known.err is not None:
             self._quoted_fees.pop(signature, None)
-            error = f"the swap failed on chain: {known.err}"
+            slipped = _slipped(known.err)
+            why = f"slippage exceeded ({known.err})" if slipped else str(known.err)
+            error = f"the swap failed on chain: {why}"
             return TransactionStatus(
-                signature=signature, state=TransactionState.REJECTED, error=error
+                signature=signature, state=TransactionState.REJECTED, error=error, slipped=slipped
             )
         landed = await self._rpc.transaction(signature)
         if landed is None:
@@ -233,6 +240,18 @@ def _summary(transaction: VersionedTransaction) -> tuple[Instruction, ...]:
             )
         )
     return tuple(summary)
+
+
+def _slipped(err: Any) -> bool:
+    """Whether a transaction error is Jupiter's `SlippageToleranceExceeded`: custom error 6001."""
+    match err:
+        case {"InstructionError": [_, {"Custom": code}]}:
+            return bool(code == JUPITER_SLIPPAGE_EXCEEDED)
+    return False
+
+
+def _rejection(reason: str, *, slipped: bool) -> SwapRejected:
+    return SlippageExceeded(reason) if slipped else SwapRejected(reason)
 
 
 def _program_error(error: RpcError) -> str:

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from orderengine.errors import OrderEngineError
+from orderengine.errors import VenueError
 from orderengine.venues.endpoint import Endpoint
 
 COMMITMENT = "confirmed"
@@ -21,7 +21,7 @@ PREFLIGHT_FAILED = -32002
 """The JSON-RPC error of a transaction the preflight simulation refused: never forwarded."""
 
 
-class RpcError(OrderEngineError):
+class RpcError(VenueError):
     """A JSON-RPC error answer: `code`, `message`, and the method's `data`."""
 
     code = "venue_unavailable"

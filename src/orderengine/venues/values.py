@@ -79,6 +79,8 @@ class TransactionStatus(Model):
     state: TransactionState
     execution: Execution | None = None
     error: str | None = None
+    slipped: bool = False
+    """Rejected because the pool paid less than the swap's `min_amount_out`."""
 
 
 class Listing(Model):
