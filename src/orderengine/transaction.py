@@ -7,9 +7,10 @@ coming out gets a wSOL account, closed after the swap; a token-to-token swap is 
 
 The message is built on a blockhash the chain issued and signed with the engine's keypair; its
 first signature is the transaction's id, the txHash. Ed25519 signatures are deterministic: the
-same message signed by the same key gives the same signature. So it is the blockhash, new for
-every attempt, that gives an attempt a signature of its own: two transactions must never be
-built on one blockhash, or identical swaps would share a signature.
+same message signed by the same key gives the same signature, and transactions built in one
+slot share its blockhash. So every transaction carries a memo (the SPL Memo program) with its
+order's id and a random nonce: that is what gives every build a message, and a signature, of
+its own, even for two identical swaps on one blockhash.
 
 The swap instruction's data is the venue's discriminator followed by `amount_in` and
 `min_amount_out` as little-endian u64 in the tokens' smallest units: Raydium's `swap_base_in`
@@ -22,10 +23,12 @@ input and output mints, and the SPL Token program.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import struct
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +48,8 @@ from orderengine.tokens import TOKENS, U64_MAX, WSOL_MINT
 from orderengine.venues.values import Dex, Quote, RecentBlockhash
 
 TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
+MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
+NONCE_BYTES = 8
 ASSOCIATED_TOKEN_PROGRAM = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
 SWAP_PROGRAMS: dict[Dex, Pubkey] = {
     "raydium": Pubkey.from_string("675kPX9MHTjS2zt1qfr1NYHuzeLXfQM9H24wFSUt1Mp8"),
@@ -66,7 +71,7 @@ class Instruction(Model):
     """A readable summary of one instruction of the transaction, shown on `building`."""
 
     program: str
-    """The program's name: associated-token, system, spl-token, raydium or meteora."""
+    """The program's name: associated-token, system, spl-token, raydium, meteora or memo."""
     program_id: str
     action: str
     args: dict[str, Any]
@@ -144,8 +149,13 @@ def raw_units(amount: Decimal, decimals: int) -> int:
     return value
 
 
+@lru_cache(maxsize=1024)
 def associated_token_address(owner: Pubkey, mint: Pubkey) -> Pubkey:
-    """The owner's associated token account for `mint`, as the ATA program derives it."""
+    """The owner's associated token account for `mint`, as the ATA program derives it.
+
+    Kept once derived: the derivation hashes until it finds an address off the curve, and an
+    engine's one wallet has one account per token.
+    """
     seeds = [bytes(owner), bytes(TOKEN_PROGRAM), bytes(mint)]
     address, _bump = Pubkey.find_program_address(seeds, ASSOCIATED_TOKEN_PROGRAM)
     return address
@@ -160,8 +170,8 @@ def build(
 ) -> Transaction:
     """The signed transaction for one attempt: wrap native SOL in, swap, unwrap SOL out.
 
-    It accepts no less than `minimum` out (`min_amount_out`). `blockhash` must be fresh from
-    the chain for this attempt (see the module's docstring).
+    It accepts no less than `minimum` out (`min_amount_out`). `blockhash` is a recent one
+    from the chain; the memo's nonce makes the signature new whatever the blockhash.
     """
     owner = signer.pubkey()
     swap = Swap.of(quote, minimum)
@@ -179,6 +189,7 @@ def build(
     steps.append(_swap(quote, owner, swap, minimum))
     if token_in.native or token_out.native:
         steps.append(_close_account(owner, wsol))
+    steps.append(_memo(f"orderengine {order_id} {secrets.token_hex(NONCE_BYTES)}"))
     recent = Hash.from_string(blockhash.blockhash)
     message = Message.new_with_blockhash([step for step, _ in steps], owner, recent)
     signed = SolanaTransaction([signer], message, recent)
@@ -241,6 +252,14 @@ def _swap(
         },
     )
     return SolanaInstruction(program, data, accounts), summary
+
+
+def _memo(text: str) -> tuple[SolanaInstruction, Instruction]:
+    """A memo: what makes the message, hence the signature, of every build its own."""
+    summary = Instruction(
+        program="memo", program_id=str(MEMO_PROGRAM), action="memo", args={"memo": text}
+    )
+    return SolanaInstruction(MEMO_PROGRAM, text.encode(), []), summary
 
 
 def _create_wsol_account(owner: Pubkey, wsol: Pubkey) -> tuple[SolanaInstruction, Instruction]:

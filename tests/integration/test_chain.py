@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from orderengine.errors import SwapRejected, VenueError
-from orderengine.venues.chain import SIGNATURE_LOCKS, AlreadyProcessed, Chain, Sent
+from orderengine.venues.chain import SIGNATURE_LOCKS, SLOT_S, AlreadyProcessed, Chain, Sent
 from orderengine.venues.values import Execution, RecentBlockhash, TransactionState
 
 
@@ -63,18 +63,26 @@ def later(hours: float = 1) -> datetime:
     return datetime.now(UTC) + timedelta(hours=hours)
 
 
-async def test_each_blockhash_is_new_and_expires_a_lifetime_after_it_was_issued(
+async def test_one_blockhash_a_slot_each_expiring_a_lifetime_after_it_was_issued(
     database_url: str,
 ) -> None:
-    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=90)
+    now = [0.0]
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=90, clock=lambda: now[0])
     try:
         before = datetime.now(UTC)
-        issued = [await chain.issue_blockhash() for _ in range(5)]
+        issued = []
+        for step in (0.0, 0.1, SLOT_S, 0.1, SLOT_S + 0.1, SLOT_S + 0.1):
+            now[0] += step
+            issued.append(await chain.issue_blockhash())
         after = datetime.now(UTC)
     finally:
         await chain.close()
 
-    assert len({blockhash.blockhash for blockhash in issued}) == 5
+    hashes = [blockhash.blockhash for blockhash in issued]
+    assert hashes[0] == hashes[1], "one blockhash within a slot"
+    assert hashes[2] == hashes[3], "one blockhash within a slot"
+    assert len({hashes[0], hashes[2], hashes[4], hashes[5]}) == 4, "a new one each slot"
+    assert issued[0] == issued[1], "with its expiry"
     for blockhash in issued:
         assert blockhash.expires_at.tzinfo is not None
         lifetime = blockhash.expires_at - timedelta(seconds=90)
@@ -295,3 +303,21 @@ async def test_a_ledger_of_the_previous_version_is_upgraded_in_place(database_ur
         assert status.state is TransactionState.LANDED
         assert status.execution == execution("old")
         assert landed == {order_id: ["old"]}
+
+
+async def test_a_short_lived_blockhash_is_handed_out_for_a_tenth_of_its_life_at_most(
+    database_url: str,
+) -> None:
+    now = [0.0]
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=1, clock=lambda: now[0])
+    try:
+        first = await chain.issue_blockhash()
+        now[0] += 0.05
+        same = await chain.issue_blockhash()
+        now[0] += 0.06
+        next_one = await chain.issue_blockhash()
+    finally:
+        await chain.close()
+
+    assert same == first
+    assert next_one.blockhash != first.blockhash

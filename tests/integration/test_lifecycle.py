@@ -126,8 +126,9 @@ async def test_native_sol_is_wrapped_on_the_way_in_and_unwrapped_on_the_way_out(
         assert isinstance(transaction, dict)
         return [step["action"] for step in transaction["instructions"]]
 
-    assert steps(selling) == ["createIdempotent", "transfer", "syncNative", "swap", "closeAccount"]
-    assert steps(buying) == ["createIdempotent", "swap", "closeAccount"]
+    wrapped = ["createIdempotent", "transfer", "syncNative", "swap", "closeAccount", "memo"]
+    assert steps(selling) == wrapped
+    assert steps(buying) == ["createIdempotent", "swap", "closeAccount", "memo"]
 
 
 async def test_amount_sent_as_json_number_is_kept_exact(client: Client) -> None:

@@ -45,6 +45,7 @@ PROGRAM_IDS = {
     "spl-token": "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
     "raydium": "675kPX9MHTjS2zt1qfr1NYHuzeLXfQM9H24wFSUt1Mp8",
     "meteora": "LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo",
+    "memo": "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
 }
 """The programs' mainnet ids, written out here rather than imported from what is tested."""
 WSOL_ACCOUNT = get_associated_token_address(SIGNER.pubkey(), Pubkey.from_string(WSOL_MINT))
@@ -122,6 +123,7 @@ def test_sol_in_is_wrapped_swapped_and_unwrapped() -> None:
         ("spl-token", "syncNative"),
         ("raydium", "swap"),
         ("spl-token", "closeAccount"),
+        ("memo", "memo"),
     ]
     for action in ("createIdempotent", "syncNative", "closeAccount"):
         assert instruction(action, transaction).args["mint"] == WSOL_MINT
@@ -141,7 +143,7 @@ def test_the_signed_message_holds_the_same_steps_with_the_real_program_ids() -> 
 
 
 def test_the_wsol_steps_are_the_programs_real_instructions() -> None:
-    create, fund, sync, _, close = compiled(built(quote("SOL", "USDC", "1.5", "224.5")))
+    create, fund, sync, _, close, _ = compiled(built(quote("SOL", "USDC", "1.5", "224.5")))
     owner, wsol_mint = SIGNER.pubkey(), Pubkey.from_string(WSOL_MINT)
     system, token = (Pubkey.from_string(PROGRAM_IDS[p]) for p in ("system", "spl-token"))
 
@@ -179,6 +181,7 @@ def test_sol_out_creates_the_wsol_account_and_closes_it_without_funding_it() -> 
         ("associated-token", "createIdempotent"),
         ("meteora", "swap"),
         ("spl-token", "closeAccount"),
+        ("memo", "memo"),
     ]
     _, _, swap_accounts = compiled(transaction)[1]
     assert swap_accounts[3] == WSOL_ACCOUNT, "the swap pays out into the wSOL account"
@@ -189,7 +192,7 @@ def test_sol_out_creates_the_wsol_account_and_closes_it_without_funding_it() -> 
 def test_token_to_token_swap_is_only_the_swap(token_in: str, token_out: str, dex: Dex) -> None:
     transaction = built(quote(token_in, token_out, "10", "8", dex=dex), 50)
 
-    assert steps(transaction) == [(dex, "swap")]
+    assert steps(transaction) == [(dex, "swap"), ("memo", "memo")]
 
 
 def test_swap_names_the_pool_mints_amount_in_and_minimum_out() -> None:
@@ -272,12 +275,19 @@ def test_the_transaction_is_signed_by_the_signer_on_the_blockhash_and_verifies()
     assert SIGNER.sign_message(bytes(message)) == solana.signatures[0]
 
 
-def test_the_same_swap_on_the_same_blockhash_signs_the_same() -> None:
+def test_the_same_swap_on_the_same_blockhash_signs_differently_by_its_memo() -> None:
     first = built(quote("SOL", "USDC", "1", "150"))
     again = built(quote("SOL", "USDC", "1", "150"))
 
-    assert first.signature == again.signature
-    assert first.raw == again.raw
+    assert first.signature != again.signature
+    memos = [instruction("memo", each).args["memo"] for each in (first, again)]
+    assert memos[0] != memos[1]
+    assert all(memo.startswith(f"orderengine {ORDER_ID} ") for memo in memos)
+    assert steps(first) == steps(again)
+    for each in (first, again):
+        program, data, accounts = compiled(each)[-1]
+        assert (program, accounts) == (PROGRAM_IDS["memo"], [])
+        assert data == instruction("memo", each).args["memo"].encode()
 
 
 def test_a_new_blockhash_or_another_signer_gives_another_signature() -> None:

@@ -127,7 +127,7 @@ class SimulatedVenue(ABC):
     async def build(
         self, order_id: UUID, quote: Quote, min_amount_out: Decimal, signer: Keypair
     ) -> Transaction:
-        """The swap built by the engine's own rules (`transaction.build`), on a new blockhash."""
+        """The swap built by the engine's own rules (`transaction.build`), on a recent blockhash."""
         return build(order_id, quote, min_amount_out, signer, await self.recent_blockhash())
 
     async def execute(self, transaction: Transaction) -> Execution:

@@ -40,7 +40,7 @@ class Venue(Protocol):
         """The signed swap that executes `quote` once, accepting no less than `min_amount_out`.
 
         Nothing is sent. Every call gives a transaction of its own, with a signature no
-        other call gave, built on a fresh blockhash. Raises `SwapRejected` when this venue
+        other call gave, on a recent blockhash. Raises `SwapRejected` when this venue
         cannot build it (the quote is not one it gave, or is gone): the attempt ends unsent.
         """
         ...
