@@ -22,6 +22,8 @@ from solders.pubkey import Pubkey
 from orderengine.errors import NoRoute, SwapRejected
 from orderengine.venues.endpoint import Endpoint, EndpointError
 
+MAX_COMPUTE_UNITS = 1_400_000
+"""The most compute units one transaction may use on Solana."""
 QUOTE_SLIPPAGE_BPS = 50
 """The slippage a quote is asked with; the engine's own bound replaces it before the swap."""
 NO_ROUTE_CODES = frozenset({"COULD_NOT_FIND_ANY_ROUTE", "NO_ROUTES_FOUND", "TOKEN_NOT_TRADABLE"})
@@ -38,6 +40,16 @@ class PriorityFee:
 
     microlamports: int | None
     max_lamports: int
+
+    @property
+    def most_lamports(self) -> int:
+        """The most a swap may pay for priority.
+
+        The cap, or the fixed price at the most compute units a transaction may use.
+        """
+        if self.microlamports is None:
+            return self.max_lamports
+        return self.microlamports * MAX_COMPUTE_UNITS // 1_000_000
 
     def request(self) -> dict[str, Any]:
         """The swap request's fields for this fee."""
@@ -61,7 +73,7 @@ class Jupiter:
 
     def __init__(self, endpoint: Endpoint, priority: PriorityFee) -> None:
         self._endpoint = endpoint
-        self._priority = priority
+        self.priority = priority
 
     async def quote(self, mint_in: str, mint_out: str, amount: int, dex: str) -> dict[str, Any]:
         """Jupiter's quote for `amount` raw units of `mint_in` on the DEX labelled `dex`.
@@ -95,7 +107,7 @@ class Jupiter:
             "userPublicKey": str(wallet),
             "wrapAndUnwrapSol": True,
             "dynamicComputeUnitLimit": True,
-            **self._priority.request(),
+            **self.priority.request(),
         }
         answer = await self._endpoint.post("swap", body)
         return SwapTransaction(

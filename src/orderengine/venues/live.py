@@ -1,7 +1,8 @@
 """A live venue: Raydium or Meteora on a real Solana cluster, quoted and built by Jupiter.
 
 Quotes come from Jupiter restricted to the venue's DEX (`jupiter.py`); the swap transaction
-Jupiter builds is checked to be paid by the engine's wallet and signed here with its keypair;
+Jupiter builds is checked to do nothing but the swap (`signable.py`) and signed here with the
+engine's keypair;
 it is sent and followed over the cluster's JSON-RPC (`rpc.py`). A signature is definite only
 when the cluster says so: landed (its real amounts read from the chain, `balances.py`),
 failed on chain, or never landed with the block height past its `lastValidBlockHeight`.
@@ -26,9 +27,11 @@ from solders.transaction import VersionedTransaction
 from orderengine.errors import SlippageExceeded, SwapRejected
 from orderengine.tokens import TOKENS, Token
 from orderengine.transaction import Instruction, Transaction, raw_units
+from orderengine.venues import signable
 from orderengine.venues.balances import moved
 from orderengine.venues.jupiter import Jupiter, with_minimum
 from orderengine.venues.rpc import RpcError, SignatureStatus, SolanaRpc
+from orderengine.venues.signable import Expected
 from orderengine.venues.values import (
     Dex,
     Execution,
@@ -103,11 +106,20 @@ class LiveVenue:
         if not isinstance(quote, JupiterQuote) or quote.dex != self._name:
             raise SwapRejected(f"{self._name} did not give this quote; routing again")
         bought = TOKENS[quote.token_out]
-        bounded = with_minimum(quote.response, raw_units(min_amount_out, bought.decimals))
+        minimum = raw_units(min_amount_out, bought.decimals)
+        bounded = with_minimum(quote.response, minimum)
         swap = await self._jupiter.swap(bounded, signer.pubkey())
-        unsigned = VersionedTransaction.from_bytes(swap.unsigned)
-        if unsigned.message.account_keys[0] != signer.pubkey():
-            raise SwapRejected("the swap transaction Jupiter built is not paid by this wallet")
+        try:
+            unsigned = VersionedTransaction.from_bytes(swap.unsigned)
+        except ValueError as error:
+            raise SwapRejected(f"Jupiter's swap transaction is unreadable: {error}") from error
+        expected = Expected(
+            wallet=signer.pubkey(),
+            amount_in=int(quote.response["inAmount"]),
+            minimum_out=minimum,
+            max_priority_lamports=self._jupiter.priority.most_lamports,
+        )
+        signable.check(unsigned.message, expected)
         signed = VersionedTransaction(unsigned.message, [signer])
         threshold = Decimal(int(bounded["otherAmountThreshold"])).scaleb(-bought.decimals)
         signature = str(signed.signatures[0])
