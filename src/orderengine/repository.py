@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Self, Unpack
@@ -42,6 +43,7 @@ from orderengine.errors import (
     OrderNotFound,
     StaleOrder,
 )
+from orderengine.grouping import Grouped
 from orderengine.migrations import migrate
 from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
 from orderengine.postgres import Connection, acquire, create_pool
@@ -53,6 +55,8 @@ ORDER_COLUMNS = """
     created_at, updated_at"""
 EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
 EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
+CHANGE_BATCH = 100
+"""The most status changes committed in one statement."""
 FEED_BATCH = 5_000
 """The most events one call of `sequence_feed` gives positions to."""
 FEED_SEQUENCER_LOCK = 7_207_004
@@ -97,6 +101,73 @@ def _appended(
         attempt=order.attempt,
         at=order.updated_at,
         details=details,
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """A status change to commit: from `order` through `steps`, with their stored details."""
+
+    order: Order
+    steps: list[OrderStatus]
+    stored: list[dict[str, Any]]
+    fields: TransitionFields
+
+
+Changed = tuple[Order, list[OrderEvent]]
+"""A committed change: the order as it now is, and the events it appended."""
+
+
+def _change_columns(changes: Sequence[Change]) -> list[list[Any]]:
+    """The per-change arrays of `_changed_rows`, $1 to $19, in order."""
+    columns: list[list[Any]] = [[] for _ in range(19)]
+    for change in changes:
+        fields, execution = change.fields, change.fields.get("execution")
+        status = change.steps[-1]
+        release = fields.get("release", False)
+        values = (
+            change.order.order_id,
+            str(status),
+            fields.get("attempt"),
+            fields.get("error"),
+            fields.get("tx_hash"),
+            fields.get("tx_expires_at"),
+            fields.get("tx_last_valid_block_height"),
+            execution.dex if execution else fields.get("dex"),
+            execution.executed_price if execution else None,
+            execution.amount_out if execution else None,
+            fields.get("retry_after_s"),
+            fields.get("awaits"),
+            fields.get("best_price"),
+            status.terminal,
+            release,
+            release and not status.terminal and "awaits" not in fields,
+            str(change.order.status),
+            change.order.last_seq,
+            len(change.steps),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns
+
+
+def _changed(change: Change, row: asyncpg.Record) -> Changed:
+    moved = _order(_without_woken(row))
+    first_seq = moved.last_seq - len(change.steps) + 1
+    return moved, [
+        _appended(moved, details, seq=first_seq + n, status=step)
+        for n, (step, details) in enumerate(zip(change.steps, change.stored, strict=True))
+    ]
+
+
+def _refusal(order: Order, current: asyncpg.Record | None) -> Exception:
+    """Why a change of `order` changed nothing: it is gone, or it moved on, or is held."""
+    if current is None:
+        return OrderNotFound(f"no order {order.order_id}")
+    return StaleOrder(
+        f"order {order.order_id} is {current['status']} at seq {current['last_seq']},"
+        f" leased to {current['lease_owner']}; this view: {order.status} at seq"
+        f" {order.last_seq}"
     )
 
 
@@ -161,6 +232,9 @@ class Repository:
         self._timeout_s = timeout_s
         self.owner = uuid4()
         """This engine's id: the owner of the leases it takes, and the source of its NOTIFYs."""
+        self._changes: Grouped[Change, Changed] = Grouped(self._commit_changes, CHANGE_BATCH)
+        """Status changes, committed in groups: those asked for while one is being committed
+        go together in the next statement."""
         self._feed_sequencer = asyncio.Lock()
         self._feed_runs = 0
         """Runs of `sequence_feed` begun here: a caller that sees a run begin after it called
@@ -649,7 +723,10 @@ class Repository:
         steps: Sequence[tuple[OrderStatus, EventDetails | None]],
         fields: TransitionFields,
     ) -> tuple[Order, list[OrderEvent]]:
-        """The change from `order` through each step's status to the last's, with an event each."""
+        """The change from `order` through each step's status to the last's, with an event each.
+
+        Committed with the changes other workers ask for meanwhile (`_commit_changes`).
+        """
         before = order.status
         for status, _ in steps:
             if status not in TRANSITIONS[before]:
@@ -657,89 +734,114 @@ class Repository:
                     f"order {order.order_id} cannot go from {before} to {status}"
                 )
             before = status
-        status = steps[-1][0]
         stored = [details.stored() if details else {} for _, details in steps]
-        execution = fields.get("execution")
-        release = fields.get("release", False)
+        change = Change(order, [status for status, _ in steps], stored, fields)
+        return await self._changes(change)
+
+    async def _commit_changes(self, changes: Sequence[Change]) -> list[Changed | Exception]:
+        """Commit `changes` (of distinct orders) in one statement; each one's outcome.
+
+        Each is a compare-and-set on its order's status and seq, and on the lease: one whose
+        order moved on, or another engine holds, changes nothing and is `StaleOrder` (or
+        `OrderNotFound`), alone. When the statement fails for a reason of the store's own, not
+        its being out of reach, the changes are committed again one by one, so that only the
+        one at fault fails.
+        """
+        try:
+            rows = await self._changed_rows(changes)
+        except Exception as error:
+            if len(changes) == 1 or not self._nothing_committed(error):
+                raise
+            return [outcome for change in changes for outcome in await self._alone(change)]
+        by_id = {row["order_id"]: row for row in rows}
+        missing = [c.order.order_id for c in changes if c.order.order_id not in by_id]
+        current = await self._current(missing) if missing else {}
+        return [
+            _changed(change, by_id[change.order.order_id])
+            if change.order.order_id in by_id
+            else _refusal(change.order, current.get(change.order.order_id))
+            for change in changes
+        ]
+
+    async def _alone(self, change: Change) -> list[Changed | Exception]:
+        try:
+            return await self._commit_changes([change])
+        except Exception as error:
+            return [error]
+
+    async def _changed_rows(self, changes: Sequence[Change]) -> list[asyncpg.Record]:
+        """The statement of `_commit_changes`: the orders changed, as they now are."""
+        steps = [(c.order.order_id, n, len(c.steps)) for c in changes for n in range(len(c.steps))]
         async with self._connection() as connection:
-            row = await connection.fetchrow(
+            return await connection.fetch(
                 f"""
                 WITH o AS (
                     UPDATE orders SET
-                        status = $2::order_status,
-                        attempt = COALESCE($3, attempt),
-                        error = CASE WHEN $2::order_status = 'confirmed' THEN NULL
-                                     ELSE COALESCE($4, error) END,
-                        tx_hash = COALESCE($5, tx_hash),
-                        tx_expires_at = COALESCE($6, tx_expires_at),
-                        tx_last_valid_block_height = COALESCE($21, tx_last_valid_block_height),
-                        dex = COALESCE($7, dex),
-                        executed_price = COALESCE($8, executed_price),
-                        amount_out = COALESCE($9, amount_out),
-                        next_attempt_at = clock_timestamp() + $10::float8 * interval '1 second',
-                        awaits = $17::text,
-                        best_price = COALESCE($18, best_price),
-                        priority = CASE WHEN $19 OR $17 IS NOT NULL THEN NULL
-                                        ELSE COALESCE(priority, 0) END,
-                        lease_owner = CASE WHEN $15 THEN NULL ELSE lease_owner END,
-                        lease_expires_at = CASE WHEN $15 THEN NULL ELSE lease_expires_at END,
-                        last_seq = last_seq + cardinality($13::text[]),
+                        status = c.status,
+                        attempt = COALESCE(c.attempt, orders.attempt),
+                        error = CASE WHEN c.status = 'confirmed' THEN NULL
+                                     ELSE COALESCE(c.error, orders.error) END,
+                        tx_hash = COALESCE(c.tx_hash, orders.tx_hash),
+                        tx_expires_at = COALESCE(c.tx_expires_at, orders.tx_expires_at),
+                        tx_last_valid_block_height = COALESCE(
+                            c.tx_last_valid_block_height, orders.tx_last_valid_block_height),
+                        dex = COALESCE(c.dex, orders.dex),
+                        executed_price = COALESCE(c.executed_price, orders.executed_price),
+                        amount_out = COALESCE(c.amount_out, orders.amount_out),
+                        next_attempt_at = clock_timestamp() + c.retry_after_s * interval '1 second',
+                        awaits = c.awaits,
+                        best_price = COALESCE(c.best_price, orders.best_price),
+                        priority = CASE WHEN c.terminal OR c.awaits IS NOT NULL THEN NULL
+                                        ELSE COALESCE(orders.priority, 0) END,
+                        lease_owner = CASE WHEN c.release THEN NULL ELSE orders.lease_owner END,
+                        lease_expires_at = CASE WHEN c.release THEN NULL
+                                                ELSE orders.lease_expires_at END,
+                        last_seq = orders.last_seq + c.steps,
                         updated_at = clock_timestamp()
-                    WHERE id = $1 AND status = $11::order_status AND last_seq = $12
-                      AND (lease_owner IS NULL OR lease_owner = $14)
-                    RETURNING *
+                    FROM unnest($1::uuid[], $2::order_status[], $3::integer[], $4::text[],
+                                $5::text[], $6::timestamptz[], $7::bigint[], $8::text[],
+                                $9::numeric[], $10::numeric[], $11::float8[], $12::text[],
+                                $13::numeric[], $14::boolean[], $15::boolean[], $16::boolean[],
+                                $17::order_status[], $18::integer[], $19::integer[])
+                         AS c (id, status, attempt, error, tx_hash, tx_expires_at,
+                               tx_last_valid_block_height, dex, executed_price, amount_out,
+                               retry_after_s, awaits, best_price, terminal, release, wake,
+                               expected_status, expected_seq, steps)
+                    WHERE orders.id = c.id AND orders.status = c.expected_status
+                      AND orders.last_seq = c.expected_seq
+                      AND (orders.lease_owner IS NULL OR orders.lease_owner = $20)
+                    RETURNING orders.*, c.wake
                 ), e AS (
                     INSERT INTO order_events (order_id, seq, status, attempt, at, details)
-                    SELECT id, last_seq - cardinality($13::text[]) + step.n,
-                           step.status::order_status, attempt, updated_at, step.details
-                    FROM o, ROWS FROM (unnest($13::text[]), jsonb_array_elements($20::jsonb))
-                            WITH ORDINALITY AS step (status, details, n)
+                    SELECT o.id, o.last_seq - step.steps + step.n + 1, step.status::order_status,
+                           o.attempt, o.updated_at, step.details
+                    FROM ROWS FROM (unnest($21::uuid[]), unnest($22::integer[]),
+                                    unnest($23::integer[]), unnest($24::text[]),
+                                    jsonb_array_elements($25::jsonb))
+                         AS step (id, n, steps, status, details)
+                    JOIN o ON o.id = step.id
                 )
                 SELECT {ORDER_COLUMNS},
-                       CASE WHEN $16 THEN pg_notify('{ORDERS_CHANNEL}', $14::text) END AS woken
+                       CASE WHEN wake THEN pg_notify('{ORDERS_CHANNEL}', $20::text) END AS woken
                 FROM o
                 """,
-                order.order_id,
-                status,
-                fields.get("attempt"),
-                fields.get("error"),
-                fields.get("tx_hash"),
-                fields.get("tx_expires_at"),
-                execution.dex if execution else fields.get("dex"),
-                execution.executed_price if execution else None,
-                execution.amount_out if execution else None,
-                fields.get("retry_after_s"),
-                order.status,
-                order.last_seq,
-                [str(step) for step, _ in steps],
+                *_change_columns(changes),
                 self.owner,
-                release,
-                release and not status.terminal and "awaits" not in fields,
-                fields.get("awaits"),
-                fields.get("best_price"),
-                status.terminal,
-                stored,
-                fields.get("tx_last_valid_block_height"),
+                [order_id for order_id, _, _ in steps],
+                [n for _, n, _ in steps],
+                [count for _, _, count in steps],
+                [str(status) for c in changes for status in c.steps],
+                [details for c in changes for details in c.stored],
             )
-            if row is None:
-                current = await connection.fetchrow(
-                    "SELECT status, last_seq, lease_owner FROM orders WHERE id = $1",
-                    order.order_id,
-                )
-        if row is None:
-            if current is None:
-                raise OrderNotFound(f"no order {order.order_id}")
-            raise StaleOrder(
-                f"order {order.order_id} is {current['status']} at seq {current['last_seq']},"
-                f" leased to {current['lease_owner']}; this view: {order.status} at seq"
-                f" {order.last_seq}"
+
+    async def _current(self, ids: Sequence[UUID]) -> dict[UUID, asyncpg.Record]:
+        """Where the orders of refused changes stand, by id: their status, seq and lease."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT id, status, last_seq, lease_owner FROM orders WHERE id = ANY($1::uuid[])",
+                list(ids),
             )
-        moved = _order(_without_woken(row))
-        first_seq = moved.last_seq - len(steps) + 1
-        return moved, [
-            _appended(moved, details, seq=first_seq + n, status=step)
-            for n, ((step, _), details) in enumerate(zip(steps, stored, strict=True))
-        ]
+        return {row["id"]: row for row in rows}
 
     async def cancel(self, order_id: UUID) -> tuple[Order, OrderEvent]:
         """End the order `failed` for its client, if nothing was sent; both, as stored.
