@@ -1,4 +1,4 @@
-"""The engine's bound as Jupiter's slippage, and the priority fee a swap request asks for.
+"""The engine's bound as Jupiter's slippage, the priority fee, and the swap answer read.
 
 The swap program accepts `outAmount × (10000 − slippageBps) // 10000`, so the bound is the
 largest slippage that keeps that at or above the engine's minimum.
@@ -6,14 +6,17 @@ largest slippage that keeps that at or above the engine's minimum.
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from solders.pubkey import Pubkey
 
 from orderengine.errors import SwapRejected
-from orderengine.venues.jupiter import PriorityFee, with_minimum
+from orderengine.venues.endpoint import Endpoint
+from orderengine.venues.jupiter import Jupiter, PriorityFee, with_minimum
 
 U64_MAX = 2**64 - 1
 
@@ -112,3 +115,74 @@ def test_without_a_fixed_price_jupiter_estimates_the_fee_up_to_a_cap() -> None:
 def test_a_quote_that_pays_less_than_the_minimum_is_refused_not_bounded_below_it() -> None:
     with pytest.raises(SwapRejected, match="under the least accepted"):
         with_minimum(quote(1_000), 1_001)
+
+
+def test_a_fixed_priority_fee_at_most_is_rounded_up_as_the_runtime_charges_it() -> None:
+    # 1_400_000 units at 1 microlamport: 1.4 lamports, charged as 2.
+    assert PriorityFee(microlamports=1, max_lamports=0).most_lamports == 2
+    assert PriorityFee(microlamports=25_715, max_lamports=0).most_lamports == 36_001
+    assert PriorityFee(microlamports=None, max_lamports=750_000).most_lamports == 750_000
+
+
+class Answering:
+    """An endpoint that answers every POST with `answer`."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    async def post(self, path: str, body: Any) -> Any:
+        return self.answer
+
+
+def jupiter_answering(answer: Any) -> Jupiter:
+    return Jupiter(cast(Endpoint, Answering(answer)), PriorityFee(None, 1_000_000))
+
+
+UNSIGNED = base64.b64encode(b"unsigned transaction").decode()
+WALLET = Pubkey.from_string("So11111111111111111111111111111111111111112")
+
+
+async def test_the_swap_answer_gives_the_transaction_and_its_last_valid_height() -> None:
+    answer = {
+        "swapTransaction": UNSIGNED,
+        "lastValidBlockHeight": 311_870_475,
+        "prioritizationFeeLamports": 9999,
+    }
+
+    swap = await jupiter_answering(answer).swap(quote(1_000), WALLET)
+
+    assert swap.unsigned == b"unsigned transaction"
+    assert swap.last_valid_block_height == 311_870_475
+    assert swap.priority_fee_lamports == 9999
+
+
+@pytest.mark.parametrize(("fee", "read"), [("9999", 9999), ("n/a", None), (None, None)])
+async def test_the_swap_answers_priority_fee_is_optional(fee: Any, read: int | None) -> None:
+    answer = {
+        "swapTransaction": UNSIGNED,
+        "lastValidBlockHeight": 1,
+        "prioritizationFeeLamports": fee,
+    }
+
+    swap = await jupiter_answering(answer).swap(quote(1_000), WALLET)
+
+    assert swap.priority_fee_lamports == read
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (["not", "an", "object"], "not an object"),
+        ({"lastValidBlockHeight": 311_870_475}, "no swapTransaction"),
+        ({"swapTransaction": 12, "lastValidBlockHeight": 311_870_475}, "no swapTransaction"),
+        ({"swapTransaction": UNSIGNED}, "no lastValidBlockHeight"),
+        ({"swapTransaction": UNSIGNED, "lastValidBlockHeight": "soon"}, "no lastValidBlockHeight"),
+        ({"swapTransaction": "not base64!", "lastValidBlockHeight": 1}, "not base64"),
+        ({"swapTransaction": "abc", "lastValidBlockHeight": 1}, "not base64"),
+    ],
+)
+async def test_a_swap_answer_without_a_transaction_is_a_rejected_swap(
+    answer: Any, why: str
+) -> None:
+    with pytest.raises(SwapRejected, match=why):
+        await jupiter_answering(answer).swap(quote(1_000), WALLET)

@@ -13,6 +13,7 @@ the engine's own bound goes in as `slippageBps` (`with_minimum`).
 from __future__ import annotations
 
 import base64
+import binascii
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -45,11 +46,12 @@ class PriorityFee:
     def most_lamports(self) -> int:
         """The most a swap may pay for priority.
 
-        The cap, or the fixed price at the most compute units a transaction may use.
+        The cap, or the fixed price at the most compute units a transaction may use, in
+        lamports rounded up as the runtime rounds the fee it charges.
         """
         if self.microlamports is None:
             return self.max_lamports
-        return self.microlamports * MAX_COMPUTE_UNITS // 1_000_000
+        return -(-self.microlamports * MAX_COMPUTE_UNITS // 1_000_000)
 
     def request(self) -> dict[str, Any]:
         """The swap request's fields for this fee."""
@@ -109,12 +111,7 @@ class Jupiter:
             "dynamicComputeUnitLimit": True,
             **self.priority.request(),
         }
-        answer = await self._endpoint.post("swap", body)
-        return SwapTransaction(
-            unsigned=base64.b64decode(answer["swapTransaction"]),
-            last_valid_block_height=int(answer["lastValidBlockHeight"]),
-            priority_fee_lamports=_optional_int(answer.get("prioritizationFeeLamports")),
-        )
+        return _swap_transaction(await self._endpoint.post("swap", body))
 
 
 def with_minimum(quote: dict[str, Any], minimum: int) -> dict[str, Any]:
@@ -148,5 +145,31 @@ def _single_pool_on(quote: dict[str, Any], dex: str) -> bool:
     return bool(info.get("label") == dex and info.get("ammKey"))
 
 
+def _swap_transaction(answer: Any) -> SwapTransaction:
+    """The swap in Jupiter's answer; `SwapRejected` for an answer that does not hold one.
+
+    Nothing was signed or sent, so refusing ends the attempt safely.
+    """
+    if not isinstance(answer, dict):
+        raise SwapRejected(f"Jupiter's swap answer is not an object: {type(answer).__name__}")
+    encoded, height = answer.get("swapTransaction"), answer.get("lastValidBlockHeight")
+    if not isinstance(encoded, str) or not encoded:
+        raise SwapRejected("Jupiter's swap answer holds no swapTransaction")
+    if not isinstance(height, int) or isinstance(height, bool):
+        raise SwapRejected(f"Jupiter's swap answer holds no lastValidBlockHeight: {height!r}")
+    try:
+        unsigned = base64.b64decode(encoded, validate=True)
+    except binascii.Error as error:
+        raise SwapRejected(f"Jupiter's swapTransaction is not base64: {error}") from error
+    return SwapTransaction(
+        unsigned=unsigned,
+        last_valid_block_height=height,
+        priority_fee_lamports=_optional_int(answer.get("prioritizationFeeLamports")),
+    )
+
+
 def _optional_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | str) else None
+    """An integer, or one written in digits; None for anything else (the value is optional)."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
