@@ -6,11 +6,13 @@ transaction. `live_cluster()` patches every aiohttp session for the block, letti
 what goes to 127.0.0.1 (a test's own app and its client).
 
 The fake keeps a tiny chain: a transaction sent lands (confirmed), fails on chain, or is
-dropped, as the test said of that send (`next_sends`), confirmed by default; the block
-height rises by `blocks_per_call` at each `getBlockHeight`. A test scripts any other answer,
-request by request (`script`): an HTTP answer, an exception raised instead of an answer, or
-`Lost()`, a request that takes effect and whose answer never comes. Every request is kept
-(`calls`), so that a test can count what was sent and read what was asked.
+dropped, as the test said of that send (`next_sends`), confirmed by default; the finalized
+block height rises by `blocks_per_call` at each `getEpochInfo`, its slot `SLOTS_AHEAD` above
+it, and a node answering `getSignatureStatuses` has reached that slot less `status_lag`. A
+test scripts any other answer, request by request (`script`): an HTTP answer, an exception
+raised instead of an answer, or `Lost()`, a request that takes effect and whose answer
+never comes. Every request is kept (`calls`), so that a test can count what was sent and
+read what was asked.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ UNSIGNED_SWAP = "<UNSIGNED_SWAP_TRANSACTION_BASE64>"
 QUOTES = {"Raydium": "quote_raydium.json", "Meteora DLMM": "quote_meteora_dlmm.json"}
 """The quote fixture of each DEX, by the label Jupiter gives it."""
 BLOCKHASH_BLOCKS = 150
+SLOTS_AHEAD = 331_422_760 - 311_870_325
+"""How far slot numbers run ahead of block heights: as in `epoch_info.json`."""
 """How many blocks a blockhash lives: `lastValidBlockHeight` is the height now plus this."""
 COMPUTE_UNIT_LIMIT = 388_876
 MICROLAMPORTS = 25_715
@@ -67,8 +71,16 @@ TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 ASSOCIATED_TOKEN_PROGRAM = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
 SYSTEM_PROGRAM = Pubkey.from_string("11111111111111111111111111111111")
 WSOL = Pubkey.from_string("So11111111111111111111111111111111111111112")
-ROUTE = hashlib.sha256(b"global:route").digest()[:8]
-"""The Anchor discriminator of Jupiter's `route` instruction."""
+SHARED_ACCOUNTS_ROUTE = hashlib.sha256(b"global:shared_accounts_route").digest()[:8]
+"""The Anchor discriminator of Jupiter's `shared_accounts_route` instruction."""
+PROGRAM_AUTHORITY_ID = 0
+PROGRAM_AUTHORITY = Pubkey.find_program_address(
+    [b"authority", bytes([PROGRAM_AUTHORITY_ID])], JUPITER_PROGRAM
+)[0]
+"""The Jupiter program's own authority, whose token accounts a shared-accounts route uses."""
+EVENT_AUTHORITY = Pubkey.find_program_address([b"__event_authority"], JUPITER_PROGRAM)[0]
+SWAP_VARIANTS = {"Raydium": 7, "Meteora DLMM": 38}
+"""The index of each DEX's variant of the `Swap` enum in Jupiter v6's IDL (data-free both)."""
 
 LIVE_SETTINGS: dict[str, Any] = {
     "venues": "live",
@@ -77,8 +89,10 @@ LIVE_SETTINGS: dict[str, Any] = {
     "live_poll_ms": 5,
     "live_requests_per_s": 100_000,
     "live_timeout_s": 5,
+    "blockhash_ttl_s": 0.5,
 }
-"""Settings of a live engine for tests: quick polls, no request budget in the way."""
+"""Settings of a live engine for tests: quick polls, no request budget in the way, and an
+expiry estimate that passes within a second, when the cluster is asked about expiry."""
 
 
 def live_settings(keypair: Path, **overrides: Any) -> dict[str, Any]:
@@ -212,41 +226,15 @@ def unsigned_swap(payer: Pubkey, quote: Mapping[str, Any]) -> VersionedTransacti
     v0 message, paid by `payer`, with a placeholder for its one signature.
     """
     mint_in = Pubkey.from_string(quote["inputMint"])
-    mint_out = Pubkey.from_string(quote["outputMint"])
-    source, destination = associated(payer, mint_in), associated(payer, mint_out)
-    amount = int(quote["inAmount"])
+    source = associated(payer, mint_in)
     wraps = mint_in == WSOL
     instructions = [
         set_compute_unit_limit(COMPUTE_UNIT_LIMIT),
         set_compute_unit_price(MICROLAMPORTS),
     ]
     if wraps:
-        create = [
-            AccountMeta(payer, is_signer=True, is_writable=True),
-            AccountMeta(source, is_signer=False, is_writable=True),
-            AccountMeta(payer, is_signer=False, is_writable=False),
-            AccountMeta(mint_in, is_signer=False, is_writable=False),
-            AccountMeta(SYSTEM_PROGRAM, is_signer=False, is_writable=False),
-            AccountMeta(TOKEN_PROGRAM, is_signer=False, is_writable=False),
-        ]
-        sync = [AccountMeta(source, is_signer=False, is_writable=True)]
-        instructions += [
-            Instruction(ASSOCIATED_TOKEN_PROGRAM, bytes([1]), create),
-            transfer(TransferParams(from_pubkey=payer, to_pubkey=source, lamports=amount)),
-            Instruction(TOKEN_PROGRAM, bytes([17]), sync),
-        ]
-    route = struct.pack("<QQHB", amount, int(quote["outAmount"]), int(quote["slippageBps"]), 0)
-    pool = Pubkey.from_string(quote["routePlan"][0]["swapInfo"]["ammKey"])
-    accounts = [
-        AccountMeta(TOKEN_PROGRAM, is_signer=False, is_writable=False),
-        AccountMeta(payer, is_signer=True, is_writable=True),
-        AccountMeta(source, is_signer=False, is_writable=True),
-        AccountMeta(destination, is_signer=False, is_writable=True),
-        AccountMeta(mint_in, is_signer=False, is_writable=False),
-        AccountMeta(mint_out, is_signer=False, is_writable=False),
-        AccountMeta(pool, is_signer=False, is_writable=True),
-    ]
-    instructions.append(Instruction(JUPITER_PROGRAM, ROUTE + route, accounts))
+        instructions += _wrapping(payer, source, int(quote["inAmount"]))
+    instructions.append(shared_accounts_route(payer, quote))
     if wraps:
         close = [
             AccountMeta(source, is_signer=False, is_writable=True),
@@ -256,6 +244,64 @@ def unsigned_swap(payer: Pubkey, quote: Mapping[str, Any]) -> VersionedTransacti
         instructions.append(Instruction(TOKEN_PROGRAM, bytes([9]), close))
     message = MessageV0.try_compile(payer, instructions, [], Hash.new_unique())
     return VersionedTransaction.populate(message, [Signature.default()])
+
+
+def _wrapping(payer: Pubkey, wsol: Pubkey, lamports: int) -> list[Instruction]:
+    """Open the payer's wSOL account (CreateIdempotent), fund it, sync it."""
+    create = [
+        AccountMeta(payer, is_signer=True, is_writable=True),
+        AccountMeta(wsol, is_signer=False, is_writable=True),
+        AccountMeta(payer, is_signer=False, is_writable=False),
+        AccountMeta(WSOL, is_signer=False, is_writable=False),
+        AccountMeta(SYSTEM_PROGRAM, is_signer=False, is_writable=False),
+        AccountMeta(TOKEN_PROGRAM, is_signer=False, is_writable=False),
+    ]
+    sync = [AccountMeta(wsol, is_signer=False, is_writable=True)]
+    return [
+        Instruction(ASSOCIATED_TOKEN_PROGRAM, bytes([1]), create),
+        transfer(TransferParams(from_pubkey=payer, to_pubkey=wsol, lamports=lamports)),
+        Instruction(TOKEN_PROGRAM, bytes([17]), sync),
+    ]
+
+
+def shared_accounts_route(payer: Pubkey, quote: Mapping[str, Any]) -> Instruction:
+    """Jupiter v6's `shared_accounts_route` for the quote's one pool, as its IDL lays it out.
+
+    Data: the discriminator, the program authority's `id`, a route plan of one step (the
+    DEX's `Swap` variant, 100%, from token 0 to token 1), then `in_amount`,
+    `quoted_out_amount`, `slippage_bps` and `platform_fee_bps` (none). Accounts: those the
+    IDL names, no platform fee account or Token-2022 program (the Jupiter program's id in
+    their place), then the pool.
+    """
+    mint_in = Pubkey.from_string(quote["inputMint"])
+    mint_out = Pubkey.from_string(quote["outputMint"])
+    step = quote["routePlan"][0]
+    plan = struct.pack("<IBBBB", 1, SWAP_VARIANTS[step["swapInfo"]["label"]], 100, 0, 1)
+    amounts = struct.pack(
+        "<QQHB", int(quote["inAmount"]), int(quote["outAmount"]), int(quote["slippageBps"]), 0
+    )
+    data = SHARED_ACCOUNTS_ROUTE + bytes([PROGRAM_AUTHORITY_ID]) + plan + amounts
+
+    def meta(account: Pubkey, writable: bool = False) -> AccountMeta:
+        return AccountMeta(account, is_signer=account == payer, is_writable=writable)
+
+    accounts = [
+        meta(TOKEN_PROGRAM),
+        meta(PROGRAM_AUTHORITY),
+        meta(payer, writable=True),
+        meta(associated(payer, mint_in), writable=True),
+        meta(associated(PROGRAM_AUTHORITY, mint_in), writable=True),
+        meta(associated(PROGRAM_AUTHORITY, mint_out), writable=True),
+        meta(associated(payer, mint_out), writable=True),
+        meta(mint_in),
+        meta(mint_out),
+        meta(JUPITER_PROGRAM),
+        meta(JUPITER_PROGRAM),
+        meta(EVENT_AUTHORITY),
+        meta(JUPITER_PROGRAM),
+        meta(Pubkey.from_string(step["swapInfo"]["ammKey"]), writable=True),
+    ]
+    return Instruction(JUPITER_PROGRAM, data, accounts)
 
 
 @dataclass(frozen=True)
@@ -278,9 +324,13 @@ class LiveCluster:
         self.wallet = wallet
         self.rpc_url = rpc_url
         self.jupiter_url = jupiter_url
-        self.block_height: int = fixture("block_height.json")["result"]
+        epoch = fixture("epoch_info.json")["result"]
+        self.block_height: int = epoch["blockHeight"]
         self.blocks_per_call = 0
-        """How far the block height rises at each `getBlockHeight`."""
+        """How far the finalized block height rises at each `getEpochInfo`."""
+        self.status_lag = 0
+        """How many slots behind the newest finalized one a signature status is answered."""
+        self.minimum_ledger_slot: int = fixture("minimum_ledger_slot.json")["result"]
         self.swap_payer: Pubkey | None = None
         """Who Jupiter makes pay for the swaps it builds; by default the wallet asking."""
         self.requests: list[Request] = []
@@ -342,7 +392,8 @@ class LiveCluster:
         handlers: dict[str, Handler] = {
             "sendTransaction": self._taken,
             "getSignatureStatuses": self._statuses,
-            "getBlockHeight": self._height,
+            "getEpochInfo": self._epoch_info,
+            "minimumLedgerSlot": self._minimum_ledger_slot,
             "getTransaction": self._transaction,
         }
         return self._answer(request, (request.kind,), handlers.get(request.kind, _no_method))
@@ -409,12 +460,19 @@ class LiveCluster:
         answer = fixture("signature_statuses_confirmed.json")
         signatures = request.params[0]
         answer["result"]["value"] = [known.get(self._chain.get(s)) for s in signatures]
+        answer["result"]["context"]["slot"] = self.block_height + SLOTS_AHEAD - self.status_lag
         return Reply(answer)
 
-    def _height(self, request: Request) -> Reply:
-        answer = fixture("block_height.json")
-        answer["result"] = self.block_height
+    def _epoch_info(self, request: Request) -> Reply:
+        answer = fixture("epoch_info.json")
+        answer["result"]["blockHeight"] = self.block_height
+        answer["result"]["absoluteSlot"] = self.block_height + SLOTS_AHEAD
         self.block_height += self.blocks_per_call
+        return Reply(answer)
+
+    def _minimum_ledger_slot(self, request: Request) -> Reply:
+        answer = fixture("minimum_ledger_slot.json")
+        answer["result"] = self.minimum_ledger_slot
         return Reply(answer)
 
     def _transaction(self, request: Request) -> Reply:

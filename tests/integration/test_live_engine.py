@@ -315,9 +315,12 @@ async def test_an_answer_lost_after_sending_is_reconciled_without_sending_again(
 
 
 async def left_submitted(
-    repository: Repository, cluster: LiveCluster, wallet: Keypair
+    repository: Repository, cluster: LiveCluster, wallet: Keypair, *, expires_in_s: float = 60
 ) -> tuple[UUID, str, int]:
-    """An order a stopped engine left `submitted`: its swap signed and maybe sent."""
+    """An order a stopped engine left `submitted`: its swap signed and maybe sent.
+
+    Its `expiresAt`, the estimate of its blockhash's expiry, is `expires_in_s` from now.
+    """
     request = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
     [outcome] = await repository.create_orders([NewOrder(request=request)])
     assert not isinstance(outcome, Exception)
@@ -332,7 +335,7 @@ async def left_submitted(
         S.SUBMITTED,
         dex="meteora",
         tx_hash=signature,
-        tx_expires_at=datetime.now(UTC) + timedelta(seconds=60),
+        tx_expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_s),
         tx_last_valid_block_height=last_valid,
     )
     return order.order_id, signature, last_valid
@@ -362,7 +365,9 @@ async def test_a_restart_confirms_a_live_swap_that_landed_without_sending_anythi
 async def test_a_restart_retries_a_live_swap_that_expired_with_a_new_one(
     start_live: StartLive, cluster: LiveCluster, repository: Repository, wallet: Keypair
 ) -> None:
-    order_id, dropped, last_valid = await left_submitted(repository, cluster, wallet)
+    order_id, dropped, last_valid = await left_submitted(
+        repository, cluster, wallet, expires_in_s=-1
+    )
     cluster.block_height = last_valid + 1
 
     client = await start_live()
@@ -403,6 +408,7 @@ async def test_no_secret_of_the_rpc_url_reaches_a_log_line_an_event_or_an_order(
     faults: list[Answer] = [too_many_requests("0"), rpc_fixture(PREFLIGHT_FAILURE), Lost()]
     cluster.script("sendTransaction", *faults)
     cluster.script("getSignatureStatuses", TimeoutError())
+    cluster.blocks_per_call = 100
 
     with capture_logs() as logs:
         client = await start_live(max_attempts=2)

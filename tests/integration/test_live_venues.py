@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from orderengine.venues.values import TransactionState
 from tests.live_cluster import (
     NO_ROUTE,
     PREFLIGHT_FAILURE,
+    SLOTS_AHEAD,
     Fate,
     LiveCluster,
     Lost,
@@ -324,7 +325,7 @@ async def test_a_swap_that_never_lands_expires_once_the_block_height_passes_its_
         with pytest.raises(SwapRejected, match="expired without landing"):
             await venues["meteora"].execute(transaction)
 
-    heights = [request for request in cluster.requests if request.kind == "getBlockHeight"]
+    heights = [request for request in cluster.requests if request.kind == "getEpochInfo"]
     assert len(heights) == 3
     assert cluster.block_height - cluster.blocks_per_call > transaction.last_valid_block_height
     # Past the last valid height, the status is asked once more before it counts as expired.
@@ -386,3 +387,89 @@ async def test_a_jupiter_api_key_goes_in_its_header_and_is_never_logged(
     assert all(request.headers.get("x-api-key") == key for request in jupiter)
     assert logs, "the refused quote was retried, and logged"
     assert key not in repr(logs)
+
+
+async def test_a_preflight_refusal_of_a_send_that_went_twice_is_not_taken_as_definite(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.script("sendTransaction", too_many_requests("0"), rpc_fixture(PREFLIGHT_FAILURE))
+    cluster.blocks_per_call = 100
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        with pytest.raises(SwapRejected, match="expired without landing"):
+            await venues["meteora"].execute(transaction)
+
+    assert cluster.calls("getSignatureStatuses"), "the first request may have delivered it"
+
+
+async def test_a_swap_the_cluster_processed_already_is_followed_to_its_landing(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    processed = fixture(PREFLIGHT_FAILURE)
+    processed["error"]["data"]["err"] = "AlreadyProcessed"
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        cluster.land(transaction.signature)
+        cluster.script("sendTransaction", Reply(processed))
+        execution = await venues["meteora"].execute(transaction)
+
+    assert execution.tx_hash == transaction.signature
+    assert execution.amount_out == LANDED_OUT
+
+
+async def test_an_unknown_signature_answered_by_a_node_behind_is_not_taken_as_expired(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.status_lag = 10_000
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        assert transaction.last_valid_block_height is not None
+        cluster.block_height = transaction.last_valid_block_height + 1
+        status = await venues["meteora"].transaction_status(
+            transaction.signature, datetime.now(UTC), transaction.last_valid_block_height
+        )
+        cluster.status_lag = 0
+        caught_up = await venues["meteora"].transaction_status(
+            transaction.signature, datetime.now(UTC), transaction.last_valid_block_height
+        )
+
+    assert status.state is TransactionState.PENDING
+    assert caught_up.state is TransactionState.EXPIRED
+
+
+async def test_an_unknown_signature_on_a_node_that_forgot_its_slots_is_not_taken_as_expired(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        assert transaction.last_valid_block_height is not None
+        cluster.block_height = transaction.last_valid_block_height + 1
+        cluster.minimum_ledger_slot = cluster.block_height + SLOTS_AHEAD
+        with capture_logs() as logs:
+            status = await venues["meteora"].transaction_status(
+                transaction.signature, datetime.now(UTC), transaction.last_valid_block_height
+            )
+
+    assert status.state is TransactionState.PENDING
+    assert [line["event"] for line in logs] == ["ledger_too_short_to_tell_expiry"]
+
+
+async def test_the_cluster_is_not_asked_about_expiry_before_the_estimate_passes(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.blocks_per_call = 200
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        status = await venues["meteora"].transaction_status(
+            transaction.signature,
+            datetime.now(UTC) + timedelta(minutes=1),
+            transaction.last_valid_block_height,
+        )
+
+    assert status.state is TransactionState.PENDING
+    assert cluster.calls("getEpochInfo") == []
+    assert cluster.calls("minimumLedgerSlot") == []

@@ -145,7 +145,7 @@ async def test_a_5xx_on_a_non_repeatable_post_is_not_retried(
     answer(mocked, "POST", SWAP, payload={"ok": True})
 
     with pytest.raises(EndpointError) as raised:
-        await endpoint(session, budget).post("swap", {"tx": "..."}, repeatable=False)
+        await endpoint(session, budget).send("swap", {"tx": "..."})
 
     assert raised.value.http_status == 503
     assert raised.value.body == {"error": "overloaded"}
@@ -172,9 +172,10 @@ async def test_a_429_on_a_non_repeatable_post_is_retried_as_it_was_refused_outri
     answer(mocked, "POST", SWAP, status=429, headers={"Retry-After": "1"})
     answer(mocked, "POST", SWAP, payload={"result": "signature"})
 
-    result = await endpoint(session, budget).post("swap", {"tx": "..."}, repeatable=False)
+    result, sends = await endpoint(session, budget).send("swap", {"tx": "..."})
 
     assert result == {"result": "signature"}
+    assert sends == 2, "the caller is told its answer is to a repeat"
     assert sent(mocked, "POST", SWAP) == 2
     assert waits == [1.0]
 
@@ -186,7 +187,7 @@ async def test_a_timeout_on_a_non_repeatable_post_is_raised_at_once_never_sent_t
     answer(mocked, "POST", SWAP, payload={"result": "signature"})
 
     with pytest.raises(EndpointError) as raised:
-        await endpoint(session, budget).post("swap", {"tx": "..."}, repeatable=False)
+        await endpoint(session, budget).send("swap", {"tx": "..."})
 
     assert raised.value.message == "api.example.com: no answer in time"
     assert raised.value.http_status is None
@@ -202,7 +203,7 @@ async def test_a_lost_connection_on_a_non_repeatable_post_is_raised_at_once(
     answer(mocked, "POST", SWAP, payload={"result": "signature"})
 
     with pytest.raises(EndpointError, match="ServerDisconnectedError"):
-        await endpoint(session, budget).post("swap", {"tx": "..."}, repeatable=False)
+        await endpoint(session, budget).send("swap", {"tx": "..."})
 
     assert sent(mocked, "POST", SWAP) == 1
     assert waits == []

@@ -3,7 +3,7 @@
 Every request first takes a token from the endpoint's budget, so that quotes and status polls
 stay under the provider's request limit. A refusal for load (429, or a 5xx for a request that
 is safe to repeat) is retried with exponential backoff, waiting at least as long as the
-answer's `Retry-After` asks. A request that may have taken effect (`repeatable=False`: a
+answer's `Retry-After` asks. A request that may have taken effect (`send`: a
 transaction sent) is retried only when the endpoint refused it outright (429); a timeout or a
 lost connection then leaves its outcome unknown, for the caller to resolve.
 
@@ -72,13 +72,25 @@ class Endpoint:
 
     async def get(self, path: str, params: Mapping[str, str]) -> Any:
         """The JSON answer to `GET base/path?params`; a read, so any failure is retried."""
-        return await self._request("GET", path, params=params, repeatable=True)
+        answer, _ = await self._request("GET", path, params=params, repeatable=True)
+        return answer
 
-    async def post(self, path: str, body: Any, *, repeatable: bool = True) -> Any:
-        """The JSON answer to `POST base/path` with the JSON `body`."""
-        return await self._request("POST", path, json=body, repeatable=repeatable)
+    async def post(self, path: str, body: Any) -> Any:
+        """The JSON answer to `POST base/path` with the JSON `body`, a request safe to repeat."""
+        answer, _ = await self._request("POST", path, json=body, repeatable=True)
+        return answer
 
-    async def _request(self, method: str, path: str, *, repeatable: bool, **options: Any) -> Any:
+    async def send(self, path: str, body: Any) -> tuple[Any, int]:
+        """`POST` a request that may take effect: its JSON answer, and how many times it went.
+
+        It goes again only after a 429 (the endpoint refused it); the count tells the caller
+        whether an answer may be to a repeat of a request that took effect the first time.
+        """
+        return await self._request("POST", path, json=body, repeatable=False)
+
+    async def _request(
+        self, method: str, path: str, *, repeatable: bool, **options: Any
+    ) -> tuple[Any, int]:
         url = self._url.joinpath(path).with_query(self._url.query) if path else self._url
         for attempt in range(self._retries + 1):
             await self._budget.acquire()
@@ -86,7 +98,7 @@ class Endpoint:
                 request = self._session.request(method, url, headers=self._headers, **options)
                 async with request as response:
                     if response.status < HTTPStatus.BAD_REQUEST:
-                        return await self._answer(response)
+                        return await self._answer(response), attempt + 1
                     error = await self._refused(response)
                     wait = self._retry_wait(response, attempt, repeatable)
             except (aiohttp.ClientError, TimeoutError) as failure:

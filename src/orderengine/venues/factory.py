@@ -91,9 +91,9 @@ async def live_venues(settings: Settings) -> AsyncIterator[Venues]:
         keyed = {"x-api-key": key.get_secret_value()} if key is not None else None
         jupiter = Jupiter(endpoint(settings.jupiter_url, keyed), priority)
         rpc = SolanaRpc(endpoint(settings.rpc_url.get_secret_value()))
-        poll_s = settings.live_poll_ms / 1000
+        poll_s, lifetime_s = settings.live_poll_ms / 1000, blockhash_ttl_s(settings)
         yield {
-            name: LiveVenue(name, label, jupiter, rpc, poll_s)
+            name: LiveVenue(name, label, jupiter, rpc, poll_s=poll_s, lifetime_s=lifetime_s)
             for name, label in settings.jupiter_dexes.items()
         }
 

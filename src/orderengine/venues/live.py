@@ -5,7 +5,8 @@ Jupiter builds is checked to do nothing but the swap (`signable.py`) and signed 
 engine's keypair;
 it is sent and followed over the cluster's JSON-RPC (`rpc.py`). A signature is definite only
 when the cluster says so: landed (its real amounts read from the chain, `balances.py`),
-failed on chain, or never landed with the block height past its `lastValidBlockHeight`.
+failed on chain, or never landed with the finalized block height past its
+`lastValidBlockHeight` (see `transaction_status` for what else that takes).
 Everything else is an unknown outcome, which the engine resolves by asking again, never by
 sending again.
 """
@@ -22,15 +23,16 @@ from uuid import UUID
 import structlog
 from pydantic import Field
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from orderengine.errors import SlippageExceeded, SwapRejected
+from orderengine.errors import SlippageExceeded, SwapRejected, VenueError
 from orderengine.tokens import TOKENS, Token
 from orderengine.transaction import Instruction, Transaction, raw_units
 from orderengine.venues import signable
 from orderengine.venues.balances import moved
 from orderengine.venues.jupiter import Jupiter, with_minimum
-from orderengine.venues.rpc import RpcError, SignatureStatus, SolanaRpc
+from orderengine.venues.rpc import PREFLIGHT_FAILED, RpcError, SignatureStatus, SolanaRpc
 from orderengine.venues.signable import Expected
 from orderengine.venues.values import (
     Dex,
@@ -42,9 +44,14 @@ from orderengine.venues.values import (
 
 log = structlog.get_logger(__name__)
 
-BLOCKHASH_LIFETIME = timedelta(seconds=60)
-"""About how long a fresh blockhash lives (150 blocks of about 400 ms): the estimate shown as
-`expiresAt`. The block height, not this, decides when a live swap has expired."""
+MAX_PROCESSING_AGE = 150
+"""Blocks a blockhash lives: a transaction lands at a block height no lower than its
+`lastValidBlockHeight` less this, and a slot is never lower than its block's height."""
+SLOTS_PER_BLOCK_BOUND = 2
+"""The most slots a block is taken to have cost, on average, since a swap could have landed
+(a cluster skips about one slot in twenty): how far back a node's ledger must reach for its
+"unknown" to mean "never landed"."""
+REMEMBERED_FEES = 10_000
 JUPITER_SLIPPAGE_EXCEEDED = 6001
 """Jupiter's program error when the route would pay less than the swap's least output."""
 PROGRAM_NAMES = {
@@ -66,9 +73,23 @@ class LiveVenue:
     """One DEX on a live cluster: `label` is what Jupiter calls it."""
 
     def __init__(
-        self, name: Dex, label: str, jupiter: Jupiter, rpc: SolanaRpc, poll_s: float
+        self,
+        name: Dex,
+        label: str,
+        jupiter: Jupiter,
+        rpc: SolanaRpc,
+        *,
+        poll_s: float,
+        lifetime_s: float,
     ) -> None:
+        """A venue for the DEX Jupiter calls `label`.
+
+        `lifetime_s` is about how long a fresh blockhash lives (150 blocks of about 400 ms):
+        the estimate shown as `expiresAt`, before which the cluster is not asked whether a
+        swap expired. The block height, not this, decides that it has.
+        """
         self._name = name
+        self._lifetime = timedelta(seconds=lifetime_s)
         self._label = label
         self._jupiter = jupiter
         self._rpc = rpc
@@ -83,6 +104,9 @@ class LiveVenue:
         sold, bought = TOKENS[token_in], TOKENS[token_out]
         raw_in = raw_units(amount_in, sold.decimals)
         answer = await self._jupiter.quote(sold.mint, bought.mint, raw_in, self._label)
+        asked = (sold.mint, bought.mint, str(raw_in))
+        if (answer.get("inputMint"), answer.get("outputMint"), answer.get("inAmount")) != asked:
+            raise VenueError(f"Jupiter's quote on {self._label} is not for the swap asked")
         amount_out = Decimal(int(answer["outAmount"])).scaleb(-bought.decimals)
         fee = _fee_in(answer, sold, bought, amount_in, amount_out)
         return JupiterQuote(
@@ -113,9 +137,12 @@ class LiveVenue:
             unsigned = VersionedTransaction.from_bytes(swap.unsigned)
         except ValueError as error:
             raise SwapRejected(f"Jupiter's swap transaction is unreadable: {error}") from error
+        sold = TOKENS[quote.token_in]
         expected = Expected(
             wallet=signer.pubkey(),
-            amount_in=int(quote.response["inAmount"]),
+            mint_in=Pubkey.from_string(sold.mint),
+            mint_out=Pubkey.from_string(bought.mint),
+            amount_in=raw_units(quote.amount_in, sold.decimals),
             minimum_out=minimum,
             max_priority_lamports=self._jupiter.priority.most_lamports,
         )
@@ -123,14 +150,13 @@ class LiveVenue:
         signed = VersionedTransaction(unsigned.message, [signer])
         threshold = Decimal(int(bounded["otherAmountThreshold"])).scaleb(-bought.decimals)
         signature = str(signed.signatures[0])
-        self._quoted_fees[signature] = quote.fee
         return Transaction(
             order_id=order_id,
             signature=signature,
             quote=quote,
             min_amount_out=threshold,
             instructions=_summary(signed),
-            expires_at=datetime.now(UTC) + BLOCKHASH_LIFETIME,
+            expires_at=datetime.now(UTC) + self._lifetime,
             last_valid_block_height=swap.last_valid_block_height,
             raw=bytes(signed),
         )
@@ -141,14 +167,16 @@ class LiveVenue:
         Raises `SwapRejected` when the preflight refused it, it failed on chain, or it
         expired unlanded; any other error leaves the outcome unknown.
         """
+        self._remember_fee(transaction.signature, transaction.quote.fee)
         try:
             await self._rpc.send_transaction(transaction.raw)
         except RpcError as error:
-            if not error.refused_before_sending:
+            if error.refused_before_sending:
+                refusal = f"the cluster refused the swap: {_program_error(error)}"
+                raise _rejection(refusal, slipped=_slipped(error.program_error)) from error
+            if error.rpc_code != PREFLIGHT_FAILED:
                 raise
-            refusal = f"the cluster refused the swap: {_program_error(error)}"
-            data = error.data if isinstance(error.data, dict) else {}
-            raise _rejection(refusal, slipped=_slipped(data.get("err"))) from error
+            log.info("preflight_refusal_not_definite", error=_program_error(error))
         while True:
             status = await self.transaction_status(
                 transaction.signature, transaction.expires_at, transaction.last_valid_block_height
@@ -164,16 +192,26 @@ class LiveVenue:
     async def transaction_status(
         self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
     ) -> TransactionStatus:
-        known = await self._rpc.signature_status(signature)
-        if known is None and await self._expired(expires_at, last_valid_block_height):
-            known = await self._rpc.signature_status(signature)
-            if known is None:
-                self._quoted_fees.pop(signature, None)
-                error = f"transaction {signature} expired without landing"
-                return TransactionStatus(
-                    signature=signature, state=TransactionState.EXPIRED, error=error
-                )
-        return await self._status_of(signature, known)
+        """As the cluster answers; `expired` only when no landing is possible and none is seen.
+
+        A signature no one knows has expired when the finalized block height has passed its
+        `lastValidBlockHeight` (no block after can take it), the node still holds every
+        slot it could have landed in, and a node that had reached that finalized slot
+        still knows nothing of it: so an answer from a node behind the others, or one that
+        forgot old slots, is never taken for "never landed".
+        """
+        looked = await self._rpc.signature_status(signature)
+        if looked.status is None:
+            seen_at = await self._expiry_slot(expires_at, last_valid_block_height)
+            if seen_at is not None:
+                looked = await self._rpc.signature_status(signature)
+                if looked.status is None and looked.slot >= seen_at:
+                    self._quoted_fees.pop(signature, None)
+                    error = f"transaction {signature} expired without landing"
+                    return TransactionStatus(
+                        signature=signature, state=TransactionState.EXPIRED, error=error
+                    )
+        return await self._status_of(signature, looked.status)
 
     async def pairs(self) -> frozenset[frozenset[str]]:
         """Every pair of known tokens: Jupiter says which the DEX has a pool for when quoted."""
@@ -200,10 +238,38 @@ class LiveVenue:
             signature=signature, state=TransactionState.LANDED, execution=execution
         )
 
-    async def _expired(self, expires_at: datetime, last_valid_block_height: int | None) -> bool:
+    async def _expiry_slot(
+        self, expires_at: datetime, last_valid_block_height: int | None
+    ) -> int | None:
+        """The finalized slot past which the signature can land no more; None if not yet.
+
+        The cluster is asked only once the estimate `expires_at` has passed, so that
+        following a swap costs one request a poll until then. None too when the node no
+        longer holds every slot the signature could have landed in.
+        """
+        if expires_at > datetime.now(UTC):
+            return None
         if last_valid_block_height is None:
-            return expires_at <= datetime.now(UTC)
-        return await self._rpc.block_height() > last_valid_block_height
+            return 0
+        height = await self._rpc.finalized_height()
+        if height.block_height <= last_valid_block_height:
+            return None
+        blocks_back = height.block_height - (last_valid_block_height - MAX_PROCESSING_AGE)
+        needed = height.slot - SLOTS_PER_BLOCK_BOUND * blocks_back
+        oldest = await self._rpc.minimum_ledger_slot()
+        if oldest > needed:
+            log.warning("ledger_too_short_to_tell_expiry", oldest_slot=oldest, needed_slot=needed)
+            return None
+        return height.slot
+
+    def _remember_fee(self, signature: str, fee: Decimal) -> None:
+        """Keep the quoted pool fee of a swap being sent, for its confirmation.
+
+        The oldest are forgotten past `REMEMBERED_FEES`: a fee is shown only when known.
+        """
+        self._quoted_fees[signature] = fee
+        while len(self._quoted_fees) > REMEMBERED_FEES:
+            del self._quoted_fees[next(iter(self._quoted_fees))]
 
     def _execution(self, signature: str, landed: dict[str, Any]) -> Execution:
         """The landed swap's execution; a landed transaction it cannot read stays unknown."""
