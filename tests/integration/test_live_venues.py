@@ -473,3 +473,27 @@ async def test_the_cluster_is_not_asked_about_expiry_before_the_estimate_passes(
     assert status.state is TransactionState.PENDING
     assert cluster.calls("getEpochInfo") == []
     assert cluster.calls("minimumLedgerSlot") == []
+
+
+async def test_a_landed_swap_whose_amounts_cannot_be_read_waits_and_is_never_retried(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        cluster.land(transaction.signature)
+        unreadable = fixture("transaction.json")
+        unreadable["result"]["meta"] = None
+        cluster.script("getTransaction", Reply(unreadable))
+        with capture_logs() as logs:
+            waiting = await venues["meteora"].transaction_status(
+                transaction.signature, transaction.expires_at, transaction.last_valid_block_height
+            )
+        readable = await venues["meteora"].transaction_status(
+            transaction.signature, transaction.expires_at, transaction.last_valid_block_height
+        )
+
+    assert waiting.state is TransactionState.PENDING
+    assert [line["event"] for line in logs] == ["landed_swap_unreadable"]
+    assert readable.state is TransactionState.LANDED
+    assert readable.execution is not None
+    assert readable.execution.amount_out == LANDED_OUT

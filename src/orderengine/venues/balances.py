@@ -41,7 +41,9 @@ class Unreadable(ValueError):
 
 def moved(transaction: dict[str, Any]) -> Moved:
     """The fee payer's swap in `transaction` (a `getTransaction` result, JSON encoding)."""
-    meta = transaction["meta"]
+    meta = transaction.get("meta")
+    if not isinstance(meta, dict):
+        raise Unreadable("the transaction carries no metadata")
     message = transaction["transaction"]["message"]
     payer = message["accountKeys"][0]
     changes = _token_changes(meta, payer)

@@ -30,7 +30,7 @@ from orderengine.errors import SlippageExceeded, SwapRejected, VenueError
 from orderengine.tokens import TOKENS, Token
 from orderengine.transaction import Instruction, Transaction, raw_units
 from orderengine.venues import signable
-from orderengine.venues.balances import moved
+from orderengine.venues.balances import Unreadable, moved
 from orderengine.venues.jupiter import Jupiter, with_minimum
 from orderengine.venues.rpc import PREFLIGHT_FAILED, RpcError, SignatureStatus, SolanaRpc
 from orderengine.venues.signable import Expected
@@ -233,7 +233,12 @@ class LiveVenue:
         landed = await self._rpc.transaction(signature)
         if landed is None:
             return TransactionStatus(signature=signature, state=TransactionState.PENDING)
-        execution = self._execution(signature, landed)
+        try:
+            execution = self._execution(signature, landed)
+        except (Unreadable, LookupError, TypeError, ValueError) as error:
+            # It landed, so it is never retried; until its amounts can be read, it waits.
+            log.error("landed_swap_unreadable", tx_hash=signature, error=repr(error))
+            return TransactionStatus(signature=signature, state=TransactionState.PENDING)
         return TransactionStatus(
             signature=signature, state=TransactionState.LANDED, execution=execution
         )
@@ -272,7 +277,7 @@ class LiveVenue:
             del self._quoted_fees[next(iter(self._quoted_fees))]
 
     def _execution(self, signature: str, landed: dict[str, Any]) -> Execution:
-        """The landed swap's execution; a landed transaction it cannot read stays unknown."""
+        """The landed swap's execution, from what the chain recorded of it."""
         swap = moved(landed)
         return Execution(
             dex=self._name,
