@@ -149,6 +149,12 @@ def raw_units(amount: Decimal, decimals: int) -> int:
     return value
 
 
+@lru_cache(maxsize=64)
+def public_key(signer: Keypair) -> Pubkey:
+    """The signer's public key, kept once derived: `Keypair.pubkey` derives it anew each call."""
+    return signer.pubkey()
+
+
 @lru_cache(maxsize=1024)
 def associated_token_address(owner: Pubkey, mint: Pubkey) -> Pubkey:
     """The owner's associated token account for `mint`, as the ATA program derives it.
@@ -173,7 +179,7 @@ def build(
     It accepts no less than `minimum` out (`min_amount_out`). `blockhash` is a recent one
     from the chain; the memo's nonce makes the signature new whatever the blockhash.
     """
-    owner = signer.pubkey()
+    owner = public_key(signer)
     swap = Swap.of(quote, minimum)
     token_in, token_out = TOKENS[quote.token_in], TOKENS[quote.token_out]
     wsol = associated_token_address(owner, WSOL)
@@ -192,7 +198,7 @@ def build(
     steps.append(_memo(f"orderengine {order_id} {secrets.token_hex(NONCE_BYTES)}"))
     recent = Hash.from_string(blockhash.blockhash)
     message = Message.new_with_blockhash([step for step, _ in steps], owner, recent)
-    signed = SolanaTransaction([signer], message, recent)
+    signed = SolanaTransaction.populate(message, [signer.sign_message(bytes(message))])
     return Transaction(
         order_id=order_id,
         signature=str(signed.signatures[0]),
