@@ -153,20 +153,6 @@ async def test_the_swap_answer_gives_the_transaction_and_its_last_valid_height()
 
     assert swap.unsigned == b"unsigned transaction"
     assert swap.last_valid_block_height == 311_870_475
-    assert swap.priority_fee_lamports == 9999
-
-
-@pytest.mark.parametrize(("fee", "read"), [("9999", 9999), ("n/a", None), (None, None)])
-async def test_the_swap_answers_priority_fee_is_optional(fee: Any, read: int | None) -> None:
-    answer = {
-        "swapTransaction": UNSIGNED,
-        "lastValidBlockHeight": 1,
-        "prioritizationFeeLamports": fee,
-    }
-
-    swap = await jupiter_answering(answer).swap(quote(1_000), WALLET)
-
-    assert swap.priority_fee_lamports == read
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,6 @@ class SwapTransaction:
 
     unsigned: bytes
     last_valid_block_height: int
-    priority_fee_lamports: int | None
 
 
 class Jupiter:
@@ -161,15 +160,4 @@ def _swap_transaction(answer: Any) -> SwapTransaction:
         unsigned = base64.b64decode(encoded, validate=True)
     except binascii.Error as error:
         raise SwapRejected(f"Jupiter's swapTransaction is not base64: {error}") from error
-    return SwapTransaction(
-        unsigned=unsigned,
-        last_valid_block_height=height,
-        priority_fee_lamports=_optional_int(answer.get("prioritizationFeeLamports")),
-    )
-
-
-def _optional_int(value: Any) -> int | None:
-    """An integer, or one written in digits; None for anything else (the value is optional)."""
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return SwapTransaction(unsigned=unsigned, last_valid_block_height=height)

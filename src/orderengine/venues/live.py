@@ -22,24 +22,33 @@ from uuid import UUID
 
 import structlog
 from pydantic import Field
+from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.system_program import ID as SYSTEM_PROGRAM
 from solders.transaction import VersionedTransaction
 
 from orderengine.errors import SlippageExceeded, SwapRejected, VenueError
 from orderengine.tokens import TOKENS, Token
-from orderengine.transaction import Instruction, Transaction, raw_units
+from orderengine.transaction import (
+    ASSOCIATED_TOKEN_PROGRAM,
+    TOKEN_PROGRAM,
+    Instruction,
+    Transaction,
+    raw_units,
+)
 from orderengine.venues import signable
 from orderengine.venues.balances import Unreadable, moved
 from orderengine.venues.jupiter import Jupiter, with_minimum
 from orderengine.venues.rpc import PREFLIGHT_FAILED, RpcError, SignatureStatus, SolanaRpc
-from orderengine.venues.signable import Expected
+from orderengine.venues.signable import JUPITER_PROGRAM, Expected
 from orderengine.venues.values import (
     Dex,
     Execution,
     Quote,
     TransactionState,
     TransactionStatus,
+    price_of,
 )
 
 log = structlog.get_logger(__name__)
@@ -55,11 +64,11 @@ REMEMBERED_FEES = 10_000
 JUPITER_SLIPPAGE_EXCEEDED = 6001
 """Jupiter's program error when the route would pay less than the swap's least output."""
 PROGRAM_NAMES = {
-    "ComputeBudget111111111111111111111111111111": "compute-budget",
-    "11111111111111111111111111111111": "system",
-    "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA": "spl-token",
-    "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL": "associated-token",
-    "JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4": "jupiter",
+    COMPUTE_BUDGET_PROGRAM: "compute-budget",
+    SYSTEM_PROGRAM: "system",
+    TOKEN_PROGRAM: "spl-token",
+    ASSOCIATED_TOKEN_PROGRAM: "associated-token",
+    JUPITER_PROGRAM: "jupiter",
 }
 
 
@@ -116,7 +125,7 @@ class LiveVenue:
             token_out=token_out,
             amount_in=amount_in,
             amount_out=amount_out,
-            price=(amount_out / amount_in).quantize(Decimal("1e-12")),
+            price=price_of(amount_in, amount_out),
             price_impact_pct=(Decimal(str(answer.get("priceImpactPct", "0"))) * 100).normalize(),
             fee=fee,
             fee_bps=(fee / amount_in * 10_000).quantize(Decimal("0.01")),
@@ -284,7 +293,7 @@ class LiveVenue:
             tx_hash=signature,
             amount_in=swap.amount_in,
             amount_out=swap.amount_out,
-            executed_price=(swap.amount_out / swap.amount_in).quantize(Decimal("1e-12")),
+            executed_price=price_of(swap.amount_in, swap.amount_out),
             fee=self._quoted_fees.pop(signature, None),
             network_fee=swap.network_fee,
             priority_fee=swap.priority_fee,
@@ -310,11 +319,11 @@ def _summary(transaction: VersionedTransaction) -> tuple[Instruction, ...]:
     keys = transaction.message.account_keys
     summary = []
     for instruction in transaction.message.instructions:
-        program = str(keys[instruction.program_id_index])
+        program = keys[instruction.program_id_index]
         summary.append(
             Instruction(
                 program=PROGRAM_NAMES.get(program, "program"),
-                program_id=program,
+                program_id=str(program),
                 action="invoke",
                 args={
                     "accounts": len(bytes(instruction.accounts)),

@@ -19,7 +19,7 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 import base58
 
 from orderengine.tokens import TOKENS, Token
-from orderengine.venues.values import Listing
+from orderengine.venues.values import Listing, price_of
 
 MEAN_REVERSION = 0.05
 """Share of the distance to its anchor the market price closes per step."""
@@ -170,7 +170,7 @@ class Pool:
             amount_out=amount_out,
             fee=fee.quantize(TOKENS[token_in].unit, rounding=ROUND_DOWN),
             price_impact_pct=impact.quantize(Decimal("0.0001")),
-            price=(amount_out / amount_in).quantize(Decimal("1e-12")),
+            price=price_of(amount_in, amount_out),
         )
 
     def settle(self, token_in: str, amount_in: Decimal, amount_out: Decimal) -> None:

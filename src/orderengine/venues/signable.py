@@ -43,8 +43,10 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM
 from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
+from solders.system_program import ID as SYSTEM_PROGRAM
 
 from orderengine.errors import SwapRejected
 from orderengine.transaction import (
@@ -54,8 +56,6 @@ from orderengine.transaction import (
     associated_token_address,
 )
 
-COMPUTE_BUDGET_PROGRAM = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
-SYSTEM_PROGRAM = Pubkey.from_string("11111111111111111111111111111111")
 TOKEN_2022_PROGRAM = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
 JUPITER_PROGRAM = Pubkey.from_string("JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4")
 SET_UNIT_LIMIT, SET_UNIT_PRICE = 2, 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
@@ -10,6 +11,11 @@ from orderengine.model import Amount, Model
 
 Dex = Literal["raydium", "meteora"]
 """The venues the router compares."""
+
+
+def price_of(amount_in: Decimal, amount_out: Decimal) -> Decimal:
+    """`token_out` per `token_in`, to 12 places, as quotes and executions give a price."""
+    return (amount_out / amount_in).quantize(Decimal("1e-12"))
 
 
 class Quote(Model):
