@@ -26,8 +26,10 @@ from orderengine.access import (
 )
 from orderengine.engine import Engine
 from orderengine.events import EventHub
+from orderengine.feed_tail import FeedTail
 from orderengine.keys import (
     ENGINE,
+    FEED_TAIL,
     HUB,
     KEY_RING,
     METRICS,
@@ -114,6 +116,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             signer = (load_keypair if live else load_or_create_keypair)(settings.keypair)
             engine = Engine(settings, repository, venues, app[HUB], app[METRICS], signer)
             app[REPOSITORY] = repository
+            app[FEED_TAIL] = FeedTail(repository)
             app[ENGINE] = engine
             await engine.start()
             log.info(

@@ -8,9 +8,9 @@ orders only; with none, every order.
 Positions are given once events are committed, by one sequencer at a time across the
 engines (`Repository.sequence_feed`), which each feed runs before it reads: so a reader that
 has seen position P has seen every position below it, whichever engine committed what, and
-resuming after P misses nothing. The feed reads the store whenever the hub has news (an
+resuming after P misses nothing. The feed asks for new events whenever the hub has news (an
 event committed here, or announced by another engine) and every `ORDERENGINE_WS_IDLE_CHECK_S`
-in any case.
+in any case; the newest are read once for all the feeds of the engine (`feed_tail.py`).
 
 Part of the HTTP layer: only the route table (`routes.py`) imports it.
 """
@@ -22,11 +22,8 @@ import asyncio
 from aiohttp import WSCloseCode, web
 
 from orderengine.errors import Forbidden, OrderEngineError
-from orderengine.keys import CALLER, HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.keys import CALLER, FEED_TAIL, HUB, REPOSITORY, SETTINGS, SOCKETS
 from orderengine.wire import error_body, non_negative
-
-PAGE = 500
-"""The most events read from the store at once."""
 
 
 async def follow_all(request: web.Request) -> web.StreamResponse:
@@ -66,17 +63,16 @@ async def _send(
     while True:
         news = asyncio.ensure_future(app[HUB].news(idle_s))
         try:
-            await app[REPOSITORY].sequence_feed()
-            page = await app[REPOSITORY].feed(after, PAGE, owner)
+            page = await app[FEED_TAIL].after(after, owner)
         except OrderEngineError as error:
             news.cancel()
             await ws.send_json(error_body(error.code, error.message))
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
             return
-        for position, event in page:
+        for position, _, event in page.entries:
             await ws.send_str(f'{{"position": {position}, {event.message[1:]}')
             after = position
-        if len(page) == PAGE:
+        if page.more:
             news.cancel()
             continue
         await news

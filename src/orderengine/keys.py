@@ -9,6 +9,7 @@ from aiohttp import web
 from orderengine.access import Caller, KeyRing, StreamTokens, SubmitLimit
 from orderengine.engine import Engine
 from orderengine.events import EventHub
+from orderengine.feed_tail import FeedTail
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
 from orderengine.settings import Settings
@@ -19,6 +20,8 @@ VENUES: web.AppKey[VenueFactory] = web.AppKey("venues")
 REPOSITORY = web.AppKey("repository", Repository)
 ENGINE = web.AppKey("engine", Engine)
 HUB = web.AppKey("hub", EventHub)
+FEED_TAIL = web.AppKey("feed_tail", FeedTail)
+"""The feed's newest events, shared by its followers."""
 METRICS = web.AppKey("metrics", Metrics)
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 """Open sockets, closed with 1001 when the server shuts down."""

@@ -200,6 +200,14 @@ class Backlog(NamedTuple):
     """Orders whose lease ran out unrenewed, to give back (`release_expired`)."""
 
 
+class FeedEntry(NamedTuple):
+    """An event of the feed of all orders: its position, and the owner of its order."""
+
+    position: int
+    owner: str | None
+    event: OrderEvent
+
+
 class StoredKey(NamedTuple):
     """An API key as `keys list` shows it: its name and dates, never the key or its hash."""
 
@@ -1108,18 +1116,14 @@ class Repository:
             )
         return int(given)
 
-    async def feed(
-        self, after: int, limit: int, owner: str | None = None
-    ) -> list[tuple[int, OrderEvent]]:
+    async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
         """The events with a feed position above `after`, in order; of `owner`'s orders if given."""
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
-                SELECT e.position, {", ".join(f"e.{c}" for c in EVENT_FIELDS)}
-                FROM order_events AS e
-                WHERE e.position > $1
-                  AND ($3::text IS NULL OR EXISTS (
-                      SELECT FROM orders AS o WHERE o.id = e.order_id AND o.owner = $3))
+                SELECT e.position, o.owner, {", ".join(f"e.{c}" for c in EVENT_FIELDS)}
+                FROM order_events AS e JOIN orders AS o ON o.id = e.order_id
+                WHERE e.position > $1 AND ($3::text IS NULL OR o.owner = $3)
                 ORDER BY e.position LIMIT $2
                 """,
                 after,
@@ -1127,7 +1131,11 @@ class Repository:
                 owner,
             )
         return [
-            (row["position"], _event({column: row[column] for column in EVENT_FIELDS}))
+            FeedEntry(
+                row["position"],
+                row["owner"],
+                _event({column: row[column] for column in EVENT_FIELDS}),
+            )
             for row in rows
         ]
 

@@ -105,7 +105,7 @@ async def test_positions_are_given_by_one_sequencer_in_commit_order(
 
     assert sum(given) == 20  # each event positioned once, whoever ran at once
     assert len(page) == 20
-    positions = [position for position, _ in page]
+    positions = [entry.position for entry in page]
     assert positions == sorted(positions)
     assert await repository.sequence_feed() == 0
 

@@ -1,0 +1,90 @@
+"""The newest events of the feed of all orders, read from the store once for every follower.
+
+Every follower of the feed (`GET /api/events`) asks for the events after its position each
+time the hub has news. Were each to read the store, one event would cost a statement per
+follower. Instead the first to ask gives the new events their positions
+(`Repository.sequence_feed`) and reads them, of every owner, into a window kept in memory;
+those asking meanwhile share that run, and each then takes from the window what it may see.
+A follower further behind than the window (resuming from an old position) reads the store
+itself until it has caught up.
+
+The window holds consecutive positions only (each read starts where the last ended, and
+positions have no gaps), so a follower served from it misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from itertools import islice
+from typing import Final, NamedTuple
+
+from orderengine.repository import FeedEntry, Repository
+
+PAGE: Final = 500
+"""The most events read from the store at once, and handed to a follower at once."""
+WINDOW: Final = 5_000
+"""The most events kept in memory, the newest."""
+
+
+class Page(NamedTuple):
+    entries: list[FeedEntry]
+    more: bool
+    """Whether more events are there to ask for at once."""
+
+
+class FeedTail:
+    """The feed's newest events, shared by the followers of one engine."""
+
+    def __init__(self, repository: Repository, window: int = WINDOW) -> None:
+        self._repository = repository
+        self._window: deque[FeedEntry] = deque(maxlen=window)
+        self._last: int | None = None
+        """The last position read into the window; None before the first read."""
+        self._behind = False
+        """The last read was a full page: the store holds more."""
+        self._reading = asyncio.Lock()
+        self._begun = 0
+        self._read_through = 0
+        """The number of the last read that ended well (reads are numbered as they begin)."""
+
+    async def after(self, position: int, owner: str | None) -> Page:
+        """Up to `PAGE` events after `position`, of `owner`'s orders when given.
+
+        Every event committed before the call is there to be had, now or by asking again at
+        once while `more` is true.
+        """
+        await self._catch_up()
+        assert self._last is not None, "a read that ended well set the last position"
+        if position >= self._last:
+            return Page([], self._behind)
+        if not self._window or position < self._window[0].position - 1:
+            entries = await self._repository.feed(position, PAGE, owner)
+            return Page(entries, len(entries) == PAGE)
+        start = position - (self._window[0].position - 1)
+        mine = (e for e in islice(self._window, start, None) if owner in (None, e.owner))
+        entries = list(islice(mine, PAGE))
+        more = len(entries) == PAGE and entries[-1].position < self._last
+        return Page(entries, more or self._behind)
+
+    async def _catch_up(self) -> None:
+        """Read what the store has beyond the window, unless a read begun since did so."""
+        called = self._begun
+        async with self._reading:
+            if self._read_through > called:
+                return
+            self._begun += 1
+            number = self._begun
+            await self._read()
+            self._read_through = number
+
+    async def _read(self) -> None:
+        await self._repository.sequence_feed()
+        if self._last is None:
+            self._last = await self._repository.feed_position()
+            return
+        entries = await self._repository.feed(self._last, PAGE)
+        self._window.extend(entries)
+        if entries:
+            self._last = entries[-1].position
+        self._behind = len(entries) == PAGE

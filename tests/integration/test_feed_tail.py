@@ -1,0 +1,125 @@
+"""The feed's newest events, read once for every follower of an engine, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from orderengine.domain import NewOrder, OrderRequest
+from orderengine.errors import DatabaseUnavailable
+from orderengine.feed_tail import PAGE, FeedTail
+from orderengine.repository import FeedEntry, Repository
+
+REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
+
+
+class CountedFeed(Repository):
+    """The real repository, counting its reads of the feed; the next one can be made to fail."""
+
+    reads = 0
+    fail_next = False
+
+    async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
+        self.reads += 1
+        if self.fail_next:
+            self.fail_next = False
+            raise DatabaseUnavailable("the database is unavailable")
+        return await super().feed(after, limit, owner)
+
+
+@pytest.fixture
+async def repository(database_url: str) -> AsyncIterator[CountedFeed]:
+    repository = await CountedFeed.connect(database_url, 4, 5.0)
+    yield repository
+    await repository.close()
+
+
+async def place(repository: Repository, count: int, owner: str | None = None) -> None:
+    """Commit `count` new orders, hence `count` events."""
+    await repository.create_orders([NewOrder(request=REQUEST, owner=owner)] * count)
+
+
+def positions(entries: list[FeedEntry]) -> list[int]:
+    return [entry.position for entry in entries]
+
+
+async def test_followers_asking_at_once_share_one_read(repository: CountedFeed) -> None:
+    tail = FeedTail(repository)
+    await place(repository, 2)
+    start = await tail.after(0, None)
+    await place(repository, 3)
+    repository.reads = 0
+
+    pages = await asyncio.gather(*(tail.after(2, None) for _ in range(5)))
+
+    assert positions(start.entries) == [1, 2]
+    assert all(positions(page.entries) == [3, 4, 5] for page in pages)
+    assert not any(page.more for page in pages)
+    # The first to ask reads; the four who asked once that read had begun share one more.
+    assert repository.reads == 2
+
+
+async def test_a_follower_behind_the_window_reads_the_store(repository: CountedFeed) -> None:
+    tail = FeedTail(repository, window=2)
+    await tail.after(0, None)
+    await place(repository, 4)
+    recent = await tail.after(3, None)
+    repository.reads = 0
+    behind = await tail.after(0, None)
+    reads_behind, repository.reads = repository.reads, 0
+    from_window = await tail.after(2, None)
+
+    assert positions(recent.entries) == [4]
+    assert positions(behind.entries) == [1, 2, 3, 4]
+    assert positions(from_window.entries) == [3, 4]
+    assert reads_behind == 2  # the tail's look for news, and the follower's own read
+    assert repository.reads == 1  # the tail's look for news alone
+
+
+async def test_a_follower_sees_only_its_owners_events(repository: CountedFeed) -> None:
+    tail = FeedTail(repository)
+    await tail.after(0, None)
+    await place(repository, 2, owner="alice")
+    await place(repository, 1, owner="bob")
+    await place(repository, 1, owner="alice")
+
+    alice = await tail.after(0, "alice")
+    bob = await tail.after(0, "bob")
+    everyone = await tail.after(0, None)
+
+    assert positions(alice.entries) == [1, 2, 4]
+    assert {entry.owner for entry in alice.entries} == {"alice"}
+    assert positions(bob.entries) == [3]
+    assert positions(everyone.entries) == [1, 2, 3, 4]
+
+
+async def test_a_full_page_asks_for_the_rest_at_once(repository: CountedFeed) -> None:
+    tail = FeedTail(repository)
+    await tail.after(0, None)
+    await place(repository, PAGE + 1)
+
+    first = await tail.after(0, None)
+    rest = await tail.after(PAGE, None)
+
+    assert positions(first.entries) == list(range(1, PAGE + 1))
+    assert first.more
+    assert positions(rest.entries) == [PAGE + 1]
+    assert not rest.more
+
+
+async def test_a_read_that_failed_is_not_shared(repository: CountedFeed) -> None:
+    tail = FeedTail(repository)
+    await tail.after(0, None)
+    await place(repository, 2)
+    repository.fail_next = True
+
+    failed, page = await asyncio.gather(
+        tail.after(0, None), tail.after(0, None), return_exceptions=True
+    )
+
+    assert isinstance(failed, DatabaseUnavailable)
+    assert not isinstance(page, BaseException)
+    assert positions(page.entries) == [1, 2]
