@@ -321,3 +321,93 @@ async def test_a_short_lived_blockhash_is_handed_out_for_a_tenth_of_its_life_at_
 
     assert same == first
     assert next_one.blockhash != first.blockhash
+
+
+async def _held_back(
+    chain: Chain, database_url: str, blocker: Sent, sends: list[Sent]
+) -> list[BaseException | None]:
+    """Record `blocker` while its signature's lock is held elsewhere, then `sends` at once.
+
+    The blocker's statement waits for the lock, so `sends` queue up meanwhile and are
+    recorded together once it is let go: the outcome of each.
+    """
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", SIGNATURE_LOCKS, blocker.signature
+            )
+            first = asyncio.create_task(chain.record(blocker))
+            await asyncio.sleep(0.1)
+            queued = [asyncio.create_task(chain.record(each)) for each in sends]
+            await asyncio.sleep(0.1)
+            assert not any(task.done() for task in [first, *queued]), "all wait for the blocker"
+        await first
+        return await asyncio.gather(*queued, return_exceptions=True)
+    finally:
+        await holder.close()
+
+
+async def test_transactions_sent_at_once_are_recorded_together_each_on_its_own(
+    chain: Chain, database_url: str
+) -> None:
+    blockhash = await chain.issue_blockhash()
+    good = [sent(blockhash) for _ in range(3)]
+    forged = sent(RecentBlockhash(blockhash="11111111111111111111111111111111", expires_at=later()))
+    misstated = sent(blockhash.model_copy(update={"expires_at": later()}))
+
+    outcomes = await _held_back(
+        chain, database_url, sent(blockhash), [good[0], forged, good[1], misstated, good[2]]
+    )
+
+    assert [outcomes[0], outcomes[2], outcomes[4]] == [None, None, None]
+    assert isinstance(outcomes[1], SwapRejected)
+    assert "blockhash not found" in str(outcomes[1])
+    assert isinstance(outcomes[3], SwapRejected)
+    assert "expires at" in str(outcomes[3])
+    for each in good:
+        status = await chain.status(each.signature, blockhash.expires_at)
+        assert status.state is TransactionState.LANDED
+    for refused in (forged, misstated):
+        assert await chain.find(refused.signature) is None
+    reader = await asyncpg.connect(database_url)
+    try:
+        committed_at = await reader.fetch(
+            "SELECT DISTINCT at FROM chain.transactions WHERE signature = ANY($1::text[])",
+            [each.signature for each in good],
+        )
+    finally:
+        await reader.close()
+    assert len(committed_at) == 1, "one transaction took the three"
+
+
+async def test_one_signature_twice_in_a_group_is_taken_once(
+    chain: Chain, database_url: str
+) -> None:
+    blockhash = await chain.issue_blockhash()
+    twice = sent(blockhash)
+    other = sent(blockhash)
+
+    outcomes = await _held_back(chain, database_url, sent(blockhash), [twice, other, twice])
+
+    assert outcomes[0] is None
+    assert outcomes[1] is None
+    assert isinstance(outcomes[2], AlreadyProcessed)
+    assert await chain.landed_signatures([twice.order_id]) == {twice.order_id: [twice.signature]}
+
+
+async def test_a_transaction_the_store_refuses_fails_alone(chain: Chain, database_url: str) -> None:
+    blockhash = await chain.issue_blockhash()
+    good = [sent(blockhash) for _ in range(2)]
+    unstorable = sent(blockhash, signature="sig-\x00")
+
+    outcomes = await _held_back(
+        chain, database_url, sent(blockhash), [good[0], unstorable, good[1]]
+    )
+
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], asyncpg.PostgresError)
+    assert outcomes[2] is None
+    for each in good:
+        status = await chain.status(each.signature, blockhash.expires_at)
+        assert status.state is TransactionState.LANDED

@@ -7,9 +7,10 @@ nothing of the engine's tables: the engine learns what landed only by asking a v
 It also keeps the pools venues listed for new pairs (`add_listing`), so that a listing
 outlives the engine that made it and the venues of every engine on the chain learn it.
 
-A transaction is recorded when it is sent, in one statement, with the outcome the venue
-decided then (landed with its amounts, or rejected with its reason) and the moment it lands.
-From that moment the outcome is visible; before it, the signature is pending. So a swap lands
+A transaction is recorded when it is sent, in one statement with those sent meanwhile, with
+the outcome the venue decided then (landed with its amounts, or rejected with its reason)
+and the moment it lands. From that moment the outcome is visible; before it, the signature
+is pending. So a swap lands
 on schedule whether or not the engine that sent it is still running. The chain only takes a
 transaction whose blockhash it issued and which has not expired; one it never took is
 pending until its blockhash expires, and expired after, for good.
@@ -34,6 +35,7 @@ import asyncpg
 from solders.hash import Hash
 
 from orderengine.errors import AlreadyListed, SwapRejected, VenueError
+from orderengine.grouping import Grouped
 from orderengine.postgres import acquire, create_pool
 from orderengine.venues.values import (
     Dex,
@@ -52,6 +54,8 @@ signature is taken, or found missing after its expiry: so that the chain never d
 a signature expired while a transaction with it is being recorded."""
 DEFAULT_BLOCKHASH_TTL_S = 60.0
 LISTING_COLUMNS = "dex, token, quote_token, price, liquidity, pool, listed_at"
+RECORD_BATCH = 100
+"""The most transactions recorded in one statement."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,7 @@ class Chain:
         self._slot_s = min(SLOT_S, blockhash_ttl_s / 10)
         self._clock = clock
         self._slot: tuple[float, RecentBlockhash] | None = None
+        self._records: Grouped[Sent, None] = Grouped(self._record_group, RECORD_BATCH)
 
     @classmethod
     async def open(
@@ -251,55 +256,98 @@ class Chain:
         return RecentBlockhash(blockhash=blockhash, expires_at=expires_at)
 
     async def record(self, sent: Sent) -> None:
-        """Take `sent` in one statement, under its signature's lock; or say why not.
+        """Take `sent`, under its signature's lock; or say why not.
 
-        The lock is the statement's first step, and the blockhash's validity is read on the
-        clock after it, so a `status` that held the lock and found the signature missing
-        past its expiry is never contradicted. A valid transaction that was not taken met
-        the same signature, taken before it: only a conflict leaves it out.
+        Transactions sent while a record is being committed are recorded together, in one
+        statement (`Grouped`), each taken or refused on its own. The locks are the
+        statement's first step, taken in the order of their keys so that two groups never
+        wait for each other, and the blockhashes' validity is read on the clock after them,
+        so a `status` that held a lock and found its signature missing past its expiry is
+        never contradicted. A valid transaction that was not taken met the same signature,
+        taken before it: only a conflict leaves it out.
         """
-        execution = sent.outcome if isinstance(sent.outcome, Execution) else None
+        await self._records(sent)
+
+    async def _record_group(self, group: Sequence[Sent]) -> list[Exception | None]:
+        """Record `group`; each one's refusal, or None when it was taken.
+
+        When the store refuses the statement (nothing of it committed), each is recorded
+        again alone, so that only the one at fault fails. Transactions with one signature
+        are recorded one after the other, so that the first is taken and the others see it.
+        """
+        if len(group) > 1 and len({sent.signature for sent in group}) < len(group):
+            return [outcome for sent in group for outcome in await self._record_alone(sent)]
+        try:
+            rows = await self._recorded_rows(group)
+        except asyncpg.PostgresError:
+            if len(group) == 1:
+                raise
+            return [outcome for sent in group for outcome in await self._record_alone(sent)]
+        return [_refusal_of(sent, row) for sent, row in zip(group, rows, strict=True)]
+
+    async def _record_alone(self, sent: Sent) -> list[Exception | None]:
+        try:
+            return await self._record_group([sent])
+        except Exception as error:
+            return [error]
+
+    async def _recorded_rows(self, group: Sequence[Sent]) -> list[asyncpg.Record]:
+        """The group's statement: for each, in order, what was issued and whether it was taken."""
+        executions = [s.outcome if isinstance(s.outcome, Execution) else None for s in group]
+        amounts = [_amounts(execution) for execution in executions]
         async with acquire(self._pool, self._timeout_s) as connection:
-            row = await connection.fetchrow(
+            return await connection.fetch(
                 """
-                WITH locked AS (
-                    SELECT pg_advisory_xact_lock($13, hashtext($1))
+                WITH sent AS (
+                    SELECT * FROM unnest(
+                        $1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
+                        $6::boolean[], $7::numeric[], $8::numeric[], $9::numeric[],
+                        $10::numeric[], $11::text[], $12::float8[]
+                    ) WITH ORDINALITY AS s (signature, blockhash, expires_at, dex, order_id,
+                                            landed, amount_in, amount_out, executed_price,
+                                            fee, error, lands_in_s, n)
+                ), locked AS (
+                    SELECT pg_advisory_xact_lock($13, key)
+                    FROM (SELECT hashtext(signature) AS key FROM sent
+                          ORDER BY key OFFSET 0) AS keys
                 ), issued AS (
-                    SELECT expires_at, expires_at >= clock_timestamp() AS valid
-                    FROM locked, chain.blockhashes WHERE blockhash = $2
+                    SELECT sent.*, b.expires_at AS issued_expires_at,
+                           b.expires_at >= clock_timestamp() AS valid
+                    FROM sent LEFT JOIN chain.blockhashes AS b ON b.blockhash = sent.blockhash
+                    WHERE (SELECT count(*) FROM locked) = (SELECT count(*) FROM sent) -- locks first
                 ), taken AS (
                     INSERT INTO chain.transactions (
                         signature, blockhash, expires_at, dex, order_id, landed,
                         amount_in, amount_out, executed_price, fee, error, lands_at)
-                    SELECT $1, $2, issued.expires_at, $4, $5, $6, $7, $8, $9, $10, $11,
-                           clock_timestamp() + $12::interval
-                    FROM issued WHERE issued.valid AND issued.expires_at = $3
+                    SELECT signature, blockhash, issued_expires_at, dex, order_id, landed,
+                           amount_in, amount_out, executed_price, fee, error,
+                           clock_timestamp() + lands_in_s * interval '1 second'
+                    FROM issued WHERE valid AND issued_expires_at = expires_at
                     ON CONFLICT (signature) DO NOTHING
-                    RETURNING 1
+                    RETURNING signature
                 )
-                SELECT (SELECT expires_at FROM issued) AS expires_at,
-                       coalesce((SELECT valid FROM issued), false) AS valid,
-                       EXISTS (SELECT FROM taken) AS taken,
-                       EXISTS (SELECT FROM chain.transactions WHERE signature = $1) AS known
+                SELECT issued.issued_expires_at AS expires_at,
+                       coalesce(issued.valid, false) AS valid,
+                       EXISTS (SELECT FROM taken WHERE taken.signature = issued.signature)
+                           AS taken,
+                       EXISTS (SELECT FROM chain.transactions AS t
+                               WHERE t.signature = issued.signature) AS known
+                FROM issued ORDER BY issued.n
                 """,
-                sent.signature,
-                sent.blockhash,
-                sent.expires_at,
-                sent.dex,
-                sent.order_id,
-                execution is not None,
-                *_amounts(execution),
-                None if execution else sent.outcome,
-                timedelta(seconds=sent.lands_in_s),
+                [sent.signature for sent in group],
+                [sent.blockhash for sent in group],
+                [sent.expires_at for sent in group],
+                [sent.dex for sent in group],
+                [sent.order_id for sent in group],
+                [execution is not None for execution in executions],
+                *(list(column) for column in zip(*amounts, strict=True)),
+                [
+                    None if execution else sent.outcome
+                    for sent, execution in zip(group, executions, strict=True)
+                ],
+                [sent.lands_in_s for sent in group],
                 SIGNATURE_LOCKS,
             )
-        assert row is not None
-        if row["taken"]:
-            return
-        refused = refusal(sent, row["expires_at"], row["valid"])
-        if row["known"] or refused is None:
-            raise AlreadyProcessed(f"transaction {sent.signature} was already processed")
-        raise refused
 
     async def find(self, signature: str) -> TransactionStatus | None:
         """The state of a signature the chain took, now; None if it never took it."""
@@ -413,6 +461,16 @@ def _recorded(row: asyncpg.Record) -> Recorded:
 
 def _listing(row: asyncpg.Record) -> Listing:
     return Listing.model_validate(dict(row))
+
+
+def _refusal_of(sent: Sent, row: asyncpg.Record) -> Exception | None:
+    """None if the chain took `sent`; else why not, from what its statement found."""
+    if row["taken"]:
+        return None
+    refused = refusal(sent, row["expires_at"], row["valid"])
+    if row["known"] or refused is None:
+        return AlreadyProcessed(f"transaction {sent.signature} was already processed")
+    return refused
 
 
 def _amounts(execution: Execution | None) -> tuple[Decimal | None, ...]:
