@@ -411,3 +411,40 @@ async def test_a_transaction_the_store_refuses_fails_alone(chain: Chain, databas
     for each in good:
         status = await chain.status(each.signature, blockhash.expires_at)
         assert status.state is TransactionState.LANDED
+
+
+async def test_builds_at_once_in_a_new_slot_share_one_blockhash(database_url: str) -> None:
+    chain = await Chain.open(database_url, 4, 5.0, blockhash_ttl_s=60, clock=lambda: 0.0)
+    admin = await asyncpg.connect(database_url)
+    try:
+        issued = await asyncio.gather(*(chain.issue_blockhash() for _ in range(10)))
+        rows = await admin.fetchval("SELECT count(*) FROM chain.blockhashes")
+    finally:
+        await admin.close()
+        await chain.close()
+
+    assert len({each.blockhash for each in issued}) == 1
+    assert rows == 1
+
+
+async def test_a_blockhash_that_could_not_be_issued_is_issued_at_the_next_build(
+    database_url: str,
+) -> None:
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=60, clock=lambda: 0.0)
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute("ALTER TABLE chain.blockhashes RENAME TO away")
+        failed = await asyncio.gather(
+            *(chain.issue_blockhash() for _ in range(3)), return_exceptions=True
+        )
+        await admin.execute("ALTER TABLE chain.away RENAME TO blockhashes")
+        issued = await chain.issue_blockhash()
+        stored = await admin.fetchval(
+            "SELECT count(*) FROM chain.blockhashes WHERE blockhash = $1", issued.blockhash
+        )
+    finally:
+        await admin.close()
+        await chain.close()
+
+    assert all(isinstance(outcome, asyncpg.UndefinedTableError) for outcome in failed)
+    assert stored == 1

@@ -21,6 +21,7 @@ agree on what has landed and what has expired.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -201,6 +202,8 @@ class Chain:
         self._slot_s = min(SLOT_S, blockhash_ttl_s / 10)
         self._clock = clock
         self._slot: tuple[float, RecentBlockhash] | None = None
+        self._issuing: asyncio.Task[RecentBlockhash] | None = None
+        """The slot's blockhash being issued, which the builds meanwhile wait for."""
         self._records: Grouped[Sent, None] = Grouped(self._record_group, RECORD_BATCH)
 
     @classmethod
@@ -232,11 +235,17 @@ class Chain:
     async def issue_blockhash(self) -> RecentBlockhash:
         """The current slot's blockhash, issued for the first build of the slot.
 
-        It is valid for the chain's blockhash lifetime from its issue.
+        It is valid for the chain's blockhash lifetime from its issue. Builds that come
+        while it is being issued wait for it rather than each issue one of their own.
         """
         now = self._clock()
         if self._slot is not None and now - self._slot[0] < self._slot_s:
             return self._slot[1]
+        if self._issuing is None or self._issuing.done():
+            self._issuing = asyncio.create_task(self._open_slot(now), name="chain-slot")
+        return await asyncio.shield(self._issuing)
+
+    async def _open_slot(self, now: float) -> RecentBlockhash:
         issued = await self._issue()
         self._slot = (now, issued)
         return issued
