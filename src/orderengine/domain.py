@@ -7,7 +7,6 @@ is a type error, not a silent change of the contract.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,6 +15,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, TypedDict
 from uuid import UUID
 
+import orjson
 from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -363,7 +363,7 @@ class OrderEvent(Model):
     @cached_property
     def message(self) -> str:
         """`wire()` as JSON text, written once however many sockets send it."""
-        return json.dumps(self.wire())
+        return orjson.dumps(self.wire()).decode()
 
 
 # ---- event kinds: the details each status change carries on the wire ----------------------

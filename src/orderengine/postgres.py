@@ -6,12 +6,12 @@ reached to the same `DatabaseUnavailable`, and neither knows the other's tables.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from orderengine.errors import DatabaseUnavailable
@@ -39,9 +39,14 @@ async def _keep_connection(connection: asyncpg.Connection) -> None:
     """
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
+    """Jsonb as Python values, through orjson: every status change writes an event's details."""
     await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        "jsonb", encoder=_json_text, decoder=orjson.loads, schema="pg_catalog"
     )
 
 
