@@ -916,33 +916,28 @@ class Repository:
 
         The pairs (tokenIn, tokenOut) this engine watches now, its leases renewed; a pair
         first waited on is added. A watch taken up afresh forgets the price last reported, so
-        that its first price is reported to every order waiting on the pair. Engines calling
-        at once never lease the same pair: the update re-reads a row another one changed
-        meanwhile.
+        that its first price is reported to every order waiting on the pair. One statement,
+        as watchers poll often: engines calling at once never lease the same pair, as the
+        upsert's condition is read on the latest version of a row another one changed or
+        added meanwhile.
         """
-        async with self._connection() as connection, connection.transaction():
-            await connection.execute(
-                """
-                INSERT INTO price_watch (token_in, token_out)
-                SELECT DISTINCT token_in, token_out FROM orders
-                WHERE awaits = 'price' AND status = 'pending'
-                ON CONFLICT DO NOTHING
-                """
-            )
+        async with self._connection() as connection:
             rows = await connection.fetch(
                 """
-                UPDATE price_watch AS watch
-                SET lease_owner = $1,
-                    lease_expires_at = clock_timestamp() + $2 * interval '1 second',
-                    reported_price = CASE WHEN lease_owner = $1
-                                           AND lease_expires_at >= clock_timestamp()
-                                          THEN reported_price END
-                WHERE (lease_owner IS NULL OR lease_owner = $1
-                       OR lease_expires_at < clock_timestamp())
-                  AND EXISTS (
-                      SELECT FROM orders
-                      WHERE awaits = 'price' AND status = 'pending'
-                        AND (token_in, token_out) = (watch.token_in, watch.token_out))
+                INSERT INTO price_watch AS watch (token_in, token_out, lease_owner,
+                                                  lease_expires_at)
+                SELECT token_in, token_out, $1::uuid,
+                       clock_timestamp() + $2 * interval '1 second'
+                FROM (SELECT DISTINCT token_in, token_out FROM orders
+                      WHERE awaits = 'price' AND status = 'pending') AS waited
+                ON CONFLICT (token_in, token_out) DO UPDATE
+                SET lease_owner = excluded.lease_owner,
+                    lease_expires_at = excluded.lease_expires_at,
+                    reported_price = CASE WHEN watch.lease_owner = $1
+                                           AND watch.lease_expires_at >= clock_timestamp()
+                                          THEN watch.reported_price END
+                WHERE watch.lease_owner IS NULL OR watch.lease_owner = $1
+                      OR watch.lease_expires_at < clock_timestamp()
                 RETURNING token_in, token_out
                 """,
                 self.owner,
