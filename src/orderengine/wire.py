@@ -387,7 +387,8 @@ def _tokens(request: web.Request, header: str) -> list[str]:
 
 
 def _asks_for_websocket(request: web.Request) -> bool:
-    return "websocket" in _tokens(request, hdrs.UPGRADE)
+    """Whether Upgrade names websocket; most requests carry no Upgrade, read at no cost."""
+    return hdrs.UPGRADE in request.headers and "websocket" in _tokens(request, hdrs.UPGRADE)
 
 
 def _handshake_problem(request: web.Request) -> str | None:
