@@ -10,10 +10,10 @@ outlives the engine that made it and the venues of every engine on the chain lea
 A transaction is recorded when it is sent, in one statement with those sent meanwhile, with
 the outcome the venue decided then (landed with its amounts, or rejected with its reason)
 and the moment it lands. From that moment the outcome is visible; before it, the signature
-is pending. So a swap lands
-on schedule whether or not the engine that sent it is still running. The chain only takes a
-transaction whose blockhash it issued and which has not expired; one it never took is
-pending until its blockhash expires, and expired after, for good.
+is pending. So a swap lands on schedule whether or not the engine that sent it is still
+running. The chain only takes a transaction whose blockhash it issued and which has not
+expired; one it never took is pending until its blockhash expires, and expired after, for
+good.
 
 "Now" is always the database's clock (`clock_timestamp()`), so that engines sharing the chain
 agree on what has landed and what has expired.
@@ -270,7 +270,7 @@ class Chain:
         Transactions sent while a record is being committed are recorded together, in one
         statement (`Grouped`), each taken or refused on its own. The locks are the
         statement's first step, taken in the order of their keys so that two groups never
-        wait for each other, and the blockhashes' validity is read on the clock after them,
+        deadlock, and the blockhashes' validity is read on the clock after them,
         so a `status` that held a lock and found its signature missing past its expiry is
         never contradicted. A valid transaction that was not taken met the same signature,
         taken before it: only a conflict leaves it out.
