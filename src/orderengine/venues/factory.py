@@ -27,6 +27,10 @@ from orderengine.venues.venue import VenueFactory, Venues
 MIN_BLOCKHASH_TTL_S = 1.0
 """The shortest blockhash lifetime, whatever the latency scale: long enough for an engine to
 commit a transaction as submitted and send it, even at a latency scale of 0."""
+CHAIN_POOL_SIZE = 4
+"""The simulated chain's connections, however many workers: it records the swaps sent at once
+in one statement and issues a slot's blockhash once, so a few connections serve them all, with
+room for reconciliations' reads beside."""
 
 
 def blockhash_ttl_s(settings: Settings) -> float:
@@ -36,14 +40,11 @@ def blockhash_ttl_s(settings: Settings) -> float:
 
 @asynccontextmanager
 async def simulated_venues(settings: Settings) -> AsyncIterator[Venues]:
-    """The default venues: simulated Raydium and Meteora on one simulated chain.
-
-    The chain's pool holds a connection for each swap that may be landing at once.
-    """
+    """The default venues: simulated Raydium and Meteora on one simulated chain."""
     assert settings.database_url, "the database URL is resolved before venues are opened"
     chain = await Chain.open(
         settings.database_url,
-        settings.concurrency,
+        CHAIN_POOL_SIZE,
         settings.db_timeout_s,
         blockhash_ttl_s=blockhash_ttl_s(settings),
     )
