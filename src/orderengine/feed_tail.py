@@ -28,6 +28,8 @@ WINDOW: Final = 5_000
 
 
 class Page(NamedTuple):
+    """What a feed is handed at once: its next events, in order."""
+
     entries: list[FeedEntry]
     more: bool
     """Whether more events are there to ask for at once."""
@@ -62,7 +64,8 @@ class FeedTail:
             entries = await self._repository.feed(position, PAGE, owner)
             return Page(entries, len(entries) == PAGE)
         start = position - (self._window[0].position - 1)
-        mine = (e for e in islice(self._window, start, None) if owner in (None, e.owner))
+        newer = islice(self._window, start, None)
+        mine = (entry for entry in newer if owner is None or entry.owner == owner)
         entries = list(islice(mine, PAGE))
         more = len(entries) == PAGE and entries[-1].position < self._last
         return Page(entries, more or self._behind)
@@ -79,6 +82,7 @@ class FeedTail:
             self._read_through = number
 
     async def _read(self) -> None:
+        """Position what was committed, and read it; the first read only learns where to start."""
         await self._repository.sequence_feed()
         if self._last is None:
             self._last = await self._repository.feed_position()
