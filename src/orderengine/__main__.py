@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 
+import asyncpg
 import structlog
 import uvloop
 from aiohttp import web
@@ -26,6 +27,7 @@ from orderengine import cli, demo, key_commands
 from orderengine.access import Exposed
 from orderengine.app import create_app
 from orderengine.embedded_db import embedded_postgres
+from orderengine.errors import DatabaseUnavailable
 from orderengine.keys import ENGINE
 from orderengine.logs import configure_logging
 from orderengine.server import EngineSite
@@ -120,6 +122,26 @@ def run() -> None:
         except (Exposed, InvalidKeypair) as refusal:
             log.error("refusing_to_serve", reason=str(refusal))
             sys.exit(str(refusal))
+        except DatabaseUnavailable as unavailable:
+            reason = database_problem(unavailable)
+            log.error("refusing_to_serve", reason=reason)
+            sys.exit(reason)
+
+
+def database_problem(unavailable: DatabaseUnavailable) -> str:
+    """Why the engine could not open its connections at start, without the database's URL.
+
+    Every connection of its pools is opened at start: a server with no room left for them
+    says so at once, rather than when a burst needs them.
+    """
+    if isinstance(unavailable.__cause__, asyncpg.TooManyConnectionsError):
+        return (
+            "the database has no room for this engine's connections: it opens"
+            " ORDERENGINE_DB_POOL_SIZE of them, and 5 more, at start. Give it a smaller pool,"
+            " or the server a larger max_connections"
+        )
+    cause = type(unavailable.__cause__).__name__ if unavailable.__cause__ else "no answer"
+    return f"the database could not be reached at start ({cause})"
 
 
 if __name__ == "__main__":

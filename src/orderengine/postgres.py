@@ -51,11 +51,17 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, size: int, timeout_s: float) -> asyncpg.Pool:
-    """A pool that survives the database restarting; jsonb columns read as Python values."""
+    """A pool of `size` connections, all opened now, that survives the database restarting.
+
+    jsonb columns read as Python values. The connections are opened at once and kept, so that
+    a burst (a thousand sockets opening, each reading its order) finds them ready: a
+    connection opened during the burst costs its connect, its setup and asyncpg's first look
+    at the types on the event loop, while every request in the burst waits.
+    """
     try:
         return await asyncpg.create_pool(
             dsn,
-            min_size=1,
+            min_size=size,
             max_size=size,
             init=_init_connection,
             reset=_keep_connection,

@@ -1,0 +1,49 @@
+"""`python -m orderengine` opens every connection of its pools at start, or refuses to serve.
+
+A database it cannot reach, or one with no room left for its connections, ends the start
+with a sentence naming the problem, never a traceback nor the database's URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tests.engine_process import engine_environment, free_port
+
+EXIT_LIMIT_S = 60.0
+
+
+async def refusal(database_url: str, **settings: object) -> str:
+    """The output of an engine started with `settings`, which must exit 1 on its own."""
+    env = engine_environment(database_url, free_port(), settings)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orderengine",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), EXIT_LIMIT_S)
+    assert process.returncode == 1, output.decode()
+    assert "Traceback" not in output.decode()
+    return output.decode()
+
+
+async def test_a_database_with_no_room_for_the_pools_is_refused_at_start(
+    database_url: str,
+) -> None:
+    output = await refusal(database_url, db_pool_size=150)  # the server allows 100
+
+    assert "the database has no room for this engine's connections" in output
+    assert "ORDERENGINE_DB_POOL_SIZE" in output
+
+
+async def test_a_database_out_of_reach_is_refused_at_start(database_url: str) -> None:
+    unreachable = f"postgresql://postgres:secret-password@127.0.0.1:{free_port()}/orders"
+
+    output = await refusal(unreachable)
+
+    assert "the database could not be reached at start" in output
+    assert "secret-password" not in output
