@@ -69,6 +69,21 @@ def engine_environment(
     return env
 
 
+async def refused_start(database_url: str, settings: Mapping[str, Any]) -> str:
+    """The output of an engine started with `settings`, which must exit 1 on its own."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orderengine",
+        env=engine_environment(database_url, free_port(), settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), HEALTH_LIMIT_S)
+    assert process.returncode == 1, output.decode()
+    return output.decode()
+
+
 def leftover_postgres(data_dir: Path) -> int | None:
     """The pid of the embedded PostgreSQL still running on `data_dir`, if any.
 

@@ -9,6 +9,9 @@ A run answers each call on its own: a result, or the error that call alone met. 
 that ends the whole run is every call's. A caller cancelled while its call is queued or
 running does not cancel the run: its call may still be carried out, as a statement already
 sent may still commit.
+
+`each_alone` carries out a group's calls again one at a time, for a run whose statement the
+store refused as a whole, so that only the call at fault fails.
 """
 
 from __future__ import annotations
@@ -22,6 +25,21 @@ ResultT = TypeVar("ResultT")
 
 Run = Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]]
 """Carries out a group of calls; one result or error per call, in their order."""
+
+
+async def each_alone(run: Run[ItemT, ResultT], items: Sequence[ItemT]) -> list[ResultT | Exception]:
+    """Carry out `items` one at a time, each a group of its own; an error is its call's alone.
+
+    For a group whose statement the store refused as a whole: run again one by one, only the
+    call at fault fails.
+    """
+    outcomes: list[ResultT | Exception] = []
+    for item in items:
+        try:
+            outcomes.extend(await run([item]))
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
 
 
 class Grouped(Generic[ItemT, ResultT]):

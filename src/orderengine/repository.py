@@ -43,7 +43,7 @@ from orderengine.errors import (
     OrderNotFound,
     StaleOrder,
 )
-from orderengine.grouping import Grouped
+from orderengine.grouping import Grouped, each_alone
 from orderengine.migrations import migrate
 from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
 from orderengine.postgres import Connection, acquire, create_pool
@@ -760,7 +760,7 @@ class Repository:
         except Exception as error:
             if len(changes) == 1 or not self._nothing_committed(error):
                 raise
-            return [outcome for change in changes for outcome in await self._alone(change)]
+            return await each_alone(self._commit_changes, changes)
         by_id = {row["order_id"]: row for row in rows}
         missing = [c.order.order_id for c in changes if c.order.order_id not in by_id]
         current = await self._current(missing) if missing else {}
@@ -770,12 +770,6 @@ class Repository:
             else _refusal(change.order, current.get(change.order.order_id))
             for change in changes
         ]
-
-    async def _alone(self, change: Change) -> list[Changed | Exception]:
-        try:
-            return await self._commit_changes([change])
-        except Exception as error:
-            return [error]
 
     async def _changed_rows(self, changes: Sequence[Change]) -> list[asyncpg.Record]:
         """The statement of `_commit_changes`: the orders changed, as they now are."""

@@ -6,29 +6,14 @@ with a sentence naming the problem, never a traceback nor the database's URL.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
-from tests.engine_process import engine_environment, free_port
-
-EXIT_LIMIT_S = 60.0
+from tests.engine_process import free_port, refused_start
 
 
 async def refusal(database_url: str, **settings: object) -> str:
-    """The output of an engine started with `settings`, which must exit 1 on its own."""
-    env = engine_environment(database_url, free_port(), settings)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "orderengine",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), EXIT_LIMIT_S)
-    assert process.returncode == 1, output.decode()
-    assert "Traceback" not in output.decode()
-    return output.decode()
+    """The output of an engine started with `settings`: it exits 1, with no traceback."""
+    output = await refused_start(database_url, settings)
+    assert "Traceback" not in output
+    return output
 
 
 async def test_a_database_with_no_room_for_the_pools_is_refused_at_start(

@@ -6,33 +6,19 @@ output whatever it refuses.
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.engine_process import engine_environment, free_port
+from tests.engine_process import refused_start
 
 SECRET = "rpc-secret-token"
 RPC_URL = f"https://rpc.example/{SECRET}?api-key={SECRET}"
-EXIT_LIMIT_S = 60.0
 
 
 async def refusal(database_url: str, **settings: object) -> str:
-    """The output of an engine started with `settings`, which must exit 1 on its own."""
-    env = engine_environment(database_url, free_port(), {"venues": "live", **settings})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "orderengine",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), EXIT_LIMIT_S)
-    assert process.returncode == 1, output.decode()
-    return output.decode()
+    """The output of a live engine started with `settings`, which must exit 1 on its own."""
+    return await refused_start(database_url, {"venues": "live", **settings})
 
 
 @pytest.mark.parametrize(

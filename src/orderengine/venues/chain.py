@@ -36,7 +36,7 @@ import asyncpg
 from solders.hash import Hash
 
 from orderengine.errors import AlreadyListed, SwapRejected, VenueError
-from orderengine.grouping import Grouped
+from orderengine.grouping import Grouped, each_alone
 from orderengine.postgres import acquire, create_pool
 from orderengine.venues.values import (
     Dex,
@@ -285,20 +285,14 @@ class Chain:
         are recorded one after the other, so that the first is taken and the others see it.
         """
         if len(group) > 1 and len({sent.signature for sent in group}) < len(group):
-            return [outcome for sent in group for outcome in await self._record_alone(sent)]
+            return await each_alone(self._record_group, group)
         try:
             rows = await self._recorded_rows(group)
         except asyncpg.PostgresError:
             if len(group) == 1:
                 raise
-            return [outcome for sent in group for outcome in await self._record_alone(sent)]
+            return await each_alone(self._record_group, group)
         return [_refusal_of(sent, row) for sent, row in zip(group, rows, strict=True)]
-
-    async def _record_alone(self, sent: Sent) -> list[Exception | None]:
-        try:
-            return await self._record_group([sent])
-        except Exception as error:
-            return [error]
 
     async def _recorded_rows(self, group: Sequence[Sent]) -> list[asyncpg.Record]:
         """The group's statement: for each, in order, what was issued and whether it was taken."""
