@@ -98,9 +98,8 @@ async def intake_of(base_url: str, orders: int, clients: int) -> Intake:
     """`run_intake` against one server, through a pool of as many connections as clients.
 
     `WARMUP_ORDERS` go first, not counted, so that every server is measured as it runs
-    once warm: the clients' connections open, and the server's own to its database (the
-    engine opens its pool's connections as load asks for them; the straightforward server
-    opens all of its at start).
+    once warm: the clients' connections open, and each of the server's statements prepared on
+    its database connections.
     """
     async with client_session(base_url, clients) as session:
         await run_intake([session], WARMUP_ORDERS, clients)

@@ -24,11 +24,14 @@ backends were doing meanwhile (`pg_stat_activity`, read every 10 ms: running, or
 and for what), so that it shows what ran out: the cores, or something they wait for.
 
 Then, unless --no-yardsticks is given, the engine beside its yardsticks (bench/yardsticks.py),
-on one more embedded PostgreSQL: the engine's intake at each of --intake-clients (64 and 1 by
-default) with its workers paced as shipped (the default rate limit), so that accepting orders
-is measured as the yardsticks' servers do it and not beside executing them; its end-to-end
-rate, unpaced, at the busiest count; the straightforward server and the HTTP ceiling with the
-same clients, and pgbench; one line per figure, then the ratios of the engine's to theirs.
+on one more embedded PostgreSQL, in rounds (--rounds, 3 by default): in each, the engine's
+intake at each of --intake-clients (64 and 1 by default) with its workers paced as shipped
+(the default rate limit), so that accepting orders is measured as the yardsticks' servers do
+it and not beside executing them, and the straightforward server's and the HTTP ceiling's
+with the same clients, one straight after another; then a second engine's end-to-end rate,
+unpaced, at the busiest count, and pgbench's whole lives. One line per figure (the rounds'
+median, and each round's), then the ratios of the engine's to theirs, each taken within a
+round.
 
 The clients are bench/load.py's. Each part writes its figures to a JSON file under
 bench/results/ as it ends. The engines are run by tests/engine_process.py, as in the
@@ -58,11 +61,11 @@ import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import yardsticks
+from bench.database_ceiling import pgbench_path
 from bench.load import (
     Intake,
     client_session,
     format_percentiles,
-    intake_of,
     milliseconds,
     run_intake,
 )
@@ -92,6 +95,7 @@ class Options:
     yardsticks: bool = True
     intake_clients: tuple[int, ...] = (64, 1)
     pgbench_s: int = 5
+    rounds: int = 3
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -167,6 +171,13 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="seconds each pgbench run of the yardsticks lasts (default 5)",
     )
     parser.add_argument(
+        "--rounds",
+        type=positive,
+        default=3,
+        help="rounds of the engine beside its yardsticks; each ratio is the rounds' median"
+        " (default 3)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (database and log)"
     )
     args = parser.parse_args(argv)
@@ -185,6 +196,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         args.yardsticks,
         args.intake_clients,
         args.pgbench_s,
+        args.rounds,
     )
 
 
@@ -632,58 +644,78 @@ def render(rows: Sequence[tuple[str, str, str]]) -> str:
 # ---- the engine beside its yardsticks ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Comparison:
-    engine: yardsticks.EngineFigures
-    found: yardsticks.Yardsticks
+def compare(workdir: Path, options: Options) -> yardsticks.Comparison:
+    """The engine beside its yardsticks in rounds, on one embedded PostgreSQL started here.
 
-
-def compare(workdir: Path, options: Options) -> Comparison:
-    """The engine at each of the intake client counts, then the yardsticks, on one server.
-
-    One embedded PostgreSQL, started here, with a fresh database for each; one engine
-    process, measured at each count as `measure` does, each count's orders all executed
-    before the next count begins.
+    pgbench's accept.sql first; then, with every server running (the engine paced, the
+    engine unpaced, the straightforward server and the HTTP ceiling, each on a fresh database),
+    `options.rounds` rounds of `yardsticks.measure_round`.
     """
     data_dir = (workdir / "yardsticks-postgres").resolve()
-    plan = yardsticks.Plan(options.orders, options.intake_clients, options.pgbench_s)
+    for number in range(options.rounds):
+        round_logs(workdir, number).mkdir(parents=True)
     with embedded_postgres(data_dir) as server_url:
-        engine = asyncio.run(engine_figures(server_url, workdir / "yardstick-engine", options))
-        found = yardsticks.measure_yardsticks(server_url, data_dir, workdir / "yardsticks", plan)
-    return Comparison(engine, found)
+        return asyncio.run(_compare(server_url, pgbench_path(data_dir), workdir, options))
 
 
-async def engine_figures(
-    server_url: str, log_dir: Path, options: Options
-) -> yardsticks.EngineFigures:
-    """The engine's intake at each client count, then its end-to-end rate, on fresh databases.
+def round_logs(workdir: Path, number: int) -> Path:
+    """Where pgbench's logs of round `number` (from 0) go; those of accept.sql, its parent."""
+    return workdir / "yardsticks" / "pgbench" / f"round-{number + 1}"
 
-    Intake is measured on the engine as it ships: its workers paced by the default rate limit
-    (100 attempts a minute), so that what is measured is accepting orders, as the yardsticks'
-    servers do, not executing them meanwhile. End to end, a second engine runs unpaced, as in
-    `measure`, at the busiest client count.
+
+async def _compare(
+    server_url: str, pgbench: Path, workdir: Path, options: Options
+) -> yardsticks.Comparison:
+    """`compare` on the server at `server_url`, with the `pgbench` program.
+
+    Intake is measured on the engine as it ships: its workers paced by the default rate
+    limit (100 attempts a minute), so that what is measured is accepting orders, as the
+    yardsticks' servers do, not executing them meanwhile. End to end, a second engine runs
+    unpaced, as in `measure`, at the busiest client count.
     """
-    intakes: dict[int, Intake] = {}
+    plan = yardsticks.Plan(
+        options.orders, options.intake_clients, options.pgbench_s, options.rounds
+    )
+    logs = workdir / "yardsticks"
+    postgres, accept, pgbench_database = await yardsticks.database_ceiling(
+        server_url, pgbench, plan, logs / "pgbench"
+    )
     paced = {
         **engine_settings(options),
         **{name: Settings.model_fields[name].default for name in ("rate_per_minute", "rate_burst")},
     }
-    async with _engine(server_url, log_dir / "intake", "yardstick_intake", paced) as url:
-        for clients in options.intake_clients:
-            print(f"engine intake, {yardsticks.clients_text(clients)} ...", flush=True)
-            intakes[clients] = await intake_of(url, options.orders, clients)
     busiest = max(options.intake_clients)
-    unpaced = engine_settings(options)
-    async with _engine(server_url, log_dir / "executed", "yardstick_engine", unpaced) as url:
-        print(f"engine end to end, {yardsticks.clients_text(busiest)} ...", flush=True)
-        executed = await measure(url, replace(options, concurrency=busiest))
-    return yardsticks.EngineFigures(
-        intakes,
-        executed.end_to_end.finished.total() / executed.end_to_end.elapsed_s,
-        busiest,
-        all(intake.accepted == options.orders for intake in intakes.values())
-        and _complete(executed, options.orders),
-    )
+    async with (
+        _engine(server_url, logs / "engine-intake", "yardstick_intake", paced) as intake_url,
+        _engine(
+            server_url, logs / "engine-executed", "yardstick_engine", engine_settings(options)
+        ) as executed_url,
+        yardsticks.yardstick_servers(server_url, logs, plan) as (straightforward, ceiling),
+    ):
+        urls = {
+            yardsticks.ENGINE: intake_url,
+            yardsticks.STRAIGHTFORWARD: straightforward,
+            yardsticks.HTTP_CEILING: ceiling,
+        }
+
+        async def executed() -> tuple[float, bool]:
+            results = await measure(executed_url, replace(options, concurrency=busiest))
+            end_to_end = results.end_to_end
+            per_s = end_to_end.finished.total() / end_to_end.elapsed_s
+            return per_s, _complete(results, options.orders)
+
+        rounds = [
+            await yardsticks.measure_round(
+                number,
+                urls,
+                executed,
+                (pgbench, pgbench_database),
+                plan,
+                round_logs(workdir, number),
+            )
+            for number in range(options.rounds)
+        ]
+    return yardsticks.Comparison(postgres, accept, rounds, busiest)
 
 
 @contextlib.asynccontextmanager
@@ -708,12 +740,11 @@ def report_yardsticks(
 ) -> bool:
     """Measure and print the comparison, write its JSON file; whether it was complete."""
     comparison = compare(workdir, options)
-    engine, found = comparison.engine, comparison.found
-    machine = yardsticks.machine_line(found.postgres, load)
-    print("\n".join(yardsticks.report_lines(engine, found, machine)))
-    path = write_result(stamp, "yardsticks", yardsticks.summary(engine, found, machine))
+    machine = yardsticks.machine_line(comparison.postgres, load)
+    print("\n".join(yardsticks.report_lines(comparison, machine)))
+    path = write_result(stamp, "yardsticks", yardsticks.summary(comparison, machine))
     print(f"wrote {path}", flush=True)
-    return engine.complete and found.complete
+    return comparison.complete(options.orders)
 
 
 # ---- results files ------------------------------------------------------------------------

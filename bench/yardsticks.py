@@ -1,4 +1,4 @@
-"""Yardsticks for the engine's figures, measured in the same run on the same machine.
+"""Yardsticks for the engine's figures, measured in the same run on the same machine, in rounds.
 
 On one embedded PostgreSQL (the one the engine's comparison run uses), each in a fresh
 database of its own with the tables of bench/pgbench/schema.sql:
@@ -11,9 +11,16 @@ database of its own with the tables of bench/pgbench/schema.sql:
 
 The two servers are measured with the engine's own load generator (bench/load.py), at the
 same client counts and order count as the engine; each runs as a process of its own, as the
-engine does, and is stopped before the next is started. bench/throughput.py measures the
-engine, calls `measure_yardsticks` and prints `report_lines`: one line per figure, then the
-ratios of the engine's figures to these.
+engine does. This machine's speed moves by a fifth or more from one minute to the next, so
+the engine and its yardsticks are measured in rounds (`Plan.rounds`): in each, every
+server's intake at each client count, one straight after another (which goes first turns
+from round to round), then the engine's end-to-end rate and pgbench's whole lives. Each
+ratio is taken within a round, between figures seconds apart; the report gives the median
+of the rounds' ratios and each round's. accept.sql, which no target is set against, runs
+once, before the servers start (at 64 clients it needs connections the servers hold).
+
+bench/throughput.py starts the engines and calls `compare` with them; `report_lines` prints
+one line per figure, then the ratios.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ import contextlib
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +49,6 @@ from bench.database_ceiling import (
     LIFECYCLE_TRANSACTIONS,
     SCHEMA,
     PgbenchRun,
-    pgbench_path,
     run_pgbench,
 )
 from bench.load import Intake, format_percentiles, intake_of
@@ -54,15 +62,20 @@ STOP_LIMIT_S: Final = 10.0
 POLL_S: Final = 0.05
 REPOSITORY: Final = Path(__file__).resolve().parents[1]
 DESCRIBED_SETTINGS: Final = ("server_version", "fsync", "synchronous_commit")
+ENGINE: Final = "engine"
+STRAIGHTFORWARD: Final = "straightforward server"
+HTTP_CEILING: Final = "HTTP ceiling"
+SERVERS: Final = (ENGINE, STRAIGHTFORWARD, HTTP_CEILING)
 
 
 @dataclass(frozen=True)
 class Plan:
     orders: int
-    """Orders POSTed at each client count, as for the engine."""
+    """Orders POSTed at each client count, by each server, in each round."""
     intake_clients: tuple[int, ...]
     pgbench_s: int
     """How long pgbench runs each time, in seconds."""
+    rounds: int = 3
     pool_size: int = Settings.model_fields["db_pool_size"].default
     """The straightforward server's database connections: as many as the engine's."""
 
@@ -72,81 +85,124 @@ class Plan:
         return tuple(dict.fromkeys((PGBENCH_CLIENTS, *self.intake_clients)))
 
 
-@dataclass(frozen=True)
-class EngineFigures:
-    """The engine's figures to compare, from bench/throughput.py's measure of it."""
+Executed = Callable[[], Awaitable[tuple[float, bool]]]
+"""Measures the engine end to end once: orders executed per second, and whether every order
+was accepted and executed."""
 
-    intake: dict[int, Intake]
-    """By client count: the same counts as the plan's."""
+
+@dataclass(frozen=True)
+class Round:
+    """One round: each server's intake by client count, then end to end, then pgbench."""
+
+    intake: dict[str, dict[int, Intake]]
+    """By server (`SERVERS`), then by client count."""
     executed_per_s: float
-    """Orders executed per second, from the first POST until the last order was terminal."""
-    executed_clients: int
-    """The client count of the run that `executed_per_s` comes from."""
-    complete: bool
-    """Whether every order was accepted and executed."""
-
-
-@dataclass(frozen=True)
-class Yardsticks:
-    postgres: str
-    """The server's version and how it makes commits durable."""
-    straightforward: dict[int, Intake]
-    http_ceiling: dict[int, Intake]
-    accept: dict[int, PgbenchRun]
+    """The engine's orders executed per second, from the first POST until the last order
+    was terminal."""
+    executed_complete: bool
     lifecycle: PgbenchRun
 
     @property
     def complete(self) -> bool:
-        """Whether every POST to the servers was answered 201 and no pgbench run failed."""
-        intakes = [*self.straightforward.values(), *self.http_ceiling.values()]
-        runs = [*self.accept.values(), self.lifecycle]
-        return all(not run.failed for run in runs) and all(
-            intake.accepted == intake.statuses.total() for intake in intakes
+        """Whether every POST was answered 201, every order executed, and pgbench ran clean."""
+        intakes = [intake for by_count in self.intake.values() for intake in by_count.values()]
+        return (
+            self.executed_complete
+            and not self.lifecycle.failed
+            and all(intake.accepted == intake.statuses.total() for intake in intakes)
         )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    postgres: str
+    """The server's version and how it makes commits durable."""
+    accept: dict[int, PgbenchRun]
+    rounds: list[Round]
+    executed_clients: int
+    """The client count of the end-to-end runs: the busiest intake count."""
+
+    def complete(self, orders: int) -> bool:
+        """Whether every round was complete with all of its `orders` accepted."""
+        return all(
+            round_.complete
+            and all(intake.accepted == orders for intake in round_.intake[ENGINE].values())
+            for round_ in self.rounds
+        ) and not any(run.failed for run in self.accept.values())
+
+    def intakes(self, server: str, clients: int) -> list[Intake]:
+        """The server's intake at `clients`, one per round."""
+        return [round_.intake[server][clients] for round_ in self.rounds]
 
 
 # ---- measuring ----------------------------------------------------------------------------
 
 
-def measure_yardsticks(server_url: str, data_dir: Path, workdir: Path, plan: Plan) -> Yardsticks:
-    """Every yardstick on the embedded server of `server_url`, whose data are `data_dir`.
+@contextlib.asynccontextmanager
+async def yardstick_servers(
+    server_url: str, workdir: Path, plan: Plan
+) -> AsyncIterator[tuple[str, str]]:
+    """The straightforward server on a fresh database, and the HTTP ceiling; their URLs.
 
-    The servers' logs and pgbench's go to `workdir`.
+    Their logs go to `workdir`, which exists.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    schema = SCHEMA.read_text()
-    return asyncio.run(_measure(server_url, pgbench_path(data_dir), schema, workdir, plan))
+    database = await fresh_database(server_url, "yardstick_straightforward", SCHEMA.read_text())
+    async with (
+        serving(workdir / "straightforward.log", database, plan.pool_size) as straightforward,
+        serving(workdir / "http-ceiling.log", None, plan.pool_size) as http_ceiling,
+    ):
+        yield straightforward, http_ceiling
 
 
-async def _measure(
-    server_url: str, pgbench: Path, schema: str, workdir: Path, plan: Plan
-) -> Yardsticks:
+async def database_ceiling(
+    server_url: str, pgbench: Path, plan: Plan, logs: Path
+) -> tuple[str, dict[int, PgbenchRun], str]:
+    """The server's description, accept.sql's runs, and a database for lifecycle.sql.
+
+    accept.sql runs at each of the plan's counts, its logs under `logs` (which exists); the
+    database has the yardsticks' tables, for the rounds' lifecycle.sql. Run before any
+    server starts: at 64 clients, accept.sql needs connections they hold.
+    """
     postgres = await describe_postgres(server_url)
-    database = await fresh_database(server_url, "yardstick_straightforward", schema)
-    async with serving(workdir / "straightforward.log", database, plan.pool_size) as url:
-        straightforward = await intakes("straightforward server", url, plan)
-    async with serving(workdir / "http-ceiling.log", None, plan.pool_size) as url:
-        http_ceiling = await intakes("HTTP ceiling", url, plan)
-    database = await fresh_database(server_url, "yardstick_pgbench", schema)
+    database = await fresh_database(server_url, "yardstick_pgbench", SCHEMA.read_text())
     accept = {}
     for clients in plan.accept_clients:
         print(f"pgbench {ACCEPT.name}, {clients_text(clients)} ...", flush=True)
         accept[clients] = await run_pgbench(
-            pgbench, database, ACCEPT, clients, plan.pgbench_s, workdir
+            pgbench, database, ACCEPT, clients, plan.pgbench_s, logs
         )
-    print(f"pgbench {LIFECYCLE.name}, {PGBENCH_CLIENTS} clients ...", flush=True)
-    lifecycle = await run_pgbench(
-        pgbench, database, LIFECYCLE, PGBENCH_CLIENTS, plan.pgbench_s, workdir
-    )
-    return Yardsticks(postgres, straightforward, http_ceiling, accept, lifecycle)
+    return postgres, accept, database
 
 
-async def intakes(name: str, url: str, plan: Plan) -> dict[int, Intake]:
-    found = {}
+async def measure_round(
+    number: int,
+    urls: dict[str, str],
+    executed: Executed,
+    pgbench: tuple[Path, str],
+    plan: Plan,
+    logs: Path,
+) -> Round:
+    """Round `number` (from 0): each server's intake, then end to end, then lifecycle.sql.
+
+    The servers are `urls` by name, taken in turn, the first one turning with `number`;
+    `pgbench` is the program and its database; its logs go under `logs`, which exists.
+    """
+    servers = list(urls.items())
+    first = number % len(servers)
+    servers = servers[first:] + servers[:first]
+    intake: dict[str, dict[int, Intake]] = {name: {} for name in urls}
     for clients in plan.intake_clients:
-        print(f"{name}, {clients_text(clients)} ...", flush=True)
-        found[clients] = await intake_of(url, plan.orders, clients)
-    return found
+        for name, url in servers:
+            print(f"round {number + 1}: {name}, {clients_text(clients)} ...", flush=True)
+            intake[name][clients] = await intake_of(url, plan.orders, clients)
+    print(f"round {number + 1}: engine end to end ...", flush=True)
+    executed_per_s, executed_complete = await executed()
+    print(f"round {number + 1}: pgbench {LIFECYCLE.name}, {PGBENCH_CLIENTS} clients ...")
+    program, database = pgbench
+    lifecycle = await run_pgbench(
+        program, database, LIFECYCLE, PGBENCH_CLIENTS, plan.pgbench_s, logs
+    )
+    return Round(intake, executed_per_s, executed_complete, lifecycle)
 
 
 async def describe_postgres(server_url: str) -> str:
@@ -255,48 +311,80 @@ def machine_line(postgres: str, load: tuple[float, float, float]) -> str:
     )
 
 
-def report_lines(engine: EngineFigures, found: Yardsticks, machine: str) -> list[str]:
-    """One line per figure, then one per ratio of the engine's figure to a yardstick's."""
+def report_lines(comparison: Comparison, machine: str) -> list[str]:
+    """One line per figure, then one per ratio of the engine's figure to a yardstick's.
+
+    A rate is the median of the rounds', each round's following it; latencies are of every
+    POST (or run of a script) of every round together.
+    """
     lines = [machine]
-    for clients, intake in engine.intake.items():
-        lines.append(_intake_line("engine", clients, intake))
-        lines.append(
-            _intake_line("straightforward server", clients, found.straightforward[clients])
+    clients_counts = list(comparison.rounds[0].intake[ENGINE]) if comparison.rounds else []
+    for clients in clients_counts:
+        lines.extend(
+            _intake_line(server, clients, comparison.intakes(server, clients)) for server in SERVERS
         )
-        lines.append(_intake_line("HTTP ceiling", clients, found.http_ceiling[clients]))
-    lines.extend(_pgbench_line(run) for run in (*found.accept.values(), found.lifecycle))
+    lines.extend(_pgbench_line([run]) for run in comparison.accept.values())
+    lines.append(_pgbench_line([round_.lifecycle for round_ in comparison.rounds]))
+    executed = [round_.executed_per_s for round_ in comparison.rounds]
     lines.append(
-        f"end to end, {clients_text(engine.executed_clients)}, engine: {engine.executed_per_s:.1f}"
-        " orders/s executed (from the first POST until the last order was terminal)"
+        f"end to end, {clients_text(comparison.executed_clients)}, engine:"
+        f" {_rates(executed)} orders/s executed (from the first POST until the last order"
+        " was terminal)"
     )
-    lines.extend(_ratio_line(ratio) for ratio in ratios(engine, found))
+    lines.extend(_ratio_line(ratio) for ratio in ratios(comparison))
     return lines
 
 
-def _intake_line(server: str, clients: int, intake: Intake) -> str:
-    refused = intake.statuses.total() - intake.accepted
-    others = f" ({refused} not 201: {dict(intake.statuses)})" if refused else ""
+def _rates(per_s: Sequence[float]) -> str:
+    """`median (rounds a, b, c)`, or the one figure when there was one round."""
+    median = f"{statistics.median(per_s):.1f}"
+    if len(per_s) == 1:
+        return median
+    return f"{median} (rounds {', '.join(f'{value:.1f}' for value in per_s)})"
+
+
+def _intake_line(server: str, clients: int, intakes: Sequence[Intake]) -> str:
+    pooled = _pooled(intakes)
+    refused = pooled.statuses.total() - pooled.accepted
+    others = f" ({refused} not 201: {dict(pooled.statuses)})" if refused else ""
+    rates = _rates([intake.accepted_per_s for intake in intakes])
     return (
-        f"intake, {clients_text(clients)}, {server}: {intake.accepted_per_s:.1f} orders/s accepted;"
-        f" POST p50/p95/p99 {format_percentiles(intake.latencies_s, 1000, 'ms')}{others}"
+        f"intake, {clients_text(clients)}, {server}: {rates} orders/s accepted;"
+        f" POST p50/p95/p99 {format_percentiles(pooled.latencies_s, 1000, 'ms')}{others}"
     )
 
 
-def _pgbench_line(run: PgbenchRun) -> str:
-    latency = format_percentiles(run.latencies_s, 1000, "ms")
-    failed = f" ({run.failed} failed)" if run.failed else ""
-    if run.script == LIFECYCLE.name:
-        transactions = run.orders_per_s * LIFECYCLE_TRANSACTIONS
+def _pooled(intakes: Sequence[Intake]) -> Intake:
+    """The rounds' intakes as one: their times, latencies and answers together."""
+    statuses: Counter[str] = Counter()
+    for intake in intakes:
+        statuses += intake.statuses
+    return Intake(
+        sum(intake.elapsed_s for intake in intakes),
+        [latency for intake in intakes for latency in intake.latencies_s],
+        statuses,
+    )
+
+
+def _pgbench_line(runs: Sequence[PgbenchRun]) -> str:
+    """One script at one client count, over one run or the rounds' runs."""
+    first = runs[0]
+    latency = format_percentiles([s for run in runs for s in run.latencies_s], 1000, "ms")
+    failed = sum(run.failed for run in runs)
+    failures = f" ({failed} failed)" if failed else ""
+    per_s = [run.orders_per_s for run in runs]
+    if first.script == LIFECYCLE.name:
+        transactions = statistics.median(per_s) * LIFECYCLE_TRANSACTIONS
         what = (
-            f"{run.orders_per_s:.1f} orders/s, each a whole life of"
-            f" {LIFECYCLE_TRANSACTIONS} transactions ({transactions:.0f} transactions/s);"
-            f" per life p50/p95/p99 {latency}"
+            f"{_rates(per_s)} orders/s, each a whole life of {LIFECYCLE_TRANSACTIONS}"
+            f" transactions ({transactions:.0f} transactions/s); per life p50/p95/p99 {latency}"
         )
     else:
-        what = (
-            f"{run.orders_per_s:.1f} orders/s accepted, one transaction each; p50/p95/p99 {latency}"
-        )
-    return f"pgbench {run.script}, {clients_text(run.clients)}, {run.seconds} s: {what}{failed}"
+        what = f"{_rates(per_s)} orders/s accepted, one transaction each; p50/p95/p99 {latency}"
+    return (
+        f"pgbench {first.script}, {clients_text(first.clients)}, {first.seconds} s: {what}"
+        f"{failures}"
+    )
 
 
 def clients_text(count: int) -> str:
@@ -306,17 +394,29 @@ def clients_text(count: int) -> str:
 
 @dataclass(frozen=True)
 class Ratio:
-    """The engine's orders per second ÷ a yardstick's, each at its own client count."""
+    """The engine's orders per second ÷ a yardstick's, each at its own client count, by round.
+
+    With accept.sql, which runs once, every round's engine figure is set against that run.
+    """
 
     name: str
     engine_clients: int
     yardstick_clients: int
-    engine_per_s: float
-    yardstick_per_s: float
+    engine_per_s: list[float]
+    yardstick_per_s: list[float]
 
     @property
-    def value(self) -> float | None:
-        return self.engine_per_s / self.yardstick_per_s if self.yardstick_per_s else None
+    def values(self) -> list[float]:
+        return [
+            engine / yardstick
+            for engine, yardstick in zip(self.engine_per_s, self.yardstick_per_s, strict=True)
+            if yardstick
+        ]
+
+    @property
+    def median(self) -> float | None:
+        values = self.values
+        return statistics.median(values) if values else None
 
     @property
     def clients(self) -> str:
@@ -326,70 +426,78 @@ class Ratio:
         return f"{clients_text(engine)} ÷ {clients_text(yardstick)}"
 
 
-def ratios(engine: EngineFigures, found: Yardsticks) -> list[Ratio]:
+def ratios(comparison: Comparison) -> list[Ratio]:
     """Engine ÷ each yardstick at each client count, and end to end ÷ pgbench's lifecycle."""
+    rounds = comparison.rounds
     found_ratios = []
-    for clients, intake in engine.intake.items():
-        yardsticks = (
-            ("straightforward server", found.straightforward[clients].accepted_per_s),
-            ("HTTP ceiling", found.http_ceiling[clients].accepted_per_s),
-            (f"pgbench {ACCEPT.name}", found.accept[clients].orders_per_s),
-        )
-        found_ratios += [
-            Ratio(f"engine ÷ {name}", clients, clients, intake.accepted_per_s, per_s)
-            for name, per_s in yardsticks
-        ]
-    lifecycle = found.lifecycle
-    name = f"end to end, engine executed ÷ pgbench {lifecycle.script} whole lives"
+    for clients in rounds[0].intake[ENGINE] if rounds else ():
+        engine = [intake.accepted_per_s for intake in comparison.intakes(ENGINE, clients)]
+        for server in SERVERS[1:]:
+            yardstick = [intake.accepted_per_s for intake in comparison.intakes(server, clients)]
+            found_ratios.append(Ratio(f"engine ÷ {server}", clients, clients, engine, yardstick))
+        accept = comparison.accept[clients].orders_per_s
+        name = f"engine ÷ pgbench {ACCEPT.name}"
+        found_ratios.append(Ratio(name, clients, clients, engine, [accept] * len(engine)))
     found_ratios.append(
         Ratio(
-            name,
-            engine.executed_clients,
-            lifecycle.clients,
-            engine.executed_per_s,
-            lifecycle.orders_per_s,
+            f"end to end, engine executed ÷ pgbench {LIFECYCLE.name} whole lives",
+            comparison.executed_clients,
+            PGBENCH_CLIENTS,
+            [round_.executed_per_s for round_ in rounds],
+            [round_.lifecycle.orders_per_s for round_ in rounds],
         )
     )
     return found_ratios
 
 
 def _ratio_line(ratio: Ratio) -> str:
-    value = "n/a" if ratio.value is None else f"{ratio.value:.2f}"
+    median = ratio.median
+    value = "n/a" if median is None else f"{median:.2f}"
+    by_round = ratio.values
+    if len(by_round) > 1:
+        value += f" (rounds {', '.join(f'{each:.2f}' for each in by_round)})"
+    engine, yardstick = (
+        statistics.median(ratio.engine_per_s),
+        statistics.median(ratio.yardstick_per_s),
+    )
     return (
         f"ratio, {ratio.clients}, {ratio.name}: {value}"
-        f" ({ratio.engine_per_s:.1f} / {ratio.yardstick_per_s:.1f} orders/s)"
+        f" (medians {engine:.1f} / {yardstick:.1f} orders/s)"
     )
 
 
-def summary(engine: EngineFigures, found: Yardsticks, machine: str) -> dict[str, Any]:
-    """Every figure and ratio of `report_lines`, for a JSON file."""
+def summary(comparison: Comparison, machine: str) -> dict[str, Any]:
+    """Every figure of every round, and the ratios, for a JSON file."""
     return {
         "machine": machine,
-        "postgres": found.postgres,
-        "intake": {
-            str(clients): {
-                "engine": intake.summary(),
-                "straightforward": found.straightforward[clients].summary(),
-                "http_ceiling": found.http_ceiling[clients].summary(),
-            }
-            for clients, intake in engine.intake.items()
-        },
-        "pgbench": [run.summary() for run in (*found.accept.values(), found.lifecycle)],
+        "postgres": comparison.postgres,
+        "pgbench_accept": [run.summary() for run in comparison.accept.values()],
+        "rounds": [_round_summary(round_) for round_ in comparison.rounds],
         "lifecycle_transactions_per_order": LIFECYCLE_TRANSACTIONS,
-        "engine_executed": {
-            "clients": engine.executed_clients,
-            "orders_per_s": round(engine.executed_per_s, 1),
+        "engine_executed_clients": comparison.executed_clients,
+        "ratios": [_ratio_summary(ratio) for ratio in ratios(comparison)],
+    }
+
+
+def _round_summary(round_: Round) -> dict[str, Any]:
+    return {
+        "intake": {
+            server: {str(clients): intake.summary() for clients, intake in by_count.items()}
+            for server, by_count in round_.intake.items()
         },
-        "ratios": [_ratio_summary(ratio) for ratio in ratios(engine, found)],
+        "engine_executed_per_s": round(round_.executed_per_s, 1),
+        "pgbench_lifecycle": round_.lifecycle.summary(),
     }
 
 
 def _ratio_summary(ratio: Ratio) -> dict[str, Any]:
+    median = ratio.median
     return {
         "name": ratio.name,
         "engine_clients": ratio.engine_clients,
         "yardstick_clients": ratio.yardstick_clients,
-        "engine_per_s": round(ratio.engine_per_s, 1),
-        "yardstick_per_s": round(ratio.yardstick_per_s, 1),
-        "ratio": None if ratio.value is None else round(ratio.value, 3),
+        "engine_per_s": [round(value, 1) for value in ratio.engine_per_s],
+        "yardstick_per_s": [round(value, 1) for value in ratio.yardstick_per_s],
+        "ratios": [round(value, 3) for value in ratio.values],
+        "median": None if median is None else round(median, 3),
     }
