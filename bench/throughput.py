@@ -24,7 +24,7 @@ backends were doing meanwhile (`pg_stat_activity`, read every 10 ms: running, or
 and for what), so that it shows what ran out: the cores, or something they wait for.
 
 Then, unless --no-yardsticks is given, the engine beside its yardsticks (bench/yardsticks.py),
-on one more embedded PostgreSQL, in rounds (--rounds, 3 by default): in each, the engine's
+on one more embedded PostgreSQL, in rounds (--rounds, 5 by default): in each, the engine's
 intake at each of --intake-clients (64 and 1 by default) with its workers paced as shipped
 (the default rate limit), so that accepting orders is measured as the yardsticks' servers do
 it and not beside executing them, and the straightforward server's and the HTTP ceiling's
@@ -95,7 +95,7 @@ class Options:
     yardsticks: bool = True
     intake_clients: tuple[int, ...] = (64, 1)
     pgbench_s: int = 5
-    rounds: int = 3
+    rounds: int = 5
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -173,9 +173,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--rounds",
         type=positive,
-        default=3,
+        default=5,
         help="rounds of the engine beside its yardsticks; each ratio is the rounds' median"
-        " (default 3)",
+        " (default 5)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (database and log)"

@@ -75,7 +75,7 @@ class Plan:
     intake_clients: tuple[int, ...]
     pgbench_s: int
     """How long pgbench runs each time, in seconds."""
-    rounds: int = 3
+    rounds: int
     pool_size: int = Settings.model_fields["db_pool_size"].default
     """The straightforward server's database connections: as many as the engine's."""
 
