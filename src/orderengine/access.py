@@ -36,7 +36,6 @@ from uuid import UUID
 
 import structlog
 
-from orderengine.domain import Order
 from orderengine.repository import Repository
 
 log = structlog.get_logger(__name__)
@@ -70,11 +69,14 @@ class Caller:
     admin: bool
     order_id: UUID | None = None
 
-    def sees(self, order: Order) -> bool:
-        """Whether the order is this caller's to see; another's is as if it did not exist."""
+    def sees(self, order_id: UUID, owner: str | None) -> bool:
+        """Whether the order `owner` holds is this caller's to see.
+
+        Another's is as if it did not exist.
+        """
         if self.order_id is not None:
-            return order.order_id == self.order_id
-        return self.owner is None or order.owner == self.owner
+            return order_id == self.order_id
+        return self.owner is None or owner == self.owner
 
 
 OPEN = Caller(owner=None, admin=True)

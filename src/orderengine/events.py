@@ -151,21 +151,24 @@ async def follow(
     order_id: UUID,
     since: int,
     idle_s: float,
+    stored: list[OrderEvent] | None = None,
 ) -> AsyncGenerator[OrderEvent, None]:
     """The order's events after `since`, each once and in seq order, up to its terminal one.
 
-    `subscription` is the order's, opened before this is called, so that nothing committed
-    after the first read of the store can be missed. Live events are yielded as they come when
-    each is the next seq; a `Hint` is never yielded, only makes the store be read when it is
-    ahead of the last seq taken. The generator ends after the terminal event, or at once when
-    the order finished at or before `since` (a client resuming past the end). Raises
-    `FellBehind` when the subscription overflowed, and what the store raises.
+    `subscription` is the order's, opened before this is called, so that nothing committed after
+    the first read of the store can be missed. `stored`, when given, is that first read, made by
+    the caller after the subscription opened. Live events are yielded as they come when each is
+    the next seq; a `Hint` is never yielded, only makes the store be read when it is ahead of
+    the last seq taken. The generator ends after the terminal event, or at once when the order
+    finished at or before `since` (a client resuming past the end). Raises `FellBehind` when the
+    subscription overflowed, and what the store raises.
     """
     last = since
     from_store = True
     while True:
         if from_store:
-            batch = await store.events(order_id, after=last)
+            batch = await store.events(order_id, after=last) if stored is None else stored
+            stored = None
             if not batch and last == since and await _finished_by(store, order_id, since):
                 return
         else:

@@ -444,6 +444,35 @@ class Repository:
             )
         return [_event(row) for row in rows]
 
+    async def owner_and_events(
+        self, order_id: UUID, after: int = 0
+    ) -> tuple[str | None, list[OrderEvent]]:
+        """The order's owner, and its events with a seq above `after` in order, in one read.
+
+        What a socket opening on a known order needs before it answers: whether its caller
+        may see the order, and what to send first. `OrderNotFound` when there is no order.
+        """
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                f"""
+                SELECT o.owner, {", ".join(f"e.{c}" for c in EVENT_FIELDS)}
+                FROM orders AS o
+                LEFT JOIN order_events AS e ON e.order_id = o.id AND e.seq > $2
+                WHERE o.id = $1
+                ORDER BY e.seq
+                """,
+                order_id,
+                after,
+            )
+        if not rows:
+            raise OrderNotFound(f"no order {order_id}")
+        events = [
+            _event({column: row[column] for column in EVENT_FIELDS})
+            for row in rows
+            if row["seq"] is not None
+        ]
+        return rows[0]["owner"], events
+
     async def latest_event(self, order_id: UUID) -> OrderEvent | None:
         """The order's most recent event, if it has one."""
         async with self._connection() as connection:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
+from dataclasses import dataclass
 from uuid import UUID
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
-from orderengine.domain import Order, OrderRequest
+from orderengine.domain import Order, OrderEvent, OrderRequest
 from orderengine.errors import BadRequest, OrderEngineError, Unavailable
-from orderengine.events import FellBehind, follow
+from orderengine.events import FellBehind, Subscription, follow
 from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
 from orderengine.wire import (
     accepted,
@@ -32,8 +33,8 @@ from orderengine.wire import (
     non_negative,
     order_from_message,
     order_id,
+    require_visible,
     submit,
-    visible,
 )
 
 FELL_BEHIND = 4000
@@ -68,7 +69,7 @@ async def upgrade_after_post(request: web.Request, order: OrderRequest) -> web.S
     committed, _ = await submit(request, order)
     await ws.prepare(request)
     await ws.send_str(accepted(request, committed).json_text())
-    return await _stream(request, ws, committed.order_id, since=0)
+    return await _stream_from_store(request, ws, committed.order_id)
 
 
 async def watch(request: web.Request) -> web.StreamResponse:
@@ -81,15 +82,17 @@ async def watch(request: web.Request) -> web.StreamResponse:
     if "orderId" in request.query:
         wanted = order_id(request.query["orderId"])
         since = non_negative("since", request.query.get("since"), 0)
-        visible(request, await request.app[REPOSITORY].get_order(wanted))
-        await ws.prepare(request)
-        return await _stream(request, ws, wanted, since)
+        with request.app[HUB].subscribe(wanted) as subscription:
+            owner, stored = await request.app[REPOSITORY].owner_and_events(wanted, since)
+            require_visible(request, wanted, owner)
+            await ws.prepare(request)
+            return await _stream(request, ws, Following(wanted, since, subscription, stored))
     await ws.prepare(request)
     order = await _order_from_first_message(request, ws)
     if order is None:
         return ws
     await ws.send_str(accepted(request, order).json_text())
-    return await _stream(request, ws, order.order_id, since=0)
+    return await _stream_from_store(request, ws, order.order_id)
 
 
 async def _order_from_first_message(
@@ -121,8 +124,30 @@ async def _refuse(ws: web.WebSocketResponse, error: OrderEngineError) -> None:
     await ws.close(code=code, message=error.code.encode())
 
 
+@dataclass(frozen=True)
+class Following:
+    """What a stream sends: the order's events after `since`.
+
+    The first of them are `stored`, read after `subscription` opened; None to read them when
+    the stream starts.
+    """
+
+    order_id: UUID
+    since: int
+    subscription: Subscription
+    stored: list[OrderEvent] | None = None
+
+
+async def _stream_from_store(
+    request: web.Request, ws: web.WebSocketResponse, order_id: UUID
+) -> web.WebSocketResponse:
+    """`_stream` of every event of a new order, read from the store once subscribed."""
+    with request.app[HUB].subscribe(order_id) as subscription:
+        return await _stream(request, ws, Following(order_id, 0, subscription))
+
+
 async def _stream(
-    request: web.Request, ws: web.WebSocketResponse, order_id: UUID, since: int
+    request: web.Request, ws: web.WebSocketResponse, following: Following
 ) -> web.WebSocketResponse:
     """Send the order's events after `since` until its terminal one, then close 1000.
 
@@ -133,7 +158,7 @@ async def _stream(
     """
     sockets = request.app[SOCKETS]
     sockets.add(ws)
-    sender = asyncio.create_task(_send_events(request.app, ws, order_id, since))
+    sender = asyncio.create_task(_send_events(request.app, ws, following))
     watcher = asyncio.create_task(_until_client_leaves(ws))
     try:
         await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -156,7 +181,7 @@ async def _until_client_leaves(ws: web.WebSocketResponse) -> None:
 
 
 async def _send_events(
-    app: web.Application, ws: web.WebSocketResponse, order_id: UUID, since: int
+    app: web.Application, ws: web.WebSocketResponse, following: Following
 ) -> tuple[int, bytes]:
     """Send every event after `since`, each once and in order; the code to close with.
 
@@ -167,18 +192,24 @@ async def _send_events(
     publish or notification, even of the terminal event, neither leaves a hole nor a socket
     open.
     """
-    last = since
+    last = following.since
     idle_s = app[SETTINGS].ws_idle_check_s
-    with app[HUB].subscribe(order_id) as subscription:
-        events = follow(app[REPOSITORY], subscription, order_id, since, idle_s)
-        try:
-            async with aclosing(events):
-                async for event in events:
-                    await ws.send_str(event.message)
-                    last = event.seq
-        except FellBehind:
-            return FELL_BEHIND, f"fell behind; resume with since={last}".encode()
-        except OrderEngineError as error:
-            await ws.send_json(error_body(error.code, error.message))
-            return WSCloseCode.TRY_AGAIN_LATER, error.code.encode()
+    events = follow(
+        app[REPOSITORY],
+        following.subscription,
+        following.order_id,
+        following.since,
+        idle_s,
+        following.stored,
+    )
+    try:
+        async with aclosing(events):
+            async for event in events:
+                await ws.send_str(event.message)
+                last = event.seq
+    except FellBehind:
+        return FELL_BEHIND, f"fell behind; resume with since={last}".encode()
+    except OrderEngineError as error:
+        await ws.send_json(error_body(error.code, error.message))
+        return WSCloseCode.TRY_AGAIN_LATER, error.code.encode()
     return WSCloseCode.OK, b""

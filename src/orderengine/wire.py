@@ -513,9 +513,14 @@ def _may_submit(request: web.Request, caller: Caller) -> None:
 
 def visible(request: web.Request, order: Order) -> Order:
     """The order, if the caller may see it; another owner's is as unknown as no order."""
-    if not request[CALLER].sees(order):
-        raise OrderNotFound(f"no order {order.order_id}")
+    require_visible(request, order.order_id, order.owner)
     return order
+
+
+def require_visible(request: web.Request, order_id: UUID, owner: str | None) -> None:
+    """`OrderNotFound` unless the caller may see the order `owner` holds."""
+    if not request[CALLER].sees(order_id, owner):
+        raise OrderNotFound(f"no order {order_id}")
 
 
 def accepted(request: web.Request, order: Order) -> AcceptedMarketOrder | AcceptedWaitingOrder:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import aiohttp
 import pytest
 
 from orderengine.domain import NewOrder, Order, OrderEvent, OrderRequest, OrderStatus
-from orderengine.errors import DatabaseUnavailable
+from orderengine.errors import DatabaseUnavailable, OrderNotFound
 from orderengine.keys import HUB, REPOSITORY
 from orderengine.repository import Repository
 from tests.harness import Client, StartApp
@@ -82,25 +82,39 @@ async def read_until_close_frame(
 
 
 class PausedRead:
-    """The app's stored-event reads, except that the first of `order_id` holds its answer.
+    """The app's reads for sockets on known orders; the first of `order_id` holds its answer.
 
-    It reads the store, says so (`read`), then waits for `release` before answering: whatever
-    is committed and published meanwhile reaches the socket both live and, if the test
-    commits nothing, from this read.
+    It reads the store (the order's owner and its events), says so (`read`), then waits for
+    `release` before answering. The socket has subscribed before that read, so whatever is
+    committed and published meanwhile reaches it both live and, if the test commits nothing,
+    from this read. The socket's handshake is answered only after the read: open it with
+    `opening`.
     """
 
     def __init__(self, repository: Repository, order_id: UUID) -> None:
-        self._events = repository.events
+        self._owner_and_events = repository.owner_and_events
         self._order_id = order_id
         self.read = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def events(self, order_id: UUID, after: int = 0) -> list[OrderEvent]:
-        stored = await self._events(order_id, after)
+    async def owner_and_events(
+        self, order_id: UUID, after: int = 0
+    ) -> tuple[str | None, list[OrderEvent]]:
+        stored = await self._owner_and_events(order_id, after)
         if order_id == self._order_id and not self.read.is_set():
             self.read.set()
             await self.release.wait()
         return stored
+
+
+def opening(client: Client, order: Order) -> asyncio.Task[aiohttp.ClientWebSocketResponse]:
+    """A socket on `order` being opened, in a task of its own: see `PausedRead`."""
+
+    async def opened() -> aiohttp.ClientWebSocketResponse:
+        socket: aiohttp.ClientWebSocketResponse = await watch(client, order)
+        return socket
+
+    return asyncio.create_task(opened())
 
 
 async def test_a_lost_publish_is_back_filled_from_the_store(start_app: StartApp) -> None:
@@ -188,17 +202,18 @@ async def test_a_replay_overlapping_live_events_sends_each_seq_once(
     order, _ = await moved(repository, order, S.ROUTING, S.BUILDING)
     stored = await repository.events(order.order_id, after=0)
     assert [event.seq for event in stored] == [1, 2, 3]
-    paused = PausedRead(client.app[REPOSITORY], order.order_id)
-    monkeypatch.setattr(client.app[REPOSITORY], "events", paused.events)
+    paused = PausedRead(repository, order.order_id)
+    monkeypatch.setattr(repository, "owner_and_events", paused.owner_and_events)
 
-    async with watch(client, order) as ws:
-        async with asyncio.timeout(5):
-            await paused.read.wait()
-        for event in stored:
-            hub.publish(event)
-        order, [submitted] = await moved(repository, order, S.SUBMITTED)
-        hub.publish(submitted)
-        paused.release.set()
+    socket = opening(client, order)
+    async with asyncio.timeout(5):
+        await paused.read.wait()
+    for event in stored:
+        hub.publish(event)
+    order, [submitted] = await moved(repository, order, S.SUBMITTED)
+    hub.publish(submitted)
+    paused.release.set()
+    async with await socket as ws:
         before_the_end = await receive(ws, 4)
         _, [confirmed] = await moved(repository, order, S.CONFIRMED)
         hub.publish(confirmed)
@@ -215,17 +230,18 @@ async def test_a_socket_that_falls_behind_is_closed_4000_and_resumes_with_since(
     repository = client.app[REPOSITORY]
     hub = client.app[HUB]
     order = await accepted(repository)
-    paused = PausedRead(client.app[REPOSITORY], order.order_id)
-    monkeypatch.setattr(client.app[REPOSITORY], "events", paused.events)
+    paused = PausedRead(repository, order.order_id)
+    monkeypatch.setattr(repository, "owner_and_events", paused.owner_and_events)
     retries = [S.ROUTING, S.PENDING] * 5
 
-    async with watch(client, order) as ws:
-        async with asyncio.timeout(5):
-            await paused.read.wait()
-        order, committed = await moved(repository, order, *retries)
-        for event in committed:
-            hub.publish(event)
-        paused.release.set()
+    socket = opening(client, order)
+    async with asyncio.timeout(5):
+        await paused.read.wait()
+    order, committed = await moved(repository, order, *retries)
+    for event in committed:
+        hub.publish(event)
+    paused.release.set()
+    async with await socket as ws:
         sent, reason = await read_until_close_frame(ws)
 
     assert seqs(sent) == list(range(1, 10)), "the replay, then the 8 events the buffer held"
@@ -259,3 +275,18 @@ async def test_a_database_out_of_reach_at_an_idle_check_closes_1013(
     assert messages[1]["error"]["code"] == "database_unavailable"
     assert len(messages) == 2
     assert ws.close_code == 1013
+
+
+async def test_a_socket_opens_on_one_read_of_the_order_s_owner_and_its_events(
+    repository: Repository,
+) -> None:
+    [outcome] = await repository.create_orders([NewOrder(request=REQUEST, owner="alice")])
+    assert not isinstance(outcome, Exception)
+    order, events = await moved(repository, outcome[0], S.ROUTING, S.BUILDING)
+    every = await repository.events(order.order_id)
+
+    assert await repository.owner_and_events(order.order_id) == ("alice", every)
+    assert await repository.owner_and_events(order.order_id, after=2) == ("alice", events[1:])
+    assert await repository.owner_and_events(order.order_id, after=3) == ("alice", [])
+    with pytest.raises(OrderNotFound):
+        await repository.owner_and_events(uuid4())
