@@ -106,6 +106,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+_DECODER = json.JSONDecoder(
+    parse_float=Decimal,
+    parse_int=_integer,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_unique_keys,
+)
+"""Made once: `json.loads` with these arguments makes a decoder for every body."""
 _JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -140,13 +147,7 @@ def read_json(raw: bytes | str) -> Any:
             f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
         )
     try:
-        return json.loads(
-            text,
-            parse_float=Decimal,
-            parse_int=_integer,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_unique_keys,
-        )
+        return _DECODER.decode(text)
     except _Refused as error:
         raise BadRequest(str(error)) from None
     except json.JSONDecodeError as error:
