@@ -51,7 +51,7 @@ from bench.database_ceiling import (
     PgbenchRun,
     run_pgbench,
 )
-from bench.load import Intake, format_percentiles, intake_of
+from bench.load import Intake, format_percentiles, intake_of, percentiles
 from orderengine.settings import Settings
 from tests.engine_process import HOST, LOG_TAIL_LINES, free_port
 from tests.harness import with_database
@@ -315,7 +315,7 @@ def report_lines(comparison: Comparison, machine: str) -> list[str]:
     """One line per figure, then one per ratio of the engine's figure to a yardstick's.
 
     A rate is the median of the rounds', each round's following it; latencies are of every
-    POST (or run of a script) of every round together.
+    POST (or run of a script) of every round together, and an intake's p99 of each round.
     """
     lines = [machine]
     clients_counts = list(comparison.rounds[0].intake[ENGINE]) if comparison.rounds else []
@@ -350,8 +350,17 @@ def _intake_line(server: str, clients: int, intakes: Sequence[Intake]) -> str:
     rates = _rates([intake.accepted_per_s for intake in intakes])
     return (
         f"intake, {clients_text(clients)}, {server}: {rates} orders/s accepted;"
-        f" POST p50/p95/p99 {format_percentiles(pooled.latencies_s, 1000, 'ms')}{others}"
+        f" POST p50/p95/p99 {format_percentiles(pooled.latencies_s, 1000, 'ms')}"
+        f"{_p99_by_round(intakes)}{others}"
     )
+
+
+def _p99_by_round(intakes: Sequence[Intake]) -> str:
+    """`; p99 by round a, b, c ms`: one slow round sets the p99 of all rounds together."""
+    found = [percentiles(intake.latencies_s) for intake in intakes]
+    if len(found) < 2 or None in found:
+        return ""
+    return "; p99 by round " + ", ".join(f"{each[99] * 1000:.1f}" for each in found if each) + " ms"
 
 
 def _pooled(intakes: Sequence[Intake]) -> Intake:
