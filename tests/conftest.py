@@ -62,7 +62,7 @@ def server_url(embedded_data_dir: Path | None) -> Iterator[str]:
     if embedded_data_dir is None:
         yield os.environ["TEST_DATABASE_URL"]
         return
-    with embedded_postgres(embedded_data_dir) as url:
+    with embedded_postgres(embedded_data_dir, throwaway=True) as url:
         yield url
 
 
