@@ -306,9 +306,11 @@ async def _serves_an_order(engine: EngineProcess) -> None:
 async def test_a_stopping_engine_keeps_the_leases_of_its_swaps_in_flight_until_they_end(
     start_engine: StartEngine, database_url: str, repository: Repository
 ) -> None:
-    # Swaps of 4 to 6 s against leases of 1 s: the drain outlasts several leases, and the
-    # other engine, idle, would take the order over the moment its lease ran out.
-    leased = {**CALM, "concurrency": 1, "lease_s": 1, "sweep_s": 0.5}
+    # Swaps of 4 to 6 s against leases of 2 s: the drain outlasts two leases or more, and the
+    # other engine, idle, would take the order over the moment its lease ran out. A lease is
+    # renewed every third of its length, so a stall of the loaded machine shorter than two
+    # thirds of it loses nothing.
+    leased = {**CALM, "concurrency": 1, "lease_s": 2, "sweep_s": 0.5}
     stopping, other = await asyncio.gather(
         start_engine(latency_scale=2.0, **leased), start_engine(latency_scale=0.3, **leased)
     )
