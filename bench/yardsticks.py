@@ -130,6 +130,11 @@ class Comparison:
             for round_ in self.rounds
         ) and not any(run.failed for run in self.accept.values())
 
+    @property
+    def intake_clients(self) -> list[int]:
+        """The client counts at which intake was measured, in the order measured."""
+        return list(self.rounds[0].intake[ENGINE]) if self.rounds else []
+
     def intakes(self, server: str, clients: int) -> list[Intake]:
         """The server's intake at `clients`, one per round."""
         return [round_.intake[server][clients] for round_ in self.rounds]
@@ -318,8 +323,7 @@ def report_lines(comparison: Comparison, machine: str) -> list[str]:
     POST (or run of a script) of every round together, and an intake's p99 of each round.
     """
     lines = [machine]
-    clients_counts = list(comparison.rounds[0].intake[ENGINE]) if comparison.rounds else []
-    for clients in clients_counts:
+    for clients in comparison.intake_clients:
         lines.extend(
             _intake_line(server, clients, comparison.intakes(server, clients)) for server in SERVERS
         )
@@ -358,9 +362,10 @@ def _intake_line(server: str, clients: int, intakes: Sequence[Intake]) -> str:
 def _p99_by_round(intakes: Sequence[Intake]) -> str:
     """`; p99 by round a, b, c ms`: one slow round sets the p99 of all rounds together."""
     found = [percentiles(intake.latencies_s) for intake in intakes]
-    if len(found) < 2 or None in found:
+    p99s = [each[99] for each in found if each is not None]
+    if len(intakes) < 2 or len(p99s) < len(intakes):
         return ""
-    return "; p99 by round " + ", ".join(f"{each[99] * 1000:.1f}" for each in found if each) + " ms"
+    return "; p99 by round " + ", ".join(f"{p99 * 1000:.1f}" for p99 in p99s) + " ms"
 
 
 def _pooled(intakes: Sequence[Intake]) -> Intake:
@@ -439,7 +444,7 @@ def ratios(comparison: Comparison) -> list[Ratio]:
     """Engine ÷ each yardstick at each client count, and end to end ÷ pgbench's lifecycle."""
     rounds = comparison.rounds
     found_ratios = []
-    for clients in rounds[0].intake[ENGINE] if rounds else ():
+    for clients in comparison.intake_clients:
         engine = [intake.accepted_per_s for intake in comparison.intakes(ENGINE, clients)]
         for server in SERVERS[1:]:
             yardstick = [intake.accepted_per_s for intake in comparison.intakes(server, clients)]

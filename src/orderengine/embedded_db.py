@@ -74,9 +74,9 @@ def embedded_postgres(data_dir: Path, *, throwaway: bool = False) -> Iterator[st
 
     The server is started unless it is running already (another engine's, or one left by an
     engine that was killed), and stopped at the end unless another process still uses it.
-    `throwaway` says the data directory is removed after the block (a test session's, a
-    benchmark's): the server is then stopped at once, without the checkpoint a shutdown
-    writes, which for a few hundred databases made since it started takes 10 to 30 s.
+    `throwaway` says the data directory is removed after the block (as a test session's
+    is): the server is then stopped at once, without the checkpoint a shutdown writes,
+    which for a few hundred databases made since it started takes 10 to 30 s.
     """
     data_dir = data_dir.resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)

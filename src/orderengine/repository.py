@@ -53,8 +53,10 @@ ORDER_COLUMNS = """
     last_seq, dex, tx_hash, tx_expires_at, tx_last_valid_block_height, executed_price,
     amount_out, error, next_attempt_at, limit_price, expires_at, awaits, best_price, owner,
     created_at, updated_at"""
-EVENT_COLUMNS = "order_id, seq, status, attempt, at, details"
 EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
+JOINED_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_FIELDS)
+"""The event columns of `order_events AS e`, in a statement that joins it."""
 CHANGE_BATCH = 100
 """The most status changes committed in one statement."""
 FEED_BATCH = 5_000
@@ -222,7 +224,8 @@ def _without_woken(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
-    return OrderEvent.model_validate(dict(row))
+    """The event in `row`, whose other columns (a position, an owner ...) are left out."""
+    return OrderEvent.model_validate({column: row[column] for column in EVENT_FIELDS})
 
 
 def _too_late(order_id: UUID, status: OrderStatus) -> str:
@@ -455,7 +458,7 @@ class Repository:
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
-                SELECT o.owner, {", ".join(f"e.{c}" for c in EVENT_FIELDS)}
+                SELECT o.owner, {JOINED_EVENT_COLUMNS}
                 FROM orders AS o
                 LEFT JOIN order_events AS e ON e.order_id = o.id AND e.seq > $2
                 WHERE o.id = $1
@@ -466,11 +469,7 @@ class Repository:
             )
         if not rows:
             raise OrderNotFound(f"no order {order_id}")
-        events = [
-            _event({column: row[column] for column in EVENT_FIELDS})
-            for row in rows
-            if row["seq"] is not None
-        ]
+        events = [_event(row) for row in rows if row["seq"] is not None]
         return rows[0]["owner"], events
 
     async def latest_event(self, order_id: UUID) -> OrderEvent | None:
@@ -1047,11 +1046,7 @@ class Repository:
                 self.owner,
             )
         woken = rows[0]["woken"] if rows else 0
-        events = [
-            _event({column: row[column] for column in EVENT_FIELDS})
-            for row in rows
-            if row["order_id"] is not None
-        ]
+        events = [_event(row) for row in rows if row["order_id"] is not None]
         return events, woken
 
     async def awaited_listings(self) -> set[frozenset[str]]:
@@ -1139,7 +1134,7 @@ class Repository:
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
-                SELECT e.position, o.owner, {", ".join(f"e.{c}" for c in EVENT_FIELDS)}
+                SELECT e.position, o.owner, {JOINED_EVENT_COLUMNS}
                 FROM order_events AS e JOIN orders AS o ON o.id = e.order_id
                 WHERE e.position > $1 AND ($3::text IS NULL OR o.owner = $3)
                 ORDER BY e.position LIMIT $2
@@ -1148,14 +1143,7 @@ class Repository:
                 limit,
                 owner,
             )
-        return [
-            FeedEntry(
-                row["position"],
-                row["owner"],
-                _event({column: row[column] for column in EVENT_FIELDS}),
-            )
-            for row in rows
-        ]
+        return [FeedEntry(row["position"], row["owner"], _event(row)) for row in rows]
 
     async def feed_position(self) -> int:
         """The last feed position given so far (0 before any)."""
