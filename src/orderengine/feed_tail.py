@@ -2,8 +2,8 @@
 
 Every follower of the feed (`GET /api/events`) asks for the events after its position each
 time the hub has news. Were each to read the store, one event would cost a statement per
-follower. Instead the first to ask gives the new events their positions
-(`Repository.sequence_feed`) and reads them, of every owner, into a window kept in memory;
+follower. Instead the first to ask gives the new events their positions and reads them, of
+every owner, in one round trip (`Repository.sequenced_feed`), into a window kept in memory;
 those asking meanwhile share that run, and each then takes from the window what it may see.
 A follower further behind than the window (resuming from an old position) reads the store
 itself until it has caught up.
@@ -83,11 +83,11 @@ class FeedTail:
 
     async def _read(self) -> None:
         """Position what was committed, and read it; the first read only learns where to start."""
-        await self._repository.sequence_feed()
         if self._last is None:
+            await self._repository.sequence_feed()
             self._last = await self._repository.feed_position()
             return
-        entries = await self._repository.feed(self._last, PAGE)
+        entries = await self._repository.sequenced_feed(self._last, PAGE)
         self._window.extend(entries)
         if entries:
             self._last = entries[-1].position

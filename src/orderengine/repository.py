@@ -61,8 +61,6 @@ CHANGE_BATCH = 100
 """The most status changes committed in one statement."""
 FEED_BATCH = 5_000
 """The most events one call of `sequence_feed` gives positions to."""
-FEED_SEQUENCER_LOCK = 7_207_004
-"""The advisory lock under which one engine at a time gives feed positions."""
 FIRST_DETAILS = """
     CASE awaits
         WHEN 'price' THEN jsonb_build_object(
@@ -1092,7 +1090,9 @@ class Repository:
         transaction-level advisory lock, waited for), so the positions of one run are
         committed before the next run gives any: a reader that sees position P sees every
         position below it. Within a run, positions follow the events' times, then order and
-        seq, so an order's events keep their order. Callers here at once share runs: one
+        seq, so an order's events keep their order. One round trip: the function
+        `sequence_feed` (migration 010) takes the lock and gives the positions, and its
+        statement is its own transaction. Callers here at once share runs: one
         that finds a run begun after it called, and ended, has what it asked for and gives
         nothing itself, so many feeds woken by one event cost one run, not one each.
         """
@@ -1104,30 +1104,22 @@ class Repository:
             return await self._sequence_feed(limit)
 
     async def _sequence_feed(self, limit: int) -> int:
-        async with self._connection() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", FEED_SEQUENCER_LOCK)
-            given = await connection.fetchval(
-                """
-                WITH base AS (
-                    SELECT COALESCE(max(position), 0) AS last FROM order_events
-                ), next AS (
-                    SELECT order_id, seq,
-                           (SELECT last FROM base)
-                           + row_number() OVER (ORDER BY at, order_id, seq) AS position
-                    FROM (
-                        SELECT order_id, seq, at FROM order_events
-                        WHERE position IS NULL ORDER BY at, order_id, seq LIMIT $1
-                    ) AS waiting
-                ), given AS (
-                    UPDATE order_events AS e SET position = next.position
-                    FROM next WHERE (e.order_id, e.seq) = (next.order_id, next.seq)
-                    RETURNING 1
-                )
-                SELECT count(*) FROM given
-                """,
-                limit,
-            )
+        async with self._connection() as connection:
+            given = await connection.fetchval("SELECT sequence_feed($1)", limit)
         return int(given)
+
+    async def sequenced_feed(self, after: int, limit: int) -> list[FeedEntry]:
+        """Give positions as `sequence_feed` does, then read up to `limit` events after `after`.
+
+        Of every owner, each with its order's owner. One round trip: the function
+        `sequenced_feed` (migration 010), whose statement is its own transaction, so the
+        positions read are committed when they are returned.
+        """
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT * FROM sequenced_feed($1, $2, $3)", after, limit, FEED_BATCH
+            )
+        return [FeedEntry(row["position"], row["owner"], _event(row)) for row in rows]
 
     async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
         """The events with a feed position above `after`, in order; of `owner`'s orders if given."""

@@ -17,17 +17,27 @@ REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_i
 
 
 class CountedFeed(Repository):
-    """The real repository, counting its reads of the feed; the next one can be made to fail."""
+    """The real repository, counting its reads of the feed; the next one can be made to fail.
+
+    A read is either kind: the tail's, which gives positions first, or a follower's own.
+    """
 
     reads = 0
     fail_next = False
 
-    async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
+    def _count(self) -> None:
         self.reads += 1
         if self.fail_next:
             self.fail_next = False
             raise DatabaseUnavailable("the database is unavailable")
+
+    async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
+        self._count()
         return await super().feed(after, limit, owner)
+
+    async def sequenced_feed(self, after: int, limit: int) -> list[FeedEntry]:
+        self._count()
+        return await super().sequenced_feed(after, limit)
 
 
 @pytest.fixture
@@ -123,3 +133,17 @@ async def test_a_read_that_failed_is_not_shared(repository: CountedFeed) -> None
     assert isinstance(failed, DatabaseUnavailable)
     assert not isinstance(page, BaseException)
     assert positions(page.entries) == [1, 2]
+
+
+async def test_the_tails_read_gives_positions_then_reads_them_in_one_call(
+    repository: CountedFeed,
+) -> None:
+    await place(repository, 2, owner="alice")
+    await place(repository, 1)
+
+    entries = await repository.sequenced_feed(0, 100)
+
+    assert positions(entries) == [1, 2, 3]
+    assert [entry.owner for entry in entries] == ["alice", "alice", None]
+    assert await repository.sequenced_feed(3, 100) == []
+    assert await repository.sequence_feed() == 0  # nothing committed is left unpositioned

@@ -42,6 +42,10 @@ CATALOG: dict[str, str] = {
         SELECT t.typname, e.enumsortorder, e.enumlabel
         FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
         ORDER BY t.typname, e.enumsortorder""",
+    "functions": """
+        SELECT proname, pg_get_functiondef(oid) AS definition
+        FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+        ORDER BY proname""",
     "migrations": "SELECT version, name FROM schema_migrations ORDER BY version",
 }
 
