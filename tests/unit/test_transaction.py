@@ -29,6 +29,7 @@ from orderengine.transaction import (
     build,
     find_swap,
     min_amount_out,
+    public_key,
     raw_units,
 )
 from orderengine.venues.values import Dex, Quote, RecentBlockhash
@@ -273,6 +274,13 @@ def test_the_transaction_is_signed_by_the_signer_on_the_blockhash_and_verifies()
     assert transaction.signature == str(solana.signatures[0])
     message = Message.from_bytes(bytes(solana.message))
     assert SIGNER.sign_message(bytes(message)) == solana.signatures[0]
+
+
+@pytest.mark.parametrize("seed", [bytes(32), bytes(range(32)), bytes([255] * 32)])
+def test_the_public_key_read_from_a_keypair_is_the_one_it_derives(seed: bytes) -> None:
+    keypair = Keypair.from_seed(seed)
+
+    assert public_key(keypair) == keypair.pubkey()
 
 
 def test_the_same_swap_on_the_same_blockhash_signs_differently_by_its_memo() -> None:

@@ -35,6 +35,7 @@ from orderengine.transaction import (
     TOKEN_PROGRAM,
     Instruction,
     Transaction,
+    public_key,
     raw_units,
 )
 from orderengine.venues import signable
@@ -141,14 +142,14 @@ class LiveVenue:
         bought = TOKENS[quote.token_out]
         minimum = raw_units(min_amount_out, bought.decimals)
         bounded = with_minimum(quote.response, minimum)
-        swap = await self._jupiter.swap(bounded, signer.pubkey())
+        swap = await self._jupiter.swap(bounded, public_key(signer))
         try:
             unsigned = VersionedTransaction.from_bytes(swap.unsigned)
         except ValueError as error:
             raise SwapRejected(f"Jupiter's swap transaction is unreadable: {error}") from error
         sold = TOKENS[quote.token_in]
         expected = Expected(
-            wallet=signer.pubkey(),
+            wallet=public_key(signer),
             mint_in=Pubkey.from_string(sold.mint),
             mint_out=Pubkey.from_string(bought.mint),
             amount_in=raw_units(quote.amount_in, sold.decimals),
