@@ -188,6 +188,8 @@ class Listener:
     ) -> None:
         self._dsn = dsn
         self._engine_id = engine_id
+        self._own_events = f"{engine_id} "
+        """How this engine's own announcements begin: `event_payload` puts its id first."""
         self._on_event = on_event
         self._on_orders = on_orders
         self._on_listing = on_listing
@@ -327,10 +329,7 @@ class Listener:
         text = str(payload)
         try:
             if channel == EVENTS_CHANNEL:
-                for line in text.split("\n"):
-                    engine_id, order_id, seq = parse_event(line)
-                    if engine_id != self._engine_id:
-                        self._call(self._on_event, order_id, seq)
+                self._events(text)
             elif channel == ORDERS_CHANNEL and parse_orders(text) != self._engine_id:
                 self._call(self._on_orders)
             elif channel == LISTINGS_CHANNEL and parse_listing(text) != self._engine_id:
@@ -339,6 +338,20 @@ class Listener:
                 self._call(self._on_keys)
         except ValueError:
             log.warning("notification_malformed", channel=channel, payload=text[:200])
+
+    def _events(self, text: str) -> None:
+        """Hand on each event another engine announced; this engine's own are skipped unread.
+
+        An engine hears its own announcements too, about one per status change it commits.
+        A payload holds one engine's events only, so one that begins with this engine's id is
+        all its own: the check costs less than parsing a line's two UUIDs.
+        """
+        if text.startswith(self._own_events):
+            return
+        for line in text.split("\n"):
+            engine_id, order_id, seq = parse_event(line)
+            if engine_id != self._engine_id:
+                self._call(self._on_event, order_id, seq)
 
     @staticmethod
     def _call(callback: Callable[..., None], *args: object) -> None:
