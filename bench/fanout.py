@@ -19,6 +19,11 @@ client's read together: an upper bound on commit-to-receipt. Only events written
 socket opened are counted; those it replays from the store on opening (an order's `pending`,
 say, written before its sockets opened) are counted apart, as replayed.
 
+Each kind's latencies are also given in two parts, split at the moment the last order socket
+opened: the events written while sockets were still opening, when their handshakes compete
+with the events for the engine's one core (the line says how long that lasted), and those
+written once every socket was open, the steady state of a thousand followers.
+
 The clients run in K processes of their own (2 by default), each with its share of the orders,
 their sockets and the feeds, on uvloop as the engine is. On two cores the clients compete with
 the engine for the CPU, and a client loop busy with many sockets reads late and adds its own
@@ -305,9 +310,13 @@ async def submit(session: aiohttp.ClientSession, statuses: Counter[str]) -> str 
 
 
 def socket_figures(receipts: Receipts) -> dict[str, Any]:
-    """One socket's latencies (seconds) of the events written after it opened, and counts."""
+    """One socket's latencies (seconds) of the events written after it opened, and counts.
+
+    With each latency, when its event was written (`written_at`, epoch seconds), and when the
+    socket opened (`opened_at`).
+    """
     opened = receipts.opened_at
-    latencies = []
+    latencies, written = [], []
     replayed = 0
     for received_at, event in receipts.received:
         at = datetime.fromisoformat(event["at"]).timestamp() if "at" in event else None
@@ -315,7 +324,14 @@ def socket_figures(receipts: Receipts) -> dict[str, Any]:
             replayed += 1
         else:
             latencies.append(received_at - at)
-    return {"latencies_s": latencies, "replayed": replayed, "ended": receipts.ended}
+            written.append(at)
+    return {
+        "latencies_s": latencies,
+        "written_at": written,
+        "opened_at": opened,
+        "replayed": replayed,
+        "ended": receipts.ended,
+    }
 
 
 def client_process(part: Part, ready: Barrier, results: multiprocessing.Queue[Any]) -> None:
@@ -433,14 +449,33 @@ async def run_engine(workdir: Path, options: Options) -> Run:
 
 @dataclass(frozen=True)
 class Kind:
-    """The sockets of one kind (order sockets, or the feed) of every client process."""
+    """The sockets of one kind (order sockets, or the feed) of every client process.
+
+    `all_open_at` is when the last order socket opened (epoch seconds): events written before
+    it reached their sockets while the engine was still answering handshakes, which compete
+    with the events for its one core; those written after, once every socket was open.
+    """
 
     name: str
     sockets: list[dict[str, Any]]
+    all_open_at: float | None
+    opening_s: float | None
+    """From the first order socket's opening to the last's."""
 
     @property
     def latencies_s(self) -> list[float]:
         return [latency for socket in self.sockets for latency in socket["latencies_s"]]
+
+    def written(self, *, while_opening: bool) -> list[float]:
+        """The latencies of the events written while sockets were opening, or after."""
+        if self.all_open_at is None:
+            return [] if while_opening else self.latencies_s
+        return [
+            latency
+            for socket in self.sockets
+            for latency, at in zip(socket["latencies_s"], socket["written_at"], strict=True)
+            if (at < self.all_open_at) == while_opening
+        ]
 
     @property
     def replayed(self) -> int:
@@ -460,7 +495,14 @@ class Kind:
             "replayed_events": self.replayed,
             "latency_ms": milliseconds(latencies),
             "max_ms": round(max(latencies) * 1000, 3) if latencies else None,
+            "opening_s": self.opening_s,
+            "while_opening": self._part(while_opening=True),
+            "all_open": self._part(while_opening=False),
         }
+
+    def _part(self, *, while_opening: bool) -> dict[str, Any]:
+        latencies = self.written(while_opening=while_opening)
+        return {"live_events": len(latencies), "latency_ms": milliseconds(latencies)}
 
     def line(self) -> str:
         latencies = self.latencies_s
@@ -470,14 +512,28 @@ class Kind:
             f"{self.name}: {len(self.sockets)} sockets (ended {endings}), {len(latencies)} live"
             f" events ({self.replayed} replayed, not counted); latency from the event's write"
             f" to its receipt p50/p95/p99 {format_percentiles(latencies, 1000, 'ms')},"
-            f" max {worst}"
+            f" max {worst}\n  {self._split_line()}"
+        )
+
+    def _split_line(self) -> str:
+        opening = self.written(while_opening=True)
+        opened = self.written(while_opening=False)
+        return (
+            f"written while order sockets were opening ({self.opening_s or 0:.2f} s from the"
+            f" first to the last): {len(opening)} events, p50/p95/p99"
+            f" {format_percentiles(opening, 1000, 'ms')}; once all were open: {len(opened)}"
+            f" events, p50/p95/p99 {format_percentiles(opened, 1000, 'ms')}"
         )
 
 
 def kinds(run: Run) -> list[Kind]:
+    order_sockets = [s for part in run.parts for s in part.order_sockets]
+    opened = [s["opened_at"] for s in order_sockets if s["opened_at"] is not None]
+    all_open_at = max(opened) if opened else None
+    opening_s = max(opened) - min(opened) if opened else None
     return [
-        Kind("order sockets", [s for part in run.parts for s in part.order_sockets]),
-        Kind("feed", [s for part in run.parts for s in part.feeds]),
+        Kind("order sockets", order_sockets, all_open_at, opening_s),
+        Kind("feed", [s for part in run.parts for s in part.feeds], all_open_at, opening_s),
     ]
 
 
