@@ -8,12 +8,14 @@ the claimed order's stored status, so one code path serves a fresh order, a retr
 recovered after a crash (this engine's or another's) and one interrupted by the database
 going away:
 
-- `pending` (or `routing`/`building`, left by a crash): run an attempt from routing;
+- `pending` (or `routing`/`building`, left by a crash of an earlier version, which
+  committed them on their own): run an attempt from routing;
 - `submitted`: a signature was sent; ask the venue what became of it, never send again
   until the venue says it did not land.
 
-An attempt is routing -> building -> submitted -> confirmed. A rejected swap or a failed
-routing goes back to `pending` with `attempt + 1` and the delay before the retry, or ends
+An attempt is routing -> building -> submitted -> confirmed, the first three committed together
+just before the swap is sent (`Routed`). A rejected swap or a failed routing goes back to
+`pending` with `attempt + 1` and the delay before the retry, or ends
 `failed` when no attempt is left; `retry.py` decides which, and how long to wait.
 """
 
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -83,6 +86,31 @@ log = structlog.get_logger(__name__)
 COUNT_EVERY_S = 1.0
 """How stale the count of waiting orders (the backlog, for backpressure) may grow while every
 worker is busy; between counts it follows the orders accepted and claimed here."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """An attempt's routing event, not committed on its own.
+
+    It is committed with the change the attempt comes to next (its swap sent, or refused
+    before sending, put off, or the attempt stood down), so that an attempt costs one commit
+    fewer: nothing but a round trip would come between the two commits. `dex` is the venue
+    chosen, if one was; the order records it with that change.
+    """
+
+    details: EventDetails
+    dex: Dex | None = None
+
+    @property
+    def steps(self) -> list[tuple[OrderStatus, EventDetails]]:
+        """The status the attempt passes through, with its event."""
+        return [(OrderStatus.ROUTING, self.details)]
+
+    def fields(self, **fields: Unpack[TransitionFields]) -> TransitionFields:
+        """`fields`, with the venue chosen when there is one."""
+        if self.dex is not None:
+            fields["dex"] = self.dex
+        return fields
 
 
 class Engine:
@@ -410,7 +438,7 @@ class Engine:
     async def _expire_due(self) -> None:
         """End every pending order whose expiry has come: one statement, however many."""
         for order, event in await self._repository.expire():
-            self._committed(order, event)
+            self._committed(order, [event])
             log.info("order_expired", order_id=str(order.order_id), error=order.error)
 
     async def _renew(self) -> None:
@@ -534,9 +562,9 @@ class Engine:
             return
         if order.status is not OrderStatus.PENDING:
             order = await self._resume(order)
-        routed = await self._route(order)
-        if routed is not None:
-            await self._send(*routed)
+        decision = await self._route(order)
+        if decision is not None:
+            await self._send(order, decision)
 
     async def _pace(self) -> None:
         """Wait for a rate token; at shutdown the wait is cancelled and nothing was written."""
@@ -548,13 +576,14 @@ class Engine:
         finally:
             self._pacing.discard(task)
 
-    async def _route(self, order: Order) -> tuple[Order, Decision] | None:
-        """Ask every venue; None when the attempt goes no further.
+    async def _route(self, order: Order) -> Decision | None:
+        """Ask every venue; the decision, or None when the attempt goes no further.
 
         None when no venue could quote, which ends the attempt, or when the best price for
         the order's own amount is under its limit, which sends it back to waiting with no
         attempt spent. The routing event carries their quotes and the choice, or why there
-        is none. A sniper takes the venues that quoted within its window.
+        is none; it is committed with the change the attempt comes to next (`Routed`). A
+        sniper takes the venues that quoted within its window.
         """
         window_s = self._sniper_window_s if order.type == "sniper" else None
         try:
@@ -563,18 +592,14 @@ class Engine:
             )
         except NoRoute as error:
             failed = RoutingFailed(error=error.message, unavailable=error.details or {})
-            order = await self._move(order, OrderStatus.ROUTING, failed)
             self._metrics.attempts.labels(error.code).inc()
-            await self._retry_or_fail(order, error.message)
+            await self._retry_or_fail(order, error.message, routed=Routed(failed))
             return None
         if not reaches_limit(order, decision):
             await self._wait_for_price(order, decision)
             return None
-        order = await self._move(
-            order, OrderStatus.ROUTING, decision.details(), dex=decision.best.dex
-        )
         self._metrics.routed.labels(decision.best.dex).inc()
-        return order, decision
+        return decision
 
     async def _wait_for_price(self, order: Order, decision: Decision) -> None:
         """Back to waiting: the price reached the limit for the watcher's amount, not this one.
@@ -608,11 +633,15 @@ class Engine:
     async def _send(self, order: Order, decision: Decision) -> None:
         """Build the transaction, commit `submitted` with its signature, then send it once.
 
-        A crash after that commit, or an answer that never comes, is resolved by
+        `routing`, `building` and `submitted` are committed together, once the transaction is
+        built and signed and just before it is sent: the store never holds an order in
+        `routing` or `building` that this engine runs, and an attempt costs one commit. A
+        crash after that commit, or an answer that never comes, is resolved by
         reconciliation, never by resending: only a definite rejection lets a new swap go.
         """
+        routed = Routed(decision.details(), decision.best.dex)
         if self._closing:
-            await self._stand_down(order, "the engine stopped")
+            await self._stand_down(order, "the engine stopped", routed)
             return
         venue = self._venues[decision.best.dex]
         minimum = min_amount_out(decision.best, order.slippage_bps, limit_floor(order))
@@ -620,7 +649,7 @@ class Engine:
             transaction = await venue.build(order.order_id, decision.best, minimum, self._signer)
         except VenueError as error:
             self._metrics.attempts.labels(error.code).inc()
-            await self._retry_or_fail(order, error.message)
+            await self._retry_or_fail(order, error.message, routed=routed)
             return
         built = BuiltTransaction(
             signature=transaction.signature,
@@ -628,11 +657,11 @@ class Engine:
             instructions=transaction.instructions,
         )
         if self._closing:
-            await self._stand_down(order, "the engine stopped")
+            await self._stand_down(order, "the engine stopped", routed)
             return
         if not self._leases.holds(order.order_id):
             log.warning("lease_ran_out_before_sending")
-            await self._stand_down(order, "the lease ran out unrenewed")
+            await self._stand_down(order, "the lease ran out unrenewed", routed)
             return
         sent = Submitted(
             tx_hash=transaction.signature,
@@ -640,11 +669,12 @@ class Engine:
             expires_at=transaction.expires_at,
             last_valid_block_height=transaction.last_valid_block_height,
         )
-        order = await self._move_through(
+        order = await self._move(
             order,
-            (OrderStatus.BUILDING, Building(transaction=built)),
             OrderStatus.SUBMITTED,
             sent,
+            passed=[*routed.steps, (OrderStatus.BUILDING, Building(transaction=built))],
+            dex=venue.name,
             tx_hash=transaction.signature,
             tx_expires_at=transaction.expires_at,
             tx_last_valid_block_height=transaction.last_valid_block_height,
@@ -663,13 +693,16 @@ class Engine:
             return
         await asyncio.shield(self._confirm(order, execution))
 
-    async def _stand_down(self, order: Order, why: str) -> None:
+    async def _stand_down(self, order: Order, why: str, routed: Routed) -> None:
         """Put back an attempt this engine will not send: `pending`, attempt unspent.
 
-        The lease goes with the change, so the next start or another engine takes it up.
+        Its routing is committed with the change, and the lease goes with it, so the next
+        start or another engine takes it up.
         """
-        details = Recovered(recovered=f"{why} while {order.status}; routing again")
-        await self._move(order, OrderStatus.PENDING, details, release=True)
+        details = Recovered(recovered=f"{why} while routing; routing again")
+        await self._move(
+            order, OrderStatus.PENDING, details, passed=routed.steps, **routed.fields(release=True)
+        )
 
     async def _resume(self, order: Order) -> Order:
         """An order found in `routing` or `building` was interrupted: show it, start over."""
@@ -717,19 +750,34 @@ class Engine:
         )
 
     async def _retry_or_fail(
-        self, order: Order, reason: str, *, reconciled: bool = False, wait_for_price: bool = False
+        self,
+        order: Order,
+        reason: str,
+        *,
+        routed: Routed | None = None,
+        reconciled: bool = False,
+        wait_for_price: bool = False,
     ) -> None:
         """Schedule the next attempt, or fail the order when none is left.
 
-        With `wait_for_price` (a limit order's swap refused for slippage) the next attempt
-        waits for the price again instead of a delay. Either way the lease is given up with
-        the change.
+        An attempt that ended before anything was sent comes with its `routed`, committed
+        with the change. With `wait_for_price` (a limit order's swap refused for slippage)
+        the next attempt waits for the price again instead of a delay. Either way the lease
+        is given up with the change.
         """
         flag = reconciled or None
+        passed = routed.steps if routed else []
+        with_venue = routed.fields if routed else TransitionFields
         step = self._retry.after_failure(order.attempt, reason)
         if isinstance(step, GiveUp):
             failed = Failed(error=step.error, reconciled=flag)
-            await self._move(order, OrderStatus.FAILED, failed, error=step.error, release=True)
+            await self._move(
+                order,
+                OrderStatus.FAILED,
+                failed,
+                passed=passed,
+                **with_venue(error=step.error, release=True),
+            )
             log.warning("order_failed", error=step.error)
             return
         if wait_for_price:
@@ -750,10 +798,10 @@ class Engine:
             order,
             OrderStatus.PENDING,
             retry,
-            attempt=step.attempt,
-            error=reason,
-            retry_after_s=step.delay_s,
-            release=True,
+            passed=passed,
+            **with_venue(
+                attempt=step.attempt, error=reason, retry_after_s=step.delay_s, release=True
+            ),
         )
         log.info("order_retry_scheduled", error=reason, retry_in_ms=step.retry_in_ms)
 
@@ -762,38 +810,27 @@ class Engine:
         order: Order,
         status: OrderStatus,
         details: EventDetails,
+        *,
+        passed: Sequence[tuple[OrderStatus, EventDetails]] = (),
         **fields: Unpack[TransitionFields],
     ) -> Order:
         """Commit a status change from `order`, the worker's view; the order as it now is.
 
-        The event is committed with the change, then handed to the watchers.
+        With `passed`, the change goes through those statuses first, each with its event, in
+        the same commit (`Repository.transition_through`). The events are committed with the
+        change, then handed to the watchers.
         """
-        moved, event = await self._repository.transition(order, status, details, **fields)
-        self._committed(moved, event)
+        if passed:
+            moved, events = await self._repository.transition_through(
+                order, passed, status, details, **fields
+            )
+        else:
+            moved, event = await self._repository.transition(order, status, details, **fields)
+            events = [event]
+        self._committed(moved, events)
         if fields.get("release", False):
             self._leases.released(order.order_id)
             self.wake()
-        return moved
-
-    async def _move_through(
-        self,
-        order: Order,
-        passed: tuple[OrderStatus, EventDetails],
-        status: OrderStatus,
-        details: EventDetails,
-        **fields: Unpack[TransitionFields],
-    ) -> Order:
-        """Commit two status changes in a row as one (`Repository.transition_through`).
-
-        `building` and `submitted` are committed together: the transaction is built and
-        signed before either event, so nothing would come between their commits but a round
-        trip, and an attempt costs one commit less. The store never holds an order in
-        `building` that this engine runs.
-        """
-        moved, events = await self._repository.transition_through(
-            order, passed, status, details, **fields
-        )
-        self._published(events)
         return moved
 
     def _published(self, events: list[OrderEvent]) -> None:
@@ -802,17 +839,18 @@ class Engine:
             self._hub.publish(event)
             self._announcer.announce(event.order_id, event.seq)
 
-    def _committed(self, order: Order, event: OrderEvent) -> None:
-        """Tell the watchers here and the other engines of a committed event; count an end."""
-        self._published([event])
+    def _committed(self, order: Order, events: list[OrderEvent]) -> None:
+        """Tell the watchers here and the other engines of committed events; count an end."""
+        self._published(events)
         if order.status.terminal:
             self._metrics.finished.labels(str(order.status)).inc()
-            self._metrics.order_seconds.observe((event.at - order.created_at).total_seconds())
+            ended_at = events[-1].at
+            self._metrics.order_seconds.observe((ended_at - order.created_at).total_seconds())
 
     async def cancel(self, order_id: UUID) -> Order:
         """End an order nothing was sent for `failed`, for its client (`Repository.cancel`)."""
         order, event = await self._repository.cancel(order_id)
-        self._committed(order, event)
+        self._committed(order, [event])
         log.info("order_cancelled", order_id=str(order_id), attempt=order.attempt)
         return order
 

@@ -88,17 +88,19 @@ def _appended(
     *,
     seq: int | None = None,
     status: OrderStatus | None = None,
+    attempt: int | None = None,
 ) -> OrderEvent:
     """An event a status change appended, read off the order it left.
 
-    Its time, and by default its seq and status: a change through a status appended one
-    event before the last, with a seq and status of its own.
+    Its time, and by default its seq, status and attempt: a change through statuses appended
+    an event for each before the last, with a seq and status of its own, in the attempt the
+    order was in before the change.
     """
     return OrderEvent(
         order_id=order.order_id,
         seq=order.last_seq if seq is None else seq,
         status=order.status if status is None else status,
-        attempt=order.attempt,
+        attempt=order.attempt if attempt is None else attempt,
         at=order.updated_at,
         details=details,
     )
@@ -112,6 +114,14 @@ class Change:
     steps: list[OrderStatus]
     stored: list[dict[str, Any]]
     fields: TransitionFields
+
+    def attempts(self) -> list[int | None]:
+        """Each step's event's attempt; None for the last step's, which takes the change's.
+
+        The steps passed through belong to the attempt the order was in; the last, to the
+        one the change leaves it in (a retry's next one).
+        """
+        return [self.order.attempt] * (len(self.steps) - 1) + [None]
 
 
 Changed = tuple[Order, list[OrderEvent]]
@@ -154,9 +164,10 @@ def _change_columns(changes: Sequence[Change]) -> list[list[Any]]:
 def _changed(change: Change, row: asyncpg.Record) -> Changed:
     moved = _order(_without_woken(row))
     first_seq = moved.last_seq - len(change.steps) + 1
+    steps = zip(change.steps, change.stored, change.attempts(), strict=True)
     return moved, [
-        _appended(moved, details, seq=first_seq + n, status=step)
-        for n, (step, details) in enumerate(zip(change.steps, change.stored, strict=True))
+        _appended(moved, details, seq=first_seq + n, status=step, attempt=attempt)
+        for n, (step, details, attempt) in enumerate(steps)
     ]
 
 
@@ -739,17 +750,18 @@ class Repository:
     async def transition_through(
         self,
         order: Order,
-        passed: tuple[OrderStatus, EventDetails],
+        passed: Sequence[tuple[OrderStatus, EventDetails]],
         status: OrderStatus,
         details: EventDetails,
         **fields: Unpack[TransitionFields],
     ) -> tuple[Order, list[OrderEvent]]:
-        """Move `order` through the status `passed` names to `status`, in one commit.
+        """Move `order` through the statuses `passed` names to `status`, in one commit.
 
-        Both events are appended, `passed`'s first, as two changes in a row would append
-        them; the order as it now is, and the two events. Everything else as `transition`.
+        Every event is appended, `passed`'s first, as changes in a row would append them;
+        the order as it now is, and the events. `fields` are the last change's. Everything
+        else as `transition`.
         """
-        return await self._transition(order, [passed, (status, details)], fields)
+        return await self._transition(order, [*passed, (status, details)], fields)
 
     async def _transition(
         self,
@@ -842,11 +854,11 @@ class Repository:
                 ), e AS (
                     INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                     SELECT o.id, o.last_seq - step.steps + step.n + 1, step.status::order_status,
-                           o.attempt, o.updated_at, step.details
+                           COALESCE(step.attempt, o.attempt), o.updated_at, step.details
                     FROM ROWS FROM (unnest($21::uuid[]), unnest($22::integer[]),
                                     unnest($23::integer[]), unnest($24::text[]),
-                                    jsonb_array_elements($25::jsonb))
-                         AS step (id, n, steps, status, details)
+                                    jsonb_array_elements($25::jsonb), unnest($26::integer[]))
+                         AS step (id, n, steps, status, details, attempt)
                     JOIN o ON o.id = step.id
                 )
                 SELECT {ORDER_COLUMNS},
@@ -860,6 +872,7 @@ class Repository:
                 [count for _, _, count in steps],
                 [str(status) for c in changes for status in c.steps],
                 [details for c in changes for details in c.stored],
+                [attempt for c in changes for attempt in c.attempts()],
             )
 
     async def _current(self, ids: Sequence[UUID]) -> dict[UUID, asyncpg.Record]:

@@ -62,7 +62,10 @@ class HeldQuotes(Wrapped):
 
 
 class HeldBlockhash(Wrapped):
-    """Blockhashes wait for the hold: the order stays `routing`, its transaction unbuilt."""
+    """Builds wait for the hold: the order is routed, its transaction unbuilt.
+
+    Its routing is committed with what comes next, so the store still shows it `pending`.
+    """
 
     def __init__(self, inner: Venue, hold: Hold) -> None:
         super().__init__(inner)
@@ -163,21 +166,21 @@ async def test_an_order_waiting_for_its_retry_is_cancelled(
     assert await chain.landed_signatures([UUID(order_id)]) == {UUID(order_id): []}
 
 
-async def test_a_cancel_between_routing_and_building_leaves_the_worker_nothing_to_send(
+async def test_a_cancel_while_the_swap_is_built_leaves_the_worker_nothing_to_send(
     start_app: StartApp, chain: Chain
 ) -> None:
     hold = Hold()
     client = await start_app(venues=wrapping(lambda venue: HeldBlockhash(venue, hold)))
     order_id = await submit(client)
     await hold.waiting.wait()
-    assert (await get(client, order_id))["status"] == "routing"
+    assert (await get(client, order_id))["status"] == "pending"
 
     status, body = await cancel(client, order_id)
     hold.released.set()
     await workers_idle(client)
 
     assert status == 200
-    assert_cancelled(body, ["pending", "routing"])
+    assert_cancelled(body, ["pending"])
     assert await get(client, order_id) == body
     assert await chain.landed_signatures([UUID(order_id)]) == {UUID(order_id): []}
 

@@ -125,3 +125,26 @@ async def test_a_change_the_store_refuses_fails_alone_and_the_others_commit_agai
     assert not isinstance(last, BaseException)
     assert [order.status for order in stored] == [S.ROUTING, S.PENDING, S.ROUTING]
     assert stored[1].last_seq == 1, "the refused change wrote nothing"
+
+
+async def test_a_change_through_a_status_gives_its_event_the_attempt_it_was_in(
+    database_url: str,
+) -> None:
+    repository = await counting(database_url)
+    try:
+        [order] = await accepted(repository, 1)
+
+        moved, events = await repository.transition_through(
+            order, [(S.ROUTING, DETAILS)], S.PENDING, DETAILS, attempt=2, retry_after_s=1.0
+        )
+        stored = await repository.events(order.order_id)
+
+        assert moved.attempt == 2
+        assert [(e.seq, e.status, e.attempt) for e in events] == [
+            (2, S.ROUTING, 1),
+            (3, S.PENDING, 2),
+        ]
+        assert stored[1:] == events
+        assert repository.statements == [1]
+    finally:
+        await repository.close()
