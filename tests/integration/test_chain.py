@@ -89,6 +89,37 @@ async def test_one_blockhash_a_slot_each_expiring_a_lifetime_after_it_was_issued
         assert before - timedelta(seconds=5) < lifetime < after + timedelta(seconds=5)
 
 
+async def test_the_next_blockhash_is_issued_ahead_once_a_build_finds_the_slot_half_over(
+    database_url: str,
+) -> None:
+    now = [0.0]
+    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=90, clock=lambda: now[0])
+    try:
+        first = await chain.issue_blockhash()
+        now[0] = SLOT_S / 4
+        early = await chain.issue_blockhash()
+        now[0] = SLOT_S * 3 / 4
+        late = await chain.issue_blockhash()
+        ahead = late
+        for _ in range(200):  # the next slot's issue runs beside the builds
+            ahead = await chain.issue_blockhash()
+            if ahead != first:
+                break
+            await asyncio.sleep(0.01)
+        now[0] = SLOT_S * 6 / 5  # past the first slot, not half into the one issued ahead
+        next_slot = await chain.issue_blockhash()
+        async with chain._pool.acquire() as connection:
+            issued = await connection.fetchval("SELECT count(*) FROM chain.blockhashes")
+    finally:
+        await chain.close()
+
+    assert early == first, "nothing is issued in a slot's first half"
+    assert late == first, "a build in the second half is handed the slot's blockhash at once"
+    assert ahead != first, "and the next one is issued meanwhile"
+    assert next_slot == ahead, "which the next slot hands out, issued once"
+    assert issued == 2
+
+
 async def test_a_recorded_swap_is_pending_until_it_lands_then_shows_its_outcome(
     chain: Chain,
 ) -> None:

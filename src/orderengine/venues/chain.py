@@ -33,6 +33,7 @@ from typing import Protocol, Self
 from uuid import UUID
 
 import asyncpg
+import structlog
 from solders.hash import Hash
 
 from orderengine.errors import AlreadyListed, SwapRejected, VenueError
@@ -46,6 +47,8 @@ from orderengine.venues.values import (
     TransactionState,
     TransactionStatus,
 )
+
+log = structlog.get_logger(__name__)
 
 SCHEMA_LOCK = 7_207_002
 """Advisory lock that keeps chains opened at once from creating the schema twice."""
@@ -179,6 +182,12 @@ SLOT_S = 0.4
 """How long a Solana slot lasts, about: the chain hands out one blockhash per slot."""
 
 
+def _log_failed_issue(issue: asyncio.Task[RecentBlockhash]) -> None:
+    """Say why a blockhash could not be issued; the builds waiting for it raise it too."""
+    if not issue.cancelled() and (error := issue.exception()) is not None:
+        log.warning("blockhash_not_issued", error=repr(error))
+
+
 class Chain:
     """The chain in PostgreSQL; the signature is the key, so none is taken twice.
 
@@ -186,7 +195,10 @@ class Chain:
     transaction built within `SLOT_S` of it, or a tenth of the blockhash lifetime if that is
     shorter, so that a blockhash handed out has nine tenths of its life left at least. So
     transactions built together share a blockhash, as on a cluster, and a build costs no
-    write of its own; `clock` (monotonic seconds) may be replaced by tests.
+    write of its own. The next slot's blockhash is issued ahead, once a build finds the slot
+    half over, as a cluster's next slot comes whether or not anyone asks: builds wait for a
+    blockhash only when none was issued in the last slot. `clock` (monotonic seconds) may be
+    replaced by tests.
     """
 
     def __init__(
@@ -230,20 +242,35 @@ class Chain:
         return chain
 
     async def close(self) -> None:
+        if self._issuing is not None:
+            self._issuing.cancel()
+            await asyncio.gather(self._issuing, return_exceptions=True)
         await self._pool.close()
 
     async def issue_blockhash(self) -> RecentBlockhash:
-        """The current slot's blockhash, issued for the first build of the slot.
+        """The current slot's blockhash; the next one's is issued once the slot is half over.
 
-        It is valid for the chain's blockhash lifetime from its issue. Builds that come
-        while it is being issued wait for it rather than each issue one of their own.
+        A blockhash is valid for the chain's blockhash lifetime from its issue. Builds that
+        come while the slot has none wait for the one being issued rather than each issue
+        one of their own.
         """
         now = self._clock()
-        if self._slot is not None and now - self._slot[0] < self._slot_s:
-            return self._slot[1]
+        slot = self._slot
+        if slot is not None and now - slot[0] < self._slot_s:
+            if now - slot[0] >= self._slot_s / 2:
+                self._open_next_slot(now)
+            return slot[1]
+        return await asyncio.shield(self._open_next_slot(now))
+
+    def _open_next_slot(self, now: float) -> asyncio.Task[RecentBlockhash]:
+        """The issue of the next slot's blockhash: begun at `now` unless one is under way.
+
+        An issue begun ahead that fails is logged; the next build tries again.
+        """
         if self._issuing is None or self._issuing.done():
             self._issuing = asyncio.create_task(self._open_slot(now), name="chain-slot")
-        return await asyncio.shield(self._issuing)
+            self._issuing.add_done_callback(_log_failed_issue)
+        return self._issuing
 
     async def _open_slot(self, now: float) -> RecentBlockhash:
         issued = await self._issue()
