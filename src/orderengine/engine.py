@@ -94,8 +94,8 @@ class Routed:
 
     It is committed with the change the attempt comes to next (its swap sent, or refused
     before sending, put off, or the attempt stood down), so that an attempt costs one commit
-    fewer: nothing but a round trip would come between the two commits. `dex` is the venue
-    chosen, if one was; the order records it with that change.
+    fewer: nothing but building and signing would come between the two commits. `dex` is
+    the venue chosen, if one was; the order records it with that change.
     """
 
     details: EventDetails
