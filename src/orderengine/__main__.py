@@ -37,13 +37,16 @@ from orderengine.wallet import InvalidKeypair
 
 log = structlog.get_logger("orderengine")
 
+YOUNG_COLLECTIONS_AFTER = 10_000
+"""New container objects (less those freed) between collections of the youngest generation."""
+
 
 async def serve(settings: Settings) -> None:
     runner = web.AppRunner(create_app(settings), handle_signals=False, access_log=None)
     await runner.setup()
     site = EngineSite(runner, settings)
     await site.start()
-    _freeze_startup_heap()
+    _tune_collector()
     log.info("listening", url=site.name, max_connections=site.cap.limit)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -58,16 +61,25 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def _freeze_startup_heap() -> None:
-    """Keep what exists once the engine listens out of every later garbage collection.
+def _tune_collector() -> None:
+    """Freeze what exists once the engine listens, and collect the young generation less often.
 
     Modules, models, schemas and pools (about 83 000 objects) live as long as the process.
     Frozen, they are no longer scanned by the full collections that stop the event loop
     meanwhile: with 1000 sockets opening at once (`bench.fanout`), the engine's longest full
     collection went from 103-134 ms to 46-58 ms.
+
+    The youngest generation is collected after `YOUNG_COLLECTIONS_AFTER` new objects instead
+    of Python's 700. Handling a group of orders allocates more than 700 objects that live a
+    few milliseconds, so at 700 the collector ran every few orders, each tenth run collecting
+    the middle generation too and each hundredth everything: end to end, for 4200 orders,
+    870 to 990 young, 79 to 89 middle and 6 to 7 full collections, 300 to 350 ms in all, the
+    full ones pausing the event loop for up to 45 ms. With the higher threshold: 13, 1 and
+    none, 37 to 47 ms.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTIONS_AFTER, *gc.get_threshold()[1:])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
