@@ -62,7 +62,9 @@ class Router:
 
         With a `window_s` (a sniper's), it does not wait for every venue: once a venue has
         quoted and the window has passed, the venues still quoting are left out. `quiet`
-        leaves out the info lines (a price watcher quotes every poll).
+        leaves out the log lines (a price watcher quotes every poll). Each venue's quote is
+        logged at debug only: the routing event keeps every quote, and `route_decided` the
+        choice.
         """
         asks = [
             asyncio.ensure_future(self._ask(venue, token_in, token_out, amount_in, quiet))
@@ -124,7 +126,7 @@ class Router:
             )
         if quiet:
             return quote
-        log.info(
+        log.debug(
             "quote",
             dex=venue.name,
             amount_out=str(quote.amount_out),
