@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -27,6 +28,21 @@ async def chain(database_url: str) -> AsyncIterator[Chain]:
     chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=60)
     yield chain
     await chain.close()
+
+
+@asynccontextmanager
+async def on_a_clock(
+    database_url: str, *, blockhash_ttl_s: float
+) -> AsyncIterator[tuple[Chain, list[float]]]:
+    """A chain whose clock reads `now[0]`, which the test moves on: slots on demand."""
+    now = [0.0]
+    chain = await Chain.open(
+        database_url, 2, 5.0, blockhash_ttl_s=blockhash_ttl_s, clock=lambda: now[0]
+    )
+    try:
+        yield chain, now
+    finally:
+        await chain.close()
 
 
 def execution(signature: str) -> Execution:
@@ -66,17 +82,13 @@ def later(hours: float = 1) -> datetime:
 async def test_one_blockhash_a_slot_each_expiring_a_lifetime_after_it_was_issued(
     database_url: str,
 ) -> None:
-    now = [0.0]
-    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=90, clock=lambda: now[0])
-    try:
+    async with on_a_clock(database_url, blockhash_ttl_s=90) as (chain, now):
         before = datetime.now(UTC)
         issued = []
         for step in (0.0, 0.1, SLOT_S, 0.1, SLOT_S + 0.1, SLOT_S + 0.1):
             now[0] += step
             issued.append(await chain.issue_blockhash())
         after = datetime.now(UTC)
-    finally:
-        await chain.close()
 
     hashes = [blockhash.blockhash for blockhash in issued]
     assert hashes[0] == hashes[1], "one blockhash within a slot"
@@ -92,9 +104,7 @@ async def test_one_blockhash_a_slot_each_expiring_a_lifetime_after_it_was_issued
 async def test_the_next_blockhash_is_issued_ahead_once_a_build_finds_the_slot_half_over(
     database_url: str,
 ) -> None:
-    now = [0.0]
-    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=90, clock=lambda: now[0])
-    try:
+    async with on_a_clock(database_url, blockhash_ttl_s=90) as (chain, now):
         first = await chain.issue_blockhash()
         now[0] = SLOT_S / 4
         early = await chain.issue_blockhash()
@@ -110,8 +120,6 @@ async def test_the_next_blockhash_is_issued_ahead_once_a_build_finds_the_slot_ha
         next_slot = await chain.issue_blockhash()
         async with chain._pool.acquire() as connection:
             issued = await connection.fetchval("SELECT count(*) FROM chain.blockhashes")
-    finally:
-        await chain.close()
 
     assert early == first, "nothing is issued in a slot's first half"
     assert late == first, "a build in the second half is handed the slot's blockhash at once"
@@ -339,16 +347,12 @@ async def test_a_ledger_of_the_previous_version_is_upgraded_in_place(database_ur
 async def test_a_short_lived_blockhash_is_handed_out_for_a_tenth_of_its_life_at_most(
     database_url: str,
 ) -> None:
-    now = [0.0]
-    chain = await Chain.open(database_url, 2, 5.0, blockhash_ttl_s=1, clock=lambda: now[0])
-    try:
+    async with on_a_clock(database_url, blockhash_ttl_s=1) as (chain, now):
         first = await chain.issue_blockhash()
         now[0] += 0.05
         same = await chain.issue_blockhash()
         now[0] += 0.06
         next_one = await chain.issue_blockhash()
-    finally:
-        await chain.close()
 
     assert same == first
     assert next_one.blockhash != first.blockhash

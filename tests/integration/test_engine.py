@@ -74,10 +74,12 @@ async def test_five_orders_at_once_run_concurrently_and_log_every_quote_and_deci
     assert probe.peak == 5
     for order_id in ids:
         lines = [line for line in logs if line.get("order_id") == order_id]
-        quoted = {line["dex"] for line in lines if line["event"] == "quote"}
+        quotes = [line for line in lines if line["event"] == "quote"]
         decisions = [line for line in lines if line["event"] == "route_decided"]
-        assert quoted == {"raydium", "meteora"}
+        assert {line["dex"] for line in quotes} == {"raydium", "meteora"}
+        assert {line["log_level"] for line in quotes} == {"debug"}, "the routing event keeps them"
         assert len(decisions) == 1
+        assert decisions[0]["log_level"] == "info"
         assert "better than" in decisions[0]["reason"]
 
 
