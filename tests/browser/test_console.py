@@ -64,18 +64,22 @@ async def test_orders_of_each_type_are_placed_followed_and_cancelled(
 
     await console.click(f'#orders tr[data-order-id="{market}"]')
     await console.find('#timeline-body li.event[data-status="confirmed"]')
+    # On a loaded machine the order may outlive its blockhash (a second at a latency scale of
+    # 0) and be retried: the timeline then shows each attempt, each routing with its quotes.
     routing = '#timeline-body li.event[data-status="routing"]'
-    assert len(await console.script(f"return document.querySelectorAll('{routing} .quote')")) == 2
-    assert (
-        len(await console.script(f"return document.querySelectorAll('{routing} .quote.chosen')"))
-        == 1
+    quotes = await console.script(
+        f"return [...document.querySelectorAll('{routing}')].map(e => ["
+        "e.querySelectorAll('.quote').length, e.querySelectorAll('.quote.chosen').length])"
     )
+    assert quotes
+    assert all(counts == [2, 1] for counts in quotes)
     assert "better than" in await console.text(f"{routing} .reason")
     events = "#timeline-body li.event"
     statuses = await console.script(
         f"return [...document.querySelectorAll('{events}')].map(e => e.dataset.status)"
     )
-    assert statuses == ["pending", "routing", "building", "submitted", "confirmed"]
+    assert statuses[0] == "pending"
+    assert statuses[-4:] == ["routing", "building", "submitted", "confirmed"]
     assert await console.errors() == []
 
 
