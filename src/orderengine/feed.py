@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, web
 
 from orderengine.errors import Forbidden, OrderEngineError
 from orderengine.keys import CALLER, FEED_TAIL, HUB, REPOSITORY, SETTINGS, SOCKETS
-from orderengine.wire import error_body, non_negative
+from orderengine.wire import error_body, non_negative, server_socket
 
 
 async def follow_all(request: web.Request) -> web.StreamResponse:
@@ -31,7 +31,8 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
     caller = request[CALLER]
     if caller.order_id is not None:
         raise Forbidden("a stream token for one order may only follow that order")
-    ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS].ws_heartbeat_s)
+    settings = request.app[SETTINGS]
+    ws = server_socket(settings.ws_heartbeat_s, settings.max_body_bytes)
     if not ws.can_prepare(request).ok:
         raise web.HTTPMethodNotAllowed(request.method, [], text="GET here must upgrade")
     given = request.query.get("after")

@@ -34,6 +34,7 @@ from orderengine.wire import (
     order_from_message,
     order_id,
     require_visible,
+    server_socket,
     submit,
 )
 
@@ -47,9 +48,7 @@ def _websocket(request: web.Request) -> web.WebSocketResponse:
     A client that stops answering pings is dropped.
     """
     settings = request.app[SETTINGS]
-    return web.WebSocketResponse(
-        heartbeat=settings.ws_heartbeat_s, max_msg_size=settings.max_body_bytes
-    )
+    return server_socket(settings.ws_heartbeat_s, settings.max_body_bytes)
 
 
 def upgrading(request: web.Request) -> bool:

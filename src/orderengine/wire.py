@@ -392,6 +392,17 @@ def _asks_for_websocket(request: web.Request) -> bool:
     return hdrs.UPGRADE in request.headers and "websocket" in _tokens(request, hdrs.UPGRADE)
 
 
+def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketResponse:
+    """A socket that pings its client every `heartbeat_s` and refuses larger messages.
+
+    It compresses nothing: a client asking for permessage-deflate, as every browser does, is
+    answered without it. The messages are JSON of a few hundred bytes, and a compressor kept
+    per socket cost about 100 KiB of memory each (1,000 sockets asking for it: 224 MiB of
+    engine RSS, against 121 without) and CPU on every message.
+    """
+    return web.WebSocketResponse(heartbeat=heartbeat_s, max_msg_size=max_msg_size, compress=False)
+
+
 def _handshake_problem(request: web.Request) -> str | None:
     """What is wrong with the request's WebSocket handshake (RFC 6455), if anything."""
     if _tokens(request, hdrs.UPGRADE) != ["websocket"]:

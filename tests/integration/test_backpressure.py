@@ -77,3 +77,13 @@ async def test_an_oversized_first_socket_message_is_refused(client: Client) -> N
 
     assert ws.close_code == 1009
     assert (await (await client.get("/api/orders")).json())["orders"] == []
+
+
+async def test_sockets_decline_the_compression_a_browser_asks_for(client: Client) -> None:
+    """A compressor kept per socket would cost memory and CPU for messages this small."""
+    order_id = await submit(client)
+    for path in (f"/api/orders/execute?orderId={order_id}", "/api/events"):
+        async with client.ws_connect(path, compress=15) as ws:
+            assert ws.compress == 0
+
+    assert statuses(await stream(client, order_id))[-1] == "confirmed"
