@@ -69,13 +69,18 @@ def engine_environment(
     return env
 
 
-async def refused_start(database_url: str, settings: Mapping[str, Any]) -> str:
-    """The output of an engine started with `settings`, which must exit 1 on its own."""
+async def refused_start(
+    database_url: str, settings: Mapping[str, Any], port: int | None = None
+) -> str:
+    """The output of an engine started with `settings`, which must exit 1 on its own.
+
+    It listens on `port`, or on a free one if none is given.
+    """
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "orderengine",
-        env=engine_environment(database_url, free_port(), settings),
+        env=engine_environment(database_url, port or free_port(), settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

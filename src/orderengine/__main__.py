@@ -41,11 +41,23 @@ YOUNG_COLLECTIONS_AFTER = 10_000
 """New container objects (less those freed) between collections of the youngest generation."""
 
 
+class CannotListen(Exception):
+    """The engine's address cannot be listened on: another process has the port, say."""
+
+
 async def serve(settings: Settings) -> None:
     runner = web.AppRunner(create_app(settings), handle_signals=False, access_log=None)
     await runner.setup()
     site = EngineSite(runner, settings)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        # The engine has started (it may have claimed orders): it stops as it would on a
+        # signal, releasing them, before the refusal is told.
+        await runner.cleanup()
+        raise CannotListen(
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
+        ) from None
     _tune_collector()
     log.info("listening", url=site.name, max_connections=site.cap.limit)
     stop = asyncio.Event()
@@ -145,7 +157,7 @@ def run() -> None:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve(settings))
-        except (Exposed, InvalidKeypair) as refusal:
+        except (Exposed, InvalidKeypair, CannotListen) as refusal:
             log.error("refusing_to_serve", reason=str(refusal))
             sys.exit(str(refusal))
         except DatabaseUnavailable as unavailable:

@@ -1,17 +1,20 @@
 """`python -m orderengine` opens every connection of its pools at start, or refuses to serve.
 
 A database it cannot reach, or one with no room left for its connections, ends the start
-with a sentence naming the problem, never a traceback nor the database's URL.
+with a sentence naming the problem, never a traceback nor the database's URL; so does a port
+another process listens on.
 """
 
 from __future__ import annotations
 
-from tests.engine_process import free_port, refused_start
+import socket
+
+from tests.engine_process import HOST, free_port, refused_start
 
 
-async def refusal(database_url: str, **settings: object) -> str:
+async def refusal(database_url: str, port: int | None = None, **settings: object) -> str:
     """The output of an engine started with `settings`: it exits 1, with no traceback."""
-    output = await refused_start(database_url, settings)
+    output = await refused_start(database_url, settings, port)
     assert "Traceback" not in output
     return output
 
@@ -32,3 +35,15 @@ async def test_a_database_out_of_reach_is_refused_at_start(database_url: str) ->
 
     assert "the database could not be reached at start" in output
     assert "secret-password" not in output
+
+
+async def test_a_port_another_process_listens_on_is_refused_at_start(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        output = await refusal(database_url, port)
+
+    assert f"cannot listen on {HOST}:{port}" in output
+    assert "in use" in output
