@@ -59,6 +59,8 @@ JOINED_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_FIELDS)
 """The event columns of `order_events AS e`, in a statement that joins it."""
 CHANGE_BATCH = 100
 """The most status changes committed in one statement."""
+OPENING_BATCH = 100
+"""The most sockets' opening reads (an order's owner and events) made in one statement."""
 FEED_BATCH = 5_000
 """The most events one call of `sequence_feed` gives positions to."""
 FIRST_DETAILS = """
@@ -126,6 +128,8 @@ class Change:
 
 Changed = tuple[Order, list[OrderEvent]]
 """A committed change: the order as it now is, and the events it appended."""
+Opening = tuple[str | None, list[OrderEvent]]
+"""What a socket opening on an order reads first: the order's owner, and its events."""
 
 
 def _change_columns(changes: Sequence[Change]) -> list[list[Any]]:
@@ -255,6 +259,11 @@ class Repository:
         self._changes: Grouped[Change, Changed] = Grouped(self._commit_changes, CHANGE_BATCH)
         """Status changes, committed in groups: those asked for while one is being committed
         go together in the next statement."""
+        self._openings: Grouped[tuple[UUID, int], Opening] = Grouped(
+            self._read_openings, OPENING_BATCH
+        )
+        """Sockets' opening reads, in groups: a thousand sockets opening at once share a few
+        statements."""
         self._feed_sequencer = asyncio.Lock()
         self._feed_runs = 0
         """Runs of `sequence_feed` begun here: a caller that sees a run begin after it called
@@ -456,30 +465,43 @@ class Repository:
             )
         return [_event(row) for row in rows]
 
-    async def owner_and_events(
-        self, order_id: UUID, after: int = 0
-    ) -> tuple[str | None, list[OrderEvent]]:
+    async def owner_and_events(self, order_id: UUID, after: int = 0) -> Opening:
         """The order's owner, and its events with a seq above `after` in order, in one read.
 
         What a socket opening on a known order needs before it answers: whether its caller
         may see the order, and what to send first. `OrderNotFound` when there is no order.
+        Sockets opening meanwhile are read in the same statement (`Grouped`).
+        """
+        return await self._openings((order_id, after))
+
+    async def _read_openings(self, wanted: Sequence[tuple[UUID, int]]) -> list[Opening | Exception]:
+        """Each wanted order's owner and its events after the seq given, in one statement.
+
+        `= ANY` repeats the join on the ids so that the planner looks them up in the primary
+        keys: joined to `unnest` alone, it scanned every order once a group had a hundred.
         """
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
-                SELECT o.owner, {JOINED_EVENT_COLUMNS}
-                FROM orders AS o
-                LEFT JOIN order_events AS e ON e.order_id = o.id AND e.seq > $2
-                WHERE o.id = $1
-                ORDER BY e.seq
+                SELECT w.n, o.owner, {JOINED_EVENT_COLUMNS}
+                FROM unnest($1::uuid[], $2::integer[]) WITH ORDINALITY AS w (id, after, n)
+                JOIN orders AS o ON o.id = w.id AND o.id = ANY($1::uuid[])
+                LEFT JOIN order_events AS e
+                  ON e.order_id = w.id AND e.order_id = ANY($1::uuid[]) AND e.seq > w.after
+                ORDER BY w.n, e.seq
                 """,
-                order_id,
-                after,
+                [order_id for order_id, _ in wanted],
+                [after for _, after in wanted],
             )
-        if not rows:
-            raise OrderNotFound(f"no order {order_id}")
-        events = [_event(row) for row in rows if row["seq"] is not None]
-        return rows[0]["owner"], events
+        found: dict[int, Opening] = {}
+        for row in rows:
+            opening = found.setdefault(row["n"], (row["owner"], []))
+            if row["seq"] is not None:
+                opening[1].append(_event(row))
+        return [
+            found.get(n) or OrderNotFound(f"no order {order_id}")
+            for n, (order_id, _) in enumerate(wanted, start=1)
+        ]
 
     async def latest_event(self, order_id: UUID) -> OrderEvent | None:
         """The order's most recent event, if it has one."""

@@ -290,3 +290,31 @@ async def test_a_socket_opens_on_one_read_of_the_order_s_owner_and_its_events(
     assert await repository.owner_and_events(order.order_id, after=3) == ("alice", [])
     with pytest.raises(OrderNotFound):
         await repository.owner_and_events(uuid4())
+
+
+async def test_sockets_opening_together_are_read_together_each_with_its_own_answer(
+    repository: Repository,
+) -> None:
+    created = await repository.create_orders(
+        [NewOrder(request=REQUEST, owner="alice"), NewOrder(request=REQUEST)]
+    )
+    (first, _), (second, _) = [outcome for outcome in created if isinstance(outcome, tuple)]
+    await moved(repository, first, S.ROUTING, S.BUILDING)
+    first_events = await repository.events(first.order_id)
+    second_events = await repository.events(second.order_id)
+
+    # Asked for together, the five are read in one statement.
+    answers = await asyncio.gather(
+        repository.owner_and_events(second.order_id),
+        repository.owner_and_events(first.order_id, after=1),
+        repository.owner_and_events(uuid4()),
+        repository.owner_and_events(first.order_id),
+        repository.owner_and_events(second.order_id, after=1),
+        return_exceptions=True,
+    )
+
+    assert answers[0] == (None, second_events)
+    assert answers[1] == ("alice", first_events[1:])
+    assert isinstance(answers[2], OrderNotFound)
+    assert answers[3] == ("alice", first_events)
+    assert answers[4] == (None, [])
