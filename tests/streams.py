@@ -69,7 +69,7 @@ async def post_upgrade(client: Client, body: bytes) -> tuple[int, list[dict[str,
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     key = base64.b64encode(os.urandom(16)).decode()
     head = (
-        "POST /api/orders/execute HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
+        "POST /api/orders/execute HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )

@@ -9,7 +9,9 @@ whose key created it, and no other owner can tell it exists.
 
 With no key in force the API is open, as for a local demonstration; `check_exposure` then
 refuses to serve on an address other than loopback unless `ORDERENGINE_ALLOW_ANONYMOUS` says
-it is meant to be open.
+it is meant to be open; and on loopback it answers only requests whose `Host` names this
+machine (`names_this_machine`), so that a web page reaching it through DNS rebinding cannot
+trade.
 
 A browser cannot set a header on a WebSocket, so the answer to an accepted order carries a
 stream token in its `ws` URL: an HMAC, under a secret every engine on the database shares, of
@@ -35,6 +37,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import structlog
+from yarl import URL
 
 from orderengine.repository import Repository
 
@@ -276,6 +279,24 @@ async def _reload_when_changed(
             await ring.load(repository)
         except Exception as error:
             log.warning("keys_not_reloaded", error=repr(error))
+
+
+def names_this_machine(host: str | None) -> bool:
+    """Whether a request's `Host` (a name or address, with or without a port) is this machine.
+
+    `localhost`, a name under `.localhost`, or a loopback address: what a client on this
+    machine may use to reach an engine listening on loopback.
+    """
+    if not host:
+        return False
+    try:
+        name = URL(f"http://{host}").host
+    except ValueError:
+        return False
+    if name is None:
+        return False
+    name = name.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
 
 
 def is_loopback(host: str) -> bool:

@@ -29,6 +29,18 @@ class ForeignOrigin(OrderEngineError):
     code = "forbidden_origin"
 
 
+class ForeignHost(OrderEngineError):
+    """A request naming another machine in `Host`, to an engine that serves its own alone.
+
+    With no API key, an engine on loopback trusts every caller, since only this machine can
+    reach it. A web page whose name an attacker points at 127.0.0.1 (DNS rebinding) can
+    reach it too, from a browser on this machine, and such a request names the page's host.
+    """
+
+    status = 403
+    code = "forbidden_host"
+
+
 class RequestTimeout(OrderEngineError):
     """The request's body did not arrive in time; the connection is closed after the answer."""
 

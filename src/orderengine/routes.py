@@ -40,6 +40,7 @@ from orderengine.errors import (
     BodyTooLarge,
     DatabaseUnavailable,
     Forbidden,
+    ForeignHost,
     ForeignOrigin,
     IdempotencyConflict,
     InvalidListing,
@@ -233,6 +234,13 @@ COMMON = (
         "A WebSocket asked for by a web page of another site: an `Origin` that is neither the "
         "engine's own nor allowed (`ORDERENGINE_ALLOWED_ORIGINS`). A program sends no `Origin`.",
         ForeignOrigin.code,
+    ),
+    refused(
+        403,
+        "No API key is in force and the engine listens on loopback, but the request's `Host` "
+        "names another machine (a page reaching it through DNS rebinding, say): only "
+        "`localhost`, a name under `.localhost` or a loopback address is answered.",
+        ForeignHost.code,
     ),
     refused(414, f"The URL is longer than {MAX_URL_BYTES} bytes.", "uri_too_long"),
     refused(

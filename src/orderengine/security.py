@@ -1,10 +1,11 @@
 """The HTTP layer's guards: API keys, cross-origin requests, and the headers every answer has.
 
 - `access_middleware` names the caller of every request (`CALLER`). With no key in force
-  everyone is `OPEN`. With keys, every `/api/...` route but the API's own description needs
-  `Authorization: Bearer KEY`, or, on a socket's GET (an order's stream, the feed), a stream
-  token as `?token=`; anything else is a 401 with `WWW-Authenticate`. Listing a pool also
-  needs an admin key.
+  everyone is `OPEN`, as long as the request names this machine (`Host`) on an engine
+  listening on loopback: anything else is a 403 `forbidden_host`. With keys, every
+  `/api/...` route but the API's own description needs `Authorization: Bearer KEY`, or, on
+  a socket's GET (an order's stream, the feed), a stream token as `?token=`; anything else
+  is a 401 with `WWW-Authenticate`. Listing a pool also needs an admin key.
 - `cors_middleware` answers preflights from `ORDERENGINE_CORS_ORIGINS` and marks the answers
   to those origins; no other origin is allowed anything.
 - `headers_middleware` adds the usual security headers to every answer.
@@ -19,9 +20,9 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from orderengine.access import OPEN, Caller
+from orderengine.access import OPEN, Caller, is_loopback, names_this_machine
 from orderengine.answers import StreamToken
-from orderengine.errors import Forbidden, Unauthorized
+from orderengine.errors import Forbidden, ForeignHost, Unauthorized
 from orderengine.keys import CALLER, KEY_RING, SETTINGS, STREAM_TOKENS
 from orderengine.wire import EXECUTE, FEED, error_body
 
@@ -62,7 +63,10 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def _caller(request: web.Request) -> Caller:
     ring = request.app[KEY_RING]
-    if not ring.in_force or not request.path.startswith("/api/") or request.path in PUBLIC:
+    if not ring.in_force:
+        _refuse_foreign_host(request)
+        return OPEN
+    if not request.path.startswith("/api/") or request.path in PUBLIC:
         return OPEN
     authorization = request.headers.get(hdrs.AUTHORIZATION)
     if authorization is not None:
@@ -80,6 +84,19 @@ def _caller(request: web.Request) -> Caller:
             )
         return Caller(owner=grant.owner, admin=False, order_id=grant.order_id)
     raise Unauthorized("an API key is needed: send Authorization: Bearer KEY", False)
+
+
+def _refuse_foreign_host(request: web.Request) -> None:
+    """With no key, an engine on loopback answers only requests naming this machine.
+
+    One told to serve a network openly (`ORDERENGINE_ALLOW_ANONYMOUS`, another address)
+    answers any.
+    """
+    if is_loopback(request.app[SETTINGS].host) and not names_this_machine(request.host):
+        raise ForeignHost(
+            "with no API key this engine answers only requests to this machine (Host:"
+            " localhost or a loopback address); create a key to serve others"
+        )
 
 
 async def stream_token(request: web.Request) -> web.Response:

@@ -340,3 +340,34 @@ async def test_list_token_sends_its_key(keyed: Client) -> None:
     assert "401" in err.getvalue()
     assert with_admin == cli.LISTED
     assert '"token": "CLIKEY1"' in out.getvalue()
+
+
+async def test_with_no_key_only_requests_naming_this_machine_are_answered(
+    client: Client,
+) -> None:
+    """A page reaching the engine by DNS rebinding names its own host, and may not trade."""
+    port = client.server.port
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "10.0.0.5"):
+        refused = await client.post("/api/orders/execute", json=MARKET, headers={"Host": host})
+        assert refused.status == 403
+        assert (await refused.json())["error"]["code"] == "forbidden_host"
+    assert (await client.get("/api/orders")).status == 200
+    assert (await (await client.get("/api/orders")).json())["orders"] == []
+
+    for host in (f"localhost:{port}", "127.0.0.1", f"[::1]:{port}", "app.localhost"):
+        accepted = await client.post("/api/orders/execute", json=MARKET, headers={"Host": host})
+        assert accepted.status == 201
+
+
+async def test_a_key_or_an_open_engine_answers_any_host(start_app: StartApp) -> None:
+    keyed = await start_app(**KEYS)
+    answer = await keyed.post(
+        "/api/orders/execute", json=MARKET, headers={"Host": "orders.example", **bearer(ALICE)}
+    )
+    assert answer.status == 201
+
+    open_to_all = await start_app(host="0.0.0.0", allow_anonymous=True)
+    answer = await open_to_all.post(
+        "/api/orders/execute", json=MARKET, headers={"Host": "orders.example"}
+    )
+    assert answer.status == 201
