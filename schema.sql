@@ -53,7 +53,10 @@ CREATE TABLE orders (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     -- On a live cluster, the block height past which the sent signature can land no more.
-    tx_last_valid_block_height bigint
+    tx_last_valid_block_height bigint,
+    -- When it last became due: accepted, or woken by its price or a listing (null for
+    -- orders accepted before this column, which count from created_at).
+    due_since       timestamptz DEFAULT now()
 );
 
 CREATE UNIQUE INDEX orders_idempotency ON orders (COALESCE(owner, ''), idempotency_key);
@@ -185,4 +188,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (7, 'event_feed'),
     (8, 'waiting_orders_by_kind'),
     (9, 'live_expiry'),
-    (10, 'feed_in_one_round_trip');
+    (10, 'feed_in_one_round_trip'),
+    (11, 'due_since');

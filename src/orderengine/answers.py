@@ -276,9 +276,10 @@ class Health(Answer):
     workers: Workers
     backlog: int = Field(description="Accepted orders waiting for a worker or a retry.")
     oldest_unfinished_age_s: float | None = Field(
-        description="Seconds since the oldest order not yet confirmed or failed was accepted "
-        "(orders waiting for their price or a listing aside); null when there is none. One "
-        "that keeps growing means orders are stuck, whatever the workers say."
+        description="Seconds since the order due longest, not yet confirmed or failed, became "
+        "due: its acceptance, or for an order that waited for its price or a listing, its "
+        "waking (orders still waiting aside); null when there is none. One that keeps growing "
+        "means orders are stuck, whatever the workers say."
     )
 
 

@@ -227,8 +227,9 @@ async def list_orders(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """Liveness: the database answers and every worker runs; and how far behind we are.
 
-    `oldestUnfinishedAgeS` is the age of the oldest order not yet confirmed or failed: a
-    number that keeps growing means orders are stuck, whatever the workers say.
+    `oldestUnfinishedAgeS` is how long the order due longest (since its acceptance or its
+    waking) has not been confirmed or failed: a number that keeps growing means orders are
+    stuck, whatever the workers say.
     """
     engine = request.app[ENGINE]
     alive, configured = engine.workers_alive, request.app[SETTINGS].concurrency

@@ -545,16 +545,18 @@ class Repository:
         return [row["id"] for row in rows]
 
     async def oldest_unfinished_age_s(self) -> float | None:
-        """Seconds since the oldest unfinished order was accepted, or None if none is.
+        """Seconds since the unfinished order due longest became due, or None if none is.
 
-        Orders waiting for their price or a listing wait by design, and are left out.
+        Orders waiting for their price or a listing wait by design, and are left out; once
+        woken, one counts from its waking (`due_since`), not from its acceptance.
         """
         async with self._connection() as connection:
             age = await connection.fetchval(
                 """
-                SELECT EXTRACT(EPOCH FROM clock_timestamp() - created_at) FROM orders
+                SELECT EXTRACT(EPOCH FROM clock_timestamp()
+                                          - min(COALESCE(due_since, created_at)))
+                FROM orders
                 WHERE status = ANY($1::order_status[]) AND awaits IS NULL
-                ORDER BY position LIMIT 1
                 """,
                 unfinished_statuses(),
             )
@@ -1048,7 +1050,7 @@ class Repository:
                       AND EXISTS (SELECT FROM watch)
                     FOR UPDATE SKIP LOCKED
                 ), crossed AS (
-                    UPDATE orders SET awaits = NULL,
+                    UPDATE orders SET awaits = NULL, due_since = clock_timestamp(),
                                       priority = GREATEST(waiting.limit_price / $3, 1e-30)
                     FROM waiting WHERE orders.id = waiting.id AND waiting.limit_price <= $3
                       AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
@@ -1101,7 +1103,7 @@ class Repository:
             woken = await connection.fetchval(
                 f"""
                 WITH woken AS (
-                    UPDATE orders SET awaits = NULL, priority = -1
+                    UPDATE orders SET awaits = NULL, due_since = clock_timestamp(), priority = -1
                     FROM unnest($1::text[], $2::text[]) AS listed (first, second)
                     WHERE awaits = 'listing' AND status = 'pending'
                       AND (LEAST(token_in, token_out), GREATEST(token_in, token_out))

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import asyncpg
 import pytest
 
 from orderengine.domain import Awaited, Expired, NewOrder, Order, OrderRequest
@@ -183,3 +184,31 @@ async def test_a_limit_far_below_the_price_is_woken_first(repository: Repository
 
     assert woken == 2
     assert [order.order_id for order in claimed] == [tiny.order_id, usual.order_id]
+
+
+async def test_a_woken_order_is_as_old_as_its_waking_for_health(
+    repository: Repository, database_url: str
+) -> None:
+    (order,) = await create(repository, waiting("149"))
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "UPDATE orders SET created_at = created_at - interval '1 day',"
+            " due_since = due_since - interval '1 day'"
+        )
+        assert await repository.oldest_unfinished_age_s() is None  # it waits by design
+
+        await repository.watch_pairs(LEASE_S)
+        await repository.watch_pairs(LEASE_S)
+        await repository.watched_price("SOL", "USDC", Decimal(150), 50)
+        woken_age = await repository.oldest_unfinished_age_s()
+
+        # An order accepted before orders knew when they became due counts from acceptance.
+        await connection.execute("UPDATE orders SET due_since = NULL WHERE id = $1", order.order_id)
+        accepted_age = await repository.oldest_unfinished_age_s()
+    finally:
+        await connection.close()
+
+    assert woken_age is not None
+    assert woken_age < 60
+    assert accepted_age == pytest.approx(86_400, abs=60)
