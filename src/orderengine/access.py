@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from uuid import UUID
 
 import structlog
@@ -281,11 +282,13 @@ async def _reload_when_changed(
             log.warning("keys_not_reloaded", error=repr(error))
 
 
+@lru_cache(maxsize=1024)
 def names_this_machine(host: str | None) -> bool:
     """Whether a request's `Host` (a name or address, with or without a port) is this machine.
 
     `localhost`, a name under `.localhost`, or a loopback address: what a client on this
-    machine may use to reach an engine listening on loopback.
+    machine may use to reach an engine listening on loopback. Asked on every request of an
+    engine with no key, of the few names its clients use: remembered (2.8 µs to parse).
     """
     if not host:
         return False
@@ -299,6 +302,7 @@ def names_this_machine(host: str | None) -> bool:
     return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
 
 
+@lru_cache(maxsize=64)
 def is_loopback(host: str) -> bool:
     """Whether the engine listens only on this machine: `localhost` or a loopback address."""
     if host == "localhost":
