@@ -18,6 +18,7 @@ from orderengine.keys import STREAM_TOKENS
 from orderengine.repository import Repository
 from tests.harness import Client, StartApp, fast_settings
 from tests.polling import eventually
+from tests.raw_http import exchange, serving
 from tests.streams import MARKET
 
 ALICE = "alice-key-0123456789"
@@ -371,3 +372,17 @@ async def test_a_key_or_an_open_engine_answers_any_host(start_app: StartApp) -> 
         "/api/orders/execute", json=MARKET, headers={"Host": "orders.example"}
     )
     assert answer.status == 201
+
+
+async def test_a_request_naming_no_host_comes_from_no_browser_and_is_answered(
+    database_url: str,
+) -> None:
+    """HTTP/1.0 needs no `Host`, and some probes send none.
+
+    aiohttp then names the address the request came to, which is this machine's.
+    """
+    async with serving(database_url) as site:
+        answer = await exchange(site.port, b"GET /api/orders HTTP/1.0\r\n\r\n")
+
+    assert answer.status == 200
+    assert answer.json()["orders"] == []
