@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Self, Unpack
 from uuid import UUID, uuid4
@@ -82,6 +82,38 @@ WAITING_REPORT = """jsonb_build_object(
 
 def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
     return Order.model_validate(dict(row))
+
+
+def _new_order(
+    order_id: UUID, new: NewOrder, created_at: datetime, best_price: Decimal | None
+) -> Order:
+    """The order `new` became, as stored: made from what was asked, not read back.
+
+    A new order is pending in its first attempt, at its first event, with nothing sent; the
+    store gives it its time and, to one waiting for its price, the pair's last reported one.
+    Reading the whole row back cost a fifth of a batch's CPU, and a test holds the two equal.
+    """
+    request = new.request
+    return Order.model_validate(
+        {
+            "order_id": order_id,
+            "type": request.type,
+            "token_in": request.token_in,
+            "token_out": request.token_out,
+            "amount_in": request.amount_in,
+            "slippage_bps": request.slippage_bps,
+            "status": OrderStatus.PENDING,
+            "attempt": 1,
+            "last_seq": 1,
+            "limit_price": request.limit_price,
+            "expires_at": new.expires_at.astimezone(UTC) if new.expires_at else None,
+            "awaits": new.awaits,
+            "best_price": best_price,
+            "owner": new.owner,
+            "created_at": created_at,
+            "updated_at": created_at,
+        }
+    )
 
 
 def _appended(
@@ -332,7 +364,11 @@ class Repository:
                 "the answer to the batch's statement was lost: whether the orders were "
                 "created is unknown"
             ) from lost
-        created = {row["order_id"]: _order(_without_woken(row)) for row in rows}
+        asked = dict(zip(ids, batch, strict=True))
+        created = {
+            row["id"]: _new_order(row["id"], asked[row["id"]], row["created_at"], row["best_price"])
+            for row in rows
+        }
         return [
             (created[order_id], True) if order_id in created else await self._earlier(new)
             for order_id, new in zip(ids, batch, strict=True)
@@ -398,7 +434,8 @@ class Repository:
                 INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                 SELECT id, 1, status, attempt, created_at, {FIRST_DETAILS} FROM o
             )
-            SELECT {ORDER_COLUMNS}, pg_notify('{ORDERS_CHANNEL}', $13::text) AS woken FROM o
+            SELECT id, created_at, best_price, pg_notify('{ORDERS_CHANNEL}', $13::text) AS woken
+            FROM o
             """,
             ids,
             [new.request.type for new in batch],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
 
@@ -60,3 +61,40 @@ async def test_concurrent_submissions_share_commits_and_keep_their_own_outcomes(
     assert isinstance(outcomes[51], IdempotencyConflict)
     assert len(created) == 51
     assert unfinished == [order.order_id for order in created]
+
+
+async def test_created_orders_are_the_orders_read_back(repository: Repository) -> None:
+    """A created order is made from what was asked, not read back: the two must agree."""
+    in_an_hour = datetime.now(timezone(timedelta(hours=2))) + timedelta(hours=1)
+    limit = OrderRequest.model_validate(
+        {
+            "type": "limit",
+            "tokenIn": "SOL",
+            "tokenOut": "USDC",
+            "amountIn": "2.50",
+            "limitPrice": "151.5",
+            "expiresAt": in_an_hour.isoformat(),
+        }
+    )
+    sniper = OrderRequest.model_validate(
+        {"type": "sniper", "tokenIn": "USDC", "tokenOut": "NEWCOIN", "amountIn": "10"}
+    )
+    await repository.create_orders([NewOrder(request=limit, awaits="price")])
+    await repository.watch_pairs(10.0)
+    await repository.watch_pairs(10.0)
+    await repository.watched_price("SOL", "USDC", Decimal("150.25"), 50)
+    batch = [
+        NewOrder(request=new("1.50").request, idempotency_key="k-1", digest="d", owner="alice"),
+        NewOrder(request=limit, awaits="price", expires_at=limit.expires_at, owner="alice"),
+        NewOrder(request=sniper, awaits="listing", expires_at=in_an_hour),
+    ]
+
+    outcomes = await repository.create_orders(batch)
+
+    made = [outcome[0] for outcome in outcomes if isinstance(outcome, tuple) and outcome[1]]
+    assert len(made) == 3
+    assert made[1].best_price == Decimal("150.25")
+    for order in made:
+        stored = await repository.get_order(order.order_id)
+        assert order == stored
+        assert order.model_dump_json(by_alias=True) == stored.model_dump_json(by_alias=True)
