@@ -64,7 +64,7 @@ async def test_orders_of_each_type_are_placed_followed_and_cancelled(
 
     await console.click(f'#orders tr[data-order-id="{market}"]')
     await console.find('#timeline-body li.event[data-status="confirmed"]')
-    # On a loaded machine the order may outlive its blockhash (a second at a latency scale of
+    # On a loaded machine the order may outlive its blockhash (2 s at a latency scale of
     # 0) and be retried: the timeline then shows each attempt, each routing with its quotes.
     routing = '#timeline-body li.event[data-status="routing"]'
     quotes = await console.script(

@@ -36,7 +36,8 @@ async def crashed_in(repository: Repository, *path: OrderStatus) -> Order:
 async def sent(repository: Repository, chain: Chain, *, landed: bool) -> tuple[UUID, str]:
     """An order left in `submitted`; its swap landed on the venue's chain, or was never sent.
 
-    At latency scale 0 the blockhash of one never sent has expired at once.
+    The engine learns that one never sent did not land once its blockhash has expired, which
+    at a latency scale of 0 is `MIN_BLOCKHASH_TTL_S` after it was issued.
     """
     order = await crashed_in(repository, S.ROUTING, S.BUILDING)
     venue = Raydium(chain, latency_scale=0, failure_rate=0, volatility_bps=0, seed=1)

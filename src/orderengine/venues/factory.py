@@ -24,9 +24,10 @@ from orderengine.venues.raydium import Raydium
 from orderengine.venues.rpc import SolanaRpc
 from orderengine.venues.venue import VenueFactory, Venues
 
-MIN_BLOCKHASH_TTL_S = 1.0
+MIN_BLOCKHASH_TTL_S = 2.0
 """The shortest blockhash lifetime, whatever the latency scale: long enough for an engine to
-commit a transaction as submitted and send it, even at a latency scale of 0."""
+commit a transaction as submitted and send it, even at a latency scale of 0 on a machine
+loaded enough to stall it for a second (a second was once too short, on CI)."""
 CHAIN_POOL_SIZE = 4
 """The simulated chain's connections, however many workers: it records the swaps sent at once
 in one statement and issues a slot's blockhash once, so a few connections serve them all, with
