@@ -820,13 +820,9 @@ class Engine:
         the same commit (`Repository.transition_through`). The events are committed with the
         change, then handed to the watchers.
         """
-        if passed:
-            moved, events = await self._repository.transition_through(
-                order, passed, status, details, **fields
-            )
-        else:
-            moved, event = await self._repository.transition(order, status, details, **fields)
-            events = [event]
+        moved, events = await self._repository.transition_through(
+            order, passed, status, details, **fields
+        )
         self._committed(moved, events)
         if fields.get("release", False):
             self._leases.released(order.order_id)

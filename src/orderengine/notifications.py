@@ -349,9 +349,8 @@ class Listener:
         if text.startswith(self._own_events):
             return
         for line in text.split("\n"):
-            engine_id, order_id, seq = parse_event(line)
-            if engine_id != self._engine_id:
-                self._call(self._on_event, order_id, seq)
+            _, order_id, seq = parse_event(line)
+            self._call(self._on_event, order_id, seq)
 
     @staticmethod
     def _call(callback: Callable[..., None], *args: object) -> None:

@@ -168,17 +168,18 @@ class FlakyRepository(Repository):
 
     failures_left = 2
 
-    async def transition(
+    async def transition_through(
         self,
         order: Order,
+        passed: Sequence[tuple[OrderStatus, EventDetails]],
         status: OrderStatus,
-        details: EventDetails | None = None,
+        details: EventDetails,
         **fields: Unpack[TransitionFields],
-    ) -> tuple[Order, OrderEvent]:
+    ) -> tuple[Order, list[OrderEvent]]:
         if self.failures_left > 0:
             self.failures_left -= 1
             raise asyncpg.DataError("value out of range for type numeric")
-        return await super().transition(order, status, details, **fields)
+        return await super().transition_through(order, passed, status, details, **fields)
 
 
 @asynccontextmanager
