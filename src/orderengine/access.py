@@ -48,8 +48,6 @@ KEY_PREFIX = "oek_"
 """Every key `keys create` makes starts so, which makes a leaked one easy to recognise."""
 STREAM_SECRET = "stream_tokens"
 """The name of the shared secret that signs stream tokens (`engine_secrets`)."""
-BURST_MINUTES = 0.1
-"""A key may submit this share of a minute's limit at once."""
 
 
 def new_key() -> str:
@@ -206,26 +204,6 @@ def _decode(text: str) -> bytes:
     if not text or not text.isascii():
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class SubmitLimit:
-    """Each owner's own bucket of submissions: one key's burst never limits another's."""
-
-    def __init__(self, per_minute: float) -> None:
-        self._per_second = per_minute / 60
-        self._capacity = max(1.0, per_minute * BURST_MINUTES)
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, owner: str) -> float:
-        """Take one submission for `owner`: 0 if it may, else the seconds until it may."""
-        now = time.monotonic()
-        tokens, updated = self._buckets.get(owner, (self._capacity, now))
-        tokens = min(self._capacity, tokens + (now - updated) * self._per_second)
-        if tokens < 1:
-            self._buckets[owner] = (tokens, now)
-            return (1 - tokens) / self._per_second
-        self._buckets[owner] = (tokens - 1, now)
-        return 0.0
 
 
 class Exposed(Exception):

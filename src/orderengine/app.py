@@ -19,7 +19,6 @@ from orderengine import api, listings, security
 from orderengine.access import (
     KeyRing,
     StreamTokens,
-    SubmitLimit,
     check_exposure,
     exposed,
     keep_loaded,
@@ -37,7 +36,6 @@ from orderengine.keys import (
     SETTINGS,
     SOCKETS,
     STREAM_TOKENS,
-    SUBMIT_LIMIT,
     VENUES,
 )
 from orderengine.metrics import Metrics
@@ -109,7 +107,6 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         ring.required = exposed(settings.host, settings.allow_anonymous)
         app[KEY_RING] = ring
         app[STREAM_TOKENS] = await StreamTokens.shared(repository, settings.stream_token_ttl_s)
-        app[SUBMIT_LIMIT] = SubmitLimit(settings.key_submit_per_minute)
         async with app[VENUES](settings) as venues:
             await listings.learn(venues)
             live = settings.venues == "live"

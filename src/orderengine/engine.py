@@ -69,7 +69,7 @@ from orderengine.errors import (
 from orderengine.events import EventHub
 from orderengine.intake import Intake
 from orderengine.leases import Leases
-from orderengine.limiter import Limiter, SharedTokenBucket
+from orderengine.limiter import Limiter, SharedTokenBucket, SubmitRate
 from orderengine.metrics import Metrics
 from orderengine.notifications import EVENTS_CHANNEL, Announcer
 from orderengine.repository import Repository
@@ -164,7 +164,12 @@ class Engine:
         self._background: list[asyncio.Task[None]] = []
         self._watchers: list[asyncio.Task[None]] = []
         self._closing = False
-        self._intake = Intake(repository, self._accepted, settings.intake_batch)
+        self._intake = Intake(
+            repository,
+            self._accepted,
+            settings.intake_batch,
+            rate=SubmitRate(settings.key_submit_per_minute),
+        )
         self._announcer = Announcer(repository.owner, partial(repository.notify, EVENTS_CHANNEL))
         self._prices = PriceWatcher(
             repository,

@@ -55,6 +55,7 @@ from orderengine.errors import (
     DatabaseUnavailable,
     OrderEngineError,
 )
+from orderengine.limiter import SubmitRate
 from orderengine.repository import Outcome, Repository
 
 log = structlog.get_logger(__name__)
@@ -71,7 +72,8 @@ class Intake:
     """Commits submitted orders in batches of at most `max_batch`.
 
     `on_created` is called for each new order right after its commit, whether or not the
-    submitter is still waiting, so the engine hears of every accepted order.
+    submitter is still waiting, so the engine hears of every accepted order. With a `rate`,
+    each owner's submissions are limited to it, in the batch's statement.
     """
 
     def __init__(
@@ -80,12 +82,14 @@ class Intake:
         on_created: Callable[[Order], None],
         max_batch: int,
         *,
+        rate: SubmitRate | None = None,
         settle_retry_s: float = 0.05,
         settle_retry_cap_s: float = 2.0,
     ) -> None:
         self._repository = repository
         self._on_created = on_created
         self._max_batch = max_batch
+        self._rate = rate
         self._settle_retry_s = settle_retry_s
         self._settle_retry_cap_s = settle_retry_cap_s
         self._waiting: list[Waiter] = []
@@ -131,7 +135,9 @@ class Intake:
     async def _commit_batch(self, batch: list[Waiter]) -> None:
         ids = [uuid4() for _ in batch]
         try:
-            outcomes = await self._repository.create_orders([new for new, _ in batch], ids)
+            outcomes = await self._repository.create_orders(
+                [new for new, _ in batch], ids, self._rate
+            )
         except asyncpg.TransactionResolutionUnknownError as error:
             log.warning("intake_commit_unanswered", orders=len(batch), error=repr(error.__cause__))
             self._settle_later(batch, ids)

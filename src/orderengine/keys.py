@@ -6,7 +6,7 @@ import weakref
 
 from aiohttp import web
 
-from orderengine.access import Caller, KeyRing, StreamTokens, SubmitLimit
+from orderengine.access import Caller, KeyRing, StreamTokens
 from orderengine.engine import Engine
 from orderengine.events import EventHub
 from orderengine.feed_tail import FeedTail
@@ -28,6 +28,5 @@ SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("socket
 KEY_RING = web.AppKey("key_ring", KeyRing)
 """The API keys in force."""
 STREAM_TOKENS = web.AppKey("stream_tokens", StreamTokens)
-SUBMIT_LIMIT = web.AppKey("submit_limit", SubmitLimit)
 CALLER = web.RequestKey("caller", Caller)
 """Who is asking, set for every request by the access middleware (`security.py`)."""

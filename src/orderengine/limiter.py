@@ -1,24 +1,33 @@
-"""Token buckets that pace swap attempts: `rate_per_minute` on average, `burst` at once.
+"""Token buckets: the pace of swap attempts, and each key's submissions.
 
-`TokenBucket` keeps its tokens in memory and paces one process. `SharedTokenBucket` keeps them
-in a store all engines share (one row of PostgreSQL, through the repository), so that engines
-on one database together start no more attempts than one would. The engine sees either as a
-`Limiter`.
+Swap attempts: `rate_per_minute` on average, `burst` at once. `TokenBucket` keeps its tokens
+in memory and paces one process. `SharedTokenBucket` keeps them in a store all engines share
+(one row of PostgreSQL, through the repository), so that engines on one database together
+start no more attempts than one would. The engine sees either as a `Limiter`.
+
+Submissions: `SubmitRate` is how fast each key (owner) may submit, from a bucket of its own
+that every engine on the database shares.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 import structlog
+
+from orderengine.errors import TooManyRequests
 
 log = structlog.get_logger(__name__)
 
 ATTEMPTS_BUCKET = "attempts"
 """The name of the shared bucket every engine draws its execution attempts from."""
+BURST_MINUTES: Final = 0.1
+"""A key may submit this share of a minute's limit at once."""
 
 
 class Limiter(Protocol):
@@ -198,3 +207,32 @@ class SharedTokenBucket:
             await self._store.return_rate_token(self._name)
         except Exception as error:
             log.warning("rate_token_not_returned", bucket=self._name, error=repr(error))
+
+
+@dataclass(frozen=True)
+class SubmitRate:
+    """How fast each key (owner) may submit orders: `per_minute` on average, a tenth at once.
+
+    Each owner has one bucket for every engine on the database, so that a client spreading
+    its orders over several engines is limited as by one. It is taken from in the statement
+    that stores the orders (`Repository.create_orders`), so a limit costs no round trip of
+    its own, and a submission refused leaves the bucket as it was.
+    """
+
+    per_minute: float
+
+    @property
+    def per_second(self) -> float:
+        return self.per_minute / 60
+
+    @property
+    def burst(self) -> float:
+        """The submissions a full bucket holds: a tenth of a minute's, at least one."""
+        return max(1.0, self.per_minute * BURST_MINUTES)
+
+    def refusal(self, tokens: float) -> TooManyRequests:
+        """The answer to a submission refused by a bucket holding `tokens` (fewer than one)."""
+        return TooManyRequests(
+            f"this key submitted more than {self.per_minute:g} orders a minute; retry shortly",
+            retry_after_s=math.ceil((1 - tokens) / self.per_second),
+        )

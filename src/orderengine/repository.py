@@ -11,6 +11,7 @@ committed events are announced after their commit, many at once (`notify`, `Anno
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,8 +43,10 @@ from orderengine.errors import (
     NotCancellable,
     OrderNotFound,
     StaleOrder,
+    TooManyRequests,
 )
 from orderengine.grouping import Grouped, each_alone
+from orderengine.limiter import SubmitRate
 from orderengine.migrations import migrate
 from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
 from orderengine.postgres import Connection, acquire, create_pool
@@ -82,6 +85,31 @@ WAITING_REPORT = """jsonb_build_object(
 
 def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
     return Order.model_validate(dict(row))
+
+
+def _places(batch: Sequence[NewOrder]) -> list[int]:
+    """Each order's place among the orders of its owner in `batch`, from 1."""
+    seen: Counter[str | None] = Counter()
+    places: list[int] = []
+    for new in batch:
+        seen[new.owner] += 1
+        places.append(seen[new.owner])
+    return places
+
+
+def _limited(
+    batch: Sequence[NewOrder], rows: Sequence[asyncpg.Record], rate: SubmitRate | None
+) -> dict[int, TooManyRequests]:
+    """The orders of `batch`, by index, that their owner's bucket refused."""
+    if rate is None:
+        return {}
+    buckets = {row["owner"]: (row["granted"], row["tokens"]) for row in rows if row["id"] is None}
+    limited: dict[int, TooManyRequests] = {}
+    for n, (new, place) in enumerate(zip(batch, _places(batch), strict=True)):
+        if new.owner is None or place <= buckets[new.owner][0]:
+            continue
+        limited[n] = rate.refusal(buckets[new.owner][1])
+    return limited
 
 
 def _new_order(
@@ -228,7 +256,7 @@ def _expired_details(order: Order) -> dict[str, Any]:
     return Expired(error=order.error).stored()
 
 
-Outcome = tuple[Order, bool] | IdempotencyConflict | DatabaseUnavailable
+Outcome = tuple[Order, bool] | IdempotencyConflict | DatabaseUnavailable | TooManyRequests
 """A new order's outcome in its batch: `(order, created)`, or refused for itself alone."""
 
 
@@ -325,7 +353,10 @@ class Repository:
             await connection.fetchval("SELECT 1")
 
     async def create_orders(
-        self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
+        self,
+        batch: Sequence[NewOrder],
+        ids: Sequence[UUID] | None = None,
+        rate: SubmitRate | None = None,
     ) -> list[Outcome]:
         """Commit new pending orders, each with its first event, in one statement.
 
@@ -338,6 +369,11 @@ class Repository:
         never deleted); a look-up that cannot reach the store gives `DatabaseUnavailable` for
         that order alone, which is true, since it created nothing.
 
+        With a `rate`, each owner's orders first take a submission each from the owner's
+        bucket (the function `take_submissions`, migration 012), in the same statement: those
+        beyond what the bucket holds, in the batch's order, write nothing and are
+        `TooManyRequests`. Orders with no owner are not limited.
+
         When this raises, nothing was created, with one exception: when the statement may
         have run but its answer was lost (the connection dropped, a timeout), it raises
         `asyncpg.TransactionResolutionUnknownError`, and `created_orders(ids)` tells which of
@@ -349,7 +385,7 @@ class Repository:
         try:
             async with self._connection() as connection:
                 try:
-                    rows = await self._insert_orders(connection, batch, ids)
+                    rows = await self._insert_orders(connection, batch, ids, rate)
                 except Exception as error:
                     if self._nothing_committed(error):
                         raise
@@ -368,11 +404,18 @@ class Repository:
         created = {
             row["id"]: _new_order(row["id"], asked[row["id"]], row["created_at"], row["best_price"])
             for row in rows
+            if row["id"] is not None
         }
-        return [
-            (created[order_id], True) if order_id in created else await self._earlier(new)
-            for order_id, new in zip(ids, batch, strict=True)
-        ]
+        limited = _limited(batch, rows, rate)
+        outcomes: list[Outcome] = []
+        for n, (order_id, new) in enumerate(zip(ids, batch, strict=True)):
+            if order_id in created:
+                outcomes.append((created[order_id], True))
+            elif n in limited:
+                outcomes.append(limited[n])
+            else:
+                outcomes.append(await self._earlier(new))
+        return outcomes
 
     async def _earlier(self, new: NewOrder) -> Outcome:
         """The order that already holds `new`'s idempotency key, if the bodies agree."""
@@ -398,17 +441,28 @@ class Repository:
         return _order(earlier), False
 
     async def _insert_orders(
-        self, connection: Connection, batch: Sequence[NewOrder], ids: list[UUID]
+        self,
+        connection: Connection,
+        batch: Sequence[NewOrder],
+        ids: list[UUID],
+        rate: SubmitRate | None,
     ) -> list[asyncpg.Record]:
         """The batch's statement: the orders, their first events, and the engines woken.
 
         It also takes a lock named after the batch's first id, held until it commits, which
-        `created_orders` waits for.
+        `created_orders` waits for. With a `rate`, it takes from the owners' buckets first,
+        and stores an owner's order only if its place among the owner's orders of the batch
+        is within what was granted; a row per owner (with no id) tells what was.
         """
+        asked = Counter(new.owner for new in batch if new.owner is not None) if rate else {}
         return await connection.fetch(
             f"""
             WITH batch AS (
                 SELECT pg_advisory_xact_lock(hashtextextended((($1::uuid[])[1])::text, 0))
+            ), limits AS (
+                SELECT taken.owner, taken.granted, taken.tokens
+                FROM batch, take_submissions($14::text[], $15::integer[], $16::float8,
+                                             $17::float8) AS taken
             ), o AS (
                 INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
                                     status, idempotency_key, request_digest, limit_price,
@@ -417,16 +471,18 @@ class Repository:
                        'pending', idempotency_key, request_digest, limit_price, expires_at,
                        awaits, CASE WHEN awaits = 'price' AND watch.lease_expires_at
                                          >= clock_timestamp() THEN watch.reported_price END,
-                       CASE WHEN awaits IS NULL THEN 0 END, owner
+                       CASE WHEN awaits IS NULL THEN 0 END, new.owner
                 FROM batch,
                      unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
                             $6::integer[], $7::text[], $8::text[], $9::numeric[],
-                            $10::timestamptz[], $11::text[], $12::text[])
+                            $10::timestamptz[], $11::text[], $12::text[], $18::integer[])
                      WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
                                              slippage_bps, idempotency_key, request_digest,
-                                             limit_price, expires_at, awaits, owner, n)
+                                             limit_price, expires_at, awaits, owner, place, n)
                      LEFT JOIN price_watch AS watch
                        ON (watch.token_in, watch.token_out) = (new.token_in, new.token_out)
+                     LEFT JOIN limits ON limits.owner = new.owner
+                WHERE limits.owner IS NULL OR new.place <= limits.granted
                 ORDER BY n
                 ON CONFLICT ((COALESCE(owner, '')), idempotency_key) DO NOTHING
                 RETURNING *
@@ -434,8 +490,11 @@ class Repository:
                 INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                 SELECT id, 1, status, attempt, created_at, {FIRST_DETAILS} FROM o
             )
-            SELECT id, created_at, best_price, pg_notify('{ORDERS_CHANNEL}', $13::text) AS woken
+            SELECT id, created_at, best_price, pg_notify('{ORDERS_CHANNEL}', $13::text) AS woken,
+                   NULL::text AS owner, NULL::integer AS granted, NULL::float8 AS tokens
             FROM o
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, owner, granted, tokens FROM limits
             """,
             ids,
             [new.request.type for new in batch],
@@ -450,6 +509,11 @@ class Repository:
             [new.awaits for new in batch],
             [new.owner for new in batch],
             str(self.owner),
+            list(asked),
+            list(asked.values()),
+            rate.per_second if rate else None,
+            rate.burst if rate else None,
+            _places(batch),
         )
 
     @staticmethod

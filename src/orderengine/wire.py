@@ -14,7 +14,6 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -26,7 +25,6 @@ from aiohttp import hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
-from orderengine.access import Caller
 from orderengine.answers import (
     AcceptedMarketOrder,
     AcceptedWaitingOrder,
@@ -51,10 +49,9 @@ from orderengine.errors import (
     NoRoute,
     OrderNotFound,
     RequestTimeout,
-    TooManyRequests,
     UnsupportedMediaType,
 )
-from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS, SUBMIT_LIMIT
+from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS
 from orderengine.model import Amount, Model
 from orderengine.router import Decision
 from orderengine.venues.values import Dex, Quote
@@ -500,27 +497,14 @@ async def submit(request: web.Request, order: OrderRequest) -> tuple[Order, bool
     """Commit `order` for the caller, under the request's `Idempotency-Key`, if any.
 
     `(order, created)`. A caller holding a stream token for one order may not submit; an
-    owner over its limit per minute gets a 429.
+    owner over its limit per minute gets a 429 (`TooManyRequests`, from the intake).
     """
     key = _idempotency_key(request)
     caller = request[CALLER]
-    _may_submit(request, caller)
-    digest = _digest(order) if key else None
-    return await request.app[ENGINE].submit(order, key, digest, caller.owner)
-
-
-def _may_submit(request: web.Request, caller: Caller) -> None:
     if caller.order_id is not None:
         raise Forbidden("a stream token for one order may only follow that order")
-    if caller.owner is None:
-        return
-    wait_s = request.app[SUBMIT_LIMIT].take(caller.owner)
-    if wait_s > 0:
-        per_minute = request.app[SETTINGS].key_submit_per_minute
-        raise TooManyRequests(
-            f"this key submitted more than {per_minute:g} orders a minute; retry shortly",
-            retry_after_s=math.ceil(wait_s),
-        )
+    digest = _digest(order) if key else None
+    return await request.app[ENGINE].submit(order, key, digest, caller.owner)
 
 
 def visible(request: web.Request, order: Order) -> Order:

@@ -171,6 +171,20 @@ async def test_a_keys_submissions_are_limited_alone(start_app: StartApp) -> None
     assert other.status == 201
 
 
+async def test_a_keys_limit_holds_across_the_engines_on_a_database(start_app: StartApp) -> None:
+    # Six a minute: a burst of one, and ten seconds for the next.
+    first = await start_app(**KEYS, key_submit_per_minute=6)
+    second = await start_app(**KEYS, key_submit_per_minute=6)
+
+    await submit(first, ALICE)
+    elsewhere = await second.post("/api/orders/execute", json=MARKET, headers=bearer(ALICE))
+    others = await second.post("/api/orders/execute", json=MARKET, headers=bearer(BOB))
+
+    assert elsewhere.status == 429
+    assert int(elsewhere.headers["Retry-After"]) >= 5
+    assert others.status == 201
+
+
 async def test_listing_a_pool_needs_an_admin_key(keyed: Client) -> None:
     listing = {
         "dex": "meteora",

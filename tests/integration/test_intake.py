@@ -11,6 +11,7 @@ from uuid import UUID
 from orderengine.domain import NewOrder, Order, OrderRequest
 from orderengine.errors import IdempotencyConflict
 from orderengine.intake import Intake
+from orderengine.limiter import SubmitRate
 from orderengine.repository import Outcome, Repository
 
 
@@ -27,10 +28,13 @@ class CountingRepository(Repository):
     batches: list[int]
 
     async def create_orders(
-        self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
+        self,
+        batch: Sequence[NewOrder],
+        ids: Sequence[UUID] | None = None,
+        rate: SubmitRate | None = None,
     ) -> list[Outcome]:
         self.batches.append(len(batch))
-        return await super().create_orders(batch, ids)
+        return await super().create_orders(batch, ids, rate)
 
 
 async def test_concurrent_submissions_share_commits_and_keep_their_own_outcomes(

@@ -24,6 +24,7 @@ from orderengine.domain import NewOrder, Order, OrderRequest
 from orderengine.errors import BadRequest, DatabaseUnavailable, IdempotencyConflict
 from orderengine.intake import Intake
 from orderengine.keys import ENGINE, REPOSITORY
+from orderengine.limiter import SubmitRate
 from orderengine.postgres import Connection
 from orderengine.repository import Outcome, Repository
 from orderengine.venues.chain import Chain
@@ -108,12 +109,15 @@ class FaultyRepository(Repository):
         return repository
 
     async def create_orders(
-        self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
+        self,
+        batch: Sequence[NewOrder],
+        ids: Sequence[UUID] | None = None,
+        rate: SubmitRate | None = None,
     ) -> list[Outcome]:
         self.batches.append(len(batch))
         await self.gate.wait()
         self._armed = self.faults.pop(0) if self.faults else None
-        return await super().create_orders(batch, ids)
+        return await super().create_orders(batch, ids, rate)
 
     async def created_orders(self, ids: Sequence[UUID]) -> dict[UUID, Order]:
         if self.read_back_outages:
@@ -375,15 +379,22 @@ class EarlierOutOfReach(Repository):
     _ran = False
 
     async def create_orders(
-        self, batch: Sequence[NewOrder], ids: Sequence[UUID] | None = None
+        self,
+        batch: Sequence[NewOrder],
+        ids: Sequence[UUID] | None = None,
+        rate: SubmitRate | None = None,
     ) -> list[Outcome]:
         self._ran = False
-        return await super().create_orders(batch, ids)
+        return await super().create_orders(batch, ids, rate)
 
     async def _insert_orders(
-        self, connection: Connection, batch: Sequence[NewOrder], ids: list[UUID]
+        self,
+        connection: Connection,
+        batch: Sequence[NewOrder],
+        ids: list[UUID],
+        rate: SubmitRate | None,
     ) -> list[asyncpg.Record]:
-        records = await super()._insert_orders(connection, batch, ids)
+        records = await super()._insert_orders(connection, batch, ids, rate)
         self._ran = True
         return records
 
