@@ -56,7 +56,10 @@ CREATE TABLE orders (
     tx_last_valid_block_height bigint,
     -- When it last became due: accepted, or woken by its price or a listing (null for
     -- orders accepted before this column, which count from created_at).
-    due_since       timestamptz DEFAULT now()
+    due_since       timestamptz DEFAULT now(),
+    -- How often working on it ended in an unexpected error, on any engine: past
+    -- ORDERENGINE_MAX_ATTEMPTS, an order not yet sent ends failed.
+    crashes         integer NOT NULL DEFAULT 0
 );
 
 CREATE UNIQUE INDEX orders_idempotency ON orders (COALESCE(owner, ''), idempotency_key);
@@ -242,4 +245,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (9, 'live_expiry'),
     (10, 'feed_in_one_round_trip'),
     (11, 'due_since'),
-    (12, 'submission_buckets');
+    (12, 'submission_buckets'),
+    (13, 'crash_count');

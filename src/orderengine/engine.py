@@ -150,7 +150,6 @@ class Engine:
         all, so the backlog errs towards refusing early."""
         self._accepted_count = 0
         self._counted_at = float("-inf")
-        self._crashes: dict[UUID, int] = {}
         """Unexpected errors so far per order, forgotten once it is processed cleanly."""
         self._committing = 0
         """Submissions being committed now: they count against the backlog already."""
@@ -521,8 +520,6 @@ class Engine:
         except Exception:
             log.exception("order_processing_crashed")
             await self._after_crash(order.order_id)
-        else:
-            self._crashes.pop(order.order_id, None)
 
     async def _advance(self, order: Order) -> None:
         """Act on the order's stored status; one whose expiry has come and was never sent ends."""
@@ -542,20 +539,22 @@ class Engine:
         """After an unexpected error, try the order again later.
 
         An order that keeps crashing before its swap was sent ends `failed` rather than loop
-        forever; a sent one is only ever reconciled, since its swap may have landed.
+        forever; a sent one is only ever reconciled, since its swap may have landed. Its
+        crashes are counted in the store (`Repository.count_crash`), so that neither another
+        engine nor a restart starts the count again.
         """
-        crashes = self._crashes[order_id] = self._crashes.get(order_id, 0) + 1
-        if self._retry.gives_up_after_crashes(crashes):
-            try:
+        crashes = 1
+        try:
+            crashes = await self._repository.count_crash(order_id)
+            if self._retry.gives_up_after_crashes(crashes):
                 order = await self._repository.get_order(order_id)
                 if order.status is not OrderStatus.SUBMITTED and not order.status.terminal:
                     error = f"internal error after {crashes} tries; logged with the order id"
                     failed = Failed(error=error)
                     await self._move(order, OrderStatus.FAILED, failed, error=error, release=True)
-                    self._crashes.pop(order_id, None)
                     return
-            except OrderEngineError as error:
-                log.warning("crashed_order_not_failed", error=error.message)
+        except OrderEngineError as error:
+            log.warning("crashed_order_not_failed", error=error.message)
         await self._set_aside(order_id, self._retry.backoff_s(crashes))
 
     # ---- one attempt --------------------------------------------------------------------

@@ -741,6 +741,20 @@ class Repository:
             )
         return {row["id"] for row in rows}
 
+    async def count_crash(self, order_id: UUID) -> int:
+        """Count one more unexpected error in working on `order_id`; how many it has had.
+
+        The count is the order's, kept by every engine alike (`orders.crashes`).
+        """
+        async with self._connection() as connection:
+            crashes = await connection.fetchval(
+                "UPDATE orders SET crashes = crashes + 1 WHERE id = $1 RETURNING crashes",
+                order_id,
+            )
+        if crashes is None:
+            raise OrderNotFound(f"no order {order_id}")
+        return int(crashes)
+
     async def release(self, order_ids: Sequence[UUID], retry_after_s: float | None = None) -> None:
         """Give up this engine's leases on `order_ids`, and wake the engines to take them.
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from uuid import uuid4
 
 import pytest
 
 from orderengine.domain import NewOrder, OrderRequest
+from orderengine.errors import OrderNotFound
 from orderengine.repository import Repository
 from tests.streams import MARKET
 
@@ -75,3 +77,23 @@ async def test_a_retry_that_fell_due_since_the_claim_is_counted_as_due_now(
 
     assert backlog.next_due_s is not None
     assert backlog.next_due_s <= 0
+
+
+async def test_an_orders_crashes_are_one_count_whichever_engine_counts_them(
+    repository: Repository, other: Repository
+) -> None:
+    (outcome,) = await repository.create_orders(
+        [NewOrder(request=OrderRequest.model_validate(MARKET))]
+    )
+    assert isinstance(outcome, tuple)
+    order_id = outcome[0].order_id
+
+    counts = [
+        await repository.count_crash(order_id),
+        await other.count_crash(order_id),
+        await repository.count_crash(order_id),
+    ]
+
+    assert counts == [1, 2, 3]
+    with pytest.raises(OrderNotFound):
+        await other.count_crash(uuid4())

@@ -7,9 +7,13 @@ import asyncio
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from orderengine.domain import NewOrder, OrderRequest
+from orderengine.repository import Repository
 from tests.harness import StartApp
 from tests.streams import MARKET, statuses, stream, submit, wait_terminal
 from tests.venues import ConcurrencyProbe, Nonsense, Rejections, wrapping
+
+REQUEST = OrderRequest.model_validate(MARKET)
 
 
 async def test_concurrency_cap_holds_with_30_queued_orders(start_app: StartApp) -> None:
@@ -97,3 +101,22 @@ async def test_an_order_that_keeps_crashing_before_it_is_sent_ends_failed(
     assert "internal error" in events[-1]["error"]
     assert [line["event"] for line in logs].count("order_processing_crashed") == 2
     assert "???" not in events[-1]["error"]
+
+
+async def test_an_order_that_crashed_before_this_start_goes_on_from_its_count(
+    start_app: StartApp, repository: Repository
+) -> None:
+    [outcome] = await repository.create_orders([NewOrder(request=REQUEST)])
+    assert isinstance(outcome, tuple)
+    order, _ = outcome
+    await repository.count_crash(order.order_id)
+    await repository.count_crash(order.order_id)
+
+    with capture_logs() as logs:
+        client = await start_app(venues=wrapping(Nonsense), max_attempts=3)
+        events = await stream(client, str(order.order_id))
+
+    # Two crashes (on another engine, or before a restart) and one here: three in all.
+    assert statuses(events) == ["pending", "failed"]
+    assert "after 3 tries" in events[-1]["error"]
+    assert [line["event"] for line in logs].count("order_processing_crashed") == 1
