@@ -124,6 +124,16 @@ async def repository(database_url: str) -> AsyncIterator[Repository]:
 
 
 @pytest.fixture
+async def engines(database_url: str) -> AsyncIterator[tuple[Repository, Repository]]:
+    """Two repositories, each with a pool of its own, standing for two engines on one database."""
+    first = await Repository.connect(database_url, 2, 5.0)
+    second = await Repository.connect(database_url, 2, 5.0)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+@pytest.fixture
 async def chain(database_url: str) -> AsyncIterator[Chain]:
     """The simulated venues' chain in this test's database: what landed, by signature.
 

@@ -150,7 +150,6 @@ class Engine:
         all, so the backlog errs towards refusing early."""
         self._accepted_count = 0
         self._counted_at = float("-inf")
-        """Unexpected errors so far per order, forgotten once it is processed cleanly."""
         self._committing = 0
         """Submissions being committed now: they count against the backlog already."""
         self._workers: list[asyncio.Task[None]] = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -42,15 +41,6 @@ class Answered:
 
     async def return_rate_token(self, name: str) -> None:
         await self._store.return_rate_token(name)
-
-
-@pytest.fixture
-async def engines(database_url: str) -> AsyncIterator[tuple[Repository, Repository]]:
-    first = await Repository.connect(database_url, 2, 5.0)
-    second = await Repository.connect(database_url, 2, 5.0)
-    yield first, second
-    await first.close()
-    await second.close()
 
 
 async def test_a_new_bucket_starts_full_and_a_refill_stops_at_the_burst(

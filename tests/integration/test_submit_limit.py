@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from orderengine.domain import NewOrder, OrderRequest
 from orderengine.errors import TooManyRequests
@@ -28,15 +26,6 @@ REQUEST = OrderRequest.model_validate(
 
 def order(owner: str | None) -> NewOrder:
     return NewOrder(request=REQUEST, owner=owner)
-
-
-@pytest.fixture
-async def engines(database_url: str) -> AsyncIterator[tuple[Repository, Repository]]:
-    first = await Repository.connect(database_url, 2, 5.0)
-    second = await Repository.connect(database_url, 2, 5.0)
-    yield first, second
-    await first.close()
-    await second.close()
 
 
 async def stored(database_url: str) -> int:
