@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 from pytest_aiohttp import AiohttpClient
 
 from orderengine.app import create_app
@@ -40,6 +41,22 @@ from tests.harness import (
 )
 
 seal(os.environ)
+
+
+def _plain_tracebacks() -> None:
+    """Log tracebacks in plain text, as the engine does, not with rich's panels of locals.
+
+    structlog's default console renderer, which the in-process engines log through, draws
+    every frame's locals with rich when it is installed: seconds per crash on the event loop,
+    during which the engine under test answers nobody. Logging stays otherwise as structlog
+    sets it up, uncached, so that `capture_logs` still sees every logger.
+    """
+    *processors, _ = structlog.get_config()["processors"]
+    renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    structlog.configure(processors=[*processors, renderer])
+
+
+_plain_tracebacks()
 
 TEMPLATE = "orderengine_template"
 
