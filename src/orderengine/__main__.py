@@ -175,7 +175,7 @@ def database_problem(unavailable: DatabaseUnavailable) -> str:
     if isinstance(unavailable.__cause__, asyncpg.TooManyConnectionsError):
         return (
             "the database has no room for this engine's connections: it opens"
-            " ORDERENGINE_DB_POOL_SIZE of them, and 5 more, at start. Give it a smaller pool,"
+            " ORDERENGINE_DB_POOL_SIZE of them, and 6 more, at start. Give it a smaller pool,"
             " or the server a larger max_connections"
         )
     cause = type(unavailable.__cause__).__name__ if unavailable.__cause__ else "no answer"

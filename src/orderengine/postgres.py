@@ -1,11 +1,13 @@
-"""Connection pools to PostgreSQL, shared by the engine's repository and the simulated chain.
+"""Connections to PostgreSQL, shared by the engine's repository and the simulated chain.
 
 Each store opens its own pool through here, so that both map a database that cannot be
-reached to the same `DatabaseUnavailable`, and neither knows the other's tables.
+reached to the same `DatabaseUnavailable`, and neither knows the other's tables. A caller
+that sends one statement after another, all day, may have a `DedicatedConnection` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
@@ -80,3 +82,86 @@ async def acquire(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[Connect
             yield connection
     except CONNECTION_ERRORS as error:
         raise DatabaseUnavailable("database unavailable") from error
+
+
+def refused_by_server(error: BaseException) -> bool:
+    """Whether a statement that failed with `error` was answered, and refused, by the server.
+
+    Its connection is then as it was before the statement. Anything else (a lost connection,
+    a timeout, a cancelled caller, the server going down while answering) leaves the
+    connection in doubt: a statement may still be under way on it.
+    """
+    return isinstance(error, asyncpg.PostgresError) and not isinstance(
+        error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
+    )
+
+
+class DedicatedConnection:
+    """One connection outside any pool, for a caller that sends one statement at a time, often.
+
+    Taking a connection from a pool and giving it back costs tens of microseconds of the
+    event loop per statement, which a caller on the hot path of every request feels. This
+    one is opened by `open` or its first use, and again by the use after it was closed (by a
+    database restart, say). A use that ends in any error but the server's refusal of the
+    statement (`refused_by_server`) closes it at once: a statement may still be under way on
+    it, and the next use must not find it busy. Uses wait for each other, so that two never
+    share it.
+    """
+
+    def __init__(self, dsn: str, timeout_s: float) -> None:
+        self._dsn = dsn
+        self._timeout_s = timeout_s
+        self._connection: asyncpg.Connection[asyncpg.Record] | None = None
+        self._in_use = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open the connection now, so that a server with no room for it is found at start."""
+        async with self._in_use:
+            await self._open()
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+        """The connection, opened if need be; a database out of reach is `DatabaseUnavailable`."""
+        async with self._in_use:
+            connection = await self._open()
+            try:
+                yield connection
+            except BaseException as error:
+                if not refused_by_server(error):
+                    self._drop()
+                raise
+
+    async def close(self) -> None:
+        """Close the connection once no one uses it, or at once if it does not answer."""
+        async with self._in_use:
+            connection, self._connection = self._connection, None
+            if connection is None:
+                return
+            try:
+                await connection.close(timeout=self._timeout_s)
+            except CONNECTION_ERRORS:
+                connection.terminate()
+
+    async def _open(self) -> asyncpg.Connection[asyncpg.Record]:
+        if self._connection is not None and not self._connection.is_closed():
+            return self._connection
+        try:
+            connection: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+                self._dsn, timeout=self._timeout_s, command_timeout=self._timeout_s
+            )
+        except CONNECTION_ERRORS as error:
+            raise DatabaseUnavailable("database unavailable") from error
+        try:
+            await _init_connection(connection)
+        except BaseException as error:
+            connection.terminate()
+            if isinstance(error, CONNECTION_ERRORS):
+                raise DatabaseUnavailable("database unavailable") from error
+            raise
+        self._connection = connection
+        return connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()

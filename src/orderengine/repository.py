@@ -49,7 +49,14 @@ from orderengine.grouping import Grouped, each_alone
 from orderengine.limiter import SubmitRate
 from orderengine.migrations import migrate
 from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
-from orderengine.postgres import Connection, acquire, create_pool
+from orderengine.postgres import (
+    AnyConnection,
+    Connection,
+    DedicatedConnection,
+    acquire,
+    create_pool,
+    refused_by_server,
+)
 
 ORDER_COLUMNS = """
     id AS order_id, type, token_in, token_out, amount_in, slippage_bps, status, attempt,
@@ -311,9 +318,12 @@ def _too_late(order_id: UUID, status: OrderStatus) -> str:
 class Repository:
     """The engine's only door to PostgreSQL."""
 
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float, intake: DedicatedConnection) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
+        self._intake = intake
+        """New orders' connection: every POST waits for a batch's statement, one after
+        another, and a connection of their own spares each the pool's taking and giving back."""
         self.owner = uuid4()
         """This engine's id: the owner of the leases it takes, and the source of its NOTIFYs."""
         self._changes: Grouped[Change, Changed] = Grouped(self._commit_changes, CHANGE_BATCH)
@@ -335,17 +345,26 @@ class Repository:
 
         The pool survives the database restarting later.
         """
-        repository = cls(await create_pool(dsn, size, timeout_s), timeout_s)
+        pool = await create_pool(dsn, size, timeout_s)
+        repository = cls(pool, timeout_s, DedicatedConnection(dsn, timeout_s))
         async with repository._connection() as connection:
             await migrate(connection)
+        await repository._intake.open()
         return repository
 
     async def close(self) -> None:
+        await self._intake.close()
         await self._pool.close()
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         async with acquire(self._pool, self._timeout_s) as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def _intake_connection(self) -> AsyncIterator[AnyConnection]:
+        """The connection new orders are committed on, outside the pool (`DedicatedConnection`)."""
+        async with self._intake.use() as connection:
             yield connection
 
     async def ping(self) -> None:
@@ -380,26 +399,16 @@ class Repository:
         the orders exist.
         """
         ids = list(ids) if ids is not None else [uuid4() for _ in batch]
-        rows: list[asyncpg.Record] | None = None
-        lost: Exception | None = None
-        try:
-            async with self._connection() as connection:
-                try:
-                    rows = await self._insert_orders(connection, batch, ids, rate)
-                except Exception as error:
-                    if self._nothing_committed(error):
-                        raise
-                    lost = error
-        except Exception:
-            # Giving the connection back failed: that changes nothing about the statement,
-            # whose outcome is known (it answered) or unknown (it did not) already.
-            if rows is None and lost is None:
-                raise
-        if lost is not None or rows is None:
-            raise asyncpg.TransactionResolutionUnknownError(
-                "the answer to the batch's statement was lost: whether the orders were "
-                "created is unknown"
-            ) from lost
+        async with self._intake_connection() as connection:
+            try:
+                rows = await self._insert_orders(connection, batch, ids, rate)
+            except Exception as error:
+                if self._nothing_committed(error):
+                    raise
+                raise asyncpg.TransactionResolutionUnknownError(
+                    "the answer to the batch's statement was lost: whether the orders were "
+                    "created is unknown"
+                ) from error
         asked = dict(zip(ids, batch, strict=True))
         created = {
             row["id"]: _new_order(row["id"], asked[row["id"]], row["created_at"], row["best_price"])
@@ -442,7 +451,7 @@ class Repository:
 
     async def _insert_orders(
         self,
-        connection: Connection,
+        connection: AnyConnection,
         batch: Sequence[NewOrder],
         ids: list[UUID],
         rate: SubmitRate | None,
@@ -524,11 +533,7 @@ class Repository:
         never sent the statement). A lost connection, a timeout, or the server going down
         while answering says nothing.
         """
-        if isinstance(error, asyncpg.exceptions._base.DataError):
-            return True
-        return isinstance(error, asyncpg.PostgresError) and not isinstance(
-            error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
-        )
+        return isinstance(error, asyncpg.exceptions._base.DataError) or refused_by_server(error)
 
     async def created_orders(self, ids: Sequence[UUID]) -> dict[UUID, Order]:
         """Those of `ids` that exist, by id, once any transaction creating them has ended.

@@ -25,7 +25,7 @@ from orderengine.errors import BadRequest, DatabaseUnavailable, IdempotencyConfl
 from orderengine.intake import Intake
 from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.limiter import SubmitRate
-from orderengine.postgres import Connection
+from orderengine.postgres import AnyConnection, Connection
 from orderengine.repository import Outcome, Repository
 from orderengine.venues.chain import Chain
 from tests.harness import Client, StartApp
@@ -126,19 +126,19 @@ class FaultyRepository(Repository):
         return await super().created_orders(ids)
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
+    async def _intake_connection(self) -> AsyncIterator[AnyConnection]:
         fault, self._armed = self._armed, None
         if fault is None:
-            async with super()._connection() as connection:
+            async with super()._intake_connection() as connection:
                 yield connection
             return
         if fault == "answer_late":
-            # Its own connection, outside the pool: it must outlive the call that gave up on it.
+            # A connection of its own: it must outlive the call that gave up on it.
             faulty = FaultyConnection(await asyncpg.connect(self.dsn), fault)
             self.connections.append(faulty)
             yield cast(Connection, faulty)
             return
-        async with super()._connection() as connection:
+        async with super()._intake_connection() as connection:
             faulty = FaultyConnection(connection, fault)
             self.connections.append(faulty)
             yield cast(Connection, faulty)
@@ -389,7 +389,7 @@ class EarlierOutOfReach(Repository):
 
     async def _insert_orders(
         self,
-        connection: Connection,
+        connection: AnyConnection,
         batch: Sequence[NewOrder],
         ids: list[UUID],
         rate: SubmitRate | None,
