@@ -583,9 +583,14 @@ class Repository:
     async def _read_openings(self, wanted: Sequence[tuple[UUID, int]]) -> list[Opening | Exception]:
         """Each wanted order's owner and its events after the seq given, in one statement.
 
+        Sockets asking for the same order after the same seq (several following one order
+        from its start, say) share one read of it: its events are read, validated, and
+        written as messages (`OrderEvent.message`) once for all of them.
+
         `= ANY` repeats the join on the ids so that the planner looks them up in the primary
         keys: joined to `unnest` alone, it scanned every order once a group had a hundred.
         """
+        distinct = list(dict.fromkeys(wanted))
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
@@ -596,18 +601,16 @@ class Repository:
                   ON e.order_id = w.id AND e.order_id = ANY($1::uuid[]) AND e.seq > w.after
                 ORDER BY w.n, e.seq
                 """,
-                [order_id for order_id, _ in wanted],
-                [after for _, after in wanted],
+                [order_id for order_id, _ in distinct],
+                [after for _, after in distinct],
             )
         found: dict[int, Opening] = {}
         for row in rows:
             opening = found.setdefault(row["n"], (row["owner"], []))
             if row["seq"] is not None:
                 opening[1].append(_event(row))
-        return [
-            found.get(n) or OrderNotFound(f"no order {order_id}")
-            for n, (order_id, _) in enumerate(wanted, start=1)
-        ]
+        read = {asked: found.get(n) for n, asked in enumerate(distinct, start=1)}
+        return [read[asked] or OrderNotFound(f"no order {asked[0]}") for asked in wanted]
 
     async def latest_event(self, order_id: UUID) -> OrderEvent | None:
         """The order's most recent event, if it has one."""

@@ -318,3 +318,34 @@ async def test_sockets_opening_together_are_read_together_each_with_its_own_answ
     assert isinstance(answers[2], OrderNotFound)
     assert answers[3] == ("alice", first_events)
     assert answers[4] == (None, [])
+
+
+async def test_sockets_opening_together_on_the_same_order_share_its_events(
+    repository: Repository,
+) -> None:
+    [outcome] = await repository.create_orders([NewOrder(request=REQUEST)])
+    assert not isinstance(outcome, Exception)
+    await moved(repository, outcome[0], S.ROUTING, S.BUILDING)
+    order_id, unknown = outcome[0].order_id, uuid4()
+
+    answers = await asyncio.gather(
+        *(repository.owner_and_events(order_id) for _ in range(3)),
+        repository.owner_and_events(order_id, after=2),
+        repository.owner_and_events(unknown),
+        repository.owner_and_events(unknown),
+        return_exceptions=True,
+    )
+
+    first, second, third, later, missing, missing_again = answers
+    assert isinstance(first, tuple)
+    assert isinstance(second, tuple)
+    assert isinstance(third, tuple)
+    assert isinstance(later, tuple)
+    assert [event.seq for event in first[1]] == [1, 2, 3]
+    # One read, so one set of events: each is written as a message once for every socket.
+    assert second[1] is first[1]
+    assert third[1] is first[1]
+    assert [event.seq for event in later[1]] == [3]
+    assert isinstance(missing, OrderNotFound)
+    assert isinstance(missing_again, OrderNotFound)
+    assert missing is not missing_again
