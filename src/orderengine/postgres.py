@@ -24,9 +24,15 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.TooManyConnectionsError,
 )
-"""Errors that mean the database cannot be reached right now, not that a statement is wrong."""
+"""Errors that mean the database cannot be reached right now, not that a statement is wrong.
+
+`InternalClientError` is among them: a connection the server ended (a restart, an
+administrator's `pg_terminate_backend`) says so first and closes after, and a statement sent
+between the two is refused by asyncpg itself, before anything is sent, as "another operation
+is in progress" (asyncpg's issue 1069)."""
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 AnyConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | Connection"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 from uuid import UUID
 
+import asyncpg
 import pytest
 
+from orderengine.errors import DatabaseUnavailable
+from orderengine.postgres import acquire, create_pool
 from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
 from tests import database_server
@@ -53,3 +57,45 @@ async def test_a_database_restart_under_load_loses_no_order(
         assert order.status.value == "confirmed"
         assert landed[order_id] == [order.tx_hash]
     assert (await client.post("/api/orders/execute", json=MARKET)).status == 201
+
+
+async def test_a_connection_the_server_ends_is_an_outage_never_a_crash(database_url: str) -> None:
+    """A statement sent as the server ends its connection meets an outage, and only that.
+
+    The server says it is ending the connection, then closes it; asyncpg refuses a statement
+    sent between the two as "another operation is in progress". Whether a given statement
+    falls between the two depends on timing: ended sixty times, a few pauses apart, the
+    pool's one connection meets it in about half the runs, and must give an answer or
+    `DatabaseUnavailable` every time.
+    """
+    pooled = await Repository.connect(database_url, 1, 5.0)
+    admin = await asyncpg.connect(database_url)
+    outcomes: Counter[str] = Counter()
+    try:
+        for _ in range(60):
+            async with pooled._connection() as connection:
+                backend = await connection.fetchval("SELECT pg_backend_pid()")
+            await admin.fetchval("SELECT pg_terminate_backend($1)", backend)
+            try:
+                await pooled.ping()
+                outcomes["answered"] += 1
+            except DatabaseUnavailable:
+                outcomes["unavailable"] += 1
+            await asyncio.sleep(0.02)
+    finally:
+        await admin.close()
+        await pooled.close()
+
+    assert outcomes["unavailable"] > 0
+
+
+async def test_a_statement_asyncpg_refuses_mid_operation_is_an_outage(database_url: str) -> None:
+    pool = await create_pool(database_url, 1, 5.0)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with acquire(pool, 5.0):
+                raise asyncpg.InternalClientError(
+                    "cannot switch to state 11; another operation (2) is in progress"
+                )
+    finally:
+        await pool.close()
