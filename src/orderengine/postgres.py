@@ -111,7 +111,7 @@ class DedicatedConnection:
     database restart, say). A use that ends in any error but the server's refusal of the
     statement (`refused_by_server`) closes it at once: a statement may still be under way on
     it, and the next use must not find it busy. Uses wait for each other, so that two never
-    share it.
+    share it. Once `close` is called, it is not opened again.
     """
 
     def __init__(self, dsn: str, timeout_s: float) -> None:
@@ -119,6 +119,7 @@ class DedicatedConnection:
         self._timeout_s = timeout_s
         self._connection: asyncpg.Connection[asyncpg.Record] | None = None
         self._in_use = asyncio.Lock()
+        self._closed = False
 
     async def open(self) -> None:
         """Open the connection now, so that a server with no room for it is found at start."""
@@ -140,6 +141,7 @@ class DedicatedConnection:
     async def close(self) -> None:
         """Close the connection once no one uses it, or at once if it does not answer."""
         async with self._in_use:
+            self._closed = True
             connection, self._connection = self._connection, None
             if connection is None:
                 return
@@ -149,6 +151,8 @@ class DedicatedConnection:
                 connection.terminate()
 
     async def _open(self) -> asyncpg.Connection[asyncpg.Record]:
+        if self._closed:
+            raise DatabaseUnavailable("the connection is closed: the engine is stopping")
         if self._connection is not None and not self._connection.is_closed():
             return self._connection
         try:

@@ -106,3 +106,13 @@ async def test_a_database_out_of_reach_is_unavailable() -> None:
     with pytest.raises(DatabaseUnavailable):
         async with nowhere.use():
             pass
+
+
+async def test_once_closed_it_is_not_opened_again(database_url: str) -> None:
+    dedicated = DedicatedConnection(database_url, 5.0)
+    await dedicated.open()
+    await dedicated.close()
+
+    with pytest.raises(DatabaseUnavailable):
+        async with dedicated.use():
+            pass
