@@ -48,7 +48,7 @@ async def test_a_statement_the_server_refuses_keeps_the_connection(
 
 
 async def test_a_use_cancelled_mid_statement_leaves_no_statement_under_way_for_the_next(
-    dedicated: DedicatedConnection,
+    dedicated: DedicatedConnection, database_url: str
 ) -> None:
     before = await backend(dedicated)
 
@@ -57,7 +57,16 @@ async def test_a_use_cancelled_mid_statement_leaves_no_statement_under_way_for_t
             await connection.execute("SELECT pg_sleep(10)")
 
     use = asyncio.create_task(sleep_on_it())
-    await asyncio.sleep(0.2)
+    admin = await asyncpg.connect(database_url)
+    try:
+
+        async def sleeping() -> bool:
+            query = "SELECT state = 'active' FROM pg_stat_activity WHERE pid = $1"
+            return bool(await admin.fetchval(query, before))
+
+        await eventually(sleeping)
+    finally:
+        await admin.close()
     use.cancel()
     with pytest.raises(asyncio.CancelledError):
         await use
