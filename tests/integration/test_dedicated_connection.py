@@ -25,6 +25,24 @@ async def dedicated(database_url: str) -> AsyncIterator[DedicatedConnection]:
     await connection.close()
 
 
+@pytest.fixture
+async def admin(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own, to watch and end the dedicated one's server process."""
+    connection = await asyncpg.connect(database_url)
+    yield connection
+    await connection.close()
+
+
+async def until_backend(admin: asyncpg.Connection, pid: int, state: str | None) -> None:
+    """Wait until the server shows process `pid` in `state`; None: until it is gone."""
+
+    async def shown() -> bool:
+        query = "SELECT state FROM pg_stat_activity WHERE pid = $1"
+        return bool(await admin.fetchval(query, pid) == state)
+
+    await eventually(shown)
+
+
 async def backend(dedicated: DedicatedConnection) -> int:
     async with dedicated.use() as connection:
         pid: int = await connection.fetchval("SELECT pg_backend_pid()")
@@ -48,7 +66,7 @@ async def test_a_statement_the_server_refuses_keeps_the_connection(
 
 
 async def test_a_use_cancelled_mid_statement_leaves_no_statement_under_way_for_the_next(
-    dedicated: DedicatedConnection, database_url: str
+    dedicated: DedicatedConnection, admin: asyncpg.Connection
 ) -> None:
     before = await backend(dedicated)
 
@@ -57,16 +75,7 @@ async def test_a_use_cancelled_mid_statement_leaves_no_statement_under_way_for_t
             await connection.execute("SELECT pg_sleep(10)")
 
     use = asyncio.create_task(sleep_on_it())
-    admin = await asyncpg.connect(database_url)
-    try:
-
-        async def sleeping() -> bool:
-            query = "SELECT state = 'active' FROM pg_stat_activity WHERE pid = $1"
-            return bool(await admin.fetchval(query, before))
-
-        await eventually(sleeping)
-    finally:
-        await admin.close()
+    await until_backend(admin, before, "active")
     use.cancel()
     with pytest.raises(asyncio.CancelledError):
         await use
@@ -75,20 +84,11 @@ async def test_a_use_cancelled_mid_statement_leaves_no_statement_under_way_for_t
 
 
 async def test_a_connection_the_server_ended_is_replaced_by_the_next_use(
-    dedicated: DedicatedConnection, database_url: str
+    dedicated: DedicatedConnection, admin: asyncpg.Connection
 ) -> None:
     before = await backend(dedicated)
-    admin = await asyncpg.connect(database_url)
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", before)
-
-        async def ended() -> bool:
-            query = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
-            return bool(await admin.fetchval(query, before))
-
-        await eventually(ended)
-    finally:
-        await admin.close()
+    assert await admin.fetchval("SELECT pg_terminate_backend($1)", before)
+    await until_backend(admin, before, None)
 
     assert await backend(dedicated) != before
 
