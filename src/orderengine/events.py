@@ -89,7 +89,21 @@ class Subscription:
 
         Raises `FellBehind` once the ones offered before the overflow have been taken.
         """
-        event = await self._queue.get()
+        return self._checked(await self._queue.get())
+
+    def waiting(self) -> bool:
+        """Whether an event or hint is waiting: `take` has one to give.
+
+        Not the mark of an overflow: `next` raises `FellBehind` for that once the events
+        before it were taken, and sent.
+        """
+        return self._queue.qsize() > (1 if self._overflowed else 0)
+
+    def take(self) -> Live:
+        """The oldest event or hint waiting, which must be there (`waiting`); as `next`."""
+        return self._checked(self._queue.get_nowait())
+
+    def _checked(self, event: Live | None) -> Live:
         if event is None:
             raise FellBehind(f"more than {self._limit} events were waiting to be sent")
         return event
@@ -152,8 +166,11 @@ async def follow(
     since: int,
     idle_s: float,
     stored: list[OrderEvent] | None = None,
-) -> AsyncGenerator[OrderEvent, None]:
+) -> AsyncGenerator[list[OrderEvent], None]:
     """The order's events after `since`, each once and in seq order, up to its terminal one.
+
+    They come in runs of those there to be had at once (a read of the store, or the live
+    events waiting in the subscription), so that a socket can send each run in one write.
 
     `subscription` is the order's, opened before this is called, so that nothing committed after
     the first read of the store can be missed. `stored`, when given, is that first read, made by
@@ -167,44 +184,68 @@ async def follow(
     from_store = True
     while True:
         if from_store:
-            batch = await store.events(order_id, after=last) if stored is None else stored
+            run = await store.events(order_id, after=last) if stored is None else stored
             stored = None
-            if not batch and last == since and await _finished_by(store, order_id, since):
+            if not run and last == since and await _finished_by(store, order_id, since):
                 return
+            # After a read of the store, wait for live events.
+            from_store = False
         else:
-            hint = await _next_live(subscription, last, idle_s)
-            batch = [] if hint is None else [hint]
-        for event in batch:
-            yield event
-            last = event.seq
-            if event.status.terminal:
+            run, from_store = await _live_run(subscription, last, idle_s)
+        run = _through_terminal(run)
+        if run:
+            yield run
+            last = run[-1].seq
+            if run[-1].status.terminal:
                 return
-        # After a read of the store, wait for hints; go on taking hints while each is the
-        # next seq; read the store again when one is not, or when none comes for `idle_s`.
-        from_store = not from_store and not batch
 
 
-async def _next_live(subscription: Subscription, last: int, idle_s: float) -> OrderEvent | None:
-    """The live event with seq `last + 1`, or None when the store must be read instead.
+def _through_terminal(events: list[OrderEvent]) -> list[OrderEvent]:
+    """`events` up to and including the first terminal one."""
+    for n, event in enumerate(events):
+        if event.status.terminal:
+            return events[: n + 1]
+    return events
 
-    None when nothing new came within `idle_s`, when an event skipped ahead (a publish was
-    lost), when a `Hint` ahead came (the event is only in the store), or when a terminal event
-    came that is already behind (the order may have finished at or before a resumed stream's
-    `since`). Repeats of events already taken, and hints of them, are dropped.
+
+async def _live_run(
+    subscription: Subscription, last: int, idle_s: float
+) -> tuple[list[OrderEvent], bool]:
+    """The live events with seqs from `last + 1` on, and whether the store must be read next.
+
+    The first is waited for, up to `idle_s`; those already waiting behind it are taken while
+    each is the next seq. Repeats of events already taken, and hints of them, are dropped.
+    The store must be read when nothing new came within `idle_s`, when an event skipped ahead
+    (a publish was lost), when a `Hint` ahead came (the event is only in the store), or when
+    a terminal event came that is already behind (the order may have finished at or before a
+    resumed stream's `since`); the events taken before that come with it.
     """
+    run: list[OrderEvent] = []
     try:
         async with asyncio.timeout(idle_s):
-            while True:
-                live = await subscription.next()
-                if live.seq > last:
-                    break
-                if isinstance(live, OrderEvent) and live.status.terminal:
-                    return None
+            while not run:
+                if not _take(await subscription.next(), last, run):
+                    return run, True
     except TimeoutError:
-        return None
+        return run, True
+    while subscription.waiting():
+        if not _take(subscription.take(), run[-1].seq, run):
+            return run, True
+    return run, False
+
+
+def _take(live: Live, last: int, run: list[OrderEvent]) -> bool:
+    """Add `live` to `run` if it is the event after seq `last`; whether the run may go on.
+
+    A repeat of what was taken is dropped and the run goes on; anything else ends it, for the
+    store to be read.
+    """
+    if live.seq <= last:
+        return not (isinstance(live, OrderEvent) and live.status.terminal)
     if isinstance(live, Hint) or live.seq != last + 1:
-        return None
-    return live
+        return False
+    run.append(live)
+    return True
 
 
 async def _finished_by(store: EventStore, order_id: UUID, seq: int) -> bool:

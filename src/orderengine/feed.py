@@ -22,7 +22,9 @@ import asyncio
 from aiohttp import WSCloseCode, web
 
 from orderengine.errors import Forbidden, OrderEngineError
+from orderengine.frames import send_texts
 from orderengine.keys import CALLER, FEED_TAIL, HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.repository import FeedEntry
 from orderengine.wire import error_body, non_negative, server_socket
 
 
@@ -70,10 +72,15 @@ async def _send(
             await ws.send_json(error_body(error.code, error.message))
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
             return
-        for position, _, event in page.entries:
-            await ws.send_str(f'{{"position": {position}, {event.message[1:]}')
-            after = position
+        if page.entries:
+            await send_texts(request, ws, [_message(entry) for entry in page.entries])
+            after = page.entries[-1].position
         if page.more:
             news.cancel()
             continue
         await news
+
+
+def _message(entry: FeedEntry) -> str:
+    """The feed's message of an event: the order socket's, with the event's position first."""
+    return f'{{"position": {entry.position}, {entry.event.message[1:]}'

@@ -26,6 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from orderengine.domain import Order, OrderEvent, OrderRequest
 from orderengine.errors import BadRequest, OrderEngineError, Unavailable
 from orderengine.events import FellBehind, Subscription, follow
+from orderengine.frames import send_texts
 from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
 from orderengine.wire import (
     accepted,
@@ -157,7 +158,7 @@ async def _stream(
     """
     sockets = request.app[SOCKETS]
     sockets.add(ws)
-    sender = asyncio.create_task(_send_events(request.app, ws, following))
+    sender = asyncio.create_task(_send_events(request, ws, following))
     watcher = asyncio.create_task(_until_client_leaves(ws))
     try:
         await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -180,7 +181,7 @@ async def _until_client_leaves(ws: web.WebSocketResponse) -> None:
 
 
 async def _send_events(
-    app: web.Application, ws: web.WebSocketResponse, following: Following
+    request: web.Request, ws: web.WebSocketResponse, following: Following
 ) -> tuple[int, bytes]:
     """Send every event after `since`, each once and in order; the code to close with.
 
@@ -189,8 +190,9 @@ async def _send_events(
     hints, a hint of an event another engine committed, or a socket idle for
     `ws_idle_check_s`, is filled by reading the store (see `events.follow`), so a lost
     publish or notification, even of the terminal event, neither leaves a hole nor a socket
-    open.
+    open. The events that come together are written together (`frames.send_texts`).
     """
+    app = request.app
     last = following.since
     idle_s = app[SETTINGS].ws_idle_check_s
     events = follow(
@@ -203,9 +205,9 @@ async def _send_events(
     )
     try:
         async with aclosing(events):
-            async for event in events:
-                await ws.send_str(event.message)
-                last = event.seq
+            async for run in events:
+                await send_texts(request, ws, [event.message for event in run])
+                last = run[-1].seq
     except FellBehind:
         return FELL_BEHIND, f"fell behind; resume with since={last}".encode()
     except OrderEngineError as error:

@@ -47,16 +47,22 @@ class MemoryStore:
         return mine[-1] if mine else None
 
 
-async def take(feed: AsyncGenerator[OrderEvent, None], count: int) -> list[int]:
-    """The seqs of the next `count` events; a feed that waits on a hint fails within 1 s."""
+Feed = AsyncGenerator[list[OrderEvent], None]
+
+
+async def take(feed: Feed, count: int) -> list[int]:
+    """The seqs of the next runs' events, until `count` came; waiting on a hint fails in 1 s."""
+    seqs: list[int] = []
     async with asyncio.timeout(1):
-        return [(await anext(feed)).seq for _ in range(count)]
+        while len(seqs) < count:
+            seqs += [e.seq for e in await anext(feed)]
+    return seqs
 
 
-async def rest(feed: AsyncGenerator[OrderEvent, None]) -> list[int]:
+async def rest(feed: Feed) -> list[int]:
     """The seqs of every event up to the feed's end, which must come within 1 s."""
     async with asyncio.timeout(1):
-        return [e.seq async for e in feed]
+        return [e.seq async for run in feed for e in run]
 
 
 async def test_a_subscriber_that_falls_behind_is_told_and_publishing_never_blocks() -> None:
@@ -91,6 +97,51 @@ async def test_a_lost_publish_is_filled_from_the_store_in_order() -> None:
         store.stored.append(done)
         hub.publish(done)
         assert await rest(feed) == [5]
+
+
+async def test_live_events_waiting_together_come_as_one_run() -> None:
+    hub = EventHub(buffer=8)
+    one, two, three, done = events(1, 2, 3, 4, last=OrderStatus.CONFIRMED)
+    store = MemoryStore(one, two, three, done)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, stored=[one], idle_s=60)
+        assert [e.seq for e in await anext(feed)] == [1]
+
+        for live in (two, two, three, done):
+            hub.publish(live)
+        assert [e.seq for e in await anext(feed)] == [2, 3, 4], "the repeat of 2 is dropped"
+        assert await rest(feed) == []
+        assert store.reads == 0, "the first read was given; the rest came live"
+
+
+async def test_a_run_taken_before_an_overflow_comes_before_falling_behind() -> None:
+    hub = EventHub(buffer=8)
+    one, *live = events(*range(1, 12))
+    store = MemoryStore(one)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, stored=[one], idle_s=60)
+        assert await take(feed, 1) == [1]
+
+        for event in live:
+            hub.publish(event)
+        assert [e.seq for e in await anext(feed)] == list(range(2, 10)), "the 8 held"
+        with pytest.raises(FellBehind):
+            await anext(feed)
+
+
+async def test_a_gap_ends_a_run_and_the_store_fills_it() -> None:
+    hub = EventHub(buffer=8)
+    one, two, three, four = events(1, 2, 3, 4)
+    store = MemoryStore(one, two, three, four)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, stored=[one], idle_s=60)
+        assert [e.seq for e in await anext(feed)] == [1]
+
+        hub.publish(two)
+        hub.publish(four)
+        assert [e.seq for e in await anext(feed)] == [2]
+        assert [e.seq for e in await anext(feed)] == [3, 4]
+        assert store.reads == 1, "one read, for the gap after 2"
 
 
 async def test_a_terminal_event_never_published_is_found_by_the_idle_read() -> None:

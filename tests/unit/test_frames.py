@@ -1,0 +1,61 @@
+"""Several messages written at once: each arrives whole, in order, as a client reads them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import ClientConnectionResetError, WSMsgType, web
+from pytest_aiohttp import AiohttpClient
+
+from orderengine.frames import send_texts, text_frame
+
+TEXTS = ["", "é" * 3, "x" * 125, "y" * 126, "z" * 65_535, "w" * 65_536, '{"seq": 1}']
+"""Every length encoding: up to 125 bytes, 16 bits from 126, 64 bits from 65,536."""
+
+
+def test_a_frame_says_its_length_as_rfc_6455_lays_it_out() -> None:
+    assert text_frame("hi") == b"\x81\x02hi"
+    assert text_frame("a" * 126)[:4] == b"\x81\x7e\x00\x7e"
+    assert text_frame("a" * 65_536)[:10] == b"\x81\x7f" + (65_536).to_bytes(8, "big")
+    assert len(text_frame("é")) == 2 + 2, "the length is in bytes of UTF-8, not characters"
+
+
+async def test_texts_sent_at_once_arrive_as_messages_in_order(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    async def send(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await send_texts(request, ws, TEXTS)
+        await ws.send_str("after")
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", send)
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/") as ws:
+        received = [message.data async for message in ws if message.type is WSMsgType.TEXT]
+    assert received == [*TEXTS, "after"]
+
+
+async def test_nothing_is_sent_once_the_socket_is_closing(aiohttp_client: AiohttpClient) -> None:
+    refused: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def send_after_close(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close()
+        with pytest.raises(ClientConnectionResetError):
+            await send_texts(request, ws, ["late"])
+        refused.set_result(True)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", send_after_close)
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/") as ws:
+        received = [message.type async for message in ws]
+    assert received == [], "the client saw the close and nothing after it"
+    assert await refused
