@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from aiohttp import ClientConnectionResetError, WSMsgType, web
@@ -59,3 +60,34 @@ async def test_nothing_is_sent_once_the_socket_is_closing(aiohttp_client: Aiohtt
         received = [message.type async for message in ws]
     assert received == [], "the client saw the close and nothing after it"
     assert await refused
+
+
+async def test_the_sender_waits_for_a_client_that_stops_reading(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Flow control is aiohttp's: once the connection's buffers are full, `send_texts` waits."""
+    batch = ["x" * 50_000] * 10
+    batches = 100
+    sent = 0
+
+    async def flood(request: web.Request) -> web.WebSocketResponse:
+        nonlocal sent
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        with contextlib.suppress(ClientConnectionResetError, ConnectionResetError):
+            while sent < batches:
+                await send_texts(request, ws, batch)
+                sent += 1
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", flood)
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/"):
+        async with asyncio.timeout(5):
+            while True:
+                before = sent
+                await asyncio.sleep(0.2)
+                if sent == before:
+                    break
+        assert 0 < sent < batches // 2, "about 25 MB went nowhere: the sender did not wait"
