@@ -17,7 +17,7 @@ import json
 import re
 import zlib
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
@@ -83,6 +83,18 @@ def _reject_constant(name: str) -> Any:
     raise _Refused(f"request body is not valid JSON: {name} is not a number JSON allows")
 
 
+def _number(text: str) -> Decimal:
+    """A JSON number with a fraction or an exponent, exact, as a `Decimal`.
+
+    Refused when its exponent is beyond what a `Decimal` holds (`1e9999999999999999999`):
+    valid JSON, but no amount, price or count.
+    """
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise _Refused(f"request body has a number out of range: {text[:40]}") from None
+
+
 def _integer(text: str) -> int | Decimal:
     """A JSON integer; a long one as a `Decimal`, which has no digit limit and stays exact."""
     return int(text) if len(text) <= 18 else Decimal(text)
@@ -104,7 +116,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(
-    parse_float=Decimal,
+    parse_float=_number,
     parse_int=_integer,
     parse_constant=_reject_constant,
     object_pairs_hook=_unique_keys,

@@ -215,6 +215,37 @@ async def test_json_nested_999_deep_as_first_socket_message_is_refused_with_1008
     assert await order_count(client) == 0
 
 
+HUGE_EXPONENT = ORDER[:-1] + b', "limitPrice": 1e9999999999999999999}'
+
+
+async def test_a_number_no_decimal_holds_is_400_and_creates_nothing(client: Client) -> None:
+    response = await client.post("/api/orders/execute", data=HUGE_EXPONENT, headers=JSON)
+
+    assert response.status == 400
+    assert error_of(await response.json())["message"] == (
+        "request body has a number out of range: 1e9999999999999999999"
+    )
+    assert await order_count(client) == 0
+
+
+async def test_a_number_no_decimal_holds_posted_with_upgrade_is_400_before_upgrading(
+    client: Client,
+) -> None:
+    assert await post_upgrade(client, HUGE_EXPONENT) == (400, [])
+    assert await order_count(client) == 0
+
+
+async def test_a_number_no_decimal_holds_as_first_socket_message_is_refused_with_1008(
+    client: Client,
+) -> None:
+    async with client.ws_connect("/api/orders/execute") as ws:
+        await ws.send_str(HUGE_EXPONENT.decode())
+        messages = await read_until_closed(ws)
+
+    assert ws.close_code == 1008
+    assert [error_of(message)["code"] for message in messages] == ["bad_request"]
+
+
 async def test_parse_errors_are_told_in_our_words_with_where(client: Client) -> None:
     response = await client.post("/api/orders/execute", data=b"{nope", headers=JSON)
 

@@ -348,6 +348,24 @@ def test_parser_raises_bad_request_for_unreadable_json(raw: bytes) -> None:
     assert "codec" not in caught.value.message
 
 
+@pytest.mark.parametrize(
+    "number",
+    [
+        "1e9999999999999999999",
+        "1e-9999999999999999999",
+        "0e9999999999999999999",
+        "1.5E+99999999999999999999",
+    ],
+)
+@pytest.mark.parametrize("field", ["amountIn", "limitPrice", "slippageBps", "unknown"])
+def test_parser_refuses_a_number_no_decimal_holds_as_bad_request(number: str, field: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_order(f'{{"type": "market", "{field}": {number}}}'.encode())
+
+    assert caught.value.status == 400
+    assert caught.value.message == f"request body has a number out of range: {number}"
+
+
 def test_parser_says_which_constant_json_does_not_allow() -> None:
     with pytest.raises(BadRequest, match="NaN is not a number JSON allows"):
         parse_order(b'{"amountIn": NaN}')
