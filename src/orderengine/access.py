@@ -56,8 +56,13 @@ def new_key() -> str:
 
 
 def key_hash(key: str) -> str:
-    """What is stored of a key, and what a presented key is compared by."""
-    return hashlib.sha256(key.encode()).hexdigest()
+    """What is stored of a key, and what a presented key is compared by.
+
+    A header that is not UTF-8 reaches us with its stray bytes as surrogates (aiohttp decodes
+    with `surrogateescape`): they are hashed as the bytes they were, so such a key is simply
+    one nobody holds.
+    """
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from orderengine.keys import STREAM_TOKENS
 from orderengine.repository import Repository
 from tests.harness import Client, StartApp, fast_settings
 from tests.polling import eventually
-from tests.raw_http import exchange, serving
+from tests.raw_http import exchange, request_bytes, serving
 from tests.streams import MARKET
 
 ALICE = "alice-key-0123456789"
@@ -64,6 +64,20 @@ async def test_no_key_and_a_wrong_key_are_401_in_the_error_shape(keyed: Client) 
     assert wrong.headers["WWW-Authenticate"].endswith('error="invalid_token"')
     assert (await missing.json())["error"]["code"] == "unauthorized"
     assert ALICE not in await wrong.text()
+
+
+@pytest.mark.parametrize("path", ["/api/orders", "/api/events"])
+async def test_a_key_that_is_not_utf8_is_401_like_any_wrong_key(
+    database_url: str, path: str
+) -> None:
+    async with serving(database_url, **KEYS) as site:
+        right = await exchange(site.port, request_bytes("GET", path, headers=bearer(ALICE)))
+        for key in (f"{ALICE}\xe9", "\xff\xfe"):
+            wrong = await exchange(site.port, request_bytes("GET", path, headers=bearer(key)))
+            assert wrong.status == 401
+            assert wrong.json()["error"]["code"] == "unauthorized"
+
+    assert right.status == (200 if path == "/api/orders" else 405)  # let in, then not upgraded
 
 
 async def test_health_and_metrics_stay_open(keyed: Client) -> None:
