@@ -37,7 +37,14 @@ from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.model import Model
 from orderengine.notifications import LISTINGS_CHANNEL, listing_payload
 from orderengine.repository import Repository
-from orderengine.tokens import LISTED_MAX_AMOUNT, SYMBOL, TOKENS, token_named
+from orderengine.tokens import (
+    LISTED_DECIMALS,
+    LISTED_MAX_AMOUNT,
+    SYMBOL,
+    TOKENS,
+    U64_MAX,
+    token_named,
+)
 from orderengine.venues.values import Listing
 from orderengine.venues.venue import Listable, Venues
 from orderengine.wire import field_reasons, read_body, read_json
@@ -50,6 +57,9 @@ TOKENS_PATH = "/api/tokens"
 MAX_POOL_TOKENS = LISTED_MAX_AMOUNT * 10
 """The most of a listed token a pool may hold: ten times the most one order may sell, so that
 every amount of it stays within a u64 of its smallest units."""
+
+LISTED_UNIT = Decimal(1).scaleb(-LISTED_DECIMALS)
+"""The smallest amount of a listed token."""
 
 LISTABLE = "listable"
 """The validation context's key for the names of the venues that take listings."""
@@ -106,14 +116,25 @@ class ListingRequest(Model):
     @field_validator("liquidity")
     @classmethod
     def pool_within_token_units(cls, liquidity: Decimal, info: ValidationInfo) -> Decimal:
-        """The pool's token side (`liquidity / price`) fits the amounts a listed token has."""
-        price = info.data.get("price")
-        if price is not None and liquidity / price > MAX_POOL_TOKENS:
-            raise PydanticCustomError(
-                "pool_too_large",
-                "at this price the pool would hold more than {most} of the token",
-                {"most": format(MAX_POOL_TOKENS, ",f")},
-            )
+        """Each side of the pool holds from one smallest unit of its token to what swaps carry.
+
+        The token side (`liquidity / price`) holds at most `MAX_POOL_TOKENS`; the quote side
+        (`liquidity`) fits, in the quote token's smallest units, the u64 a token account
+        holds. A pool with less than a unit on a side could never quote, and one beyond
+        these bounds would make amounts no swap can carry.
+        """
+        price, quote_token = info.data.get("price"), info.data.get("quote_token")
+        if price is None or quote_token is None:
+            return liquidity
+        token_side, quote = liquidity / price, TOKENS[quote_token]
+        if token_side > MAX_POOL_TOKENS:
+            raise _pool_error("pool_too_large", f"more than {MAX_POOL_TOKENS:,f} of the token")
+        if liquidity.scaleb(quote.decimals) > U64_MAX:
+            raise _pool_error("pool_too_large", f"more {quote.symbol} than a u64 of its units")
+        if token_side < LISTED_UNIT:
+            raise _pool_error("pool_too_small", f"less than {LISTED_UNIT:f} of the token")
+        if liquidity < quote.unit:
+            raise _pool_error("pool_too_small", f"less than {quote.unit:f} {quote.symbol}")
         return liquidity
 
     @field_validator("price", "liquidity", mode="before")
@@ -121,6 +142,12 @@ class ListingRequest(Model):
     def plain_decimal_text(cls, value: object, info: ValidationInfo) -> object:
         """A number, or a string of ASCII digits as JSON writes a number (as `amountIn`)."""
         return plain_decimal_text(value, to_camel(info.field_name or ""))
+
+
+def _pool_error(code: str, holding: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        code, "at this price the pool would hold {holding}", {"holding": holding}
+    )
 
 
 class TokenInfo(Model):

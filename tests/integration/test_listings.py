@@ -156,6 +156,9 @@ BAD_FIELDS = [
     ("liquidity", {"liquidity": "Infinity"}),
     ("liquidity", {"liquidity": "1" * 31}),
     ("liquidity", {"price": "1e-30", "liquidity": "1"}),  # 10^30 of the token in the pool
+    ("liquidity", {"price": "9" * 30, "liquidity": "9" * 30}),  # 10^30 SOL: over a u64
+    ("liquidity", {"liquidity": "0.0000000001"}),  # a tenth of a lamport
+    ("liquidity", {"price": "1e29", "liquidity": "100"}),  # 10^-27 of the token
     ("dex", {"dex": "orca"}),
     ("dex", {"dex": 1}),
     ("fee", {"fee": "0.01"}),
@@ -174,6 +177,47 @@ async def test_an_invalid_listing_is_a_422_naming_the_field_and_lists_nothing(
     assert body["error"]["code"] == "invalid_listing"
     assert field in [reason["field"] for reason in body["error"]["details"]]
     assert venues_of(await catalog(client), symbol, "SOL") == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "holding"),
+    [
+        ({"price": "9" * 30, "liquidity": "9" * 30}, "pool_too_large", "more SOL than a u64"),
+        ({"liquidity": "0.0000000001"}, "pool_too_small", "less than 0.000000001 SOL"),
+        ({"price": "1e29", "liquidity": "100"}, "pool_too_small", "less than 0.000001 of"),
+    ],
+    ids=["SOL side over a u64", "SOL side under a lamport", "token side under a unit"],
+)
+async def test_a_pool_no_swap_could_use_is_refused_saying_which_side(
+    client: Client, fields: dict[str, str], code: str, holding: str
+) -> None:
+    status, body = await post(client, listing(fresh_symbol(), **fields))
+
+    assert status == 422, body
+    [reason] = body["error"]["details"]
+    assert (reason["field"], reason["type"]) == ("liquidity", code)
+    assert holding in reason["message"]
+
+
+@pytest.mark.parametrize(
+    ("price", "liquidity"),
+    [("18446744073", "18446744073"), ("0.000000001", "0.000000001"), ("1000", "0.001")],
+    ids=["SOL side near a u64", "a lamport a side", "a unit of the token"],
+)
+async def test_a_pool_at_the_bounds_quotes_both_ways_or_says_why_not(
+    client: Client, price: str, liquidity: str
+) -> None:
+    symbol = fresh_symbol()
+    status, body = await post(client, listing(symbol, price=price, liquidity=liquidity))
+    assert status == 201, body
+
+    selling = await quote(client, symbol, "SOL", "0.000001")
+    buying = await quote(client, "SOL", symbol, "0.000000001")
+
+    for preview in (selling, buying):
+        quoted = [offer["dex"] for offer in preview["quotes"]]
+        refused = preview["unavailable"].get("meteora", "")
+        assert quoted == ["meteora"] or refused.startswith(("0.0", "price impact")), preview
 
 
 async def test_a_missing_field_is_named(client: Client) -> None:
