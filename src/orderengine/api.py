@@ -40,6 +40,7 @@ from orderengine.wire import (
     read_order,
     read_quote_request,
     refuse_bad_upgrade,
+    refuse_repeated,
     submit,
     visible,
 )
@@ -104,12 +105,15 @@ def _answer(request: web.Request, error: Exception) -> web.Response:
 
 
 @web.middleware
-async def upgrade_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request asking for a WebSocket it may not have is refused before any handler runs.
+async def screening_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request that is ambiguous, or asks for a WebSocket it may not have, is refused first.
 
-    On every route, so that neither a POST (which would create an order) nor a GET (which
-    would answer 405) is taken for a plain request: see `wire.refuse_bad_upgrade`.
+    On every route, before any handler runs: a parameter or a single-valued header given twice
+    (`wire.refuse_repeated`); a bad or foreign handshake, so that neither a POST (which would
+    create an order) nor a GET (which would answer 405) is taken for a plain request
+    (`wire.refuse_bad_upgrade`).
     """
+    refuse_repeated(request)
     refuse_bad_upgrade(request)
     return await handler(request)
 
@@ -144,7 +148,7 @@ def _reply(
 async def execute(request: web.Request) -> web.StreamResponse:
     """POST an order: 201 with its id once it is committed, or upgraded to its stream.
 
-    A request asking for a WebSocket it may not have never gets here (`upgrade_middleware`).
+    A request asking for a WebSocket it may not have never gets here (`screening_middleware`).
     """
     order_request = await read_order(request)
     if stream.upgrading(request):

@@ -61,7 +61,7 @@ def create_app(settings: Settings, venues: VenueFactory | None = None) -> web.Ap
             security.headers_middleware,
             security.cors_middleware,
             api.error_middleware,
-            api.upgrade_middleware,
+            api.screening_middleware,
             security.access_middleware,
         ],
         client_max_size=settings.max_body_bytes,

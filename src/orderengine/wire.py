@@ -204,16 +204,12 @@ def read_quote_request(request: web.Request) -> QuoteRequest:
     """A quote's parameters from the query, refused for the reasons an order's fields are.
 
     `tokenIn`, `tokenOut` and `amountIn` (a string of ASCII digits, as in an order): a missing
-    or invalid one, or any other parameter, is a 422 naming each; one given twice is a 400.
+    or invalid one, or any other parameter, is a 422 naming each (one given twice is a 400,
+    from `refuse_repeated`).
     """
-    query = request.query
-    repeated = sorted({name for name in query if len(query.getall(name)) > 1})
-    if repeated:
-        which = repeated[0] if repeated[0] in QUOTE_FIELDS else "a parameter"
-        raise BadRequest(f"the query gives {which} more than once")
     try:
         return QuoteRequest.model_validate(
-            dict(query), context={MAX_AMOUNTS: request.app[SETTINGS].max_amounts}
+            dict(request.query), context={MAX_AMOUNTS: request.app[SETTINGS].max_amounts}
         )
     except ValidationError as error:
         raise InvalidQuote("invalid quote request", details=field_reasons(error)) from error
@@ -371,6 +367,29 @@ def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
     if not decompressor.eof or decompressor.unused_data:
         raise BadRequest("request body is not valid for its Content-Encoding")
     return body
+
+
+QUERY_PARAMETERS = QUOTE_FIELDS | {"status", "limit", "cursor", "after", "orderId", "since"}
+"""The query parameters of the API's routes, named when repeated; any other is "a parameter"."""
+SINGLE_HEADERS = (hdrs.AUTHORIZATION, "Idempotency-Key")
+"""Headers whose one value is the request's: who asks, which order it is."""
+
+
+def refuse_repeated(request: web.Request) -> None:
+    """Refuse a request that gives a query parameter, or a header of `SINGLE_HEADERS`, twice.
+
+    Which value would count is a guess, and whatever stands in front of the engine may guess
+    otherwise: a proxy keeping the last `Idempotency-Key` where the engine kept the first
+    would let the same order through twice.
+    """
+    query = request.query
+    if len(query) != len(set(query)):
+        repeated = sorted({name for name in query if len(query.getall(name)) > 1})
+        which = repeated[0] if repeated[0] in QUERY_PARAMETERS else "a parameter"
+        raise BadRequest(f"the query gives {which} more than once")
+    for header in SINGLE_HEADERS:
+        if len(request.headers.getall(header, ())) > 1:
+            raise BadRequest(f"the request gives {header} more than once")
 
 
 def refuse_bad_upgrade(request: web.Request) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 
 from orderengine import cli
 from orderengine.access import Exposed, StreamTokens, key_hash
@@ -78,6 +79,19 @@ async def test_a_key_that_is_not_utf8_is_401_like_any_wrong_key(
             assert wrong.json()["error"]["code"] == "unauthorized"
 
     assert right.status == (200 if path == "/api/orders" else 405)  # let in, then not upgraded
+
+
+async def test_two_authorization_headers_are_400_whichever_key_they_hold(
+    keyed: Client,
+) -> None:
+    twice = CIMultiDict([("Authorization", f"Bearer {ALICE}"), ("Authorization", f"Bearer {BOB}")])
+
+    response = await keyed.get("/api/orders", headers=twice)
+
+    assert response.status == 400
+    assert (await response.json())["error"]["message"] == (
+        "the request gives Authorization more than once"
+    )
 
 
 async def test_health_and_metrics_stay_open(keyed: Client) -> None:

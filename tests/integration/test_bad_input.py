@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from orderengine.errors import DatabaseUnavailable
 from orderengine.postgres import create_pool
@@ -244,6 +245,38 @@ async def test_a_number_no_decimal_holds_as_first_socket_message_is_refused_with
 
     assert ws.close_code == 1008
     assert [error_of(message)["code"] for message in messages] == ["bad_request"]
+
+
+async def test_an_idempotency_key_given_twice_is_400_and_creates_nothing(client: Client) -> None:
+    """A proxy keeping the other one would let the same order through twice."""
+    headers = CIMultiDict([*JSON.items(), ("Idempotency-Key", "first"), ("Idempotency-Key", "b")])
+
+    response = await client.post("/api/orders/execute", data=ORDER, headers=headers)
+
+    assert response.status == 400
+    assert error_of(await response.json())["message"] == (
+        "the request gives Idempotency-Key more than once"
+    )
+    assert await order_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("/api/orders?limit=1&limit=2", "limit"),
+        ("/api/orders?status=confirmed&status=failed", "status"),
+        ("/api/orders?x=1&x=2", "a parameter"),
+        (f"/api/orders/execute?orderId={UNKNOWN_ID}&orderId={UNKNOWN_ID}", "orderId"),
+        ("/api/events?after=0&after=5", "after"),
+    ],
+)
+async def test_a_query_parameter_given_twice_is_400_on_every_route(
+    client: Client, path: str, named: str
+) -> None:
+    response = await client.get(path)
+
+    assert response.status == 400
+    assert error_of(await response.json())["message"] == f"the query gives {named} more than once"
 
 
 async def test_parse_errors_are_told_in_our_words_with_where(client: Client) -> None:
