@@ -58,8 +58,10 @@ async def wait_terminal(client: Client, order_id: str) -> dict[str, Any]:
     return order
 
 
-async def post_upgrade(client: Client, body: bytes) -> tuple[int, list[dict[str, Any]]]:
-    """POST `body` with `Upgrade: websocket` on a raw connection.
+async def post_upgrade(
+    client: Client, body: bytes, target: str = "/api/orders/execute"
+) -> tuple[int, list[dict[str, Any]]]:
+    """POST `body` to `target` with `Upgrade: websocket` on a raw connection.
 
     aiohttp's client only upgrades GET. Returns the status code and every text frame until
     the server's close frame.
@@ -69,7 +71,7 @@ async def post_upgrade(client: Client, body: bytes) -> tuple[int, list[dict[str,
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     key = base64.b64encode(os.urandom(16)).decode()
     head = (
-        "POST /api/orders/execute HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        f"POST {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )

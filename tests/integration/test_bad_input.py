@@ -279,6 +279,25 @@ async def test_a_query_parameter_given_twice_is_400_on_every_route(
     assert error_of(await response.json())["message"] == f"the query gives {named} more than once"
 
 
+async def test_a_post_naming_an_order_to_follow_is_400_and_creates_nothing(
+    client: Client,
+) -> None:
+    """Following is a GET's; the POST would have made a new order instead."""
+    existing = await submit(client)
+    target = f"/api/orders/execute?orderId={existing}&since=1"
+
+    plain = await client.post(target, data=ORDER, headers=JSON)
+    upgraded = await post_upgrade(client, ORDER, target)
+
+    assert plain.status == 400
+    assert error_of(await plain.json())["message"] == (
+        "orderId and since follow an existing order, with a GET; a POST submits the order in"
+        " its body"
+    )
+    assert upgraded == (400, [])
+    assert await order_count(client) == 1
+
+
 async def test_parse_errors_are_told_in_our_words_with_where(client: Client) -> None:
     response = await client.post("/api/orders/execute", data=b"{nope", headers=JSON)
 
