@@ -33,6 +33,7 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineToo
 from aiohttp.web_request import BaseRequest
 from yarl import URL
 
+from orderengine.security import API_HEADERS, SECURITY_HEADERS
 from orderengine.settings import Settings
 from orderengine.wire import error_body
 
@@ -196,7 +197,8 @@ class EngineRequestHandler(web.RequestHandler):
     ) -> web.StreamResponse:
         """A request the parser refused (or a crash outside the app): the one error shape.
 
-        In our words: aiohttp's `message` quotes the offending bytes.
+        In our words: aiohttp's `message` quotes the offending bytes. With the headers every
+        answer of the API carries: the app's middlewares never see this one.
         """
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was already begun; the connection is closed")
@@ -205,7 +207,8 @@ class EngineRequestHandler(web.RequestHandler):
             log.error("request_failed_in_server", status=status, exc_info=exc)
         else:
             log.debug("request_refused_by_parser", status=status, code=code)
-        response = web.json_response(error_body(code, text), status=status)
+        headers = SECURITY_HEADERS | API_HEADERS
+        response = web.json_response(error_body(code, text), status=status, headers=headers)
         response.force_close()
         return response
 

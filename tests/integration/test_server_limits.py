@@ -19,6 +19,7 @@ from pytest_aiohttp import AiohttpClient
 
 from orderengine import api
 from orderengine.errors import BadRequest
+from orderengine.security import SECURITY_HEADERS
 from orderengine.server import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL_BYTES
 from tests.raw_http import (
     Answer,
@@ -111,6 +112,9 @@ async def test_what_the_http_parser_refuses_is_answered_in_the_error_shape_witho
             assert answer.status == status
             assert error_of(answer)["code"] == code
             assert b"<b>" not in answer.body
+            assert {(name.lower(), value) for name, value in SECURITY_HEADERS.items()} <= set(
+                answer.headers.items()
+            )
             assert await closed_by_server(reader) == b""
         finally:
             writer.close()
