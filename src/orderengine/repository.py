@@ -678,7 +678,8 @@ class Repository:
         and its retry time come. Lowest priority first, then oldest: snipers woken by a
         listing, then market orders and retries, then limit orders the price crossed,
         deepest first. The partial index `orders_due` holds exactly the unleased orders with
-        a priority, in that order, so a claim reads little more than it takes, and an order's
+        a priority, in that order, and the function `due_orders` walks it (migration 014), so
+        a claim reads little more than it takes however large the backlog, and an order's
         status changes while it is leased add nothing to it. One statement: the rows are
         locked with SKIP LOCKED, so engines claiming at once never take the same order. A
         lease that ran out (its engine died, or lost the database) is first given back by
@@ -687,14 +688,7 @@ class Repository:
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"""
-                WITH due AS (
-                    SELECT id AS due_id FROM orders
-                    WHERE priority IS NOT NULL AND lease_owner IS NULL
-                      AND status = ANY($1::order_status[])
-                      AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
-                    ORDER BY priority, position LIMIT $3
-                    FOR UPDATE SKIP LOCKED
-                )
+                WITH due AS (SELECT due_orders($1::order_status[], $3::integer) AS due_id)
                 UPDATE orders SET lease_owner = $2,
                                   lease_expires_at = clock_timestamp() + $4 * interval '1 second'
                 FROM due WHERE orders.id = due.due_id

@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
+import asyncpg
 import pytest
 
-from orderengine.domain import NewOrder, OrderRequest
+from orderengine.domain import NewOrder, OrderRequest, unfinished_statuses
 from orderengine.errors import OrderNotFound
 from orderengine.repository import Repository
 from tests.streams import MARKET
@@ -97,3 +98,32 @@ async def test_an_orders_crashes_are_one_count_whichever_engine_counts_them(
     assert counts == [1, 2, 3]
     with pytest.raises(OrderNotFound):
         await other.count_crash(uuid4())
+
+
+async def test_a_claim_walks_the_due_index_however_stale_the_statistics(
+    database_url: str,
+) -> None:
+    """Analysed before a backlog came, the planner read all of it and sorted it to take ten."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            """
+            ANALYZE orders;
+            INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps, status,
+                                priority)
+            SELECT gen_random_uuid(), 'market', 'SOL', 'USDC', 1, 50, 'pending', 0
+            FROM generate_series(1, 3000);
+            """
+        )
+        async with connection.transaction():
+            taken = await connection.fetchval(
+                "SELECT count(*) FROM due_orders($1::order_status[], 10)", unfinished_statuses()
+            )
+            read = await connection.fetchval(
+                "SELECT pg_stat_get_xact_tuples_returned('orders_due'::regclass)"
+            )
+    finally:
+        await connection.close()
+
+    assert taken == 10
+    assert read <= 20, f"the claim read {read} entries of the due index to take 10"
