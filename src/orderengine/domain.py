@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Literal, TypedDict
@@ -211,6 +211,14 @@ class OrderKind(Model):
         return value
 
 
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except InvalidOperation:
+        return False
+    return True
+
+
 class OrderRequest(QuoteRequest, OrderKind):
     """A client's order as submitted: a quote's fields (validated as one), type, slippage.
 
@@ -257,6 +265,18 @@ class OrderRequest(QuoteRequest, OrderKind):
                 "not_for_market", "a market order executes at once: it takes no limitPrice"
             )
         return limit
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def iso_time(cls, value: object) -> object:
+        """An ISO 8601 string, as the API says: pydantic alone takes seconds since 1970 too."""
+        if value is None:
+            return value
+        if not isinstance(value, str) or _is_number(value):
+            raise PydanticCustomError(
+                "datetime_type", "expiresAt must be an ISO 8601 time with its time zone, as text"
+            )
+        return value
 
     @field_validator("expires_at")
     @classmethod

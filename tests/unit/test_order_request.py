@@ -154,6 +154,18 @@ INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
         "timezone_aware",
     ),
     (
+        "expiry in seconds since 1970",
+        {**LIMIT, "expiresAt": 1800000000},
+        "expiresAt",
+        "datetime_type",
+    ),
+    (
+        "expiry in seconds since 1970, as text",
+        {**LIMIT, "expiresAt": "1800000000"},
+        "expiresAt",
+        "datetime_type",
+    ),
+    (
         "expiry that is no time",
         {**LIMIT, "expiresAt": "tomorrow"},
         "expiresAt",
