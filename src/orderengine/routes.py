@@ -59,7 +59,14 @@ from orderengine.listings import Catalog, ListingRequest
 from orderengine.model import Model
 from orderengine.server import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL_BYTES
 from orderengine.venues.values import Listing
-from orderengine.wire import EXECUTE, FEED, INT64_MAX, MAX_JSON_DEPTH, QuotePreview
+from orderengine.wire import (
+    EXECUTE,
+    FEED,
+    INT64_MAX,
+    MAX_JSON_DEPTH,
+    QuotePreview,
+    expect_continue,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Method = Literal["GET", "POST", "DELETE"]
@@ -194,9 +201,9 @@ class Route:
     def add_to(self, router: web.UrlDispatcher) -> None:
         """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does."""
         if self.method == "GET":
-            router.add_get(self.path, self.handler)
+            router.add_get(self.path, self.handler, expect_handler=expect_continue)
         else:
-            router.add_route(self.method, self.path, self.handler)
+            router.add_route(self.method, self.path, self.handler, expect_handler=expect_continue)
 
     def answers(self) -> tuple[Reply, ...]:
         """Every status the route may answer with, its own and the shared ones, by status."""

@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
@@ -298,8 +298,26 @@ async def read_body(request: web.Request, what: str) -> bytes:
     settings = request.app[SETTINGS]
     _require_json(request, what)
     coding = _content_coding(request)
+    limit = settings.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise BodyTooLarge(f"request body is larger than {limit} bytes")
     raw = await _read_body(request, settings.request_timeout_s)
     return _decoded(raw, coding, settings.max_body_bytes) if coding else raw
+
+
+async def expect_continue(request: web.Request) -> None:
+    """Ask for the body (`100 Continue`) only when the route may read it.
+
+    A client sending `Expect: 100-continue` waits before sending its body. A body the
+    headers already refuse (not JSON, longer than the limit) is not asked for: the route
+    answers from the headers alone. Any other expectation is ignored, as HTTP allows, and
+    the request answered as it stands (aiohttp would refuse it with a plain-text 417).
+    """
+    if request.version != HttpVersion11 or request.headers[hdrs.EXPECT].lower() != "100-continue":
+        return
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_type == "application/json" and (request.content_length or 0) <= limit:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 def _require_json(request: web.Request, what: str) -> None:

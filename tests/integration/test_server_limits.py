@@ -316,3 +316,55 @@ async def test_an_error_after_a_socket_switched_protocols_is_no_http_answer_in_i
 
     # The connection is closed; no "HTTP/1.1 500" is read as a (broken) frame.
     assert message.type == aiohttp.WSMsgType.CLOSED, message
+
+
+# ---- Expect: 100-continue -----------------------------------------------------------------
+
+
+def expecting(headers: dict[str, str], length: int, expect: str = "100-continue") -> bytes:
+    """A POST of an order's head only, announcing a body of `length` bytes."""
+    head = request_bytes("POST", "/api/orders/execute", headers={**headers, "Expect": expect})
+    return head.replace(b"Content-Length: 0", f"Content-Length: {length}".encode())
+
+
+async def test_a_body_the_engine_will_read_is_asked_for_then_accepted(database_url: str) -> None:
+    async with serving(database_url) as site:
+        reader, writer = await connect(site.port)
+        try:
+            writer.write(expecting(JSON, len(ORDER)))
+            asked = await read_answer(reader)
+            writer.write(ORDER)
+            accepted = await read_answer(reader)
+        finally:
+            writer.close()
+
+    assert asked.status == 100
+    assert accepted.status == 201
+
+
+@pytest.mark.parametrize(
+    ("headers", "length", "status"),
+    [(JSON, 100_000, 413), ({"Content-Type": "text/plain"}, len(ORDER), 415)],
+    ids=["too long", "not JSON"],
+)
+async def test_a_body_the_headers_refuse_is_not_asked_for(
+    database_url: str, headers: dict[str, str], length: int, status: int
+) -> None:
+    async with serving(database_url) as site:
+        reader, writer = await connect(site.port)
+        try:
+            writer.write(expecting(headers, length))
+            answer = await read_answer(reader)
+        finally:
+            writer.close()
+        assert await order_count(site) == 0
+
+    assert answer.status == status
+    assert error_of(answer)["code"] in ("request_entity_too_large", "unsupported_media_type")
+
+
+async def test_an_unknown_expectation_is_ignored(database_url: str) -> None:
+    async with serving(database_url) as site:
+        answer = await exchange(site.port, expecting(JSON, len(ORDER), "bogus") + ORDER)
+
+    assert answer.status == 201
