@@ -24,7 +24,7 @@ from orderengine.access import OPEN, Caller, is_loopback, names_this_machine
 from orderengine.answers import StreamToken
 from orderengine.errors import Forbidden, ForeignHost, Unauthorized
 from orderengine.keys import CALLER, KEY_RING, SETTINGS, STREAM_TOKENS
-from orderengine.wire import EXECUTE, FEED, error_body
+from orderengine.wire import API_HEADERS, EXECUTE, FEED, SECURITY_HEADERS, error_body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,17 +35,6 @@ ADMIN_ONLY = frozenset({("POST", "/api/simulation/listings")})
 STREAM_TOKENS_PATH = "/api/stream-tokens"
 SOCKETS = frozenset({EXECUTE, FEED})
 """The sockets' GETs, where a browser, which cannot send a header, may give a stream token."""
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-API_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-}
-"""Added to the API's answers (JSON), but not to a page that sets its own policy."""
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 CORS_METHODS = "GET, POST, DELETE, OPTIONS"
 CORS_EXPOSED = "Location, Retry-After, WWW-Authenticate"

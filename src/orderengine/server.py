@@ -33,9 +33,8 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineToo
 from aiohttp.web_request import BaseRequest
 from yarl import URL
 
-from orderengine.security import API_HEADERS, SECURITY_HEADERS
 from orderengine.settings import Settings
-from orderengine.wire import error_body
+from orderengine.wire import API_HEADERS, SECURITY_HEADERS, error_body
 
 log = structlog.get_logger(__name__)
 

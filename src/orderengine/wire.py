@@ -66,6 +66,18 @@ INT32_MAX = 2**31 - 1
 """The largest `since` (a seq, an integer column); the default bound of a query number."""
 INT64_MAX = 2**63 - 1
 """The largest `cursor` (a position, a bigint column)."""
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+"""On every answer: the app's (`security.headers_middleware`) and the listener's own."""
+API_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+"""Added to the API's answers (JSON), but not to a page that sets its own policy."""
 CODINGS = ("gzip", "x-gzip", "deflate")
 """The content codings a body may come in, besides none (identity)."""
 

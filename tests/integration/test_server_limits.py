@@ -19,8 +19,8 @@ from pytest_aiohttp import AiohttpClient
 
 from orderengine import api
 from orderengine.errors import BadRequest
-from orderengine.security import SECURITY_HEADERS
 from orderengine.server import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL_BYTES
+from orderengine.wire import SECURITY_HEADERS
 from tests.raw_http import (
     Answer,
     closed_by_server,
