@@ -156,11 +156,10 @@ async def execute(request: web.Request) -> web.StreamResponse:
     Nor does a POST that names an order to follow: that is a GET's, and the POST would make
     a new order instead.
     """
-    following = sorted(FOLLOWING & request.query.keys())
-    if following:
+    if FOLLOWING & request.query.keys():
         raise BadRequest(
-            f"{' and '.join(following)} follow an existing order, with a GET; a POST submits"
-            " the order in its body"
+            "a POST submits the order in its body: orderId and since are for following an"
+            " existing order, with a GET"
         )
     order_request = await read_order(request)
     if stream.upgrading(request):

@@ -291,8 +291,8 @@ async def test_a_post_naming_an_order_to_follow_is_400_and_creates_nothing(
 
     assert plain.status == 400
     assert error_of(await plain.json())["message"] == (
-        "orderId and since follow an existing order, with a GET; a POST submits the order in"
-        " its body"
+        "a POST submits the order in its body: orderId and since are for following an"
+        " existing order, with a GET"
     )
     assert upgraded == (400, [])
     assert await order_count(client) == 1
