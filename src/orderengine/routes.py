@@ -233,7 +233,8 @@ def _merged(replies: list[Reply]) -> Reply:
 COMMON = (
     refused(
         400,
-        "The request is not valid HTTP/1.1, or asks for a WebSocket with an invalid handshake.",
+        "The request is not valid HTTP/1.1, gives a query parameter, `Authorization` or "
+        "`Idempotency-Key` more than once, or asks for a WebSocket with an invalid handshake.",
         BadRequest.code,
     ),
     refused(
