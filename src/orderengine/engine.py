@@ -169,6 +169,7 @@ class Engine:
             rate=SubmitRate(settings.key_submit_per_minute),
         )
         self._announcer = Announcer(repository.owner, partial(repository.notify, EVENTS_CHANNEL))
+        repository.on_committed(self._published)
         self._prices = PriceWatcher(
             repository,
             self._router,
@@ -821,12 +822,13 @@ class Engine:
 
         With `passed`, the change goes through those statuses first, each with its event, in
         the same commit (`Repository.transition_through`). The events are committed with the
-        change, then handed to the watchers.
+        change, and the repository hands them to the watchers as its statement returns
+        (`Repository.on_committed`), before this resumes.
         """
         moved, events = await self._repository.transition_through(
             order, passed, status, details, **fields
         )
-        self._committed(moved, events)
+        self._count_end(moved, events)
         if fields.get("release", False):
             self._leases.released(order.order_id)
             self.wake()
@@ -839,8 +841,16 @@ class Engine:
             self._announcer.announce(event.order_id, event.seq)
 
     def _committed(self, order: Order, events: list[OrderEvent]) -> None:
-        """Tell the watchers here and the other engines of committed events; count an end."""
+        """Tell the watchers here and the other engines of committed events; count an end.
+
+        For what is committed outside the status changes' groups (a cancel, an expiry); those
+        the repository tells itself (`_move`).
+        """
         self._published(events)
+        self._count_end(order, events)
+
+    def _count_end(self, order: Order, events: list[OrderEvent]) -> None:
+        """Count an order that ended, and how long it took."""
         if order.status.terminal:
             self._metrics.finished.labels(str(order.status)).inc()
             ended_at = events[-1].at

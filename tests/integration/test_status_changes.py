@@ -148,3 +148,38 @@ async def test_a_change_through_a_status_gives_its_event_the_attempt_it_was_in(
         assert repository.statements == [1]
     finally:
         await repository.close()
+
+
+async def test_committed_events_are_told_before_the_callers_resume(
+    repository: Repository,
+) -> None:
+    """Each event once, as its statement returns: a turn sooner than the caller could tell."""
+    orders = await accepted(repository, 3)
+    resumed: list[bool] = []
+    told: list[tuple[int, bool]] = []
+    repository.on_committed(
+        lambda events: told.extend((event.seq, bool(resumed)) for event in events)
+    )
+
+    async def move(order: Order) -> None:
+        await repository.transition(order, S.ROUTING, DETAILS, dex="raydium")
+        resumed.append(True)
+
+    await asyncio.gather(*(move(order) for order in orders))
+
+    assert told == [(2, False)] * 3
+
+
+async def test_a_change_counts_as_committed_when_telling_its_events_fails(
+    repository: Repository,
+) -> None:
+    (order,) = await accepted(repository, 1)
+
+    def broken(events: object) -> None:
+        raise RuntimeError("a watcher's bug")
+
+    repository.on_committed(broken)
+    moved, event = await repository.transition(order, S.ROUTING, DETAILS, dex="raydium")
+
+    assert (moved.status, event.seq) == (S.ROUTING, 2)
+    assert (await repository.get_order(order.order_id)).status is S.ROUTING
