@@ -197,15 +197,13 @@ class Change:
 
 
 Changed = tuple[Order, list[OrderEvent]]
+"""A committed change: the order as it now is, and the events it appended."""
+Opening = tuple[str | None, list[OrderEvent]]
+"""What a socket opening on an order reads first: the order's owner, and its events."""
 
 
 def _ignore(events: list[OrderEvent]) -> None:
     """What is told of committed events until someone asks (`Repository.on_committed`)."""
-
-
-"""A committed change: the order as it now is, and the events it appended."""
-Opening = tuple[str | None, list[OrderEvent]]
-"""What a socket opening on an order reads first: the order's owner, and its events."""
 
 
 def _change_columns(changes: Sequence[Change]) -> list[list[Any]]:

@@ -310,9 +310,8 @@ async def read_body(request: web.Request, what: str) -> bytes:
     settings = request.app[SETTINGS]
     _require_json(request, what)
     coding = _content_coding(request)
-    limit = settings.max_body_bytes
-    if (request.content_length or 0) > limit:
-        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+    if _longer_than_allowed(request):
+        raise BodyTooLarge(f"request body is larger than {settings.max_body_bytes} bytes")
     raw = await _read_body(request, settings.request_timeout_s)
     return _decoded(raw, coding, settings.max_body_bytes) if coding else raw
 
@@ -327,14 +326,22 @@ async def expect_continue(request: web.Request) -> None:
     """
     if request.version != HttpVersion11 or request.headers[hdrs.EXPECT].lower() != "100-continue":
         return
-    limit = request.app[SETTINGS].max_body_bytes
-    if request.content_type == "application/json" and (request.content_length or 0) <= limit:
+    if _sent_as_json(request) and not _longer_than_allowed(request):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
-def _require_json(request: web.Request, what: str) -> None:
+def _sent_as_json(request: web.Request) -> bool:
     charset = (request.charset or "utf-8").lower()
-    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+    return request.content_type == "application/json" and charset in ("utf-8", "utf8")
+
+
+def _longer_than_allowed(request: web.Request) -> bool:
+    """Whether the body's `Content-Length` alone is over the limit (compressed or not)."""
+    return (request.content_length or 0) > request.app[SETTINGS].max_body_bytes
+
+
+def _require_json(request: web.Request, what: str) -> None:
+    if not _sent_as_json(request):
         raise UnsupportedMediaType(
             f"{what} must be sent with Content-Type: application/json, in UTF-8"
         )

@@ -195,28 +195,31 @@ async def test_json_nested_999_deep_is_400_and_creates_nothing(client: Client) -
     assert await order_count(client) == 0
 
 
-async def test_json_nested_999_deep_posted_with_upgrade_is_400_before_upgrading(
-    client: Client,
-) -> None:
-    status, messages = await post_upgrade(client, DEEP)
+HUGE_EXPONENT = ORDER[:-1] + b', "limitPrice": 1e9999999999999999999}'
+UNPARSABLE = pytest.mark.parametrize(
+    "body", [DEEP, HUGE_EXPONENT], ids=["nested 999 deep", "a number no decimal holds"]
+)
 
-    assert (status, messages) == (400, [])
+
+@UNPARSABLE
+async def test_a_body_the_parser_refuses_posted_with_upgrade_is_400_before_upgrading(
+    client: Client, body: bytes
+) -> None:
+    assert await post_upgrade(client, body) == (400, [])
     assert await order_count(client) == 0
 
 
-async def test_json_nested_999_deep_as_first_socket_message_is_refused_with_1008(
-    client: Client,
+@UNPARSABLE
+async def test_a_body_the_parser_refuses_as_first_socket_message_is_refused_with_1008(
+    client: Client, body: bytes
 ) -> None:
     async with client.ws_connect("/api/orders/execute") as ws:
-        await ws.send_str(DEEP.decode())
+        await ws.send_str(body.decode())
         messages = await read_until_closed(ws)
 
     assert ws.close_code == 1008
     assert [error_of(message)["code"] for message in messages] == ["bad_request"]
     assert await order_count(client) == 0
-
-
-HUGE_EXPONENT = ORDER[:-1] + b', "limitPrice": 1e9999999999999999999}'
 
 
 async def test_a_number_no_decimal_holds_is_400_and_creates_nothing(client: Client) -> None:
@@ -227,24 +230,6 @@ async def test_a_number_no_decimal_holds_is_400_and_creates_nothing(client: Clie
         "request body has a number out of range: 1e9999999999999999999"
     )
     assert await order_count(client) == 0
-
-
-async def test_a_number_no_decimal_holds_posted_with_upgrade_is_400_before_upgrading(
-    client: Client,
-) -> None:
-    assert await post_upgrade(client, HUGE_EXPONENT) == (400, [])
-    assert await order_count(client) == 0
-
-
-async def test_a_number_no_decimal_holds_as_first_socket_message_is_refused_with_1008(
-    client: Client,
-) -> None:
-    async with client.ws_connect("/api/orders/execute") as ws:
-        await ws.send_str(HUGE_EXPONENT.decode())
-        messages = await read_until_closed(ws)
-
-    assert ws.close_code == 1008
-    assert [error_of(message)["code"] for message in messages] == ["bad_request"]
 
 
 async def test_an_idempotency_key_given_twice_is_400_and_creates_nothing(client: Client) -> None:
