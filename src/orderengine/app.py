@@ -24,7 +24,7 @@ from orderengine.access import (
     keep_loaded,
 )
 from orderengine.engine import Engine
-from orderengine.events import EventHub
+from orderengine.events import EventHub, checking_followed
 from orderengine.feed_tail import FeedTail
 from orderengine.keys import (
     ENGINE,
@@ -92,7 +92,9 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     notifications: their committed events, as hints for this engine's sockets; orders they
     made available, as wake-ups for its dispatcher; and pools they listed, for its venues to
     learn before its sniper orders are woken. The demo lister, when
-    `ORDERENGINE_DEMO_LISTING_S` is set, runs while the engine does. The engine's id, logged
+    `ORDERENGINE_DEMO_LISTING_S` is set, runs while the engine does, as does the check of the
+    orders the sockets follow for events the hub missed (`events.check_followed`). The
+    engine's id, logged
     once it has started, is the `lease_owner` of the orders it holds.
     """
     settings = app[SETTINGS]
@@ -135,6 +137,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
                         timeout_s=settings.db_timeout_s,
                     ),
                     listings.demo_lister(engine, repository, settings.demo_listing_s),
+                    checking_followed(app[HUB], repository, settings.ws_idle_check_s),
                 ):
                     yield
             finally:

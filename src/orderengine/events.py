@@ -2,11 +2,12 @@
 
 The store is the truth; what comes through the hub is only a hint that the store has moved
 on, and a hint may be lost (a publish that never happened, or, from another engine, a
-notification never delivered). The hub carries two kinds of hint:
+notification never delivered). The hub carries three kinds of hint:
 
 - a full event (`EventHub.publish`), committed by this engine;
 - a `Hint` (`EventHub.hint`): an order id and a seq, all that another engine announced of an
-  event it committed (see `notifications.py`); the event itself is only in the store.
+  event it committed (see `notifications.py`); the event itself is only in the store;
+- a `Doubt` (`EventHub.doubt`): the store could not be checked for what the hub missed.
 
 A watcher (`follow`) therefore subscribes first, reads the store after the last seq it has,
 then takes hints:
@@ -14,13 +15,17 @@ then takes hints:
 - an event with the next seq is that event, committed: taken as it is, no read needed;
 - an event or a `Hint` with a seq already taken is a repeat (a replay and live events
   overlapped, or an announcement of what the store already gave): dropped;
-- an event further ahead, or a `Hint` ahead, means the store holds events not yet taken: it is
-  read after the last seq taken, filling any gap;
-- no hint for `idle_s`: the store is read again, so a lost hint, even of the terminal event,
-  delays a watcher by `idle_s` at most.
+- an event further ahead, a `Hint` ahead, or a `Doubt`, means the store may hold events not
+  yet taken: it is read after the last seq taken, filling any gap.
+
+What the hub lost is found for all its watchers at once: every `idle_s`, `check_followed`
+reads the latest seq of each order followed, in one statement, and hints the watchers of
+those whose store is ahead of what the hub handed them (`EventHub.catch_up`). So a lost hint,
+even of the terminal event, delays a watcher by `idle_s` at most, and watchers with nothing
+to receive cost nothing: no read and no timer each.
 
 So each seq is yielded once and in order, whatever the hub loses or repeats, and whichever
-engine committed it; a `Hint` never reaches the watcher's client itself.
+engine committed it; a `Hint` or a `Doubt` never reaches the watcher's client itself.
 
 Each subscription has a bounded buffer: a client that stops reading falls behind on its own,
 never slowing the engine or anyone else, and is told so, to resume with `since=`.
@@ -31,13 +36,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 from uuid import UUID
 
+import structlog
+
 from orderengine.domain import OrderEvent
+from orderengine.errors import OrderEngineError
+
+log = structlog.get_logger(__name__)
 
 
 class FellBehind(Exception):
@@ -51,6 +61,8 @@ class EventStore(Protocol):
 
     async def latest_event(self, order_id: UUID) -> OrderEvent | None: ...
 
+    async def latest_seqs(self, order_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Hint:
@@ -60,8 +72,16 @@ class Hint:
     seq: int
 
 
-Live: TypeAlias = OrderEvent | Hint
-"""What a subscription receives: an event committed here, or a hint of one committed elsewhere."""
+@dataclass(frozen=True, slots=True)
+class Doubt:
+    """The store could not be checked for the order's events: the watcher reads it itself."""
+
+    order_id: UUID
+
+
+Live: TypeAlias = OrderEvent | Hint | Doubt
+"""What a subscription receives: an event committed here, a hint of one committed elsewhere,
+or a doubt."""
 
 
 class Subscription:
@@ -115,6 +135,8 @@ class EventHub:
     def __init__(self, buffer: int) -> None:
         self._buffer = buffer
         self._subscribers: defaultdict[UUID, set[Subscription]] = defaultdict(set)
+        self._handed: dict[UUID, int] = {}
+        """The highest seq handed to the subscribers of each order followed (0: none yet)."""
         self._news = asyncio.Event()
         """Set, then replaced, at every publish or hint: what the feed of all orders waits on."""
 
@@ -131,6 +153,7 @@ class EventHub:
     def subscribe(self, order_id: UUID) -> Iterator[Subscription]:
         subscription = Subscription(self._buffer)
         self._subscribers[order_id].add(subscription)
+        self._handed.setdefault(order_id, 0)
         try:
             yield subscription
         finally:
@@ -138,11 +161,11 @@ class EventHub:
             watchers.discard(subscription)
             if not watchers:
                 del self._subscribers[order_id]
+                del self._handed[order_id]
 
     def publish(self, event: OrderEvent) -> None:
         """Hand a committed event to every watcher of its order; never blocks."""
-        for subscription in self._subscribers.get(event.order_id, ()):
-            subscription.offer(event)
+        self._hand(event.order_id, event.seq, event)
         self._tell_the_feed()
 
     def hint(self, order_id: UUID, seq: int) -> None:
@@ -151,12 +174,77 @@ class EventHub:
         For an event committed by another engine, announced with its seq only: a watcher that
         has not taken `seq` yet reads the store.
         """
-        subscriptions = self._subscribers.get(order_id, ())
-        if subscriptions:
-            hint = Hint(order_id, seq)
-            for subscription in subscriptions:
-                subscription.offer(hint)
+        self._hand(order_id, seq, Hint(order_id, seq))
         self._tell_the_feed()
+
+    def followed(self) -> dict[UUID, int]:
+        """Each order that has watchers, with the highest seq handed to them."""
+        return dict(self._handed)
+
+    def catch_up(self, stored: Mapping[UUID, int]) -> None:
+        """Hint the watchers of each order whose latest seq `stored` is ahead of those handed.
+
+        `stored` is the store's latest seq of orders `followed` gave: the events beyond what
+        the hub handed were committed, but their publish or announcement was lost (or has not
+        come yet, and comes as a repeat). An order no longer followed is passed over.
+        """
+        for order_id, seq in stored.items():
+            if seq > self._handed.get(order_id, seq):
+                self._hand(order_id, seq, Hint(order_id, seq))
+
+    def doubt(self) -> None:
+        """Have every watcher read the store itself: it could not be checked for them."""
+        for order_id, subscriptions in self._subscribers.items():
+            doubt = Doubt(order_id)
+            for subscription in subscriptions:
+                subscription.offer(doubt)
+
+    def _hand(self, order_id: UUID, seq: int, live: OrderEvent | Hint) -> None:
+        subscriptions = self._subscribers.get(order_id)
+        if not subscriptions:
+            return
+        self._handed[order_id] = max(self._handed[order_id], seq)
+        for subscription in subscriptions:
+            subscription.offer(live)
+
+
+async def check_followed(hub: EventHub, store: EventStore, every_s: float) -> None:
+    """Every `every_s`, find for all watchers at once the events the hub did not hand them.
+
+    One statement reads the latest seq of every order followed (`EventHub.catch_up`). When it
+    fails, each watcher is left to read the store itself (`EventHub.doubt`): one that cannot
+    either is closed by its socket with 1013, so that its client may go to another engine.
+    """
+    while True:
+        await asyncio.sleep(every_s)
+        followed = hub.followed()
+        if not followed:
+            continue
+        try:
+            stored = await store.latest_seqs(list(followed))
+        except OrderEngineError as error:
+            log.warning("followed_orders_unchecked", error=error.message, orders=len(followed))
+            hub.doubt()
+            continue
+        except Exception:
+            log.exception("followed_orders_unchecked", orders=len(followed))
+            hub.doubt()
+            continue
+        hub.catch_up(stored)
+
+
+@asynccontextmanager
+async def checking_followed(
+    hub: EventHub, store: EventStore, every_s: float
+) -> AsyncIterator[None]:
+    """Run `check_followed` while the context is open."""
+    task = asyncio.create_task(check_followed(hub, store, every_s))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def follow(
@@ -164,7 +252,6 @@ async def follow(
     subscription: Subscription,
     order_id: UUID,
     since: int,
-    idle_s: float,
     stored: list[OrderEvent] | None = None,
 ) -> AsyncGenerator[list[OrderEvent], None]:
     """The order's events after `since`, each once and in seq order, up to its terminal one.
@@ -175,8 +262,8 @@ async def follow(
     `subscription` is the order's, opened before this is called, so that nothing committed after
     the first read of the store can be missed. `stored`, when given, is that first read, made by
     the caller after the subscription opened. Live events are yielded as they come when each is
-    the next seq; a `Hint` is never yielded, only makes the store be read when it is ahead of
-    the last seq taken. The generator ends after the terminal event, or at once when the order
+    the next seq; a `Hint` or a `Doubt` is never yielded, only makes the store be read (see
+    `_take`). The generator ends after the terminal event, or at once when the order
     finished at or before `since` (a client resuming past the end). Raises `FellBehind` when the
     subscription overflowed, and what the store raises.
     """
@@ -191,7 +278,7 @@ async def follow(
             # After a read of the store, wait for live events.
             from_store = False
         else:
-            run, from_store = await _live_run(subscription, last, idle_s)
+            run, from_store = await _live_run(subscription, last, since)
         run = _through_terminal(run)
         if run:
             yield run
@@ -209,39 +296,38 @@ def _through_terminal(events: list[OrderEvent]) -> list[OrderEvent]:
 
 
 async def _live_run(
-    subscription: Subscription, last: int, idle_s: float
+    subscription: Subscription, last: int, since: int
 ) -> tuple[list[OrderEvent], bool]:
     """The live events with seqs from `last + 1` on, and whether the store must be read next.
 
-    The first is waited for, up to `idle_s`; those already waiting behind it are taken while
-    each is the next seq. Repeats of events already taken, and hints of them, are dropped.
-    The store must be read when nothing new came within `idle_s`, when an event skipped ahead
-    (a publish was lost), when a `Hint` ahead came (the event is only in the store), or when
-    a terminal event came that is already behind (the order may have finished at or before a
-    resumed stream's `since`); the events taken before that come with it.
+    The first is waited for; those already waiting behind it are taken while each is the next
+    seq (`_take`). The events taken before the store must be read come with it.
     """
     run: list[OrderEvent] = []
-    try:
-        async with asyncio.timeout(idle_s):
-            while not run:
-                if not _take(await subscription.next(), last, run):
-                    return run, True
-    except TimeoutError:
-        return run, True
+    while not run:
+        if not _take(await subscription.next(), last, since, run):
+            return run, True
     while subscription.waiting():
-        if not _take(subscription.take(), run[-1].seq, run):
+        if not _take(subscription.take(), run[-1].seq, since, run):
             return run, True
     return run, False
 
 
-def _take(live: Live, last: int, run: list[OrderEvent]) -> bool:
+def _take(live: Live, last: int, since: int, run: list[OrderEvent]) -> bool:
     """Add `live` to `run` if it is the event after seq `last`; whether the run may go on.
 
-    A repeat of what was taken is dropped and the run goes on; anything else ends it, for the
-    store to be read.
+    A repeat of what was taken is dropped and the run goes on, unless it may be the end of an
+    order that a stream resumed past (its `since` beyond the order's last seq) is waiting
+    for: a terminal event behind, or a `Hint` behind while nothing after `since` was taken.
+    The store must be read for those, for an event that skipped ahead (a publish was lost),
+    for a `Hint` ahead (the event is only in the store), and for a `Doubt`.
     """
+    if isinstance(live, Doubt):
+        return False
     if live.seq <= last:
-        return not (isinstance(live, OrderEvent) and live.status.terminal)
+        if isinstance(live, Hint):
+            return last > since
+        return not live.status.terminal
     if isinstance(live, Hint) or live.seq != last + 1:
         return False
     run.append(live)

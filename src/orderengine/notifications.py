@@ -167,7 +167,8 @@ class Listener:
     first and twice as long after each failed attempt, up to `reconnect_cap_s`, until it is
     closed. While it is disconnected nothing is delivered and what was sent meanwhile is
     never heard: the engine's periodic sweep takes up orders whose wake-up was missed, and
-    each socket's idle read of the store brings the events it missed. To shorten that gap,
+    the check of the orders the sockets follow (`events.check_followed`) brings the events
+    they missed. To shorten that gap,
     `on_orders()` is called once after each reconnection, since orders may have become
     available meanwhile; `on_listing()`, since pools may have been listed; and `on_keys()`.
     """

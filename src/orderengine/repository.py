@@ -631,6 +631,14 @@ class Repository:
             )
         return _event(row) if row is not None else None
 
+    async def latest_seqs(self, order_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The seq of each order's latest event (its `last_seq`), of the orders that exist."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT id, last_seq FROM orders WHERE id = ANY($1::uuid[])", order_ids
+            )
+        return {row["id"]: row["last_seq"] for row in rows}
+
     async def list_orders(
         self, status: OrderStatus | None, before: int | None, limit: int, owner: str | None = None
     ) -> tuple[list[Order], int | None]:

@@ -187,20 +187,19 @@ async def _send_events(
 
     1000 after the last event; 4000 when the client fell behind; 1013 when the store could
     not be read. The store is the truth and the hub's publishes only hints: a gap between
-    hints, a hint of an event another engine committed, or a socket idle for
-    `ws_idle_check_s`, is filled by reading the store (see `events.follow`), so a lost
-    publish or notification, even of the terminal event, neither leaves a hole nor a socket
-    open. The events that come together are written together (`frames.send_texts`).
+    hints, or a hint of an event another engine committed, is filled by reading the store,
+    and what the hub lost is found every `ws_idle_check_s` for all sockets at once (see
+    `events.py`), so a lost publish or notification, even of the terminal event, neither
+    leaves a hole nor a socket open. The events that come together are written together
+    (`frames.send_texts`).
     """
     app = request.app
     last = following.since
-    idle_s = app[SETTINGS].ws_idle_check_s
     events = follow(
         app[REPOSITORY],
         following.subscription,
         following.order_id,
         following.since,
-        idle_s,
         following.stored,
     )
     try:

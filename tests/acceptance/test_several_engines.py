@@ -120,9 +120,9 @@ async def test_a_killed_engines_orders_are_finished_by_another_once_its_leases_e
 async def test_an_order_posted_to_one_engine_streams_completely_on_another(
     start_engine: StartEngine, database_url: str
 ) -> None:
-    # Sockets read the store on their own only every minute: whatever reaches the socket on
-    # the second engine in time was announced by the first one's NOTIFYs. The executing
-    # engine's swaps take 2 to 3 s, so the socket is open well before the order ends.
+    # The orders followed are checked against the store only every minute: whatever reaches
+    # the socket on the second engine in time was announced by the first one's NOTIFYs. The
+    # executing engine's swaps take 2 to 3 s, so the socket is open well before the order ends.
     idle = {"ws_idle_check_s": 60}
     executing, streaming = await asyncio.gather(
         start_engine(concurrency=2, latency_scale=1.0, **CALM, **idle),

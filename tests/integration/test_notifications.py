@@ -253,10 +253,11 @@ async def test_an_order_posted_to_one_app_is_streamed_whole_by_another(
     """A client posts to engine A and watches on engine B: the whole stream, then 1000.
 
     A's quotes wait until B's socket has its replay, so what follows is committed by A (its
-    dispatcher is woken first) while B watches. B never reads its store when idle and never
-    sweeps: each later event reaches B's socket because A's repository announced its seq and
-    B's listener hinted B's hub, which had the socket read it from the store. Were the order
-    worked by B instead, B's own publishes would serve; the stream must be whole either way.
+    dispatcher is woken first) while B watches. B never checks the orders its sockets follow
+    and never sweeps: each later event reaches B's socket because A's repository announced
+    its seq and B's listener hinted B's hub, which had the socket read it from the store. Were
+    the order worked by B instead, B's own publishes would serve; the stream must be whole
+    either way.
     """
     quotes = asyncio.Event()
     a = await start_app(venues=wrapping(lambda venue: HeldQuotes(venue, quotes)))

@@ -11,6 +11,7 @@ forced, not waited for by chance.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -29,7 +30,7 @@ from tests.venues import Stalled, wrapping
 S = OrderStatus
 REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
 NEVER_S = 600.0
-"""An interval no test lives to see: an idle check or a quote that never comes."""
+"""An interval no test lives to see: a check of followed orders, or a quote that never comes."""
 
 
 async def quiet_app(start_app: StartApp, **settings: Any) -> Client:
@@ -252,7 +253,7 @@ async def test_a_socket_that_falls_behind_is_closed_4000_and_resumes_with_since(
     assert seqs(await stream(client, str(order.order_id), since=9)) == [10, 11, 12]
 
 
-async def test_a_database_out_of_reach_at_an_idle_check_closes_1013(
+async def test_a_database_out_of_reach_at_the_check_of_followed_orders_closes_1013(
     start_app: StartApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = await quiet_app(start_app, ws_idle_check_s=0.05)
@@ -266,7 +267,11 @@ async def test_a_database_out_of_reach_at_an_idle_check_closes_1013(
             raise DatabaseUnavailable("database unavailable: the test took it away")
         return await reads(order_id, after)
 
+    async def out_of_reach(order_ids: Sequence[UUID]) -> dict[UUID, int]:
+        raise DatabaseUnavailable("database unavailable: the test took it away")
+
     monkeypatch.setattr(app_repository, "events", first_read_only)
+    monkeypatch.setattr(app_repository, "latest_seqs", out_of_reach)
 
     async with watch(client, order) as ws:
         messages = await read_until_closed(ws, limit_s=5)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
 import pytest
 
 from orderengine.domain import OrderEvent, OrderStatus
-from orderengine.events import EventHub, FellBehind, Hint, follow
+from orderengine.errors import DatabaseUnavailable
+from orderengine.events import Doubt, EventHub, FellBehind, Hint, checking_followed, follow
 
 ORDER = uuid.uuid4()
 
@@ -32,19 +33,35 @@ def events(*seqs: int, last: OrderStatus | None = None) -> list[OrderEvent]:
 
 
 class MemoryStore:
-    """An order's committed events, read back as the repository would; counts the reads."""
+    """An order's committed events, read back as the repository would; counts the reads.
+
+    While `down`, every read raises as the repository's does when the database is out of reach.
+    """
 
     def __init__(self, *stored: OrderEvent) -> None:
         self.stored = list(stored)
         self.reads = 0
+        self.checks = 0
+        self.down = False
 
     async def events(self, order_id: uuid.UUID, after: int = 0) -> list[OrderEvent]:
         self.reads += 1
+        self._reach()
         return [e for e in self.stored if e.order_id == order_id and e.seq > after]
 
     async def latest_event(self, order_id: uuid.UUID) -> OrderEvent | None:
+        self._reach()
         mine = [e for e in self.stored if e.order_id == order_id]
         return mine[-1] if mine else None
+
+    async def latest_seqs(self, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        self.checks += 1
+        self._reach()
+        return {e.order_id: e.seq for e in self.stored if e.order_id in order_ids}
+
+    def _reach(self) -> None:
+        if self.down:
+            raise DatabaseUnavailable("database unavailable")
 
 
 Feed = AsyncGenerator[list[OrderEvent], None]
@@ -91,7 +108,7 @@ async def test_a_lost_publish_is_filled_from_the_store_in_order() -> None:
     one, two, three, four, done = events(1, 2, 3, 4, 5, last=OrderStatus.CONFIRMED)
     store = MemoryStore(one)
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0)
         assert await take(feed, 1) == [1]
 
         store.stored += [two, three, four]
@@ -110,7 +127,7 @@ async def test_live_events_waiting_together_come_as_one_run() -> None:
     one, two, three, done = events(1, 2, 3, 4, last=OrderStatus.CONFIRMED)
     store = MemoryStore(one, two, three, done)
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=0, stored=[one], idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0, stored=[one])
         assert await next_run(feed) == [1]
 
         for live in (two, two, three, done):
@@ -125,7 +142,7 @@ async def test_a_run_taken_before_an_overflow_comes_before_falling_behind() -> N
     one, *live = events(*range(1, 12))
     store = MemoryStore(one)
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=0, stored=[one], idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0, stored=[one])
         assert await take(feed, 1) == [1]
 
         for event in live:
@@ -140,7 +157,7 @@ async def test_a_gap_ends_a_run_and_the_store_fills_it() -> None:
     one, two, three, four = events(1, 2, 3, 4)
     store = MemoryStore(one, two, three, four)
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=0, stored=[one], idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0, stored=[one])
         assert await next_run(feed) == [1]
 
         hub.publish(two)
@@ -150,16 +167,71 @@ async def test_a_gap_ends_a_run_and_the_store_fills_it() -> None:
         assert store.reads == 1, "one read, for the gap after 2"
 
 
-async def test_a_terminal_event_never_published_is_found_by_the_idle_read() -> None:
+async def test_a_terminal_event_never_published_is_found_by_the_check_of_followed_orders() -> None:
     hub = EventHub(buffer=8)
     first, done = events(1, 2, last=OrderStatus.FAILED)
     store = MemoryStore(first)
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=0, idle_s=0.01)
+        feed = follow(store, subscription, ORDER, since=0)
         assert await take(feed, 1) == [1]
 
         store.stored.append(done)
+        async with checking_followed(hub, store, every_s=0.01):
+            assert await rest(feed) == [2]
+        assert store.reads == 2, "the replay, then one read for what the check found"
+
+
+async def test_the_check_hints_only_orders_whose_store_is_ahead_of_what_was_handed() -> None:
+    hub = EventHub(buffer=8)
+    other = uuid.uuid4()
+    one, two = events(1, 2)
+    store = MemoryStore(one, two, event(other, 1), event(other, 2))
+    with hub.subscribe(ORDER) as mine, hub.subscribe(other) as theirs:
+        assert hub.followed() == {ORDER: 0, other: 0}
+        hub.publish(one)
+        hub.publish(two)
+        hub.hint(other, 1)
+        assert hub.followed() == {ORDER: 2, other: 1}
+
+        hub.catch_up(await store.latest_seqs([ORDER, other]))
+        assert [await mine.next(), await mine.next()] == [one, two]
+        assert not mine.waiting(), "all the store holds was handed: no hint"
+        assert [await theirs.next(), await theirs.next()] == [Hint(other, 1), Hint(other, 2)]
+        assert hub.followed() == {ORDER: 2, other: 2}
+    assert hub.followed() == {}, "an order no one follows is no longer checked"
+    hub.catch_up({ORDER: 3})
+
+
+async def test_a_check_that_cannot_reach_the_store_has_each_watcher_read_it() -> None:
+    hub = EventHub(buffer=8)
+    first, done = events(1, 2, last=OrderStatus.CONFIRMED)
+    store = MemoryStore(first, done)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0, stored=[first])
+        assert await take(feed, 1) == [1]
+
+        store.down = True
+        async with checking_followed(hub, store, every_s=0.01):
+            with pytest.raises(DatabaseUnavailable):
+                await next_run(feed)
+        assert store.checks >= 1
+        assert store.reads == 1, "the watcher read the store itself once it was in doubt"
+
+
+async def test_a_doubt_is_read_from_the_store_and_never_sent_itself() -> None:
+    hub = EventHub(buffer=8)
+    first, done = events(1, 2, last=OrderStatus.CONFIRMED)
+    store = MemoryStore(first)
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0)
+        assert await take(feed, 1) == [1]
+
+        hub.doubt()
+        assert await subscription.next() == Doubt(ORDER)
+        store.stored.append(done)
+        hub.doubt()
         assert await rest(feed) == [2]
+        assert store.reads == 2, "the replay, then one read for the doubt"
 
 
 async def test_live_events_the_replay_already_sent_are_dropped() -> None:
@@ -174,7 +246,7 @@ async def test_live_events_the_replay_already_sent_are_dropped() -> None:
         hub.publish(four)
         hub.publish(done)
 
-        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0)
         assert await rest(feed) == [1, 2, 3, 4, 5]
 
 
@@ -182,15 +254,15 @@ async def test_a_stream_resumed_past_a_finished_orders_end_ends_at_once() -> Non
     hub = EventHub(buffer=8)
     store = MemoryStore(*events(1, 2, 3, last=OrderStatus.FAILED))
     with hub.subscribe(ORDER) as subscription:
-        assert await rest(follow(store, subscription, ORDER, since=3, idle_s=60)) == []
-        assert await rest(follow(store, subscription, ORDER, since=9, idle_s=60)) == []
+        assert await rest(follow(store, subscription, ORDER, since=3)) == []
+        assert await rest(follow(store, subscription, ORDER, since=9)) == []
 
 
 async def test_a_stream_resumed_past_the_end_closes_when_the_order_finishes() -> None:
     hub = EventHub(buffer=8)
     store = MemoryStore(*events(1, 2))
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=9, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=9)
         waiting = asyncio.create_task(rest(feed))
         await asyncio.sleep(0)
         assert store.reads == 1, "the store was read before the order finished"
@@ -209,7 +281,7 @@ async def test_a_watcher_whose_buffer_overflowed_falls_behind() -> None:
     with hub.subscribe(ORDER) as subscription:
         for _ in range(9):
             hub.publish(first)
-        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0)
 
         assert await take(feed, 1) == [1]
         with pytest.raises(FellBehind):
@@ -221,7 +293,7 @@ async def test_a_hint_ahead_is_read_from_the_store_and_never_sent_itself() -> No
     one, two, three, done = events(1, 2, 3, 4, last=OrderStatus.CONFIRMED)
     store = MemoryStore(one)
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0)
         assert await take(feed, 1) == [1]
 
         store.stored += [two, three]
@@ -241,7 +313,7 @@ async def test_hints_of_events_already_taken_are_dropped_without_a_read() -> Non
     with hub.subscribe(ORDER) as subscription:
         for seq in (1, 2, 3, 2):
             hub.hint(ORDER, seq)
-        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0)
         assert await take(feed, 3) == [1, 2, 3]
 
         [done] = events(4, last=OrderStatus.FAILED)
@@ -257,7 +329,7 @@ async def test_hints_and_published_events_mix_each_seq_once_in_order() -> None:
     one, two, three, four, done = events(1, 2, 3, 4, 5, last=OrderStatus.CONFIRMED)
     store = MemoryStore(one)
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0)
         assert await take(feed, 1) == [1]
 
         store.stored += [two, three, four]
@@ -289,18 +361,18 @@ async def test_hints_take_room_in_the_buffer_like_events() -> None:
     with hub.subscribe(ORDER) as subscription:
         for _ in range(9):
             hub.hint(ORDER, 1)
-        feed = follow(store, subscription, ORDER, since=0, idle_s=60)
+        feed = follow(store, subscription, ORDER, since=0)
 
         assert await take(feed, 1) == [1]
         with pytest.raises(FellBehind):
             await take(feed, 1)
 
 
-async def test_a_stream_resumed_past_the_end_closes_at_the_idle_read_after_a_hint() -> None:
+async def test_a_stream_resumed_past_the_end_closes_at_a_hint_of_its_end() -> None:
     hub = EventHub(buffer=8)
     store = MemoryStore(*events(1, 2))
     with hub.subscribe(ORDER) as subscription:
-        feed = follow(store, subscription, ORDER, since=9, idle_s=0.05)
+        feed = follow(store, subscription, ORDER, since=9)
         waiting = asyncio.create_task(rest(feed))
         await asyncio.sleep(0)
 
@@ -308,4 +380,4 @@ async def test_a_stream_resumed_past_the_end_closes_at_the_idle_read_after_a_hin
         store.stored.append(done)
         hub.hint(ORDER, 3)
 
-        assert await waiting == [], "hint 3 is behind since=9: dropped; the idle read ends it"
+        assert await waiting == [], "hint 3 is behind since=9, with nothing taken: a read ends it"
