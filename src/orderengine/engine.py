@@ -160,6 +160,8 @@ class Engine:
         self._pacing: set[asyncio.Task[None]] = set()
         """Workers waiting for a rate token: at shutdown they stop, their order untouched."""
         self._background: list[asyncio.Task[None]] = []
+        self._claiming: asyncio.Future[list[Order]] | None = None
+        """The claim under way, if any: `stop` waits for it, so that its leases are known."""
         self._watchers: list[asyncio.Task[None]] = []
         self._closing = False
         self._intake = Intake(
@@ -340,6 +342,8 @@ class Engine:
         for watcher in self._watchers:
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+        if self._claiming is not None:
+            await asyncio.gather(self._claiming, return_exceptions=True)
         await self._prices.stop()
         stopped = [w for w in self._workers if w not in self._busy or w in self._pacing]
         for worker in stopped:
@@ -404,13 +408,24 @@ class Engine:
         if idle <= 0:
             return 0, 0
         asked_at = self._leases.now()
-        claimed = await self._repository.claim(idle, self._leases.lease_s)
-        self._leases.taken((order.order_id for order in claimed), asked_at)
+        self._claiming = asyncio.ensure_future(self._claimed(idle, asked_at))
+        claimed = await asyncio.shield(self._claiming)
         for order in claimed:
             self._queue.put_nowait(order)
         self._waiting = max(0, self._waiting - len(claimed))
         self._metrics.queued.set(self._queue.qsize())
         return idle, len(claimed)
+
+    async def _claimed(self, idle: int, asked_at: float) -> list[Order]:
+        """Claim up to `idle` orders and record their leases, even if the dispatcher is stopped.
+
+        A claim that commits leases them to this engine: were the dispatcher cancelled before
+        they were recorded, `stop` could not give them back, and they would wait for the
+        leases to run out. So the claim runs apart, shielded, and `stop` waits for it.
+        """
+        claimed = await self._repository.claim(idle, self._leases.lease_s)
+        self._leases.taken((order.order_id for order in claimed), asked_at)
+        return claimed
 
     async def _count_waiting(self, idle: int) -> float:
         """Count the orders nobody works on, end those expired; how long to sleep.

@@ -228,6 +228,53 @@ async def test_a_worker_survives_a_database_error_that_is_not_a_lost_connection(
         await repository.close()
 
 
+class HeldClaims(Repository):
+    """The real repository, whose claims commit, then keep their answer until it is let go.
+
+    As an answer on its way while the engine begins to stop: the leases are taken already.
+    """
+
+    claimed: asyncio.Event
+    answer: asyncio.Event
+
+    async def claim(self, limit: int, lease_s: float) -> list[Order]:
+        orders = await super().claim(limit, lease_s)
+        if orders:
+            self.claimed.set()
+            await self.answer.wait()
+        return orders
+
+
+async def test_a_stop_while_a_claim_is_answered_gives_its_leases_back(
+    database_url: str, repository: Repository
+) -> None:
+    held = await HeldClaims.connect(database_url, 4, 5.0)
+    held.claimed, held.answer = asyncio.Event(), asyncio.Event()
+    try:
+        async with engine_on(held, database_url, concurrency=1) as engine:
+            order = await accepted(repository)
+            engine.wake()
+            await asyncio.wait_for(held.claimed.wait(), 10)
+
+            stopping = asyncio.create_task(engine.stop())
+            await asyncio.sleep(0)  # the stop has begun: the dispatcher is cancelled
+            held.answer.set()
+            await asyncio.wait_for(stopping, 30)
+    finally:
+        await held.close()
+
+    left = await repository.get_order(order.order_id)
+    assert left.status is S.PENDING
+    connection = await asyncpg.connect(database_url)
+    try:
+        owner = await connection.fetchval(
+            "SELECT lease_owner FROM orders WHERE id = $1", order.order_id
+        )
+    finally:
+        await connection.close()
+    assert owner is None, "the claim's lease was given back, not left to run out"
+
+
 class WatchedBucket(TokenBucket):
     """A token bucket that says when a caller starts waiting for a token."""
 
