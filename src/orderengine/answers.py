@@ -268,10 +268,16 @@ class Workers(Model):
     configured: int
 
 
-class Health(Answer):
-    """The engine's health: 200 with `ok`, 503 with `degraded` when a worker is down."""
+HealthStatus = Literal["ok", "degraded", "stopping"]
 
-    status: Literal["ok", "degraded"]
+
+class Health(Answer):
+    """The engine's health: 200 `ok`, or 503 `degraded` (a worker is down) or `stopping`.
+
+    `stopping` from the moment the engine refuses orders to stop (SIGTERM or SIGINT).
+    """
+
+    status: HealthStatus
     database: Literal["ok"] = "ok"
     workers: Workers
     backlog: int = Field(description="Accepted orders waiting for a worker or a retry.")

@@ -13,6 +13,7 @@ from orderengine import stream
 from orderengine.answers import (
     Answer,
     Health,
+    HealthStatus,
     HealthWithoutDatabase,
     OrdersPage,
     OrderWithEvents,
@@ -244,7 +245,9 @@ async def health(request: web.Request) -> web.Response:
 
     `oldestUnfinishedAgeS` is how long the order due longest (since its acceptance or its
     waking) has not been confirmed or failed: a number that keeps growing means orders are
-    stuck, whatever the workers say.
+    stuck, whatever the workers say. An engine that is stopping answers 503 `stopping`
+    from the moment it refuses orders, so that a load balancer sends them elsewhere while
+    its swaps in flight finish.
     """
     engine = request.app[ENGINE]
     alive, configured = engine.workers_alive, request.app[SETTINGS].concurrency
@@ -253,9 +256,10 @@ async def health(request: web.Request) -> web.Response:
         oldest = await request.app[REPOSITORY].oldest_unfinished_age_s()
     except Unavailable:
         return _reply(HealthWithoutDatabase(workers=workers), status=503)
-    healthy = alive == configured
+    healthy = alive == configured and not engine.stopping
+    status: HealthStatus = "stopping" if engine.stopping else "ok" if healthy else "degraded"
     body = Health(
-        status="ok" if healthy else "degraded",
+        status=status,
         workers=workers,
         backlog=engine.backlog,
         oldest_unfinished_age_s=round(oldest, 3) if oldest is not None else None,

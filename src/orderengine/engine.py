@@ -303,6 +303,11 @@ class Engine:
     # ---- lifecycle ----------------------------------------------------------------------
 
     @property
+    def stopping(self) -> bool:
+        """Whether `stop` was called: no order is taken and no swap started any more."""
+        return self._closing
+
+    @property
     def workers_alive(self) -> int:
         """Workers still running: each survives any error of the orders it handles."""
         return sum(not worker.done() for worker in self._workers)

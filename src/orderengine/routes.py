@@ -561,7 +561,8 @@ OPERATION_ROUTES = (
             Reply(200, "Healthy.", Health),
             Reply(
                 503,
-                "Degraded: a worker is down, or the database is out of reach.",
+                "Degraded: a worker is down, or the database is out of reach; or `stopping`: "
+                "the engine refuses orders while its swaps in flight finish.",
                 Health | HealthWithoutDatabase,
             ),
         ),

@@ -36,7 +36,7 @@ from orderengine.errors import (
     VenueError,
 )
 from orderengine.events import EventHub
-from orderengine.keys import REPOSITORY
+from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.limiter import TokenBucket
 from orderengine.metrics import Metrics
 from orderengine.repository import Repository
@@ -48,8 +48,8 @@ from orderengine.venues.values import Execution, Quote
 from orderengine.venues.venue import VenueFactory
 from tests.harness import StartApp, fast_settings
 from tests.polling import eventually
-from tests.streams import stream, submit, wait_terminal
-from tests.venues import Wrapped, wrapping
+from tests.streams import MARKET, stream, submit, wait_terminal
+from tests.venues import Gate, Wrapped, wrapping
 
 S = OrderStatus
 REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
@@ -355,6 +355,30 @@ async def test_health_reports_workers_and_the_oldest_unfinished_order(
 
     assert health["workers"] == {"alive": 3, "configured": 3}
     assert health["oldestUnfinishedAgeS"] >= 0
+
+
+async def test_health_says_stopping_while_a_stopping_engine_finishes_its_swaps(
+    start_app: StartApp,
+) -> None:
+    gate = Gate()
+    client = await start_app(concurrency=1, venues=gate.venues, shutdown_grace_s=600)
+    await submit(client)
+    await asyncio.wait_for(gate.waiting.wait(), 10)
+    assert (await client.get("/health")).status == 200
+
+    stopping = asyncio.create_task(client.app[ENGINE].stop())
+    try:
+        reply = await client.get("/health")
+        health = await reply.json()
+        refused = await client.post("/api/orders/execute", json=MARKET)
+    finally:
+        gate.opened.set()
+        await asyncio.wait_for(stopping, 30)
+
+    assert reply.status == 503
+    assert health["status"] == "stopping"
+    assert health["workers"] == {"alive": 1, "configured": 1}, "its swap in flight goes on"
+    assert refused.status == 503
 
 
 class Unrenewable(Repository):
