@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 import structlog
 import uvloop
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 
 from orderengine import cli, demo, key_commands
@@ -36,6 +40,13 @@ from orderengine.settings import Settings
 from orderengine.wallet import InvalidKeypair
 
 log = structlog.get_logger("orderengine")
+
+REFUSED_CONNECTION = (
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+)
+"""What the database answers to connections it will never accept: no such database, a user
+or password it refuses."""
 
 YOUNG_COLLECTIONS_AFTER = 10_000
 """New container objects (less those freed) between collections of the youngest generation."""
@@ -111,17 +122,25 @@ def main(argv: Sequence[str] | None = None) -> None:
 async def manage_keys(action: str, name: str | None) -> int:
     """Run `keys create NAME`, `keys list` or `keys revoke NAME` on the engine's database.
 
-    Only the command's answer goes to standard output; the log, to standard error.
+    Only the command's answer goes to standard output; the log, and why the database could
+    not be used, to standard error.
     """
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
-    async with key_commands.keys_repository(settings) as repository:
-        if action == "list":
-            return await key_commands.listing(repository)
-        assert name is not None, "argparse requires a name for create and revoke"
-        if action == "create":
-            return await key_commands.create(repository, name)
-        return await key_commands.revoke(repository, name)
+    try:
+        async with key_commands.keys_repository(settings) as repository:
+            if action == "list":
+                return await key_commands.listing(repository)
+            assert name is not None, "argparse requires a name for create and revoke"
+            if action == "create":
+                return await key_commands.create(repository, name)
+            return await key_commands.revoke(repository, name)
+    except OSError as error:
+        sys.exit(data_dir_problem(settings.data_dir, error))
+    except DatabaseUnavailable as unavailable:
+        sys.exit(database_problem(unavailable))
+    except REFUSED_CONNECTION as refused:
+        sys.exit(f"the database refused the connection: {refused}")
 
 
 def settings_or_exit() -> Settings:
@@ -137,6 +156,19 @@ def settings_or_exit() -> Settings:
             for problem in error.errors(include_url=False, include_input=False)
         )
         sys.exit(f"invalid settings: {reasons}")
+    except SettingsError as error:
+        sys.exit(f"invalid settings: {_unparsed(error)}")
+
+
+def _unparsed(error: SettingsError) -> str:
+    """A value the settings could not parse (a JSON one that is not JSON), by its variable.
+
+    pydantic-settings names the field only in its message.
+    """
+    field = re.search(r'field "(\w+)"', str(error))
+    if field is None:
+        return str(error)
+    return _named((field[1],), "not valid JSON (see the README's settings table)")
 
 
 def _named(where: tuple[int | str, ...], why: str) -> str:
@@ -151,19 +183,35 @@ def run() -> None:
     configure_logging(settings.log_format, settings.log_level)
     with ExitStack() as stack:
         if settings.database_url is None:
-            url = stack.enter_context(embedded_postgres(settings.data_dir))
+            try:
+                url = stack.enter_context(embedded_postgres(settings.data_dir))
+            except OSError as error:
+                refuse(data_dir_problem(settings.data_dir, error))
             log.info("embedded_postgres", data_dir=str(settings.data_dir))
             settings = settings.model_copy(update={"database_url": url})
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve(settings))
         except (Exposed, InvalidKeypair, CannotListen) as refusal:
-            log.error("refusing_to_serve", reason=str(refusal))
-            sys.exit(str(refusal))
+            refuse(str(refusal))
         except DatabaseUnavailable as unavailable:
-            reason = database_problem(unavailable)
-            log.error("refusing_to_serve", reason=reason)
-            sys.exit(reason)
+            refuse(database_problem(unavailable))
+        except REFUSED_CONNECTION as refused:
+            refuse(f"the database refused the engine's connection: {refused}")
+
+
+def refuse(reason: str) -> NoReturn:
+    """Log why the engine will not serve, and exit saying so."""
+    log.error("refusing_to_serve", reason=reason)
+    sys.exit(reason)
+
+
+def data_dir_problem(data_dir: Path, error: OSError) -> str:
+    """Why the embedded PostgreSQL cannot keep its data in `data_dir`."""
+    return (
+        f"the embedded PostgreSQL cannot use ORDERENGINE_DATA_DIR={data_dir}: "
+        f"{error.strerror or error}"
+    )
 
 
 def database_problem(unavailable: DatabaseUnavailable) -> str:
@@ -178,8 +226,13 @@ def database_problem(unavailable: DatabaseUnavailable) -> str:
             " ORDERENGINE_DB_POOL_SIZE of them, and 6 more, at start. Give it a smaller pool,"
             " or the server a larger max_connections"
         )
-    cause = type(unavailable.__cause__).__name__ if unavailable.__cause__ else "no answer"
-    return f"the database could not be reached at start ({cause})"
+    cause = unavailable.__cause__
+    if cause is None:
+        return "the database could not be reached at start (no answer)"
+    said = type(cause).__name__
+    if isinstance(cause, OSError) and cause.strerror:
+        said += f": {cause.strerror}"
+    return f"the database could not be reached at start ({said})"
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=2)
     db_timeout_s: float = Field(default=5.0, gt=0)
 
-    concurrency: int = Field(default=10, ge=1)
+    concurrency: int = Field(default=10, ge=1, le=10_000)
     queue_limit: int = Field(default=1000, ge=1)
     intake_batch: int = Field(default=100, ge=1)
     rate_per_minute: float = Field(default=100, gt=0)
@@ -98,6 +98,19 @@ class Settings(BaseSettings):
 
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def blank_is_unset(cls, value: object) -> object:
+        """`ORDERENGINE_DATABASE_URL=` (set, but empty, as env files often leave it) is unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def a_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -24,27 +24,40 @@ KEYPAIR_BYTES = 64
 
 
 class InvalidKeypair(OrderEngineError):
-    """The keypair file exists but does not hold a Solana keypair."""
+    """The keypair file does not hold a Solana keypair, or cannot be read or made."""
 
     code = "invalid_keypair"
 
 
 def load_keypair(path: Path) -> Keypair:
     """The keypair kept at `path`; a missing file is an error, as live trading needs funds."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError as error:
-        raise InvalidKeypair(f"no keypair file at {path}") from error
+    text = _read(path)
+    if text is None:
+        raise InvalidKeypair(f"no keypair file at {path}")
     return _parse(path, text)
 
 
 def load_or_create_keypair(path: Path) -> Keypair:
     """The keypair kept at `path`, created there (mode 0600, parents made) if missing."""
+    text = _read(path)
+    if text is not None:
+        return _parse(path, text)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
         return _create(path)
-    return _parse(path, text)
+    except OSError as error:
+        raise InvalidKeypair(
+            f"no keypair file at {path}, and none can be made there: {error.strerror or error}"
+        ) from error
+
+
+def _read(path: Path) -> str | None:
+    """The keypair file's text; None when there is no file (nor, maybe, its directory)."""
+    try:
+        return path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise InvalidKeypair(f"the keypair file {path} cannot be read: {error.strerror}") from error
 
 
 def _parse(path: Path, text: str) -> Keypair:

@@ -1,8 +1,8 @@
 """`python -m orderengine` opens every connection of its pools at start, or refuses to serve.
 
-A database it cannot reach, or one with no room left for its connections, ends the start
-with a sentence naming the problem, never a traceback nor the database's URL; so does a port
-another process listens on.
+A database it cannot reach, one that refuses its connections (no such database, say), or
+one with no room left for them, ends the start with a sentence naming the problem, never a
+traceback nor the database's URL; so does a port another process listens on.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 
 from tests.engine_process import HOST, free_port, refused_start
+from tests.harness import with_database
 
 
 async def refusal(database_url: str, port: int | None = None, **settings: object) -> str:
@@ -35,6 +36,12 @@ async def test_a_database_out_of_reach_is_refused_at_start(database_url: str) ->
 
     assert "the database could not be reached at start" in output
     assert "secret-password" not in output
+
+
+async def test_a_database_that_does_not_exist_is_refused_at_start(database_url: str) -> None:
+    output = await refusal(with_database(database_url, "no_such_database"))
+
+    assert 'the database refused the engine\'s connection: database "no_such_database"' in output
 
 
 async def test_a_port_another_process_listens_on_is_refused_at_start(database_url: str) -> None:

@@ -71,3 +71,17 @@ def test_a_file_that_is_not_a_keypair_is_an_error_and_is_left_alone(
     assert isinstance(raised.value, OrderEngineError)
     assert str(path) in raised.value.message
     assert path.read_text() == content
+
+
+def test_a_keypair_path_where_no_file_can_be_made_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+
+    with pytest.raises(InvalidKeypair, match="none can be made there"):
+        load_or_create_keypair(tmp_path / "a-file" / "keypair.json")
+
+
+def test_a_keypair_path_that_cannot_be_read_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "keypair.json").mkdir()
+
+    with pytest.raises(InvalidKeypair, match="cannot be read"):
+        load_or_create_keypair(tmp_path / "keypair.json")
