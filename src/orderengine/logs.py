@@ -8,12 +8,19 @@ import sys
 import orjson
 import structlog
 
+HANDLER_NAME = "orderengine"
+"""The name of the handler this module gives the standard library's root logger: configuring
+again replaces it, and leaves any other (a test runner's) alone."""
+
 
 def configure_logging(log_format: str, level: str) -> None:
     """Every line carries a timestamp, a level, an `event` name and the bound context.
 
     JSON lines are written by orjson straight to stderr's bytes, as structlog advises for
-    speed: 10.6 µs a line instead of 15.9 through `json` and text.
+    speed: 10.6 µs a line instead of 15.9 through `json` and text. Lines of the standard
+    library's `logging` (asyncpg's, aiohttp's) go the same way, in the same format, with
+    their logger's name and any traceback inside the line: a log shipper reading JSON lines
+    meets nothing else.
     """
     json = log_format == "json"
     renderer: structlog.typing.Processor = (
@@ -37,3 +44,48 @@ def configure_logging(log_format: str, level: str) -> None:
         ),
         cache_logger_on_first_use=True,
     )
+    _route_standard_logging(json, level)
+
+
+def _route_standard_logging(json: bool, level: str) -> None:
+    """Render the standard library's records as structlog renders the engine's own."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    handler = StandardErrorHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    handler.name = HANDLER_NAME
+    root = logging.getLogger()
+    for configured in [h for h in root.handlers if h.name == HANDLER_NAME]:
+        root.removeHandler(configured)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+class StandardErrorHandler(logging.Handler):
+    """Writes each record as one line to `sys.stderr` as it is when the record comes.
+
+    Not the stream of the moment it was configured: a test runner replaces `sys.stderr` for
+    each test, and closes the one it replaced.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
