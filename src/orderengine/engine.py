@@ -687,6 +687,10 @@ class Engine:
             log.warning("lease_ran_out_before_sending")
             await self._stand_down(order, "the lease ran out unrenewed", routed)
             return
+        if order.expired(datetime.now(UTC)):
+            # Its expiry came while the attempt waited for a rate token, routed or built.
+            await self._expire(order)
+            return
         sent = Submitted(
             tx_hash=transaction.signature,
             dex=venue.name,

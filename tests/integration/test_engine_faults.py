@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Unpack
 from uuid import UUID
@@ -306,6 +307,49 @@ async def test_a_stop_leaves_an_attempt_waiting_for_a_rate_token_untouched(
     order = await repository.get_order(second.order_id)
     assert order.status is S.PENDING
     assert [event.seq for event in await repository.events(second.order_id)] == [1]
+
+
+class HeldBucket(TokenBucket):
+    """A token bucket that gives its first token only once told to."""
+
+    def __init__(self) -> None:
+        super().__init__(rate_per_minute=60_000, burst=100)
+        self.waiting = asyncio.Event()
+        self.given = asyncio.Event()
+
+    async def acquire(self) -> float:
+        self.waiting.set()
+        await self.given.wait()
+        return await super().acquire()
+
+
+async def test_an_order_whose_expiry_comes_while_its_attempt_waits_is_never_sent(
+    repository: Repository, database_url: str
+) -> None:
+    bucket = HeldBucket()
+    expires_at = datetime.now(UTC) + timedelta(seconds=1)
+    request = OrderRequest.model_validate(
+        {
+            "type": "limit",
+            "tokenIn": "SOL",
+            "tokenOut": "USDC",
+            "amountIn": "1",
+            "limitPrice": "0.0001",
+            "expiresAt": expires_at.isoformat(),
+        }
+    )
+    async with engine_on(repository, database_url, limiter=bucket, concurrency=1) as engine:
+        order, _ = await engine.submit(request)
+        await asyncio.wait_for(bucket.waiting.wait(), 10)
+        await asyncio.sleep((expires_at - datetime.now(UTC)).total_seconds() + 0.05)
+        bucket.given.set()
+        ended = await finished(repository, order.order_id)
+
+    assert ended.status is S.FAILED
+    assert ended.tx_hash is None
+    events = await repository.events(order.order_id)
+    assert S.SUBMITTED not in [event.status for event in events]
+    assert events[-1].details.get("expired") is True
 
 
 async def test_a_restart_honours_the_retry_time_stored_with_the_order(
