@@ -8,6 +8,7 @@ reverse. Only this module constructs venues.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -146,13 +147,22 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         await repository.close()
 
 
+SOCKET_CLOSE_S = 2.0
+"""How long a socket's close at shutdown may take: a client that reads its 1001 answers at
+once; one that is not reading is dropped."""
+
+
 async def close_sockets(app: web.Application) -> None:
     """Close every open socket with 1001 so that clients know to reconnect elsewhere."""
     sockets = app[SOCKETS]
-    await asyncio.gather(
-        *(
-            ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-            for ws in list(sockets)
-        ),
-        return_exceptions=True,
-    )
+    await asyncio.gather(*(_close(ws) for ws in list(sockets)), return_exceptions=True)
+
+
+async def _close(ws: web.WebSocketResponse) -> None:
+    """Close `ws` with 1001, or drop it if it takes longer than `SOCKET_CLOSE_S`.
+
+    A close cut short drops the connection (`wire.ServerSocket`).
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SOCKET_CLOSE_S):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -132,7 +132,7 @@ class ConnectionCap:
                 self._report()
                 return False
             del self._open[idle]
-            idle.force_close()
+            _drop(idle)
             self._closed += 1
             self._report()
         self._open[newcomer] = None
@@ -152,6 +152,18 @@ class ConnectionCap:
             refused=self._refused,
         )
         self._reported_at, self._closed, self._refused = now, 0, 0
+
+
+def _drop(handler: EngineRequestHandler) -> None:
+    """Close an idle connection, aborting it if its client has not read all it was sent.
+
+    A close would otherwise wait for a client that is not reading, holding the descriptor the
+    cap means to free.
+    """
+    transport = handler.transport
+    handler.force_close()
+    if transport is not None and transport.get_write_buffer_size() > 0:
+        transport.abort()
 
 
 class EngineRequestHandler(web.RequestHandler):

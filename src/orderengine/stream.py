@@ -88,8 +88,11 @@ async def watch(request: web.Request) -> web.StreamResponse:
             await ws.prepare(request)
             return await _stream(request, ws, Following(wanted, since, subscription, stored))
     await ws.prepare(request)
+    # Closed with 1001 at shutdown while it waits for its order, too.
+    request.app[SOCKETS].add(ws)
     order = await _order_from_first_message(request, ws)
     if order is None:
+        request.app[SOCKETS].discard(ws)
         return ws
     await ws.send_str(accepted(request, order).json_text())
     return await _stream_from_store(request, ws, order.order_id)
@@ -101,7 +104,9 @@ async def _order_from_first_message(
     """Accept the order sent as the socket's first message; on error, say why and close 1008."""
     settings = request.app[SETTINGS]
     try:
-        message = await ws.receive(timeout=settings.ws_first_message_timeout_s)
+        # One deadline for the order: aiohttp's own timeout would start again at every ping.
+        async with asyncio.timeout(settings.ws_first_message_timeout_s):
+            message = await ws.receive()
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
         order, _ = await submit(request, order_from_message(request, message.data))

@@ -457,15 +457,36 @@ def _asks_for_websocket(request: web.Request) -> bool:
     return hdrs.UPGRADE in request.headers and "websocket" in _tokens(request, hdrs.UPGRADE)
 
 
+class ServerSocket(web.WebSocketResponse):
+    """aiohttp's server socket, whose connection is dropped, not closed, when it cannot flush.
+
+    aiohttp closes the connection when the client stops answering pings, or when a close
+    takes too long. asyncio's `close` first writes out what is buffered; for a client that
+    stopped reading (its receive window full) that is never, and the connection, its
+    descriptor and the messages buffered for it would stay until the client left. A
+    connection with data still unwritten is aborted instead. Overrides aiohttp's
+    `_close_transport`, the one place it closes a socket's connection
+    (`tests/integration/test_socket_limits.py` holds it to that).
+    """
+
+    def _close_transport(self) -> None:
+        transport = self._req.transport if self._req is not None else None
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            transport.abort()
+            return
+        super()._close_transport()
+
+
 def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketResponse:
     """A socket that pings its client every `heartbeat_s` and refuses larger messages.
 
     It compresses nothing: a client asking for permessage-deflate, as every browser does, is
     answered without it. The messages are JSON of a few hundred bytes, and a compressor kept
     per socket cost about 100 KiB of memory each (1,000 sockets asking for it: 224 MiB of
-    engine RSS, against 121 without) and CPU on every message.
+    engine RSS, against 121 without) and CPU on every message. A client that stops reading
+    is dropped once it misses a ping's answer (`ServerSocket`).
     """
-    return web.WebSocketResponse(heartbeat=heartbeat_s, max_msg_size=max_msg_size, compress=False)
+    return ServerSocket(heartbeat=heartbeat_s, max_msg_size=max_msg_size, compress=False)
 
 
 def _handshake_problem(request: web.Request) -> str | None:

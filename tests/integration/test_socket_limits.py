@@ -1,0 +1,118 @@
+"""A socket whose client stops reading is dropped: its connection does not outlive its use.
+
+A client that stops reading fills its receive window, then the engine's buffer for it. Were
+the connection only closed, asyncio would wait to write that buffer out first, which is
+never, and hold the descriptor and the messages until the client left. These tests serve
+`wire.server_socket` from a tiny app on a real port and talk to it over a plain socket that
+never reads after the handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from orderengine.app import SOCKET_CLOSE_S, close_sockets
+from orderengine.keys import SOCKETS
+from orderengine.wire import server_socket
+
+MESSAGE = bytes(1 << 20)
+"""A message of 1 MiB: a few fill any socket's buffers on loopback."""
+Serve = Callable[[web.WebSocketResponse], Awaitable[None]]
+
+
+async def sending_until_dropped(ws: web.WebSocketResponse) -> None:
+    """Send messages until the connection is gone."""
+    while True:
+        await ws.send_bytes(MESSAGE)
+
+
+async def a_client_that_never_reads(port: int) -> socket.socket:
+    """A connection that completes the handshake on `/`, reads its answer, and no more."""
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(client, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await loop.sock_sendall(
+        client,
+        (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
+    head = await loop.sock_recv(client, 4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return client
+
+
+@dataclass
+class Served:
+    """The tiny app's server, and when its one socket's handler returned."""
+
+    app: web.Application
+    port: int
+    opened: asyncio.Event
+    ended: asyncio.Event
+
+
+@asynccontextmanager
+async def serving(heartbeat_s: float, serve: Serve) -> AsyncIterator[Served]:
+    """A server of one route, `/`: a socket with `heartbeat_s`, handed to `serve`."""
+    app = web.Application()
+    app[SOCKETS] = weakref.WeakSet()
+    opened, ended = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = server_socket(heartbeat_s, max_msg_size=1024)
+        await ws.prepare(request)
+        app[SOCKETS].add(ws)
+        opened.set()
+        try:
+            await serve(ws)
+        except ConnectionError:
+            pass
+        finally:
+            ended.set()
+        return ws
+
+    app.router.add_get("/", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield Served(app, server.port or 0, opened, ended)
+    finally:
+        await server.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped_when_it_misses_a_ping() -> None:
+    async with serving(0.2, sending_until_dropped) as served:
+        client = await a_client_that_never_reads(served.port)
+        try:
+            await asyncio.wait_for(served.ended.wait(), 10)
+        finally:
+            client.close()
+
+
+async def test_a_socket_that_cannot_be_closed_at_shutdown_is_dropped() -> None:
+    async with serving(600, sending_until_dropped) as served:
+        client = await a_client_that_never_reads(served.port)
+        try:
+            await asyncio.wait_for(served.opened.wait(), 5)
+            await asyncio.sleep(0.2)  # the buffers fill: the handler waits to write
+
+            await asyncio.wait_for(close_sockets(served.app), SOCKET_CLOSE_S + 2)
+            await asyncio.wait_for(served.ended.wait(), 2)
+        finally:
+            client.close()
