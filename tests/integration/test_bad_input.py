@@ -9,6 +9,7 @@ in test_server_limits.py.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import re
@@ -141,6 +142,27 @@ async def test_invalid_first_socket_message_gets_an_error_and_close_1008(client:
     assert ws.close_code == 1008
     assert [error_of(message)["code"] for message in messages] == ["invalid_order"]
     assert await order_count(client) == 0
+
+
+async def test_pings_do_not_put_off_the_deadline_of_the_first_message(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(ws_first_message_timeout_s=0.5)
+    async with client.ws_connect("/api/orders/execute") as ws:
+
+        async def pinging() -> None:
+            while not ws.closed:
+                await ws.ping()
+                await asyncio.sleep(0.05)
+
+        pings = asyncio.create_task(pinging())
+        try:
+            messages = await read_until_closed(ws, limit_s=5)
+        finally:
+            pings.cancel()
+
+    assert ws.close_code == 1008
+    assert [error_of(message)["code"] for message in messages] == ["bad_request"]
 
 
 @pytest.mark.parametrize("query", ["status=lost", "limit=0", "limit=999", "limit=ten", "cursor=-1"])
