@@ -124,6 +124,16 @@ class KeyRing:
             log.info("keys_loaded", stored=len(stored), configured=len(self.configured))
         self.stored, self._loaded = stored, True
 
+    def admits(self, caller: Caller) -> bool:
+        """Whether `caller` may still act: no key is in force, or its owner still holds one.
+
+        For a socket opened with a key, or with a token made for an owner, that was revoked
+        since. A caller holding a token for one order names no owner, and is admitted.
+        """
+        if not self.in_force or caller.owner is None:
+            return True
+        return caller.owner in self.configured.values() or caller.owner in self.stored.values()
+
     def caller(self, key: str) -> Caller | None:
         """The owner of `key`, as a caller; None for a key that is wrong or revoked.
 

@@ -21,10 +21,11 @@ import asyncio
 
 from aiohttp import WSCloseCode, web
 
-from orderengine.errors import Forbidden, OrderEngineError
+from orderengine.errors import Forbidden, OrderEngineError, Unauthorized
 from orderengine.frames import send_texts
 from orderengine.keys import CALLER, FEED_TAIL, HUB, REPOSITORY, SETTINGS, SOCKETS
 from orderengine.repository import FeedEntry
+from orderengine.security import still_admitted
 from orderengine.wire import error_body, non_negative, server_socket
 
 
@@ -73,6 +74,13 @@ async def _send(
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
             return
         if page.entries:
+            try:
+                still_admitted(request)
+            except Unauthorized as error:
+                news.cancel()
+                await ws.send_json(error_body(error.code, error.message))
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=error.code.encode())
+                return
             await send_texts(request, ws, [_message(entry) for entry in page.entries])
             after = page.entries[-1].position
         if page.more:

@@ -24,10 +24,11 @@ from uuid import UUID
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from orderengine.domain import Order, OrderEvent, OrderRequest
-from orderengine.errors import BadRequest, OrderEngineError, Unavailable
+from orderengine.errors import BadRequest, OrderEngineError, Unauthorized, Unavailable
 from orderengine.events import FellBehind, Subscription, follow
 from orderengine.frames import send_texts
 from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.security import still_admitted
 from orderengine.wire import (
     accepted,
     error_body,
@@ -210,10 +211,14 @@ async def _send_events(
     try:
         async with aclosing(events):
             async for run in events:
+                still_admitted(request)
                 await send_texts(request, ws, [event.message for event in run])
                 last = run[-1].seq
     except FellBehind:
         return FELL_BEHIND, f"fell behind; resume with since={last}".encode()
+    except Unauthorized as error:
+        await ws.send_json(error_body(error.code, error.message))
+        return WSCloseCode.POLICY_VIOLATION, error.code.encode()
     except OrderEngineError as error:
         await ws.send_json(error_body(error.code, error.message))
         return WSCloseCode.TRY_AGAIN_LATER, error.code.encode()

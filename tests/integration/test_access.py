@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, WSServerHandshakeError, web
 from multidict import CIMultiDict
 
 from orderengine import cli
@@ -20,7 +21,7 @@ from orderengine.repository import Repository
 from tests.harness import Client, StartApp, fast_settings
 from tests.polling import eventually
 from tests.raw_http import exchange, request_bytes, serving
-from tests.streams import MARKET
+from tests.streams import MARKET, read_until_closed
 
 ALICE = "alice-key-0123456789"
 BOB = "bob-key-0123456789abc"
@@ -53,6 +54,13 @@ async def submit(client: Client, key: str, **headers: str) -> dict[str, Any]:
     assert response.status in (200, 201), await response.text()
     body: dict[str, Any] = await response.json()
     return body
+
+
+async def submit_body(client: Client, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/api/orders/execute", json=body, headers=bearer(key))
+    assert response.status == 201, await response.text()
+    answer: dict[str, Any] = await response.json()
+    return answer
 
 
 async def test_no_key_and_a_wrong_key_are_401_in_the_error_shape(keyed: Client) -> None:
@@ -318,6 +326,48 @@ async def test_a_revoked_key_is_refused_by_every_engine(
 
     await eventually(lambda: _status_is(first, bearer(key), 401))
     await eventually(lambda: _status_is(second, bearer(key), 401))
+
+
+async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
+    start_app: StartApp, repository: Repository
+) -> None:
+    client = await start_app()
+    out = io.StringIO()
+    await create(repository, "dave", out)
+    await create(repository, "erin", io.StringIO())  # keys stay in force once dave's is gone
+    dave = out.getvalue().strip()
+    await eventually(lambda: _status_is(client, bearer(dave), 200))
+    minted = await client.post("/api/stream-tokens", headers=bearer(dave))
+    token = (await minted.json())["token"]
+    waiting = {
+        **MARKET,
+        "type": "limit",
+        "limitPrice": "1000000",
+        "expiresAt": (datetime.now(UTC) + timedelta(seconds=2)).isoformat(),
+    }
+    order = await submit_body(client, dave, waiting)
+    async with client.ws_connect(f"/api/events?token={token}") as feed:
+        await feed.close()
+
+    async with (
+        client.ws_connect(
+            f"/api/orders/execute?orderId={order['orderId']}", headers=bearer(dave)
+        ) as ws,
+        client.ws_connect("/api/events", headers=bearer(dave)) as everything,
+    ):
+        first = await ws.receive_json()
+        await revoke(repository, "dave", io.StringIO())
+        await eventually(lambda: _status_is(client, bearer(dave), 401))
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await client.ws_connect(f"/api/events?token={token}")
+        rest = await read_until_closed(ws, limit_s=10)
+        fed = await read_until_closed(everything, limit_s=10)
+
+    assert first["status"] == "pending"
+    assert refused.value.status == 401
+    for socket, messages in ((ws, rest), (everything, fed)):
+        assert [message["error"]["code"] for message in messages] == ["unauthorized"]
+        assert socket.close_code == 1008, "the order's expiry, its next event, was not sent"
 
 
 async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
