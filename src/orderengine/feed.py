@@ -82,7 +82,7 @@ async def _send(
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=error.code.encode())
                 return
             await send_texts(request, ws, [_message(entry) for entry in page.entries])
-            after = page.entries[-1].position
+        after = page.through
         if page.more:
             news.cancel()
             continue

@@ -33,6 +33,11 @@ class Page(NamedTuple):
     entries: list[FeedEntry]
     more: bool
     """Whether more events are there to ask for at once."""
+    through: int
+    """The position through which the follower has had every event it may see: where to ask
+    from next. Past its last entry when the events after that were all of other owners, so
+    that a follower of an owner with few events keeps up with the window rather than
+    falling behind it, to read the store at every event."""
 
 
 class FeedTail:
@@ -57,18 +62,24 @@ class FeedTail:
         once while `more` is true.
         """
         await self._catch_up()
-        assert self._last is not None, "a read that ended well set the last position"
-        if position >= self._last:
-            return Page([], self._behind)
+        last = self._last
+        assert last is not None, "a read that ended well set the last position"
+        if position >= last:
+            return Page([], self._behind, position)
         if not self._window or position < self._window[0].position - 1:
+            # Every position up to `last` was visible to this read: positions are given one
+            # run at a time, each committed before the next.
             entries = await self._repository.feed(position, PAGE, owner)
-            return Page(entries, len(entries) == PAGE)
+            if len(entries) == PAGE:
+                return Page(entries, True, entries[-1].position)
+            return Page(entries, self._behind, max(last, entries[-1].position) if entries else last)
         start = position - (self._window[0].position - 1)
         newer = islice(self._window, start, None)
         mine = (entry for entry in newer if owner is None or entry.owner == owner)
         entries = list(islice(mine, PAGE))
-        more = len(entries) == PAGE and entries[-1].position < self._last
-        return Page(entries, more or self._behind)
+        if len(entries) == PAGE and entries[-1].position < last:
+            return Page(entries, True, entries[-1].position)
+        return Page(entries, self._behind, last)
 
     async def _catch_up(self) -> None:
         """Read what the store has beyond the window, unless a read begun since did so."""

@@ -106,6 +106,28 @@ async def test_a_follower_sees_only_its_owners_events(repository: CountedFeed) -
     assert positions(everyone.entries) == [1, 2, 3, 4]
 
 
+async def test_a_follower_of_an_owner_with_no_news_keeps_up_without_reading_the_store(
+    repository: CountedFeed,
+) -> None:
+    tail = FeedTail(repository, window=2)
+    await tail.after(0, None)
+    await place(repository, 1, owner="alice")
+    first = await tail.after(0, "carol")
+    through = first.through
+    for _ in range(3):
+        await place(repository, 2, owner="alice")
+        repository.reads = 0
+        page = await tail.after(through, "carol")
+        assert page.entries == []
+        assert page.through > through, "the events of others are passed, not waited behind"
+        through = page.through
+        assert repository.reads == 1, "the tail's look for news alone: no read of its own"
+
+    assert first.entries == []
+    assert first.through == 1
+    assert through == 7
+
+
 async def test_a_full_page_asks_for_the_rest_at_once(repository: CountedFeed) -> None:
     tail = FeedTail(repository)
     await tail.after(0, None)
