@@ -75,6 +75,9 @@ def _route_standard_logging(json: bool, level: str) -> None:
         root.removeHandler(configured)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # aiohttp warns of every handshake offering subprotocols the engine does not speak,
+    # quoting them: a client's doing, not the operator's, and a flood for the asking.
+    logging.getLogger("aiohttp.websocket").setLevel(logging.ERROR)
 
 
 class StandardErrorHandler(logging.Handler):

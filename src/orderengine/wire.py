@@ -490,7 +490,15 @@ def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketRespons
 
 
 def _handshake_problem(request: web.Request) -> str | None:
-    """What is wrong with the request's WebSocket handshake (RFC 6455), if anything."""
+    """What is wrong with the request's WebSocket handshake (RFC 6455), if anything.
+
+    A handshake is a GET in HTTP/1.1 or later (section 4.1); a POST may upgrade here too, to
+    stream the order it creates.
+    """
+    if request.method not in (hdrs.METH_GET, hdrs.METH_POST):
+        return "it must be a GET (or a POST of an order)"
+    if request.version < HttpVersion11:
+        return "it needs HTTP/1.1"
     if _tokens(request, hdrs.UPGRADE) != ["websocket"]:
         return "Upgrade must name websocket alone"
     if "upgrade" not in _tokens(request, hdrs.CONNECTION):

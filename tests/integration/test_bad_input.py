@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from orderengine.errors import DatabaseUnavailable
 from orderengine.postgres import create_pool
 from tests.harness import UNKNOWN_ID, Client, StartApp
-from tests.raw_http import Answer, exchange, request_bytes
+from tests.raw_http import Answer, exchange, request_bytes, serving
 from tests.streams import (
     MARKET,
     post_upgrade,
@@ -550,6 +550,24 @@ async def test_a_get_with_a_bad_websocket_handshake_is_400(
 
     assert response.status == 400
     assert error_of(await response.json())["message"].startswith("invalid WebSocket handshake")
+
+
+@pytest.mark.parametrize("path", ["/api/orders/execute", "/api/events"])
+async def test_a_head_is_no_websocket_handshake(client: Client, path: str) -> None:
+    response = await client.head(path, headers=WEBSOCKET)
+
+    assert response.status == 400
+    assert await order_count(client) == 0
+
+
+@pytest.mark.parametrize("path", ["/api/orders/execute", "/api/events"])
+async def test_a_websocket_handshake_in_http_1_0_is_400(database_url: str, path: str) -> None:
+    request = request_bytes("GET", path, headers=WEBSOCKET).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    async with serving(database_url) as site:
+        answer = await exchange(site.port, request)
+
+    assert answer.status == 400
+    assert error_of(answer.json())["message"] == ("invalid WebSocket handshake: it needs HTTP/1.1")
 
 
 async def test_a_post_with_a_valid_handshake_still_upgrades(client: Client) -> None:

@@ -21,6 +21,7 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
     for handler in [h for h in root.handlers if h.name == HANDLER_NAME]:
         root.removeHandler(handler)
     root.setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.websocket").setLevel(logging.NOTSET)
     structlog.reset_defaults()
 
 
@@ -42,6 +43,15 @@ def test_a_library_warning_with_a_traceback_is_one_json_line(
     assert line["logger"] == "asyncpg.pool"
     assert line["level"] == "warning"
     assert "ConnectionRefusedError: the database went away" in line["exception"]
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_a_clients_unknown_subprotocols_are_not_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    logging.getLogger("aiohttp.websocket").warning(
+        "Client protocols %r don't overlap", ["x" * 7000]
+    )
+
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.usefixtures("json_logs")
