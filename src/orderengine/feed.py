@@ -25,8 +25,13 @@ from orderengine.errors import Forbidden, OrderEngineError, Unauthorized
 from orderengine.frames import send_texts
 from orderengine.keys import CALLER, FEED_TAIL, HUB, REPOSITORY, SETTINGS, SOCKETS
 from orderengine.repository import FeedEntry
-from orderengine.security import still_admitted
-from orderengine.wire import error_body, non_negative, server_socket
+from orderengine.wire import (
+    error_body,
+    non_negative,
+    server_socket,
+    still_admitted,
+    until_client_leaves,
+)
 
 
 async def follow_all(request: web.Request) -> web.StreamResponse:
@@ -48,20 +53,28 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     sender = asyncio.create_task(_send(request, ws, after, caller.owner))
+    reader = asyncio.create_task(until_client_leaves(ws))
     try:
-        async for _ in ws:
-            pass
+        await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         request.app[SOCKETS].discard(ws)
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+        for task in (reader, sender):
+            task.cancel()
+        await asyncio.gather(reader, sender, return_exceptions=True)
+    if sender.done() and not sender.cancelled() and sender.exception() is None:
+        code, reason = sender.result()
+        await ws.close(code=code, message=reason)
     return ws
 
 
 async def _send(
     request: web.Request, ws: web.WebSocketResponse, after: int, owner: str | None
-) -> None:
-    """Send the events after `after`, forever; close 1013 if the store cannot be read."""
+) -> tuple[int, bytes]:
+    """Send the events after `after` until the socket must close; the code to close with.
+
+    1013 when the store cannot be read; 1008 once the caller's key is revoked. The handler
+    closes, once the socket's reader has stopped (see `stream._stream`).
+    """
     app = request.app
     idle_s = app[SETTINGS].ws_idle_check_s
     while True:
@@ -71,16 +84,14 @@ async def _send(
         except OrderEngineError as error:
             news.cancel()
             await ws.send_json(error_body(error.code, error.message))
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=error.code.encode())
-            return
+            return WSCloseCode.TRY_AGAIN_LATER, error.code.encode()
         if page.entries:
             try:
                 still_admitted(request)
             except Unauthorized as error:
                 news.cancel()
                 await ws.send_json(error_body(error.code, error.message))
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=error.code.encode())
-                return
+                return WSCloseCode.POLICY_VIOLATION, error.code.encode()
             await send_texts(request, ws, [_message(entry) for entry in page.entries])
         after = page.through
         if page.more:

@@ -78,16 +78,6 @@ def _caller(request: web.Request) -> Caller:
     raise Unauthorized("an API key is needed: send Authorization: Bearer KEY", False)
 
 
-def still_admitted(request: web.Request) -> None:
-    """Raise `Unauthorized` if the key the request was made with was revoked since.
-
-    A socket checks before each write: one opened with a key, or with a token made for its
-    owner, stops receiving once the key is revoked (`KeyRing.admits`).
-    """
-    if not request.app[KEY_RING].admits(request[CALLER]):
-        raise Unauthorized("the API key this socket was opened with was revoked", invalid=True)
-
-
 def _refuse_foreign_host(request: web.Request) -> None:
     """With no key, an engine on loopback answers only requests naming this machine.
 

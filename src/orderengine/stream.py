@@ -28,7 +28,6 @@ from orderengine.errors import BadRequest, OrderEngineError, Unauthorized, Unava
 from orderengine.events import FellBehind, Subscription, follow
 from orderengine.frames import send_texts
 from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
-from orderengine.security import still_admitted
 from orderengine.wire import (
     accepted,
     error_body,
@@ -37,7 +36,9 @@ from orderengine.wire import (
     order_id,
     require_visible,
     server_socket,
+    still_admitted,
     submit,
+    until_client_leaves,
 )
 
 FELL_BEHIND = 4000
@@ -165,7 +166,7 @@ async def _stream(
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     sender = asyncio.create_task(_send_events(request, ws, following))
-    watcher = asyncio.create_task(_until_client_leaves(ws))
+    watcher = asyncio.create_task(until_client_leaves(ws))
     try:
         await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -178,12 +179,6 @@ async def _stream(
         code, reason = sender.result()
         await ws.close(code=code, message=reason)
     return ws
-
-
-async def _until_client_leaves(ws: web.WebSocketResponse) -> None:
-    """Read (and ignore) what the client sends until it closes the socket."""
-    async for _ in ws:
-        pass
 
 
 async def _send_events(

@@ -49,6 +49,7 @@ from orderengine.errors import (
     NoRoute,
     OrderNotFound,
     RequestTimeout,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS
@@ -614,6 +615,22 @@ def require_visible(request: web.Request, order_id: UUID, owner: str | None) -> 
     """`OrderNotFound` unless the caller may see the order `owner` holds."""
     if not request[CALLER].sees(order_id, owner):
         raise OrderNotFound(f"no order {order_id}")
+
+
+async def until_client_leaves(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends until it closes the socket."""
+    async for _ in ws:
+        pass
+
+
+def still_admitted(request: web.Request) -> None:
+    """Raise `Unauthorized` if the key the request was made with was revoked since.
+
+    A socket checks before each write: one opened with a key, or with a token made for its
+    owner, stops receiving once the key is revoked (`KeyRing.admits`).
+    """
+    if not request.app[KEY_RING].admits(request[CALLER]):
+        raise Unauthorized("the API key this socket was opened with was revoked", invalid=True)
 
 
 def accepted(request: web.Request, order: Order) -> AcceptedMarketOrder | AcceptedWaitingOrder:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -16,7 +16,7 @@ from orderengine import cli
 from orderengine.access import Exposed, StreamTokens, key_hash
 from orderengine.app import create_app
 from orderengine.key_commands import create, revoke
-from orderengine.keys import STREAM_TOKENS
+from orderengine.keys import ENGINE, STREAM_TOKENS
 from orderengine.repository import Repository
 from tests.harness import Client, StartApp, fast_settings
 from tests.polling import eventually
@@ -339,12 +339,7 @@ async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
     await eventually(lambda: _status_is(client, bearer(dave), 200))
     minted = await client.post("/api/stream-tokens", headers=bearer(dave))
     token = (await minted.json())["token"]
-    waiting = {
-        **MARKET,
-        "type": "limit",
-        "limitPrice": "1000000",
-        "expiresAt": (datetime.now(UTC) + timedelta(seconds=2)).isoformat(),
-    }
+    waiting = {**MARKET, "type": "limit", "limitPrice": "1000000"}
     order = await submit_body(client, dave, waiting)
     async with client.ws_connect(f"/api/events?token={token}") as feed:
         await feed.close()
@@ -360,6 +355,7 @@ async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
         await eventually(lambda: _status_is(client, bearer(dave), 401))
         with pytest.raises(WSServerHandshakeError) as refused:
             await client.ws_connect(f"/api/events?token={token}")
+        await client.app[ENGINE].cancel(UUID(order["orderId"]))  # the order's next event
         rest = await read_until_closed(ws, limit_s=10)
         fed = await read_until_closed(everything, limit_s=10)
 
@@ -367,7 +363,7 @@ async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
     assert refused.value.status == 401
     for socket, messages in ((ws, rest), (everything, fed)):
         assert [message["error"]["code"] for message in messages] == ["unauthorized"]
-        assert socket.close_code == 1008, "the order's expiry, its next event, was not sent"
+        assert socket.close_code == 1008, "the order's cancellation was not sent"
 
 
 async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
