@@ -362,8 +362,11 @@ async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
     assert first["status"] == "pending"
     assert refused.value.status == 401
     for socket, messages in ((ws, rest), (everything, fed)):
-        assert [message["error"]["code"] for message in messages] == ["unauthorized"]
-        assert socket.close_code == 1008, "the order's cancellation was not sent"
+        *events, last = messages
+        assert last["error"]["code"] == "unauthorized"
+        # The price watcher's reports may come before the revocation, never the cancel.
+        assert all(event["status"] == "pending" for event in events)
+        assert socket.close_code == 1008
 
 
 async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
