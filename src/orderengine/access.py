@@ -103,6 +103,11 @@ class KeyRing:
     """Keys are needed even when none exists: the engine serves a network (`exposed`), so
     revoking its last key shuts everyone out rather than letting everyone in."""
     _loaded: bool = False
+    _owners: frozenset[str] = frozenset()
+    """The owners of the keys in force, for `admits`, asked before every socket write."""
+
+    def __post_init__(self) -> None:
+        self._owners = frozenset(self.configured.values()) | frozenset(self.stored.values())
 
     @classmethod
     def of(cls, keys: Mapping[str, str], admins: tuple[str, ...]) -> KeyRing:
@@ -123,6 +128,7 @@ class KeyRing:
         if stored != self.stored or not self._loaded:
             log.info("keys_loaded", stored=len(stored), configured=len(self.configured))
         self.stored, self._loaded = stored, True
+        self._owners = frozenset(self.configured.values()) | frozenset(stored.values())
 
     def admits(self, caller: Caller) -> bool:
         """Whether `caller` may still act: no key is in force, or its owner still holds one.
@@ -130,9 +136,7 @@ class KeyRing:
         For a socket opened with a key, or with a token made for an owner, that was revoked
         since. A caller holding a token for one order names no owner, and is admitted.
         """
-        if not self.in_force or caller.owner is None:
-            return True
-        return caller.owner in self.configured.values() or caller.owner in self.stored.values()
+        return not self.in_force or caller.owner is None or caller.owner in self._owners
 
     def caller(self, key: str) -> Caller | None:
         """The owner of `key`, as a caller; None for a key that is wrong or revoked.
