@@ -53,7 +53,7 @@ from orderengine.errors import (
     UnsupportedMediaType,
 )
 from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS
-from orderengine.model import Amount, Model
+from orderengine.model import Amount, Model, plain_decimal
 from orderengine.router import Decision
 from orderengine.venues.values import Dex, Quote
 
@@ -574,7 +574,15 @@ def _is_own(origin: URL, host: str) -> bool:
 
 
 def _digest(request: OrderRequest) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+    """The order's fingerprint, which a resend under its Idempotency-Key must match.
+
+    Of the order as validated, each amount by its value: `1`, `1.0` and `1e0` are one amount.
+    """
+    fields = request.model_dump(mode="json")
+    for name, value in request:
+        if isinstance(value, Decimal):
+            fields[name] = plain_decimal(value.normalize())
+    canonical = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -42,6 +42,26 @@ async def test_same_key_with_another_body_is_409(start_app: StartApp) -> None:
     assert error["details"]["orderId"] == (await first.json())["orderId"]
 
 
+async def test_an_amount_written_another_way_is_the_same_body(start_app: StartApp) -> None:
+    client = await start_app()
+    headers = {"Idempotency-Key": "order-44"}
+    first = await client.post(
+        "/api/orders/execute", json={**MARKET, "amountIn": "1.5"}, headers=headers
+    )
+
+    again = [
+        await client.post(
+            "/api/orders/execute", json={**MARKET, "amountIn": amount}, headers=headers
+        )
+        for amount in ("1.50", "1.500000", "15e-1", 1.5)
+    ]
+
+    assert first.status == 201
+    assert [answer.status for answer in again] == [200] * 4
+    order_id = (await first.json())["orderId"]
+    assert [(await answer.json())["orderId"] for answer in again] == [order_id] * 4
+
+
 async def test_keys_outlive_a_restart(start_app: StartApp) -> None:
     headers = {"Idempotency-Key": "order-44"}
     before = await (await start_app()).post("/api/orders/execute", json=MARKET, headers=headers)
