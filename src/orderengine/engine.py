@@ -71,6 +71,7 @@ from orderengine.intake import Intake
 from orderengine.leases import Leases
 from orderengine.limiter import Limiter, SharedTokenBucket, SubmitRate
 from orderengine.metrics import Metrics
+from orderengine.model import EXACT
 from orderengine.notifications import EVENTS_CHANNEL, Announcer
 from orderengine.repository import Repository
 from orderengine.retry import GiveUp, RetryPolicy
@@ -902,5 +903,10 @@ def reaches_limit(order: Order, decision: Decision) -> bool:
 
 
 def limit_floor(order: Order) -> Decimal | None:
-    """The least output an order with a limit price accepts: its amount times that price."""
-    return order.amount_in * order.limit_price if order.limit_price is not None else None
+    """The least output an order with a limit price accepts: its amount times that price.
+
+    Exact: a limit price may have more digits than the default 28 would keep.
+    """
+    if order.limit_price is None:
+        return None
+    return EXACT.multiply(order.amount_in, order.limit_price)

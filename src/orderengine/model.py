@@ -6,7 +6,7 @@ serialise to decimal strings; field names are camelCase on the wire, snake_case 
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
@@ -19,6 +19,11 @@ class Model(BaseModel):
     model_config = ConfigDict(
         frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"
     )
+
+
+EXACT = Context(prec=100)
+"""Arithmetic on amounts and prices that must not round: a product of two of them (each at
+most 38 digits) has at most 76."""
 
 
 def plain_decimal(amount: Decimal) -> str:

@@ -43,7 +43,7 @@ from solders.system_program import ID as SYSTEM_PROGRAM
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction as SolanaTransaction
 
-from orderengine.model import Model, plain_decimal
+from orderengine.model import EXACT, Model, plain_decimal
 from orderengine.tokens import TOKENS, U64_MAX, WSOL_MINT
 from orderengine.venues.values import Dex, Quote, RecentBlockhash
 
@@ -135,7 +135,7 @@ def min_amount_out(quote: Quote, slippage_bps: int, floor: Decimal | None = None
     minimum = bound.quantize(unit, rounding=ROUND_DOWN)
     if floor is None:
         return minimum
-    return max(minimum, floor.quantize(unit, rounding=ROUND_UP))
+    return max(minimum, floor.quantize(unit, rounding=ROUND_UP, context=EXACT))
 
 
 def raw_units(amount: Decimal, decimals: int) -> int:

@@ -21,6 +21,9 @@ from solders.pubkey import Pubkey
 from solders.token.associated import get_associated_token_address
 from solders.transaction import Transaction as SolanaTransaction
 
+from orderengine.domain import Order, OrderStatus
+from orderengine.engine import limit_floor
+from orderengine.model import plain_decimal
 from orderengine.tokens import TOKENS, WSOL_MINT
 from orderengine.transaction import (
     Instruction,
@@ -32,7 +35,7 @@ from orderengine.transaction import (
     public_key,
     raw_units,
 )
-from orderengine.venues.values import Dex, Quote, RecentBlockhash
+from orderengine.venues.values import Dex, Quote, RecentBlockhash, price_of
 
 ORDER_ID = UUID("3f2b8c1e-5a4d-4e6f-9b7a-0c1d2e3f4a5b")
 SIGNER = Keypair.from_seed(bytes(range(32)))
@@ -365,3 +368,41 @@ def test_min_amount_out_never_exceeds_the_quote_after_slippage() -> None:
         minimum = min_amount_out(the_quote, slippage_bps)
         exact = the_quote.amount_out * (10_000 - slippage_bps) / 10_000
         assert minimum <= exact < minimum + TOKENS["USDC"].unit
+
+
+def test_a_limit_floor_with_more_digits_than_decimal_keeps_rounds_up_to_the_next_unit() -> None:
+    now = datetime.now(UTC)
+    order = Order(
+        order_id=ORDER_ID,
+        type="limit",
+        token_in="SOL",
+        token_out="USDC",
+        amount_in=Decimal(1),
+        slippage_bps=50,
+        status=OrderStatus.PENDING,
+        attempt=1,
+        last_seq=1,
+        limit_price=Decimal("149.614247000000000000000000001"),
+        created_at=now,
+        updated_at=now,
+    )
+    floor = limit_floor(order)
+
+    assert floor == Decimal("149.614247000000000000000000001")
+    assert min_amount_out(quote("SOL", "USDC", "1", "149.614247"), 50, floor) == Decimal(
+        "149.614248"
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount_in", "amount_out", "price"),
+    [
+        ("0.01", "99.254965", "9925.4965"),
+        ("1000000", "0.000000099", "0.000000000000099"),
+        ("0.000000001", "10000000000", "10000000000000000000"),
+        ("3", "1", "0.333333333333333333"),
+    ],
+    ids=["exact", "a 10^13th", "10^19", "rounded"],
+)
+def test_a_price_keeps_its_significant_digits(amount_in: str, amount_out: str, price: str) -> None:
+    assert plain_decimal(price_of(Decimal(amount_in), Decimal(amount_out))) == price

@@ -35,6 +35,7 @@ from solders.keypair import Keypair
 from solders.transaction import Transaction as SolanaTransaction
 
 from orderengine.errors import AlreadyListed, NoRoute, SlippageExceeded, SwapRejected
+from orderengine.model import plain_decimal
 from orderengine.tokens import FIXED_TOKENS, SYMBOL, TOKENS, Token, listed_token, register
 from orderengine.transaction import Swap, Transaction, build, find_swap
 from orderengine.venues.chain import Ledger, Sent
@@ -272,8 +273,8 @@ class SimulatedVenue(ABC):
         """Why the swap does not land, or None if it does."""
         if amount_out < transaction.min_amount_out:
             return SlippageExceeded(
-                f"slippage tolerance exceeded: would receive {amount_out},"
-                f" minimum {transaction.min_amount_out}"
+                f"slippage tolerance exceeded: would receive {plain_decimal(amount_out)},"
+                f" minimum {plain_decimal(transaction.min_amount_out)}"
             )
         if self._rng.random() < self._failure_rate:
             return SwapRejected(self._rng.choice(TRANSIENT_FAILURES))

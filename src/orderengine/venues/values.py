@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Literal
 
@@ -13,9 +13,18 @@ Dex = Literal["raydium", "meteora"]
 """The venues the router compares."""
 
 
+PRICE = Context(prec=18)
+"""A price's significant digits: as many for a token worth a 10^13th of another as for one
+worth ten thousand of it, where a fixed number of places would write the first as 0."""
+
+
 def price_of(amount_in: Decimal, amount_out: Decimal) -> Decimal:
-    """`token_out` per `token_in`, to 12 places, as quotes and executions give a price."""
-    return (amount_out / amount_in).quantize(Decimal("1e-12"))
+    """`token_out` per `token_in`, to 18 significant digits, as quotes and executions give it.
+
+    Exact when the quotient has no more digits than that (`9925.4965`), else rounded half
+    even. Whether an amount meets a limit is decided on amounts, never on a price.
+    """
+    return PRICE.divide(amount_out, amount_in)
 
 
 class Quote(Model):
