@@ -107,14 +107,16 @@ class Router:
             # A venue's own refusal is worded for traders; anything else stays in the log.
             said = error.message if isinstance(error, OrderEngineError) else "internal error"
             return f"quote failed: {said}"
+        # A watcher (`quiet`) asks often, and expects these answers: they are not warnings.
+        refused = log.debug if quiet else log.warning
         if quote.amount_out <= 0:
-            log.warning("quote_empty", dex=venue.name, amount_in=str(amount_in))
+            refused("quote_empty", dex=venue.name, amount_in=str(amount_in))
             return (
                 f"{format(amount_in, 'f')} {token_in} buys less than the smallest unit"
                 f" of {token_out}"
             )
         if quote.price_impact_pct > self._max_price_impact_pct:
-            log.warning(
+            refused(
                 "quote_over_price_impact",
                 dex=venue.name,
                 price_impact_pct=str(quote.price_impact_pct),

@@ -35,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 REFERENCE_USD = Decimal(100)
 """A watcher quotes about this many dollars' worth of the token sold: a small order's price."""
+SMALLER_REFERENCES = 2
+"""How many times a watcher quotes a tenth of the amount before, when no venue quotes it: a
+pool too shallow for the reference amount (a new listing) still has a price to wake on."""
 RECHECK_POLLS = 5
 """Polls an order that went back to waiting sits out before the price may wake it again."""
 MIN_POLL_S = 0.05
@@ -98,20 +101,39 @@ class PriceWatcher:
             await self._repository.stop_watching()
 
     async def _watch(self, token_in: str, token_out: str) -> None:
-        try:
-            decision = await self._router.route(
-                token_in, token_out, reference_amount(token_in), quiet=True
-            )
-        except NoRoute as error:
-            log.info("price_unavailable", token_in=token_in, token_out=token_out, why=error.details)
+        price = await self._price(token_in, token_out)
+        if price is None:
             return
         events, woken = await self._repository.watched_price(
-            token_in, token_out, decision.best.price, self._event_bps
+            token_in, token_out, price, self._event_bps
         )
         self._on_events(events)
         if woken:
             log.info("limit_orders_woken", token_in=token_in, token_out=token_out, count=woken)
             self._on_woken()
+
+    async def _price(self, token_in: str, token_out: str) -> Decimal | None:
+        """The pair's best net price at the reference amount, or at a tenth of it, or less.
+
+        On a pool too shallow for the reference amount, no venue quotes it within the price
+        impact cap: a smaller amount's price is the one the orders that could fill would
+        get. An order woken by it is routed with its own amount, and goes back to waiting if
+        that does not reach its limit.
+        """
+        unit = TOKENS[token_in].unit
+        amount = reference_amount(token_in)
+        for _ in range(SMALLER_REFERENCES + 1):
+            try:
+                decision = await self._router.route(token_in, token_out, amount, quiet=True)
+            except NoRoute as error:
+                why = error.details
+            else:
+                return decision.best.price
+            amount = (amount / 10).quantize(unit, rounding=ROUND_DOWN)
+            if amount < unit:
+                break
+        log.info("price_unavailable", token_in=token_in, token_out=token_out, why=why)
+        return None
 
 
 class ListingWatcher:

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
@@ -22,7 +23,7 @@ from orderengine.venues.venue import Venue, VenueFactory
 from orderengine.watchers import reference_amount
 from tests.harness import Client, StartApp
 from tests.polling import eventually
-from tests.streams import submit, wait_terminal
+from tests.streams import MARKET, submit, wait_terminal
 from tests.venues import Wrapped, wrapping
 
 WATCHING: dict[str, Any] = {"price_volatility_bps": 0}
@@ -335,3 +336,35 @@ async def test_watching_takes_no_rate_token(start_app: StartApp) -> None:
     done = await wait_terminal(client, await submit(client, market))
 
     assert done["status"] == "confirmed"  # the one token was still there to take
+
+
+async def test_a_limit_order_on_a_pool_too_shallow_for_the_watchers_amount_still_fills(
+    client: Client,
+) -> None:
+    token = "L" + uuid4().hex[:8].upper()
+    listed = await client.post(
+        "/api/simulation/listings",
+        json={
+            "dex": "raydium",
+            "token": token,
+            "quoteToken": "SOL",
+            "price": "0.0001",
+            "liquidity": "2",
+        },
+    )
+    assert listed.status == 201, await listed.text()
+    body = {**MARKET, "tokenOut": token, "amountIn": "0.01", "slippageBps": 100}
+    quote = await (
+        await client.get(
+            "/api/quotes", params={"tokenIn": "SOL", "tokenOut": token, "amountIn": "0.01"}
+        )
+    ).json()
+    own_price = Decimal(quote["quotes"][0]["price"])
+    limit = (own_price * Decimal("0.9")).quantize(Decimal(1))
+
+    final = await wait_terminal(
+        client, await submit(client, {**body, "type": "limit", "limitPrice": str(limit)})
+    )
+
+    assert final["status"] == "confirmed", final
+    assert Decimal(final["executedPrice"]) >= limit
