@@ -80,7 +80,9 @@ class Router:
             if isinstance(answer, str)
         }
         if not quotes:
-            raise NoRoute("no venue could quote this swap", details=unavailable)
+            # Each venue's reason goes in the message too: it ends up as a failed order's error.
+            why = "; ".join(f"{dex}: {said}" for dex, said in sorted(unavailable.items()))
+            raise NoRoute(f"no venue could quote this swap ({why})", details=unavailable)
         decision = Decision(quotes[0], tuple(quotes), unavailable, reason(quotes, unavailable))
         if quiet:
             return decision

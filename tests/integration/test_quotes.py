@@ -98,7 +98,10 @@ async def test_no_venue_quoting_is_an_answer_with_no_choice(start_app: StartApp)
     assert set(body) == ANSWER_KEYS
     assert body["dex"] is None
     assert body["quotes"] == []
-    assert body["reason"] == "no venue could quote this swap"
+    assert body["reason"] == (
+        "no venue could quote this swap (meteora: "
+        f"{body['unavailable']['meteora']}; raydium: {body['unavailable']['raydium']})"
+    )
     assert set(body["unavailable"]) == {"raydium", "meteora"}
     assert await orders(client) == []
 
