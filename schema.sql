@@ -65,6 +65,8 @@ CREATE TABLE orders (
 CREATE UNIQUE INDEX orders_idempotency ON orders (COALESCE(owner, ''), idempotency_key);
 -- Listings by status, and the unfinished orders found at start.
 CREATE INDEX orders_by_status ON orders (status, position);
+-- An owner's orders: what a key's listing, and its feed's resumption, read.
+CREATE INDEX orders_by_owner ON orders (owner, position);
 -- The orders engines may claim, in the order they claim them: an order leaves it while an
 -- engine holds it, so its status changes meanwhile add nothing to this index.
 CREATE INDEX orders_due ON orders (priority, position)
@@ -263,4 +265,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (11, 'due_since'),
     (12, 'submission_buckets'),
     (13, 'crash_count'),
-    (14, 'claims_walk_the_due_index');
+    (14, 'claims_walk_the_due_index'),
+    (15, 'orders_by_owner');

@@ -157,3 +157,30 @@ async def test_the_chain_takes_over_a_ledger_kept_beside_the_orders_by_earlier_v
     assert found is not None
     assert found.error == "blockhash not found"
     assert await empty_database.fetchval("SELECT to_regclass('public.venue_transactions')") is None
+
+
+async def test_an_owner_with_few_orders_is_read_by_their_own_index(database_url: str) -> None:
+    """A key's page of orders, and its feed, read its own orders, not every owner's."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            """
+            INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps, status,
+                                owner)
+            SELECT gen_random_uuid(), 'market', 'SOL', 'USDC', 1, 50, 'confirmed', 'alice'
+            FROM generate_series(1, 3000);
+            ANALYZE orders;
+            """
+        )
+        async with connection.transaction():
+            page = await connection.fetch(
+                "SELECT id FROM orders WHERE owner = $1 ORDER BY position DESC LIMIT 51", "carol"
+            )
+            scanned = await connection.fetchval(
+                "SELECT pg_stat_get_xact_tuples_returned('orders'::regclass)"
+            )
+    finally:
+        await connection.close()
+
+    assert page == []
+    assert scanned == 0, f"{scanned} orders of other owners were read to list none"
