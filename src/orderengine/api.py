@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -68,6 +69,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = error.reason.lower().replace(" ", "_")
         message = "request body too large" if error.status == 413 else _message(error)
         return _json(error_body(code, message), status=error.status, headers=_allow(error))
+    except ConnectionResetError:
+        # The client left before its answer (during a socket's handshake, say): not an error
+        # of ours, and nothing can reach it.
+        log.info("client_left", path=request.path, method=request.method)
+        return web.Response(status=HTTPStatus.BAD_REQUEST)
     except Exception as error:
         if _answer_begun(request):
             log.warning("request_failed_after_answering", path=request.path, error=repr(error))

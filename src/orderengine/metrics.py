@@ -30,7 +30,7 @@ class Metrics:
         )
         self.rejected = Counter(
             "orderengine_requests_rejected",
-            "Submissions refused, by reason.",
+            "Requests refused with 503 (the engine could not serve them then), by code.",
             ["code"],
             registry=self.registry,
         )

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
+from structlog.testing import capture_logs
 
 from orderengine import api
 from orderengine.errors import BadRequest
 from orderengine.server import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL_BYTES
 from orderengine.wire import SECURITY_HEADERS
+from tests.polling import eventually
 from tests.raw_http import (
     Answer,
     closed_by_server,
@@ -368,3 +372,27 @@ async def test_an_unknown_expectation_is_ignored(database_url: str) -> None:
         answer = await exchange(site.port, expecting(JSON, len(ORDER), "bogus") + ORDER)
 
     assert answer.status == 201
+
+
+async def test_a_client_that_leaves_during_a_handshake_is_no_crash(database_url: str) -> None:
+    handshake = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    async with serving(database_url) as site:
+        with capture_logs() as logs:
+            _, writer = await connect(site.port)
+            writer.write(request_bytes("GET", "/api/events", headers=handshake))
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()  # a reset, before the handshake is answered
+
+            async def told() -> bool:
+                return any(log["event"] in ("client_left", "request_crashed") for log in logs)
+
+            await eventually(told, limit_s=10)
+
+    assert [log["event"] for log in logs if log["log_level"] == "error"] == []
