@@ -18,7 +18,15 @@ import asyncpg
 import pytest
 
 from orderengine.errors import SwapRejected, VenueError
-from orderengine.venues.chain import SIGNATURE_LOCKS, SLOT_S, AlreadyProcessed, Chain, Sent
+from orderengine.venues.chain import (
+    EXPIRED_KEPT,
+    PRUNE_EVERY_S,
+    SIGNATURE_LOCKS,
+    SLOT_S,
+    AlreadyProcessed,
+    Chain,
+    Sent,
+)
 from orderengine.venues.values import Execution, RecentBlockhash, TransactionState
 
 
@@ -483,3 +491,28 @@ async def test_a_blockhash_that_could_not_be_issued_is_issued_at_the_next_build(
 
     assert all(isinstance(outcome, asyncpg.UndefinedTableError) for outcome in failed)
     assert stored == 1
+
+
+async def test_blockhashes_long_expired_are_deleted_as_slots_go_by(database_url: str) -> None:
+    async with on_a_clock(database_url, blockhash_ttl_s=90) as (chain, now):
+        first = await chain.issue_blockhash()
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(
+                "UPDATE chain.blockhashes SET expires_at = clock_timestamp() - $2::interval"
+                " WHERE blockhash = $1",
+                first.blockhash,
+                EXPIRED_KEPT + timedelta(seconds=1),
+            )
+            now[0] += 10
+            kept = await chain.issue_blockhash()
+            still_there = await admin.fetchval("SELECT count(*) FROM chain.blockhashes")
+            now[0] += PRUNE_EVERY_S
+            await chain.issue_blockhash()
+            left = await admin.fetch("SELECT blockhash FROM chain.blockhashes")
+        finally:
+            await admin.close()
+
+    assert still_there == 2, "not pruned again within PRUNE_EVERY_S of the first issue"
+    assert first.blockhash not in {row["blockhash"] for row in left}
+    assert kept.blockhash in {row["blockhash"] for row in left}

@@ -188,6 +188,13 @@ def _log_failed_issue(issue: asyncio.Task[RecentBlockhash]) -> None:
         log.warning("blockhash_not_issued", error=repr(error))
 
 
+PRUNE_EVERY_S = 60.0
+"""How often, at most, an issue also deletes the blockhashes long expired."""
+EXPIRED_KEPT = timedelta(minutes=10)
+"""How long a blockhash is kept past its expiry: a transaction sent on it meanwhile is still
+refused as expired. Its transactions keep their own expiry, so none needs it longer."""
+
+
 class Chain:
     """The chain in PostgreSQL; the signature is the key, so none is taken twice.
 
@@ -216,6 +223,7 @@ class Chain:
         self._slot: tuple[float, RecentBlockhash] | None = None
         self._issuing: asyncio.Task[RecentBlockhash] | None = None
         """The slot's blockhash being issued, which the builds meanwhile wait for."""
+        self._pruned_at: float | None = None
         self._records: Grouped[Sent, None] = Grouped(self._record_group, RECORD_BATCH)
 
     @classmethod
@@ -278,17 +286,32 @@ class Chain:
         return issued
 
     async def _issue(self) -> RecentBlockhash:
+        """Issue a blockhash; every `PRUNE_EVERY_S`, delete those long expired with it.
+
+        A slot's blockhash is issued every 0.4 s or so: kept for ever, they would grow by
+        about 200 000 rows a day and an engine.
+        """
         blockhash = new_blockhash()
+        now = self._clock()
+        prune = self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S
         async with acquire(self._pool, self._timeout_s) as connection:
             expires_at = await connection.fetchval(
                 """
+                WITH pruned AS (
+                    DELETE FROM chain.blockhashes
+                    WHERE $3 AND expires_at < clock_timestamp() - $4::interval
+                )
                 INSERT INTO chain.blockhashes (blockhash, expires_at)
                 VALUES ($1, clock_timestamp() + $2::interval)
                 RETURNING expires_at
                 """,
                 blockhash,
                 self._blockhash_ttl,
+                prune,
+                EXPIRED_KEPT,
             )
+        if prune:
+            self._pruned_at = now
         return RecentBlockhash(blockhash=blockhash, expires_at=expires_at)
 
     async def record(self, sent: Sent) -> None:
