@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
@@ -53,6 +53,7 @@ from orderengine.errors import (
     UnsupportedMediaType,
 )
 from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS
+from orderengine.limiter import TokenBucket
 from orderengine.model import Amount, Model, plain_decimal
 from orderengine.router import Decision
 from orderengine.venues.values import Dex, Quote
@@ -625,10 +626,26 @@ def require_visible(request: web.Request, order_id: UUID, owner: str | None) -> 
         raise OrderNotFound(f"no order {order_id}")
 
 
-async def until_client_leaves(ws: web.WebSocketResponse) -> None:
-    """Read (and ignore) what the client sends until it closes the socket."""
+CLIENT_MESSAGES_PER_MINUTE = 600
+"""What a client may send on a socket once its order is under way, on average, read and
+ignored: it has nothing to say but its close."""
+CLIENT_MESSAGES_BURST = 60
+
+
+async def until_client_leaves(
+    ws: AsyncIterable[object], allowance: TokenBucket | None = None
+) -> None:
+    """Read (and ignore) what the client sends until it closes the socket.
+
+    No faster than `allowance` (by default `CLIENT_MESSAGES_PER_MINUTE`, after a burst of
+    `CLIENT_MESSAGES_BURST`): a client flooding its socket with messages is read at that
+    pace, aiohttp stops reading its connection once 64 KiB of them wait, and the heartbeat
+    then drops it, since its answers to pings cannot arrive. Its flood costs the engine, and
+    its other clients, next to nothing.
+    """
+    allowance = allowance or TokenBucket(CLIENT_MESSAGES_PER_MINUTE, CLIENT_MESSAGES_BURST)
     async for _ in ws:
-        pass
+        await allowance.acquire()
 
 
 def still_admitted(request: web.Request) -> None:
