@@ -21,7 +21,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from uuid import UUID
 
-from aiohttp import WSCloseCode, WSMsgType, hdrs, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, hdrs, web
 
 from orderengine.domain import Order, OrderEvent, OrderRequest
 from orderengine.errors import BadRequest, OrderEngineError, Unauthorized, Unavailable
@@ -106,9 +106,8 @@ async def _order_from_first_message(
     """Accept the order sent as the socket's first message; on error, say why and close 1008."""
     settings = request.app[SETTINGS]
     try:
-        # One deadline for the order: aiohttp's own timeout would start again at every ping.
         async with asyncio.timeout(settings.ws_first_message_timeout_s):
-            message = await ws.receive()
+            message = await _first_message(ws)
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
         order, _ = await submit(request, order_from_message(request, message.data))
@@ -119,6 +118,19 @@ async def _order_from_first_message(
         await _refuse(ws, error)
         return None
     return order
+
+
+async def _first_message(ws: web.WebSocketResponse) -> WSMessage:
+    """The client's first message; its pings are answered, and its pongs passed over, meanwhile.
+
+    Under one deadline, the caller's: aiohttp's own timeout would start again at every ping.
+    """
+    while True:
+        message = await ws.receive()
+        if message.type is WSMsgType.PING:
+            await ws.pong(message.data)
+        elif message.type is not WSMsgType.PONG:
+            return message
 
 
 async def _refuse(ws: web.WebSocketResponse, error: OrderEngineError) -> None:

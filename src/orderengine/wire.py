@@ -16,12 +16,12 @@ import hashlib
 import json
 import re
 import zlib
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
-from aiohttp import HttpVersion11, hdrs, web
+from aiohttp import HttpVersion11, WSMsgType, hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
@@ -486,9 +486,13 @@ def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketRespons
     answered without it. The messages are JSON of a few hundred bytes, and a compressor kept
     per socket cost about 100 KiB of memory each (1,000 sockets asking for it: 224 MiB of
     engine RSS, against 121 without) and CPU on every message. A client that stops reading
-    is dropped once it misses a ping's answer (`ServerSocket`).
+    is dropped once it misses a ping's answer (`ServerSocket`). The client's own pings are
+    answered by whoever reads the socket (`until_client_leaves`, or the wait for a first
+    message), not by aiohttp as it reads: so they, and its pongs, count toward its allowance.
     """
-    return ServerSocket(heartbeat=heartbeat_s, max_msg_size=max_msg_size, compress=False)
+    return ServerSocket(
+        heartbeat=heartbeat_s, max_msg_size=max_msg_size, compress=False, autoping=False
+    )
 
 
 def _handshake_problem(request: web.Request) -> str | None:
@@ -633,19 +637,21 @@ CLIENT_MESSAGES_BURST = 60
 
 
 async def until_client_leaves(
-    ws: AsyncIterable[object], allowance: TokenBucket | None = None
+    ws: web.WebSocketResponse, allowance: TokenBucket | None = None
 ) -> None:
-    """Read (and ignore) what the client sends until it closes the socket.
+    """Read (and ignore) what the client sends until it closes the socket; answer its pings.
 
     No faster than `allowance` (by default `CLIENT_MESSAGES_PER_MINUTE`, after a burst of
-    `CLIENT_MESSAGES_BURST`): a client flooding its socket with messages is read at that
-    pace, aiohttp stops reading its connection once 64 KiB of them wait, and the heartbeat
-    then drops it, since its answers to pings cannot arrive. Its flood costs the engine, and
-    its other clients, next to nothing.
+    `CLIENT_MESSAGES_BURST`), pings and pongs included: a client flooding its socket is read
+    at that pace, aiohttp stops reading its connection once 64 KiB of messages wait, and the
+    heartbeat then drops it, since its answers to pings cannot arrive. Its flood costs the
+    engine, and its other clients, next to nothing.
     """
     allowance = allowance or TokenBucket(CLIENT_MESSAGES_PER_MINUTE, CLIENT_MESSAGES_BURST)
-    async for _ in ws:
+    async for message in ws:
         await allowance.acquire()
+        if message.type is WSMsgType.PING:
+            await ws.pong(message.data)
 
 
 def still_admitted(request: web.Request) -> None:

@@ -18,12 +18,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from orderengine.app import SOCKET_CLOSE_S, close_sockets
 from orderengine.keys import SOCKETS
-from orderengine.wire import server_socket
+from orderengine.limiter import TokenBucket
+from orderengine.wire import server_socket, until_client_leaves
 
 MESSAGE = bytes(1 << 20)
 """A message of 1 MiB: a few fill any socket's buffers on loopback."""
@@ -116,3 +119,28 @@ async def test_a_socket_that_cannot_be_closed_at_shutdown_is_dropped() -> None:
             await asyncio.wait_for(served.ended.wait(), 2)
         finally:
             client.close()
+
+
+async def test_a_client_is_read_no_faster_than_its_allowance_and_its_pings_are_answered() -> None:
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    allowance = TokenBucket(rate_per_minute=600, burst=60, clock=lambda: 0.0, sleep=sleep)
+
+    async def reading(ws: web.WebSocketResponse) -> None:
+        await until_client_leaves(ws, allowance)
+
+    async with serving(600, reading) as served, aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://127.0.0.1:{served.port}/", autoping=False) as ws:
+            for n in range(95):
+                await ws.send_str(f"message {n}")
+            for _ in range(5):
+                await ws.ping(b"are you there")
+            pongs = [await ws.receive(timeout=5) for _ in range(5)]
+        await asyncio.wait_for(served.ended.wait(), 5)
+
+    assert [pong.type for pong in pongs] == [aiohttp.WSMsgType.PONG] * 5
+    assert len(sleeps) == 40, "the first 60 were read at once; each of the 40 after waited"
+    assert sleeps[-1] == pytest.approx(4.0)

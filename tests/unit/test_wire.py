@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +23,6 @@ from orderengine.errors import (
     OrderNotFound,
 )
 from orderengine.keys import SETTINGS
-from orderengine.limiter import TokenBucket
 from orderengine.model import Amount, Model
 from orderengine.settings import Settings
 from orderengine.wire import (
@@ -35,7 +33,6 @@ from orderengine.wire import (
     order_id,
     refuse_bad_upgrade,
     refuse_foreign_origin,
-    until_client_leaves,
 )
 
 # ---- query numbers and ids ----------------------------------------------------------------
@@ -219,21 +216,3 @@ def test_origins_allowed_by_the_settings_pass_exactly() -> None:
     for origin in ("http://trade.example", "https://trade.example:8443", "http://localhost"):
         with pytest.raises(ForeignOrigin):
             refuse_foreign_origin(request({**HANDSHAKE, "Origin": origin}, **allowed))
-
-
-async def test_a_client_flooding_its_socket_is_read_no_faster_than_its_allowance() -> None:
-    sleeps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-
-    async def messages() -> AsyncIterator[str]:
-        for n in range(100):
-            yield f"message {n}"
-
-    allowance = TokenBucket(rate_per_minute=600, burst=60, clock=lambda: 0.0, sleep=sleep)
-    await until_client_leaves(messages(), allowance)
-
-    assert len(sleeps) == 40, "the first 60 read at once, the 40 after each waited"
-    assert sleeps[0] == pytest.approx(0.1)
-    assert sleeps[-1] == pytest.approx(4.0)
