@@ -161,7 +161,7 @@ async def close_sockets(app: web.Application) -> None:
 async def _close(ws: web.WebSocketResponse) -> None:
     """Close `ws` with 1001, or drop it if it takes longer than `SOCKET_CLOSE_S`.
 
-    A close cut short drops the connection (`wire.ServerSocket`).
+    A close cut short drops the connection (`sockets.ServerSocket`).
     """
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(SOCKET_CLOSE_S):

@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
-from orderengine.errors import Forbidden, OrderEngineError, Unauthorized
+from orderengine.errors import Forbidden, OrderEngineError
 from orderengine.frames import send_texts
-from orderengine.keys import CALLER, FEED_TAIL, HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.keys import CALLER, FEED_TAIL, HUB, REPOSITORY, SETTINGS
 from orderengine.repository import FeedEntry
-from orderengine.wire import (
-    error_body,
-    non_negative,
+from orderengine.sockets import (
+    Ending,
+    error_ending,
+    send_until_done,
     server_socket,
     still_admitted,
-    until_client_leaves,
 )
+from orderengine.wire import non_negative
 
 
 async def follow_all(request: web.Request) -> web.StreamResponse:
@@ -51,29 +52,16 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
     else:
         after = non_negative("after", given, 0, maximum=2**63 - 1)
     await ws.prepare(request)
-    request.app[SOCKETS].add(ws)
-    sender = asyncio.create_task(_send(request, ws, after, caller.owner))
-    reader = asyncio.create_task(until_client_leaves(ws))
-    try:
-        await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        request.app[SOCKETS].discard(ws)
-        for task in (reader, sender):
-            task.cancel()
-        await asyncio.gather(reader, sender, return_exceptions=True)
-    if sender.done() and not sender.cancelled() and sender.exception() is None:
-        code, reason = sender.result()
-        await ws.close(code=code, message=reason)
-    return ws
+    return await send_until_done(request, ws, _send(request, ws, after, caller.owner))
 
 
 async def _send(
     request: web.Request, ws: web.WebSocketResponse, after: int, owner: str | None
-) -> tuple[int, bytes]:
+) -> Ending:
     """Send the events after `after` until the socket must close; the code to close with.
 
-    1013 when the store cannot be read; 1008 once the caller's key is revoked. The handler
-    closes, once the socket's reader has stopped (see `stream._stream`).
+    1013 when the store cannot be read; 1008 once the caller's key is revoked
+    (`sockets.error_ending`).
     """
     app = request.app
     idle_s = app[SETTINGS].ws_idle_check_s
@@ -81,17 +69,12 @@ async def _send(
         news = asyncio.ensure_future(app[HUB].news(idle_s))
         try:
             page = await app[FEED_TAIL].after(after, owner)
+            if page.entries:
+                still_admitted(request)
         except OrderEngineError as error:
             news.cancel()
-            await ws.send_json(error_body(error.code, error.message))
-            return WSCloseCode.TRY_AGAIN_LATER, error.code.encode()
+            return await error_ending(ws, error)
         if page.entries:
-            try:
-                still_admitted(request)
-            except Unauthorized as error:
-                news.cancel()
-                await ws.send_json(error_body(error.code, error.message))
-                return WSCloseCode.POLICY_VIOLATION, error.code.encode()
             await send_texts(request, ws, [_message(entry) for entry in page.entries])
         after = page.through
         if page.more:

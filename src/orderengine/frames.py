@@ -8,7 +8,7 @@ three, 0.3 µs for a hundred (`send_texts`).
 
 Each message is one text frame as RFC 6455 (section 5.2) lays it out from a server: FIN,
 opcode 1, the payload's length, no mask, and no compression, which the engine's sockets never
-agree to (`wire.server_socket`). aiohttp writes the same frames; here they are written to the
+agree to (`sockets.server_socket`). aiohttp writes the same frames; here they are written to the
 request's transport, which aiohttp's socket writes to, and flow control is aiohttp's own: a
 client that stops reading fills the transport's buffer, which pauses the connection's
 protocol, and `send_texts` then waits for the buffer to drain, as `send_str` does.

@@ -24,21 +24,24 @@ from uuid import UUID
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, hdrs, web
 
 from orderengine.domain import Order, OrderEvent, OrderRequest
-from orderengine.errors import BadRequest, OrderEngineError, Unauthorized, Unavailable
+from orderengine.errors import BadRequest, OrderEngineError
 from orderengine.events import FellBehind, Subscription, follow
 from orderengine.frames import send_texts
 from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.sockets import (
+    Ending,
+    error_ending,
+    send_until_done,
+    server_socket,
+    still_admitted,
+)
 from orderengine.wire import (
     accepted,
-    error_body,
     non_negative,
     order_from_message,
     order_id,
     require_visible,
-    server_socket,
-    still_admitted,
     submit,
-    until_client_leaves,
 )
 
 FELL_BEHIND = 4000
@@ -134,13 +137,8 @@ async def _first_message(ws: web.WebSocketResponse) -> WSMessage:
 
 
 async def _refuse(ws: web.WebSocketResponse, error: OrderEngineError) -> None:
-    await ws.send_json(error_body(error.code, error.message, error.details))
-    code = (
-        WSCloseCode.TRY_AGAIN_LATER
-        if isinstance(error, Unavailable)
-        else WSCloseCode.POLICY_VIOLATION
-    )
-    await ws.close(code=code, message=error.code.encode())
+    code, reason = await error_ending(ws, error)
+    await ws.close(code=code, message=reason)
 
 
 @dataclass(frozen=True)
@@ -168,43 +166,22 @@ async def _stream_from_store(
 async def _stream(
     request: web.Request, ws: web.WebSocketResponse, following: Following
 ) -> web.WebSocketResponse:
-    """Send the order's events after `since` until its terminal one, then close 1000.
-
-    One task sends while another watches for the client leaving, the socket's only reader
-    until the handler closes it. The handler closes only once that reader has stopped, so
-    the close handshake is read here, in order: a client that reads its messages late still
-    finds the normal close after them, not a dropped connection.
-    """
-    sockets = request.app[SOCKETS]
-    sockets.add(ws)
-    sender = asyncio.create_task(_send_events(request, ws, following))
-    watcher = asyncio.create_task(until_client_leaves(ws))
-    try:
-        await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        sockets.discard(ws)
-        for task in (watcher, sender):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(watcher, sender, return_exceptions=True)
-    if sender.done() and not sender.cancelled() and sender.exception() is None:
-        code, reason = sender.result()
-        await ws.close(code=code, message=reason)
-    return ws
+    """Send the order's events after `since` until its terminal one, then close 1000."""
+    return await send_until_done(request, ws, _send_events(request, ws, following))
 
 
 async def _send_events(
     request: web.Request, ws: web.WebSocketResponse, following: Following
-) -> tuple[int, bytes]:
+) -> Ending:
     """Send every event after `since`, each once and in order; the code to close with.
 
     1000 after the last event; 4000 when the client fell behind; 1013 when the store could
-    not be read. The store is the truth and the hub's publishes only hints: a gap between
-    hints, or a hint of an event another engine committed, is filled by reading the store,
-    and what the hub lost is found every `ws_idle_check_s` for all sockets at once (see
-    `events.py`), so a lost publish or notification, even of the terminal event, neither
-    leaves a hole nor a socket open. The events that come together are written together
-    (`frames.send_texts`).
+    not be read; 1008 once the caller's key is revoked (`sockets.error_ending`). The store
+    is the truth and the hub's publishes only hints: a gap between hints, or a hint of an
+    event another engine committed, is filled by reading the store, and what the hub lost is
+    found every `ws_idle_check_s` for all sockets at once (see `events.py`), so a lost
+    publish or notification, even of the terminal event, neither leaves a hole nor a socket
+    open. The events that come together are written together (`frames.send_texts`).
     """
     app = request.app
     last = following.since
@@ -223,10 +200,6 @@ async def _send_events(
                 last = run[-1].seq
     except FellBehind:
         return FELL_BEHIND, f"fell behind; resume with since={last}".encode()
-    except Unauthorized as error:
-        await ws.send_json(error_body(error.code, error.message))
-        return WSCloseCode.POLICY_VIOLATION, error.code.encode()
     except OrderEngineError as error:
-        await ws.send_json(error_body(error.code, error.message))
-        return WSCloseCode.TRY_AGAIN_LATER, error.code.encode()
+        return await error_ending(ws, error)
     return WSCloseCode.OK, b""

@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
-from aiohttp import HttpVersion11, WSMsgType, hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
@@ -49,11 +49,9 @@ from orderengine.errors import (
     NoRoute,
     OrderNotFound,
     RequestTimeout,
-    Unauthorized,
     UnsupportedMediaType,
 )
 from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS
-from orderengine.limiter import TokenBucket
 from orderengine.model import Amount, Model, plain_decimal
 from orderengine.router import Decision
 from orderengine.venues.values import Dex, Quote
@@ -459,42 +457,6 @@ def _asks_for_websocket(request: web.Request) -> bool:
     return hdrs.UPGRADE in request.headers and "websocket" in _tokens(request, hdrs.UPGRADE)
 
 
-class ServerSocket(web.WebSocketResponse):
-    """aiohttp's server socket, whose connection is dropped, not closed, when it cannot flush.
-
-    aiohttp closes the connection when the client stops answering pings, or when a close
-    takes too long. asyncio's `close` first writes out what is buffered; for a client that
-    stopped reading (its receive window full) that is never, and the connection, its
-    descriptor and the messages buffered for it would stay until the client left. A
-    connection with data still unwritten is aborted instead. Overrides aiohttp's
-    `_close_transport`, the one place it closes a socket's connection
-    (`tests/integration/test_socket_limits.py` holds it to that).
-    """
-
-    def _close_transport(self) -> None:
-        transport = self._req.transport if self._req is not None else None
-        if transport is not None and transport.get_write_buffer_size() > 0:
-            transport.abort()
-            return
-        super()._close_transport()
-
-
-def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketResponse:
-    """A socket that pings its client every `heartbeat_s` and refuses larger messages.
-
-    It compresses nothing: a client asking for permessage-deflate, as every browser does, is
-    answered without it. The messages are JSON of a few hundred bytes, and a compressor kept
-    per socket cost about 100 KiB of memory each (1,000 sockets asking for it: 224 MiB of
-    engine RSS, against 121 without) and CPU on every message. A client that stops reading
-    is dropped once it misses a ping's answer (`ServerSocket`). The client's own pings are
-    answered by whoever reads the socket (`until_client_leaves`, or the wait for a first
-    message), not by aiohttp as it reads: so they, and its pongs, count toward its allowance.
-    """
-    return ServerSocket(
-        heartbeat=heartbeat_s, max_msg_size=max_msg_size, compress=False, autoping=False
-    )
-
-
 def _handshake_problem(request: web.Request) -> str | None:
     """What is wrong with the request's WebSocket handshake (RFC 6455), if anything.
 
@@ -628,40 +590,6 @@ def require_visible(request: web.Request, order_id: UUID, owner: str | None) -> 
     """`OrderNotFound` unless the caller may see the order `owner` holds."""
     if not request[CALLER].sees(order_id, owner):
         raise OrderNotFound(f"no order {order_id}")
-
-
-CLIENT_MESSAGES_PER_MINUTE = 600
-"""What a client may send on a socket once its order is under way, on average, read and
-ignored: it has nothing to say but its close."""
-CLIENT_MESSAGES_BURST = 60
-
-
-async def until_client_leaves(
-    ws: web.WebSocketResponse, allowance: TokenBucket | None = None
-) -> None:
-    """Read (and ignore) what the client sends until it closes the socket; answer its pings.
-
-    No faster than `allowance` (by default `CLIENT_MESSAGES_PER_MINUTE`, after a burst of
-    `CLIENT_MESSAGES_BURST`), pings and pongs included: a client flooding its socket is read
-    at that pace, aiohttp stops reading its connection once 64 KiB of messages wait, and the
-    heartbeat then drops it, since its answers to pings cannot arrive. Its flood costs the
-    engine, and its other clients, next to nothing.
-    """
-    allowance = allowance or TokenBucket(CLIENT_MESSAGES_PER_MINUTE, CLIENT_MESSAGES_BURST)
-    async for message in ws:
-        await allowance.acquire()
-        if message.type is WSMsgType.PING:
-            await ws.pong(message.data)
-
-
-def still_admitted(request: web.Request) -> None:
-    """Raise `Unauthorized` if the key the request was made with was revoked since.
-
-    A socket checks before each write: one opened with a key, or with a token made for its
-    owner, stops receiving once the key is revoked (`KeyRing.admits`).
-    """
-    if not request.app[KEY_RING].admits(request[CALLER]):
-        raise Unauthorized("the API key this socket was opened with was revoked", invalid=True)
 
 
 def accepted(request: web.Request, order: Order) -> AcceptedMarketOrder | AcceptedWaitingOrder:

@@ -3,7 +3,7 @@
 A client that stops reading fills its receive window, then the engine's buffer for it. Were
 the connection only closed, asyncio would wait to write that buffer out first, which is
 never, and hold the descriptor and the messages until the client left. These tests serve
-`wire.server_socket` from a tiny app on a real port and talk to it over a plain socket that
+`sockets.server_socket` from a tiny app on a real port and talk to it over a plain socket that
 never reads after the handshake.
 """
 
@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestServer
 from orderengine.app import SOCKET_CLOSE_S, close_sockets
 from orderengine.keys import SOCKETS
 from orderengine.limiter import TokenBucket
-from orderengine.wire import server_socket, until_client_leaves
+from orderengine.sockets import server_socket, until_client_leaves
 
 MESSAGE = bytes(1 << 20)
 """A message of 1 MiB: a few fill any socket's buffers on loopback."""
