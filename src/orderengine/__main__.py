@@ -140,7 +140,7 @@ async def manage_keys(action: str, name: str | None) -> int:
     except DatabaseUnavailable as unavailable:
         sys.exit(database_problem(unavailable))
     except REFUSED_CONNECTION as refused:
-        sys.exit(f"the database refused the connection: {refused}")
+        sys.exit(connection_refused(refused))
 
 
 def settings_or_exit() -> Settings:
@@ -197,13 +197,18 @@ def run() -> None:
         except DatabaseUnavailable as unavailable:
             refuse(database_problem(unavailable))
         except REFUSED_CONNECTION as refused:
-            refuse(f"the database refused the engine's connection: {refused}")
+            refuse(connection_refused(refused))
 
 
 def refuse(reason: str) -> NoReturn:
     """Log why the engine will not serve, and exit saying so."""
     log.error("refusing_to_serve", reason=reason)
     sys.exit(reason)
+
+
+def connection_refused(refused: Exception) -> str:
+    """Why the database will not take the connection, in its own words (never the URL)."""
+    return f"the database refused the connection: {refused}"
 
 
 def data_dir_problem(data_dir: Path, error: OSError) -> str:

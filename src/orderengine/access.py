@@ -107,6 +107,9 @@ class KeyRing:
     """The owners of the keys in force, for `admits`, asked before every socket write."""
 
     def __post_init__(self) -> None:
+        self._index_owners()
+
+    def _index_owners(self) -> None:
         self._owners = frozenset(self.configured.values()) | frozenset(self.stored.values())
 
     @classmethod
@@ -128,7 +131,7 @@ class KeyRing:
         if stored != self.stored or not self._loaded:
             log.info("keys_loaded", stored=len(stored), configured=len(self.configured))
         self.stored, self._loaded = stored, True
-        self._owners = frozenset(self.configured.values()) | frozenset(stored.values())
+        self._index_owners()
 
     def admits(self, caller: Caller) -> bool:
         """Whether `caller` may still act: no key is in force, or its owner still holds one.

@@ -41,7 +41,7 @@ async def test_a_database_out_of_reach_is_refused_at_start(database_url: str) ->
 async def test_a_database_that_does_not_exist_is_refused_at_start(database_url: str) -> None:
     output = await refusal(with_database(database_url, "no_such_database"))
 
-    assert 'the database refused the engine\'s connection: database "no_such_database"' in output
+    assert 'the database refused the connection: database "no_such_database"' in output
 
 
 async def test_a_port_another_process_listens_on_is_refused_at_start(database_url: str) -> None:
