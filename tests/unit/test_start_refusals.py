@@ -22,15 +22,19 @@ def exit_message(raised: pytest.ExceptionInfo[SystemExit]) -> str:
     return message
 
 
+def settings_refusal(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> str:
+    """Why the settings are refused with `variable` set to `value`."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit()
+    return exit_message(exited)
+
+
 def test_a_json_setting_that_is_not_json_is_named_without_its_value(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ORDERENGINE_ALLOWED_ORIGINS", "https://secret.example")
+    message = settings_refusal(monkeypatch, "ORDERENGINE_ALLOWED_ORIGINS", "https://secret.example")
 
-    with pytest.raises(SystemExit) as exited:
-        settings_or_exit()
-
-    message = exit_message(exited)
     assert message.startswith("invalid settings: ORDERENGINE_ALLOWED_ORIGINS: not valid JSON")
     assert "secret" not in message
 
@@ -44,25 +48,17 @@ def test_a_database_url_set_but_blank_is_unset(monkeypatch: pytest.MonkeyPatch) 
 def test_a_keys_file_that_is_not_there_is_named(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("ORDERENGINE_API_KEYS_FILE", str(tmp_path / "keys"))
+    message = settings_refusal(monkeypatch, "ORDERENGINE_API_KEYS_FILE", str(tmp_path / "keys"))
 
-    with pytest.raises(SystemExit) as exited:
-        settings_or_exit()
-
-    assert f"ORDERENGINE_API_KEYS_FILE: {tmp_path / 'keys'} is not a file" in exit_message(exited)
+    assert f"ORDERENGINE_API_KEYS_FILE: {tmp_path / 'keys'} is not a file" in message
 
 
 def test_more_workers_than_an_engine_can_hold_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ORDERENGINE_CONCURRENCY", "100000000")
+    message = settings_refusal(monkeypatch, "ORDERENGINE_CONCURRENCY", "100000000")
 
-    with pytest.raises(SystemExit) as exited:
-        settings_or_exit()
-
-    assert "ORDERENGINE_CONCURRENCY: Input should be less than or equal to 10000" in exit_message(
-        exited
-    )
+    assert "ORDERENGINE_CONCURRENCY: Input should be less than or equal to 10000" in message
 
 
 def test_a_data_directory_the_embedded_server_cannot_use_is_named(
