@@ -59,7 +59,9 @@ class TokenBucket:
     """A bucket that lends: a caller short of a token waits until its debt is repaid.
 
     Each caller takes a token at once, going into debt if none is left, and then waits
-    until its debt is repaid; callers are served first come, first served, with no lock.
+    until its debt is repaid; callers are served first come, first served, with no lock. A
+    caller that would rather go without than wait takes one only if one is left
+    (`take_at_once`).
 
     The clock and the sleep are injectable so that tests can run on a fake clock.
     """
@@ -80,9 +82,7 @@ class TokenBucket:
 
     async def acquire(self) -> float:
         """Take one token, waiting as long as the rate requires; the seconds waited."""
-        now = self._clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._per_second)
-        self._updated = now
+        self._refill()
         self._tokens -= 1
         wait = -self._tokens / self._per_second if self._tokens < 0 else 0.0
         if wait > 0:
@@ -92,6 +92,19 @@ class TokenBucket:
                 self._tokens += 1
                 raise
         return wait
+
+    def take_at_once(self) -> bool:
+        """Take one token if one is left, neither waiting nor going into debt; whether taken."""
+        self._refill()
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._per_second)
+        self._updated = now
 
 
 class SharedTokenBucket:

@@ -17,7 +17,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_websocket import WebSocketWriter
 
+from orderengine.client_frames import FRAMES_BURST, FRAMES_PER_MINUTE, ClientFrames
 from orderengine.errors import OrderEngineError, Unauthorized, Unavailable
 from orderengine.keys import CALLER, KEY_RING, SOCKETS
 from orderengine.limiter import TokenBucket
@@ -28,7 +30,12 @@ Ending = tuple[int, bytes]
 
 
 class ServerSocket(web.WebSocketResponse):
-    """aiohttp's server socket, whose connection is dropped, not closed, when it cannot flush.
+    """aiohttp's server socket, its client's frames checked, and dropped when it cannot flush.
+
+    What the client sends passes `ClientFrames` before aiohttp's reader: a frame not masked,
+    a close code no endpoint may send, or a flood of frames fails the socket. Installed once
+    the socket is upgraded, in front of the reader aiohttp gives the connection
+    (`_post_start`, the one place it does).
 
     aiohttp closes the connection when the client stops answering pings, or when a close
     takes too long. asyncio's `close` first writes out what is buffered; for a client that
@@ -36,8 +43,20 @@ class ServerSocket(web.WebSocketResponse):
     descriptor and the messages buffered for it would stay until the client left. A
     connection with data still unwritten is aborted instead. Overrides aiohttp's
     `_close_transport`, the one place it closes a socket's connection
-    (`tests/integration/test_socket_limits.py` holds it to that).
+    (`tests/integration/test_socket_limits.py` holds both overrides to that).
     """
+
+    def _post_start(
+        self, request: web.BaseRequest, protocol: str | None, writer: WebSocketWriter
+    ) -> None:
+        super()._post_start(request, protocol, writer)
+        handler = request.protocol
+        assert self._reader is not None
+        handler._payload_parser = ClientFrames(
+            handler._payload_parser,
+            self._reader,
+            TokenBucket(FRAMES_PER_MINUTE, FRAMES_BURST),
+        )
 
     def _close_transport(self) -> None:
         transport = self._req.transport if self._req is not None else None

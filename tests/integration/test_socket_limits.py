@@ -1,18 +1,20 @@
-"""A socket whose client stops reading is dropped: its connection does not outlive its use.
+"""A socket's client cannot hold the engine: not by ceasing to read, nor by what it sends.
 
 A client that stops reading fills its receive window, then the engine's buffer for it. Were
 the connection only closed, asyncio would wait to write that buffer out first, which is
-never, and hold the descriptor and the messages until the client left. These tests serve
-`sockets.server_socket` from a tiny app on a real port and talk to it over a plain socket that
-never reads after the handshake.
+never, and hold the descriptor and the messages until the client left. A client that breaks
+the protocol's rules for clients, or floods frames, is closed. These tests serve
+`sockets.server_socket` from a tiny app on a real port and talk to it over a plain socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
+import struct
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -144,3 +146,65 @@ async def test_a_client_is_read_no_faster_than_its_allowance_and_its_pings_are_a
     assert [pong.type for pong in pongs] == [aiohttp.WSMsgType.PONG] * 5
     assert len(sleeps) == 40, "the first 60 were read at once; each of the 40 after waited"
     assert sleeps[-1] == pytest.approx(4.0)
+
+
+def client_frame(
+    opcode: int, payload: bytes = b"", *, fin: bool = True, masked: bool = True
+) -> bytes:
+    """A short frame as a client sends it: masked (with a zero mask), unless told otherwise."""
+    first = (0x80 if fin else 0) | opcode
+    if not masked:
+        return bytes([first, len(payload)]) + payload
+    return bytes([first, 0x80 | len(payload)]) + bytes(4) + payload
+
+
+async def closed_with(client: socket.socket) -> int:
+    """The code of the close frame the server answers with."""
+    loop = asyncio.get_running_loop()
+    answer = b""
+    while len(answer) < 4:
+        chunk = await asyncio.wait_for(loop.sock_recv(client, 4096), 5)
+        assert chunk, f"the connection ended without a close frame: {answer!r}"
+        answer += chunk
+    assert answer[0] == 0x88, answer
+    return int(struct.unpack("!H", answer[2:4])[0])
+
+
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [
+        (client_frame(0x1, b"hello", masked=False), 1002),
+        (client_frame(0x8, struct.pack("!H", 5000)), 1002),
+        (client_frame(0x8, struct.pack("!H", 4999)), 1000),
+    ],
+    ids=["a frame not masked", "close code 5000", "close code 4999"],
+)
+async def test_what_no_client_may_send_is_answered_with_1002_and_the_rest_is_not(
+    sent: bytes, code: int
+) -> None:
+    async with serving(600, until_client_leaves) as served:
+        client = await a_client_that_never_reads(served.port)
+        try:
+            await asyncio.get_running_loop().sock_sendall(client, sent)
+
+            assert await closed_with(client) == code
+            await asyncio.wait_for(served.ended.wait(), 5)
+        finally:
+            client.close()
+
+
+async def test_a_client_sending_a_message_of_endless_empty_fragments_is_closed_with_1008() -> None:
+    loop = asyncio.get_running_loop()
+    async with serving(600, until_client_leaves) as served:
+        client = await a_client_that_never_reads(served.port)
+        try:
+            await loop.sock_sendall(client, client_frame(0x1, b"x", fin=False))
+            fragments = client_frame(0x0, fin=False) * 1000
+            with contextlib.suppress(ConnectionError):
+                for _ in range(10):
+                    await loop.sock_sendall(client, fragments)
+
+            assert await closed_with(client) == 1008
+            await asyncio.wait_for(served.ended.wait(), 5)
+        finally:
+            client.close()

@@ -84,6 +84,7 @@ def test_only_the_app_imports_the_http_layer() -> None:
     assert importers("orderengine.stream") == {"orderengine.api", "orderengine.routes"}
     assert importers("orderengine.feed") == {"orderengine.routes"}
     assert importers("orderengine.sockets") == {"orderengine.stream", "orderengine.feed"}
+    assert importers("orderengine.client_frames") == {"orderengine.sockets"}
     assert importers("orderengine.security") <= {"orderengine.app", "orderengine.routes"}
     assert importers("orderengine.routes") <= {"orderengine.app", "orderengine.openapi"}
 

@@ -67,6 +67,19 @@ async def test_concurrent_callers_are_paced_first_come_first_served() -> None:
     assert [round(wait, 6) for wait in slept] == [0.1, 0.2, 0.3]
 
 
+async def test_taking_at_once_refuses_rather_than_lends() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_minute=60, burst=2, clock=clock, sleep=clock.sleep)
+
+    taken = [bucket.take_at_once() for _ in range(3)]
+    clock.now = 1.5
+    later = [bucket.take_at_once() for _ in range(2)]
+
+    assert taken == [True, True, False]
+    assert later == [True, False], "a second and a half refilled one token and half of one"
+    assert await bucket.acquire() == pytest.approx(0.5), "no debt was left by the refusals"
+
+
 async def test_a_cancelled_wait_gives_its_token_back() -> None:
     clock = FakeClock()
     never = asyncio.Event()
