@@ -35,7 +35,9 @@ class ServerSocket(web.WebSocketResponse):
     What the client sends passes `ClientFrames` before aiohttp's reader: a frame not masked,
     a close code no endpoint may send, or a flood of frames fails the socket. Installed once
     the socket is upgraded, in front of the reader aiohttp gives the connection
-    (`_post_start`, the one place it does).
+    (`_post_start`, the one place it does). The bytes that came with the handshake, which
+    aiohttp would feed its reader as it installs it, go through `ClientFrames` too: the
+    frames are judged from the first byte on, and where each one starts is never lost.
 
     aiohttp closes the connection when the client stops answering pings, or when a close
     takes too long. asyncio's `close` first writes out what is buffered; for a client that
@@ -49,14 +51,17 @@ class ServerSocket(web.WebSocketResponse):
     def _post_start(
         self, request: web.BaseRequest, protocol: str | None, writer: WebSocketWriter
     ) -> None:
-        super()._post_start(request, protocol, writer)
         handler = request.protocol
+        early, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
         assert self._reader is not None
         handler._payload_parser = ClientFrames(
             handler._payload_parser,
             self._reader,
             TokenBucket(FRAMES_PER_MINUTE, FRAMES_BURST),
         )
+        if early:
+            handler.data_received(early)
 
     def _close_transport(self) -> None:
         transport = self._req.transport if self._req is not None else None
@@ -67,7 +72,9 @@ class ServerSocket(web.WebSocketResponse):
 
 
 def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketResponse:
-    """A socket that pings its client every `heartbeat_s` and refuses larger messages.
+    """A socket that pings its client every `heartbeat_s`, refusing messages over `max_msg_size`.
+
+    aiohttp refuses a message as long as its bound too: the bound given it is one more.
 
     It compresses nothing: a client asking for permessage-deflate, as every browser does, is
     answered without it. The messages are JSON of a few hundred bytes, and a compressor kept
@@ -78,7 +85,7 @@ def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketRespons
     message), not by aiohttp as it reads: so they, and its pongs, count toward its allowance.
     """
     return ServerSocket(
-        heartbeat=heartbeat_s, max_msg_size=max_msg_size, compress=False, autoping=False
+        heartbeat=heartbeat_s, max_msg_size=max_msg_size + 1, compress=False, autoping=False
     )
 
 
@@ -95,7 +102,7 @@ async def until_client_leaves(
 
     No faster than `allowance` (by default `CLIENT_MESSAGES_PER_MINUTE`, after a burst of
     `CLIENT_MESSAGES_BURST`), pings and pongs included: a client flooding its socket is read
-    at that pace, aiohttp stops reading its connection once 64 KiB of messages wait, and the
+    at that pace, aiohttp stops reading its connection once 512 KiB of messages wait, and the
     heartbeat then drops it, since its answers to pings cannot arrive. Its flood costs the
     engine, and its other clients, next to nothing.
     """

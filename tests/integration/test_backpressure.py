@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import aiohttp
 import pytest
 
 from tests.harness import Client, StartApp
@@ -77,6 +79,25 @@ async def test_an_oversized_first_socket_message_is_refused(client: Client) -> N
 
     assert ws.close_code == 1009
     assert (await (await client.get("/api/orders")).json())["orders"] == []
+
+
+@pytest.mark.parametrize(("extra", "close_code"), [(0, None), (1, 1009)])
+async def test_a_first_socket_message_may_be_as_long_as_a_post_body(
+    start_app: StartApp, extra: int, close_code: int | None
+) -> None:
+    client = await start_app(max_body_bytes=4096)
+    order = json.dumps(MARKET)
+    message = order + " " * (4096 - len(order) + extra)
+
+    async with client.ws_connect("/api/orders/execute") as ws:
+        await ws.send_str(message)
+        reply = await ws.receive(timeout=5)
+
+    if close_code is None:
+        assert json.loads(reply.data)["status"] == "pending"
+    else:
+        assert reply.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == close_code
 
 
 async def test_sockets_decline_the_compression_a_browser_asks_for(client: Client) -> None:

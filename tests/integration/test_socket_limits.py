@@ -43,6 +43,15 @@ async def sending_until_dropped(ws: web.WebSocketResponse) -> None:
 
 async def a_client_that_never_reads(port: int) -> socket.socket:
     """A connection that completes the handshake on `/`, reads its answer, and no more."""
+    client, _ = await handshake(port)
+    return client
+
+
+async def handshake(port: int, early: bytes = b"") -> tuple[socket.socket, bytes]:
+    """A connection upgraded on `/`, and what came after the answer's head.
+
+    `early` is sent in the same write as the handshake, before its answer.
+    """
     client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     client.setblocking(False)
@@ -55,11 +64,15 @@ async def a_client_that_never_reads(port: int) -> socket.socket:
             f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode(),
+        ).encode()
+        + early,
     )
-    head = await loop.sock_recv(client, 4096)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += await loop.sock_recv(client, 4096)
+    head, _, after = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
-    return client
+    return client, after
 
 
 @dataclass
@@ -158,10 +171,9 @@ def client_frame(
     return bytes([first, 0x80 | len(payload)]) + bytes(4) + payload
 
 
-async def closed_with(client: socket.socket) -> int:
-    """The code of the close frame the server answers with."""
+async def closed_with(client: socket.socket, answer: bytes = b"") -> int:
+    """The code of the close frame the server answers with (`answer`: what came already)."""
     loop = asyncio.get_running_loop()
-    answer = b""
     while len(answer) < 4:
         chunk = await asyncio.wait_for(loop.sock_recv(client, 4096), 5)
         assert chunk, f"the connection ended without a close frame: {answer!r}"
@@ -206,5 +218,30 @@ async def test_a_client_sending_a_message_of_endless_empty_fragments_is_closed_w
 
             assert await closed_with(client) == 1008
             await asyncio.wait_for(served.ended.wait(), 5)
+        finally:
+            client.close()
+
+
+async def test_frames_sent_with_the_handshake_are_judged_from_the_first_byte() -> None:
+    """What came with the handshake goes through the same checks, and keeps frames apart.
+
+    The handshake's write ends two bytes into a frame: were they read past, the checks
+    would take its mask for a header, and the frames after it for its payload.
+    """
+    loop = asyncio.get_running_loop()
+    started = client_frame(0x2, bytes(125))
+    unmasked_ping = client_frame(0x9, masked=False)
+    async with serving(600, until_client_leaves) as served:
+        client, after = await handshake(served.port, early=started[:2])
+        try:
+            await loop.sock_sendall(client, started[2:] + unmasked_ping)
+
+            assert await closed_with(client, after) == 1002
+        finally:
+            client.close()
+    async with serving(600, until_client_leaves) as served:
+        client, after = await handshake(served.port, early=unmasked_ping)
+        try:
+            assert await closed_with(client, after) == 1002
         finally:
             client.close()
