@@ -53,6 +53,13 @@ BACKLOG = 128
 LINGER_S = 2.0
 """How long the rest of a body is read after an early answer (a 413, a 415), so that the
 client sees the answer rather than a reset; then the connection is closed."""
+REFUSED_LINGER_S = 1.0
+"""How long a connection refused at the cap stays half open after its 503: closed at once,
+the request it sent meanwhile, unread, would have the system reset the connection, and the
+client lose the answer. It is closed as soon as the client closes its side."""
+MOST_REFUSING = 32
+"""Refused connections kept half open at once, out of the descriptors kept aside
+(`RESERVED_DESCRIPTORS`); beyond, a refused connection is closed at once."""
 RESERVED_DESCRIPTORS = 64
 """Descriptors kept for what is not a client connection: the log, the listener, DNS…"""
 REPORT_EVERY_S = 1.0
@@ -115,6 +122,8 @@ class ConnectionCap:
         self.limit = limit
         self._open: dict[EngineRequestHandler, None] = {}
         """The open connections, oldest first."""
+        self.refusing: set[EngineRequestHandler] = set()
+        """Connections refused, half open until their client has read its 503."""
         self._closed = 0
         self._refused = 0
         self._reported_at = 0.0
@@ -140,6 +149,7 @@ class ConnectionCap:
 
     def release(self, handler: EngineRequestHandler) -> None:
         self._open.pop(handler, None)
+        self.refusing.discard(handler)
 
     def _report(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -190,10 +200,15 @@ class EngineRequestHandler(web.RequestHandler):
         if self._cap.admit(self):
             super().connection_made(transport)
             return
-        self.close()  # read nothing from it
+        self.close()  # serve nothing on it: what it sends is read and thrown away
         assert isinstance(transport, asyncio.WriteTransport)
         transport.write(TOO_MANY_CONNECTIONS)
-        transport.close()
+        if len(self._cap.refusing) >= MOST_REFUSING:
+            transport.close()
+            return
+        self._cap.refusing.add(self)
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.abort)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cap.release(self)

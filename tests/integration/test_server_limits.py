@@ -12,6 +12,7 @@ import asyncio
 import json
 import socket
 import struct
+import time
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from orderengine.server import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL_BYTES
 from orderengine.wire import SECURITY_HEADERS
 from tests.polling import eventually
 from tests.raw_http import (
+    HOST,
     Answer,
     closed_by_server,
     connect,
@@ -274,6 +276,36 @@ async def test_when_every_connection_is_busy_a_newcomer_gets_503_in_the_error_sh
             for _, writer in busy:
                 writer.close()
         assert await order_count(site) == 0
+
+
+def refused_at_once(port: int) -> bytes:
+    """All a plain client reads that sends its request as it connects, and reads a while later.
+
+    Blocking, as curl is: nothing is read until it asks, so a reset that comes first would
+    lose the answer.
+    """
+    with socket.create_connection((HOST, port)) as client:
+        client.sendall(request_bytes("GET", "/health"))
+        time.sleep(0.3)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+        return received
+
+
+async def test_a_newcomer_refused_at_the_cap_reads_its_503(database_url: str) -> None:
+    async with serving(database_url, max_connections=1, request_timeout_s=5.0) as site:
+        _, busy = await connect(site.port)
+        busy.write(request_bytes("POST", "/api/orders/execute", ORDER, JSON)[:-5])
+        await asyncio.sleep(0.2)
+        try:
+            received = await asyncio.to_thread(refused_at_once, site.port)
+        finally:
+            busy.close()
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503")
+    assert json.loads(body)["error"]["code"] == "too_many_connections"
 
 
 async def test_honest_clients_are_answered_under_a_flood_of_idle_and_slow_connections(
