@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from orderengine import wire
 from orderengine.domain import MAX_SLIPPAGE_BPS, OrderRequest
 from orderengine.errors import BadRequest, InvalidOrder
 from orderengine.tokens import TOKENS, Token, default_max_amounts
@@ -412,6 +413,29 @@ def test_brackets_inside_strings_are_not_nesting() -> None:
     raw = encoded({**MARKET, "type": "[" * 100 + '\\"{' * 50})
 
     assert [r["field"] for r in reasons(parse_invalid(raw))] == ["type"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[" * 33 + '"' + '\\"' * 8000, "[" * 33 + '"' + '\\"' * 8000 + "\\", "[" * 33 + '"' * 9001],
+    ids=["an unclosed string of escaped quotes", "ending in a lone backslash", "quotes"],
+)
+def test_nesting_is_judged_reading_each_string_once(raw: str) -> None:
+    """A string with no closing quote is read to the end once, not again from each quote in it.
+
+    Each string is one token from its opening quote: were a string that has no closing quote
+    no token at all, the scan would try again from every quote inside it, in time that grows
+    as the square of the body (the test cannot time it; it holds the property that rules it
+    out).
+    """
+    string = raw.lstrip("[")
+    token = wire._STRING_OR_BRACKET.match(string)
+
+    assert token is not None
+    assert token.end() == (2 if string.startswith('""') else len(string))
+    with pytest.raises(BadRequest) as caught:
+        parse_order(raw.encode())
+    assert caught.value.message == "request body nests arrays and objects more than 32 levels deep"
 
 
 def test_nesting_up_to_the_limit_is_read() -> None:
