@@ -64,6 +64,7 @@ from orderengine.errors import (
     SlippageExceeded,
     StaleOrder,
     SwapRejected,
+    Unavailable,
     VenueError,
 )
 from orderengine.events import EventHub
@@ -205,30 +206,47 @@ class Engine:
         A limit order waits for its price, and a sniper for a venue to list its pair (unless
         one does already); both until their expiry. `owner` is the name of the API key
         submitting it, which also scopes the idempotency key `key`. Refused with nothing
-        written while shutting down or while the backlog is full. Every `Unavailable` raised
-        here means nothing was created; an order the database will not store fails alone
-        (see `intake.py`).
+        written while shutting down or while the backlog is full, unless it is a resend,
+        answered with its order (`Repository.resent`). Every `Unavailable` raised here means
+        nothing was created; an order the database will not store fails alone (see
+        `intake.py`).
         """
-        if self._closing:
-            raise ShuttingDown("the engine is shutting down; retry shortly", retry_after_s=5)
-        if self.backlog >= self._settings.queue_limit:
-            raise QueueFull(
-                f"{self.backlog} orders are waiting; retry later",
-                retry_after_s=self._drain_time_s(),
-            )
+        new = NewOrder(
+            request=request,
+            idempotency_key=key,
+            digest=digest,
+            awaits=await self._awaits(request),
+            expires_at=self._expiry(request),
+            owner=owner,
+        )
+        refusal = self._refusal(new)
+        if refusal is not None:
+            resent = await self._repository.resent(new)
+            if resent is None:
+                raise refusal
+            if isinstance(resent, Exception):
+                raise resent
+            return resent
         self._committing += 1
         try:
-            new = NewOrder(
-                request=request,
-                idempotency_key=key,
-                digest=digest,
-                awaits=await self._awaits(request),
-                expires_at=self._expiry(request),
-                owner=owner,
-            )
             return await self._intake.commit(new)
         finally:
             self._committing -= 1
+
+    def _refusal(self, new: NewOrder) -> Unavailable | None:
+        """Why `new` may not be accepted now, if it may not: a stop, or a full queue.
+
+        An order that will wait (for its price, for a listing) is no work yet, and is
+        accepted whatever the queue holds.
+        """
+        if self._closing:
+            return ShuttingDown("the engine is shutting down; retry shortly", retry_after_s=5)
+        if new.awaits is None and self.backlog >= self._settings.queue_limit:
+            return QueueFull(
+                f"{self.backlog} orders are waiting; retry later",
+                retry_after_s=self._drain_time_s(),
+            )
+        return None
 
     async def _awaits(self, request: OrderRequest) -> Awaited | None:
         """What a new order waits for: its price (limit), a listing (sniper), or nothing."""

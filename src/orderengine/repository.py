@@ -430,13 +430,22 @@ class Repository:
             if order_id in created:
                 outcomes.append((created[order_id], True))
             elif n in limited:
-                outcomes.append(limited[n])
+                outcomes.append(await self.resent(new) or limited[n])
             else:
-                outcomes.append(await self._earlier(new))
+                earlier = await self.resent(new)
+                assert earlier is not None, "only an idempotency key keeps an order from being made"
+                outcomes.append(earlier)
         return outcomes
 
-    async def _earlier(self, new: NewOrder) -> Outcome:
-        """The order that already holds `new`'s idempotency key, if the bodies agree."""
+    async def resent(self, new: NewOrder) -> Outcome | None:
+        """The order that already holds `new`'s idempotency key, if the bodies agree.
+
+        None when `new` has no key, or no order holds it: `new` is no resend. A resend is
+        answered with its order even when a new order would be refused (a key over its rate,
+        a full queue): the client that lost the first answer learns its order's id.
+        """
+        if new.idempotency_key is None:
+            return None
         try:
             async with self._connection() as connection:
                 row = await connection.fetchrow(
@@ -449,7 +458,8 @@ class Repository:
                 )
         except DatabaseUnavailable as error:
             return error
-        assert row is not None, "only an idempotency key can keep an order from being created"
+        if row is None:
+            return None
         earlier = dict(row)
         if earlier.pop("request_digest") != new.digest:
             return IdempotencyConflict(

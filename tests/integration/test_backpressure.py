@@ -12,6 +12,9 @@ from tests.harness import Client, StartApp
 from tests.streams import MARKET, statuses, stream, submit
 from tests.venues import Gate
 
+LIMIT = {**MARKET, "type": "limit", "limitPrice": "1000000"}
+"""An order for more than SOL fetches: it waits for its price."""
+
 
 async def test_a_full_queue_answers_503_and_creates_nothing(start_app: StartApp) -> None:
     gate = Gate()
@@ -40,6 +43,27 @@ async def test_a_full_queue_answers_503_and_creates_nothing(start_app: StartApp)
     for order_id in [executing, *queued]:
         assert statuses(await stream(client, order_id))[-1] == "confirmed"
     assert (await client.post("/api/orders/execute", json=MARKET)).status == 201
+
+
+async def test_an_order_that_will_wait_is_accepted_whatever_the_queue_holds(
+    start_app: StartApp,
+) -> None:
+    gate = Gate()
+    client = await start_app(venues=gate.venues, concurrency=1, queue_limit=1)
+    await submit(client)
+    await gate.waiting.wait()
+    for _ in range(3):
+        if (await client.post("/api/orders/execute", json=MARKET)).status == 503:
+            break
+    else:
+        pytest.fail("the queue never filled")
+
+    waiting = await client.post("/api/orders/execute", json=LIMIT)
+    market = await client.post("/api/orders/execute", json=MARKET)
+
+    assert (waiting.status, market.status) == (201, 503)
+    assert (await waiting.json())["waiting"] == "price"
+    gate.opened.set()
 
 
 async def test_a_socket_that_never_reads_does_not_hold_up_other_orders(

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from tests.harness import Client, StartApp
-from tests.streams import MARKET
+from tests.streams import MARKET, submit
+from tests.venues import Gate
 
 
 async def test_same_key_sent_ten_times_at_once_makes_one_order(start_app: StartApp) -> None:
@@ -94,3 +95,43 @@ async def test_a_key_that_is_not_1_to_255_printable_ascii_characters_is_400(
     assert error["message"] == "Idempotency-Key must be 1 to 255 printable ASCII characters"
     listing = await (await client.get("/api/orders")).json()
     assert listing["orders"] == []
+
+
+async def test_a_resend_over_its_key_s_rate_is_answered_with_its_order(
+    start_app: StartApp,
+) -> None:
+    """A client that lost the first answer learns its order's id, whatever the rate says."""
+    key = "alice-key-0123456789"
+    client = await start_app(api_keys={"alice": key}, key_submit_per_minute=6)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "lost-answer"}
+    first = await client.post("/api/orders/execute", json=MARKET, headers=headers)
+    new = await client.post(
+        "/api/orders/execute", json=MARKET, headers={**headers, "Idempotency-Key": "new"}
+    )
+
+    resent = await client.post("/api/orders/execute", json=MARKET, headers=headers)
+
+    assert (first.status, new.status, resent.status) == (201, 429, 200)
+    assert (await resent.json())["orderId"] == (await first.json())["orderId"]
+
+
+async def test_a_resend_to_a_full_queue_is_answered_with_its_order(start_app: StartApp) -> None:
+    gate = Gate()
+    client = await start_app(venues=gate.venues, concurrency=1, queue_limit=2)
+    await submit(client)
+    await gate.waiting.wait()
+    headers = {"Idempotency-Key": "queued"}
+    first = await client.post("/api/orders/execute", json=MARKET, headers=headers)
+    for _ in range(3):  # the backlog errs towards refusing early: the queue may fill sooner
+        full = await client.post("/api/orders/execute", json=MARKET)
+        if full.status == 503:
+            break
+
+    resent = await client.post("/api/orders/execute", json=MARKET, headers=headers)
+    other = await client.post(
+        "/api/orders/execute", json={**MARKET, "amountIn": "2"}, headers=headers
+    )
+
+    assert (first.status, full.status, resent.status, other.status) == (201, 503, 200, 409)
+    assert (await resent.json())["orderId"] == (await first.json())["orderId"]
+    gate.opened.set()
