@@ -227,14 +227,12 @@ async def list_orders(request: web.Request) -> web.Response:
     query = request.query
     status_text = query.get("status")
     try:
-        status = OrderStatus(status_text) if status_text else None
+        status = OrderStatus(status_text) if status_text is not None else None
     except ValueError:
         raise BadRequest(
             f"status must be one of {', '.join(s.value for s in OrderStatus)}"
         ) from None
-    limit = non_negative("limit", query.get("limit"), 50)
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+    limit = non_negative("limit", query.get("limit"), 50, minimum=1, maximum=MAX_PAGE)
     cursor = non_negative("cursor", query.get("cursor"), 0, maximum=INT64_MAX) or None
     caller = request[CALLER]
     if caller.order_id is not None:

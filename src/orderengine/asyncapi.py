@@ -28,19 +28,26 @@ CLOSE_CODES = {
     1000: "After the order's terminal event (at once for a finished order resumed past its "
     "last event).",
     1001: "The server is shutting down; reconnect, to another engine if need be.",
-    1008: "The first message was refused: not a valid order, none within "
-    "`ORDERENGINE_WS_FIRST_MESSAGE_TIMEOUT_S`, over the key's limit, or not allowed. The error "
-    "object is sent first.",
+    1002: "The client sent a frame not masked, or a close code no endpoint may send (RFC 6455).",
+    1008: "The first message was refused (not a valid order, none within "
+    "`ORDERENGINE_WS_FIRST_MESSAGE_TIMEOUT_S`, or not allowed), or the key the socket was "
+    "opened with (or its stream token was made for) was revoked; the error object is sent "
+    "first. Also a client that sent more than 100 frames a second after a burst of 600.",
     1009: "A message larger than `ORDERENGINE_MAX_BODY_BYTES`.",
     1013: "The engine cannot serve now: the database is out of reach (for a first message, "
-    "also a full queue or a shutdown). The error object is sent first; try again later.",
+    "also a full queue, a key over its rate, or a shutdown). The error object is sent first; "
+    "try again later.",
     4000: "The client stopped reading and more than `ORDERENGINE_WS_BUFFER` events waited for "
     "it. The close reason names the `since=` to resume from.",
 }
 """How a socket on the execute route ends, and when."""
 FEED_CLOSE_CODES = {
     1001: CLOSE_CODES[1001],
-    1009: "A message larger than aiohttp's default of 4 MiB; what the client sends is "
+    1002: CLOSE_CODES[1002],
+    1008: "The key the feed was opened with (or its stream token was made for) was revoked; "
+    "the error object is sent first. Also a client that sent more than 100 frames a second "
+    "after a burst of 600.",
+    1009: "A message larger than `ORDERENGINE_MAX_BODY_BYTES`; what the client sends is "
     "otherwise ignored.",
     1013: "The store could not be read. The error object is sent first; reconnect with "
     "`after=` the last position received.",
@@ -398,8 +405,8 @@ SUBMIT_DESCRIPTION = """\
 `GET /api/orders/execute` (no `orderId`), upgraded to a WebSocket; the client sends the order
 as its first message. The server answers with the accepted order (the POST's answer), then
 streams its events as `followOrder` does. A refused first message gets the error object, then
-a close with 1008 (`bad_request`, `invalid_order`, none in time, `rate_limited`, `forbidden`)
-or 1013 (`queue_full`, `shutting_down`, `database_unavailable`)."""
+a close with 1008 (`bad_request`, `invalid_order`, none in time, `forbidden`) or 1013
+(`queue_full`, `rate_limited`, `shutting_down`, `database_unavailable`)."""
 
 POST_DESCRIPTION = """\
 `POST /api/orders/execute` with the order as its body and `Upgrade: websocket` (programs can;

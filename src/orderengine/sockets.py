@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketWriter
 
 from orderengine.client_frames import FRAMES_BURST, FRAMES_PER_MINUTE, ClientFrames
-from orderengine.errors import OrderEngineError, Unauthorized, Unavailable
+from orderengine.errors import OrderEngineError, TooManyRequests, Unauthorized, Unavailable
 from orderengine.keys import CALLER, KEY_RING, SOCKETS
 from orderengine.limiter import TokenBucket
 from orderengine.wire import error_body
@@ -156,12 +156,13 @@ async def error_ending(ws: web.WebSocketResponse, error: OrderEngineError) -> En
     """Send `error` on the socket; what to close it with.
 
     1013 when the engine cannot serve now (the database out of reach, a full queue, a
-    shutdown): try again later. 1008 for anything else: the client's doing.
+    shutdown) or the key is over its rate: try again later. 1008 for anything else: the
+    client's doing.
     """
     await ws.send_json(error_body(error.code, error.message, error.details))
     code = (
         WSCloseCode.TRY_AGAIN_LATER
-        if isinstance(error, Unavailable)
+        if isinstance(error, Unavailable | TooManyRequests)
         else WSCloseCode.POLICY_VIOLATION
     )
     return code, error.code.encode()

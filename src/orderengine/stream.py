@@ -92,6 +92,8 @@ async def watch(request: web.Request) -> web.StreamResponse:
             require_visible(request, wanted, owner)
             await ws.prepare(request)
             return await _stream(request, ws, Following(wanted, since, subscription, stored))
+    if "since" in request.query:
+        raise BadRequest("since is for following an order: give its orderId too")
     await ws.prepare(request)
     # Closed with 1001 at shutdown while it waits for its order, too.
     request.app[SOCKETS].add(ws)

@@ -284,12 +284,14 @@ def order_id(text: str | None) -> UUID:
     return UUID(text)
 
 
-def non_negative(name: str, text: str | None, default: int, maximum: int = INT32_MAX) -> int:
-    """A whole number from 0 to `maximum` in ASCII digits, or `default` when it is absent."""
+def non_negative(
+    name: str, text: str | None, default: int, maximum: int = INT32_MAX, minimum: int = 0
+) -> int:
+    """A whole number from `minimum` to `maximum` in ASCII digits, or `default` if absent."""
     if text is None:
         return default
-    if not _ASCII_DIGITS.fullmatch(text) or int(text) > maximum:
-        raise BadRequest(f"{name} must be a whole number from 0 to {maximum}")
+    if not _ASCII_DIGITS.fullmatch(text) or not minimum <= int(text) <= maximum:
+        raise BadRequest(f"{name} must be a whole number from {minimum} to {maximum}")
     return int(text)
 
 

@@ -207,6 +207,21 @@ async def test_a_keys_submissions_are_limited_alone(start_app: StartApp) -> None
     assert other.status == 201
 
 
+async def test_a_first_message_over_the_key_s_rate_is_told_to_try_again_later(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(**KEYS, key_submit_per_minute=6)
+    await submit(client, ALICE)
+
+    async with client.ws_connect("/api/orders/execute", headers=bearer(ALICE)) as ws:
+        await ws.send_json(MARKET)
+        refusal = await ws.receive_json(timeout=5)
+        await ws.receive(timeout=5)
+
+    assert refusal["error"]["code"] == "rate_limited"
+    assert ws.close_code == 1013
+
+
 async def test_a_keys_limit_holds_across_the_engines_on_a_database(start_app: StartApp) -> None:
     # Six a minute: a burst of one, and ten seconds for the next.
     first = await start_app(**KEYS, key_submit_per_minute=6)

@@ -165,12 +165,29 @@ async def test_pings_do_not_put_off_the_deadline_of_the_first_message(
     assert [error_of(message)["code"] for message in messages] == ["bad_request"]
 
 
-@pytest.mark.parametrize("query", ["status=lost", "limit=0", "limit=999", "limit=ten", "cursor=-1"])
+@pytest.mark.parametrize(
+    "query", ["status=lost", "status=", "limit=0", "limit=999", "limit=ten", "limit=", "cursor=-1"]
+)
 async def test_bad_listing_queries_are_400(client: Client, query: str) -> None:
     response = await client.get(f"/api/orders?{query}")
 
     assert response.status == 400
     error_of(await response.json())
+
+
+async def test_a_bad_page_size_is_told_the_range_it_must_be_in(client: Client) -> None:
+    response = await client.get("/api/orders?limit=-1")
+
+    assert (
+        error_of(await response.json())["message"] == "limit must be a whole number from 1 to 200"
+    )
+
+
+async def test_since_without_an_order_to_follow_is_400(client: Client) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/api/orders/execute?since=2")
+
+    assert refused.value.status == 400
 
 
 async def test_plain_get_on_the_execute_route_explains_itself(client: Client) -> None:

@@ -184,12 +184,16 @@ def test_the_close_codes_are_the_ones_the_streams_use() -> None:
     channels = asyncapi_document()["channels"]
     codes = {int(code) for code in channels["followOrder"]["x-close-codes"]}
 
+    feed_codes = {int(code) for code in channels["eventFeed"]["x-close-codes"]}
+
     assert codes == {
         WSCloseCode.OK,
         WSCloseCode.GOING_AWAY,
+        WSCloseCode.PROTOCOL_ERROR,
         WSCloseCode.POLICY_VIOLATION,
         WSCloseCode.MESSAGE_TOO_BIG,
         WSCloseCode.TRY_AGAIN_LATER,
         stream.FELL_BEHIND,
     }
+    assert feed_codes == codes - {WSCloseCode.OK, stream.FELL_BEHIND}
     assert channels["eventFeed"]["address"] == FEED
