@@ -43,6 +43,7 @@ from orderengine.wire import (
     read_quote_request,
     refuse_bad_upgrade,
     refuse_repeated,
+    refuse_unsupported_http,
     submit,
     visible,
 )
@@ -115,11 +116,13 @@ def _answer(request: web.Request, error: Exception) -> web.Response:
 async def screening_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A request that is ambiguous, or asks for a WebSocket it may not have, is refused first.
 
-    On every route, before any handler runs: a parameter or a single-valued header given twice
-    (`wire.refuse_repeated`); a bad or foreign handshake, so that neither a POST (which would
-    create an order) nor a GET (which would answer 405) is taken for a plain request
-    (`wire.refuse_bad_upgrade`).
+    On every route, before any handler runs: a version of HTTP or a transfer coding the
+    engine does not serve (`wire.refuse_unsupported_http`); a parameter or a single-valued
+    header given twice (`wire.refuse_repeated`); a bad or foreign handshake, so that neither a
+    POST (which would create an order) nor a GET (which would answer 405) is taken for a
+    plain request (`wire.refuse_bad_upgrade`).
     """
+    refuse_unsupported_http(request)
     refuse_repeated(request)
     refuse_bad_upgrade(request)
     return await handler(request)

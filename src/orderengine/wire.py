@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from uuid import UUID
 
-from aiohttp import HttpVersion11, hdrs, web
+from aiohttp import HttpVersion10, HttpVersion11, hdrs, web
 from pydantic import ValidationError
 from yarl import URL
 
@@ -418,6 +418,21 @@ QUERY_PARAMETERS = QUOTE_FIELDS | {"status", "limit", "cursor", "after", "orderI
 """The query parameters of the API's routes, named when repeated; any other is "a parameter"."""
 SINGLE_HEADERS = (hdrs.AUTHORIZATION, "Idempotency-Key")
 """Headers whose one value is the request's: who asks, which order it is."""
+
+
+def refuse_unsupported_http(request: web.Request) -> None:
+    """Refuse a request in HTTP other than 1.0 and 1.1, or with a body coded but chunked.
+
+    aiohttp's parser takes `HTTP/2.0` (and `HTTP/0.9`, a request line with no version) and
+    answers in its framing all the same; and of `Transfer-Encoding` it heeds `chunked` alone,
+    reading a body sent as `gzip, chunked` as if it were not compressed. Either could have an
+    order made of bytes its client meant otherwise.
+    """
+    if request.version not in (HttpVersion10, HttpVersion11):
+        raise BadRequest("only HTTP/1.0 and HTTP/1.1 are served")
+    codings = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
+    if codings and [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"]:
+        raise BadRequest("Transfer-Encoding may only be chunked")
 
 
 def refuse_repeated(request: web.Request) -> None:

@@ -128,6 +128,47 @@ async def test_what_the_http_parser_refuses_is_answered_in_the_error_shape_witho
         assert (await exchange(site.port, request_bytes("GET", "/health"))).status == 200
 
 
+def chunked(body: bytes) -> bytes:
+    return f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_", "problem"),
+    [
+        (
+            request_bytes("POST", "/api/orders/execute", ORDER, JSON).replace(
+                b"HTTP/1.1", b"HTTP/2.0", 1
+            ),
+            "only HTTP/1.0 and HTTP/1.1 are served",
+        ),
+        (
+            request_bytes(
+                "POST",
+                "/api/orders/execute",
+                headers={**JSON, "Transfer-Encoding": "gzip, chunked"},
+            ).replace(b"Content-Length: 0\r\n", b"")
+            + chunked(ORDER),
+            "Transfer-Encoding may only be chunked",
+        ),
+    ],
+    ids=["HTTP/2.0 in an HTTP/1 request line", "a coding besides chunked"],
+)
+async def test_http_the_engine_does_not_serve_creates_nothing(
+    database_url: str, request_: bytes, problem: str
+) -> None:
+    async with serving(database_url) as site:
+        reader, writer = await connect(site.port)
+        try:
+            writer.write(request_)
+            answer = await read_answer(reader)
+        finally:
+            writer.close()
+
+        assert answer.status == 400
+        assert error_of(answer)["message"] == problem
+        assert await order_count(site) == 0
+
+
 # ---- slow and idle clients --------------------------------------------------------------------
 
 
