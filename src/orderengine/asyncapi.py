@@ -32,7 +32,8 @@ CLOSE_CODES = {
     1008: "The first message was refused (not a valid order, none within "
     "`ORDERENGINE_WS_FIRST_MESSAGE_TIMEOUT_S`, or not allowed), or the key the socket was "
     "opened with (or its stream token was made for) was revoked; the error object is sent "
-    "first. Also a client that sent more than 100 frames a second after a burst of 600.",
+    "first. Also a client that sent more than 100 frames a second after a burst of 600, or "
+    "took longer than `ORDERENGINE_WS_HEARTBEAT_S` to send a frame it had begun.",
     1009: "A message larger than `ORDERENGINE_MAX_BODY_BYTES`.",
     1013: "The engine cannot serve now: the database is out of reach (for a first message, "
     "also a full queue, a key over its rate, or a shutdown). The error object is sent first; "
@@ -46,7 +47,8 @@ FEED_CLOSE_CODES = {
     1002: CLOSE_CODES[1002],
     1008: "The key the feed was opened with (or its stream token was made for) was revoked; "
     "the error object is sent first. Also a client that sent more than 100 frames a second "
-    "after a burst of 600.",
+    "after a burst of 600, or took longer than `ORDERENGINE_WS_HEARTBEAT_S` to send a frame "
+    "it had begun.",
     1009: "A message larger than `ORDERENGINE_MAX_BODY_BYTES`; what the client sends is "
     "otherwise ignored.",
     1013: "The store could not be read. The error object is sent first; reconnect with "

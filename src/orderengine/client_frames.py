@@ -12,10 +12,15 @@ alone, before the bytes reach it (`ClientFrames`):
   (`sockets.until_client_leaves`), so that an endless message of empty fragments kept the
   engine's core busy. A client sends at most `FRAMES_PER_MINUTE` frames, after a burst of
   `FRAMES_BURST`, every kind counted; one that sends more is closed with 1008.
+
+And a frame must come whole within a deadline (the socket's heartbeat period) once begun:
+one trickled a byte at a time would hold off the heartbeat for ever. Closed with 1008.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Final, NamedTuple, Protocol
 
 from aiohttp import WebSocketError, WSCloseCode
@@ -99,20 +104,31 @@ class ClientFrames:
     the error's code, and nothing more is read.
     """
 
-    def __init__(self, reader: Reader, messages: Messages, allowance: TokenBucket) -> None:
+    def __init__(
+        self,
+        reader: Reader,
+        messages: Messages,
+        allowance: TokenBucket,
+        frame_deadline_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._reader = reader
         self._messages = messages
         self._allowance = allowance
+        self._deadline_s = frame_deadline_s
+        self._clock = clock
         self._head = b""
         """The start of a frame whose header has not all come yet."""
         self._skip = 0
         """Bytes of the current frame's payload still to come."""
+        self._due: float | None = None
+        """When the frame begun must have come whole; None between frames."""
         self._failed = False
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if self._failed:
             return True, b""
-        error = self._breach(bytes(data))
+        error = self._late() or self._breach(bytes(data))
         if error is not None:
             self._failed = True
             self._messages.set_exception(error)
@@ -122,6 +138,19 @@ class ClientFrames:
     def feed_eof(self) -> None:
         self._reader.feed_eof()
 
+    def _late(self) -> WebSocketError | None:
+        """A frame begun that has not come whole in time: its client trickles it.
+
+        Every byte that comes holds off aiohttp's heartbeat, whose ping would drop a client
+        that no longer answers: a client sending a frame a byte now and then would stay
+        for ever, unpinged.
+        """
+        if self._due is None or self._clock() <= self._due:
+            return None
+        return WebSocketError(
+            WSCloseCode.POLICY_VIOLATION, f"a frame took over {self._deadline_s:g} s to come"
+        )
+
     def _breach(self, data: bytes) -> WebSocketError | None:
         """The first rule the frames in `data` break, following on from the bytes before."""
         at = 0
@@ -130,7 +159,11 @@ class ClientFrames:
                 step = min(self._skip, len(data) - at)
                 self._skip -= step
                 at += step
+                if not self._skip:
+                    self._due = None
                 continue
+            if self._due is None:
+                self._due = self._clock() + self._deadline_s
             known = self._head + data[at : at + LONGEST_HEAD]
             head = frame_head(known)
             if head is None:
@@ -139,6 +172,8 @@ class ClientFrames:
             at += head.size - len(self._head)
             self._head = b""
             self._skip = head.remaining
+            if not self._skip:
+                self._due = None
             error = self._judge(head)
             if error is not None:
                 return error

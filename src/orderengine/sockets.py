@@ -55,10 +55,12 @@ class ServerSocket(web.WebSocketResponse):
         early, handler._message_tail = handler._message_tail, b""
         super()._post_start(request, protocol, writer)
         assert self._reader is not None
+        assert self._heartbeat is not None
         handler._payload_parser = ClientFrames(
             handler._payload_parser,
             self._reader,
             TokenBucket(FRAMES_PER_MINUTE, FRAMES_BURST),
+            frame_deadline_s=self._heartbeat,
         )
         if early:
             handler.data_received(early)

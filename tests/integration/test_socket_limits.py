@@ -245,3 +245,23 @@ async def test_frames_sent_with_the_handshake_are_judged_from_the_first_byte() -
             assert await closed_with(client, after) == 1002
         finally:
             client.close()
+
+
+async def test_a_client_trickling_a_frame_is_closed_with_1008_after_a_heartbeat_period() -> None:
+    """Each byte holds off the heartbeat's ping: without a deadline it would stay for ever."""
+    loop = asyncio.get_running_loop()
+    trickled = client_frame(0x1, b"x" * 100)
+    async with serving(0.5, until_client_leaves) as served:
+        client = await a_client_that_never_reads(served.port)
+        try:
+            with contextlib.suppress(ConnectionError):
+                for at in range(len(trickled)):
+                    await loop.sock_sendall(client, trickled[at : at + 1])
+                    await asyncio.sleep(0.1)
+                    if served.ended.is_set():
+                        break
+
+            assert await closed_with(client) == 1008
+            await asyncio.wait_for(served.ended.wait(), 5)
+        finally:
+            client.close()

@@ -69,7 +69,7 @@ def checked(
 ) -> tuple[Reader, Messages, list[tuple[bool, bytes]]]:
     """`data` fed to `ClientFrames` in one piece, or `step` bytes at a time."""
     reader, messages = Reader(), Messages()
-    frames = ClientFrames(reader, messages, allowance or TokenBucket(6000, 600))
+    frames = ClientFrames(reader, messages, allowance or TokenBucket(6000, 600), 30)
     step = step or len(data)
     answers = [frames.feed_data(data[at : at + step]) for at in range(0, len(data), step)]
     return reader, messages, answers
@@ -158,7 +158,7 @@ def test_a_message_of_endless_empty_fragments_fails_the_socket_with_1008() -> No
 
 def test_nothing_is_read_once_the_socket_has_failed() -> None:
     reader, messages = Reader(), Messages()
-    frames = ClientFrames(reader, messages, TokenBucket(6000, 600))
+    frames = ClientFrames(reader, messages, TokenBucket(6000, 600), 30)
 
     frames.feed_data(frame(TEXT, b"x", masked=False))
     later = frames.feed_data(frame(TEXT, b"y"))
@@ -168,3 +168,41 @@ def test_nothing_is_read_once_the_socket_has_failed() -> None:
     assert reader.fed == b""
     assert len(messages.errors) == 1
     assert reader.ended
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_frame_trickled_past_its_deadline_fails_the_socket_with_1008() -> None:
+    clock = Clock()
+    reader, messages = Reader(), Messages()
+    frames = ClientFrames(reader, messages, TokenBucket(6000, 600), 30, clock=clock)
+    slow = frame(TEXT, b"x" * 100)
+
+    frames.feed_data(slow[:10])
+    clock.now = 29.0
+    frames.feed_data(slow[10:11])
+    clock.now = 30.5
+    late = frames.feed_data(slow[11:12])
+
+    assert late == (True, b"")
+    assert failure(messages) == (WSCloseCode.POLICY_VIOLATION, "a frame took over 30 s to come")
+
+
+def test_time_between_frames_is_no_frame_s_time() -> None:
+    clock = Clock()
+    reader, messages = Reader(), Messages()
+    frames = ClientFrames(reader, messages, TokenBucket(6000, 600), 30, clock=clock)
+    data = frame(PING, b"are you there") + frame(TEXT, b"x" * 100)
+
+    for at in range(len(data)):
+        clock.now = at * 0.5 if at < 19 else 3600 + at * 0.1  # an hour between the two
+        frames.feed_data(data[at : at + 1])
+
+    assert messages.errors == []
+    assert reader.fed == data
