@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from structlog.contextvars import bound_contextvars
 
 from orderengine import stream
@@ -69,7 +69,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = error.reason.lower().replace(" ", "_")
         message = "request body too large" if error.status == 413 else _message(error)
-        return _json(error_body(code, message), status=error.status, headers=_allow(error))
+        return _json(error_body(code, message), status=error.status, headers=_kept(error))
     except ConnectionResetError:
         # The client left before its answer (during a socket's handshake, say): not an error
         # of ours, and nothing can reach it.
@@ -137,9 +137,13 @@ def _message(error: web.HTTPException) -> str:
     return error.reason if not given or given.startswith(f"{error.status}:") else given
 
 
-def _allow(error: web.HTTPException) -> dict[str, str]:
-    allow = error.headers.get("Allow")
-    return {"Allow": allow} if allow else {}
+KEPT_HEADERS = (hdrs.ALLOW, hdrs.SEC_WEBSOCKET_VERSION)
+"""Headers of aiohttp's HTTP errors that the answer in the error shape keeps: what a 405
+allows, and the WebSocket version a refused handshake should have asked for."""
+
+
+def _kept(error: web.HTTPException) -> dict[str, str]:
+    return {name: error.headers[name] for name in KEPT_HEADERS if name in error.headers}
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

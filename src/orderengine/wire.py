@@ -452,6 +452,10 @@ def refuse_repeated(request: web.Request) -> None:
             raise BadRequest(f"the request gives {header} more than once")
 
 
+WEBSOCKET_VERSION: Final = "13"
+"""The one version of the WebSocket protocol there is (RFC 6455)."""
+
+
 def refuse_bad_upgrade(request: web.Request) -> None:
     """Refuse a request that asks for a WebSocket it may not have, before anything is done.
 
@@ -461,6 +465,12 @@ def refuse_bad_upgrade(request: web.Request) -> None:
     """
     if not _asks_for_websocket(request):
         return
+    if request.headers.getall(hdrs.SEC_WEBSOCKET_VERSION, []) != [WEBSOCKET_VERSION]:
+        # RFC 6455 (section 4.4): the refusal names the version the server speaks.
+        raise web.HTTPBadRequest(
+            text="invalid WebSocket handshake: Sec-WebSocket-Version must be 13",
+            headers={hdrs.SEC_WEBSOCKET_VERSION: WEBSOCKET_VERSION},
+        )
     problem = _handshake_problem(request)
     if problem is not None:
         raise BadRequest(f"invalid WebSocket handshake: {problem}")
@@ -494,8 +504,6 @@ def _handshake_problem(request: web.Request) -> str | None:
         return "Upgrade must name websocket alone"
     if "upgrade" not in _tokens(request, hdrs.CONNECTION):
         return "Connection must include upgrade"
-    if request.headers.getall(hdrs.SEC_WEBSOCKET_VERSION, []) != ["13"]:
-        return "Sec-WebSocket-Version must be 13"
     keys = request.headers.getall(hdrs.SEC_WEBSOCKET_KEY, [])
     if len(keys) != 1 or not _is_websocket_key(keys[0]):
         return "Sec-WebSocket-Key must be 16 bytes in base64"

@@ -570,6 +570,17 @@ async def test_a_get_with_a_bad_websocket_handshake_is_400(
 
 
 @pytest.mark.parametrize("path", ["/api/orders/execute", "/api/events"])
+async def test_a_handshake_of_another_version_is_told_the_version_spoken(
+    client: Client, path: str
+) -> None:
+    response = await client.get(path, headers={**WEBSOCKET, "Sec-WebSocket-Version": "8"})
+
+    assert response.status == 400
+    assert response.headers["Sec-WebSocket-Version"] == "13"
+    assert error_of(await response.json())["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["/api/orders/execute", "/api/events"])
 async def test_a_head_is_no_websocket_handshake(client: Client, path: str) -> None:
     response = await client.head(path, headers=WEBSOCKET)
 
