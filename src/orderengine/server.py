@@ -13,7 +13,7 @@ Here:
   a connection gets only under the cap.
 - `ConnectionCap`: at most so many connections. At the cap a newcomer takes the place of the
   oldest connection with no request in progress (idle, or still sending its headers); when
-  every one is busy it is answered 503 and closed.
+  every one is busy it is answered 503, and closed once its client has read the answer.
 - `EngineSite`: the TCP listener `python -m orderengine` serves on, making those handlers.
 
 The body of a request is bounded in time by `wire.read_order`, which reads it.
@@ -25,7 +25,7 @@ import asyncio
 import json
 import resource
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -54,12 +54,10 @@ LINGER_S = 2.0
 """How long the rest of a body is read after an early answer (a 413, a 415), so that the
 client sees the answer rather than a reset; then the connection is closed."""
 REFUSED_LINGER_S = 1.0
-"""How long a connection refused at the cap stays half open after its 503: closed at once,
-the request it sent meanwhile, unread, would have the system reset the connection, and the
-client lose the answer. It is closed as soon as the client closes its side."""
+"""How long a connection refused at the cap stays half open after its 503 at most."""
 MOST_REFUSING = 32
-"""Refused connections kept half open at once, out of the descriptors kept aside
-(`RESERVED_DESCRIPTORS`); beyond, a refused connection is closed at once."""
+"""Refused connections kept half open at once; beyond, a refused connection is closed at
+once. The cap leaves descriptors for them."""
 RESERVED_DESCRIPTORS = 64
 """Descriptors kept for what is not a client connection: the log, the listener, DNS…"""
 REPORT_EVERY_S = 1.0
@@ -83,15 +81,22 @@ def handler_args(settings: Settings) -> dict[str, Any]:
 def connection_cap(settings: Settings) -> int:
     """`ORDERENGINE_MAX_CONNECTIONS`, or as many as the descriptor limit leaves room for.
 
-    Room is kept for the two database pools, and for one wake-up's worth of accepted
-    connections (`BACKLOG`) that are closed only on the loop's next turn.
+    Room is kept for the two database pools, for one wake-up's worth of accepted
+    connections (`BACKLOG`) that are closed only on the loop's next turn, and for the
+    connections refused at the cap that are still being closed (`MOST_REFUSING`).
     """
     if settings.max_connections is not None:
         return settings.max_connections
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
-    reserved = RESERVED_DESCRIPTORS + settings.db_pool_size + settings.concurrency + BACKLOG
+    reserved = (
+        RESERVED_DESCRIPTORS
+        + settings.db_pool_size
+        + settings.concurrency
+        + BACKLOG
+        + MOST_REFUSING
+    )
     return max(1, min(soft, 1 << 20) - reserved)
 
 
@@ -122,7 +127,7 @@ class ConnectionCap:
         self.limit = limit
         self._open: dict[EngineRequestHandler, None] = {}
         """The open connections, oldest first."""
-        self.refusing: set[EngineRequestHandler] = set()
+        self._refusing: dict[EngineRequestHandler, asyncio.Transport] = {}
         """Connections refused, half open until their client has read its 503."""
         self._closed = 0
         self._refused = 0
@@ -131,6 +136,11 @@ class ConnectionCap:
     @property
     def open(self) -> int:
         return len(self._open)
+
+    @property
+    def busy(self) -> int:
+        """Open connections with a request in progress: those no newcomer may take over."""
+        return sum(not handler.idle for handler in self._open)
 
     def admit(self, newcomer: EngineRequestHandler) -> bool:
         """Whether `newcomer` may stay; at the cap, an idle connection is closed for it."""
@@ -149,7 +159,29 @@ class ConnectionCap:
 
     def release(self, handler: EngineRequestHandler) -> None:
         self._open.pop(handler, None)
-        self.refusing.discard(handler)
+        self._refusing.pop(handler, None)
+
+    def refuse(self, handler: EngineRequestHandler, transport: asyncio.Transport) -> None:
+        """Answer the connection 503, and close it once its client has read the answer.
+
+        Closed at once, with the request the client sent meanwhile unread, the system would
+        reset the connection, and the reset could overtake the answer. It is half closed
+        instead, and ends when the client closes its side, after `REFUSED_LINGER_S` at most;
+        at once when `MOST_REFUSING` are half closed already.
+        """
+        transport.write(TOO_MANY_CONNECTIONS)
+        if len(self._refusing) >= MOST_REFUSING:
+            transport.close()
+            return
+        self._refusing[handler] = transport
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.abort)
+
+    def drop_refused(self) -> None:
+        """Abort the connections still half closed after their 503: the server is stopping."""
+        refusing, self._refusing = self._refusing, {}
+        for transport in refusing.values():
+            transport.abort()
 
     def _report(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -201,14 +233,8 @@ class EngineRequestHandler(web.RequestHandler):
             super().connection_made(transport)
             return
         self.close()  # serve nothing on it: what it sends is read and thrown away
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(TOO_MANY_CONNECTIONS)
-        if len(self._cap.refusing) >= MOST_REFUSING:
-            transport.close()
-            return
-        self._cap.refusing.add(self)
-        transport.write_eof()
-        asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.abort)
+        # uvloop's transports are asyncio's in all but name: not subclasses of its classes.
+        self._cap.refuse(self, cast(asyncio.Transport, transport))
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cap.release(self)
@@ -284,6 +310,10 @@ class EngineSite(web.BaseSite):
         self._bound_port: int | None = None
         self._handler_args = handler_args(settings)
         self.cap = ConnectionCap(connection_cap(settings))
+
+    async def stop(self) -> None:
+        self.cap.drop_refused()
+        await super().stop()
 
     @property
     def port(self) -> int:

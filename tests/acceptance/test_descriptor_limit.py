@@ -71,3 +71,31 @@ async def test_a_flood_of_idle_connections_leaves_the_engine_serving(
     assert "out of system resource" not in log
     [listening] = [json.loads(line) for line in log.splitlines() if '"listening"' in line]
     assert 0 < listening["max_connections"] < LIMIT
+
+
+async def test_a_newcomer_refused_at_the_cap_reads_its_503(start_engine: StartEngine) -> None:
+    """On the engine's own event loop (uvloop), whose transports are not asyncio's."""
+    engine = await start_engine(max_connections=2, request_timeout_s=30)
+    busy: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(2):  # each in the middle of a body: busy, never closed for a newcomer
+            _, writer = await asyncio.open_connection(HOST, engine.port)
+            writer.write(
+                b"POST /api/orders/execute HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            busy.append(writer)
+        await asyncio.sleep(0.3)
+
+        reader, writer = await asyncio.open_connection(HOST, engine.port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    finally:
+        for held in busy:
+            held.close()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), answer
+    assert json.loads(body)["error"]["code"] == "too_many_connections"
+    assert "Traceback" not in engine.log_path.read_text()

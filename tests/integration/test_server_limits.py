@@ -338,7 +338,11 @@ async def test_a_newcomer_refused_at_the_cap_reads_its_503(database_url: str) ->
     async with serving(database_url, max_connections=1, request_timeout_s=5.0) as site:
         _, busy = await connect(site.port)
         busy.write(request_bytes("POST", "/api/orders/execute", ORDER, JSON)[:-5])
-        await asyncio.sleep(0.2)
+
+        async def taken() -> bool:
+            return site.cap.busy == 1
+
+        await eventually(taken, limit_s=5)
         try:
             received = await asyncio.to_thread(refused_at_once, site.port)
         finally:
