@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -69,12 +70,15 @@ def key_hash(key: str) -> str:
 class Caller:
     """Who is asking: an owner (None while no key is in force), and what it may do.
 
-    `order_id` limits a caller holding a stream token for one order to that order.
+    `order_id` limits a caller holding a stream token for one order to that order. `key` is
+    the hash of the key it acts with, its own or the one its owner token was made with: what
+    revoking takes away (`KeyRing.admits`), whatever key its owner holds since.
     """
 
     owner: str | None
     admin: bool
     order_id: UUID | None = None
+    key: str | None = None
 
     def sees(self, order_id: UUID, owner: str | None) -> bool:
         """Whether the order `owner` holds is this caller's to see.
@@ -103,14 +107,14 @@ class KeyRing:
     """Keys are needed even when none exists: the engine serves a network (`exposed`), so
     revoking its last key shuts everyone out rather than letting everyone in."""
     _loaded: bool = False
-    _owners: frozenset[str] = frozenset()
-    """The owners of the keys in force, for `admits`, asked before every socket write."""
+    _keys: frozenset[str] = frozenset()
+    """The hashes of the keys in force, for `admits`, asked before every socket write."""
 
     def __post_init__(self) -> None:
-        self._index_owners()
+        self._index_keys()
 
-    def _index_owners(self) -> None:
-        self._owners = frozenset(self.configured.values()) | frozenset(self.stored.values())
+    def _index_keys(self) -> None:
+        self._keys = frozenset(self.configured) | frozenset(self.stored)
 
     @classmethod
     def of(cls, keys: Mapping[str, str], admins: tuple[str, ...]) -> KeyRing:
@@ -131,15 +135,16 @@ class KeyRing:
         if stored != self.stored or not self._loaded:
             log.info("keys_loaded", stored=len(stored), configured=len(self.configured))
         self.stored, self._loaded = stored, True
-        self._index_owners()
+        self._index_keys()
 
     def admits(self, caller: Caller) -> bool:
-        """Whether `caller` may still act: no key is in force, or its owner still holds one.
+        """Whether `caller` may still act: no key is in force, or the key it acts with is.
 
-        For a socket opened with a key, or with a token made for an owner, that was revoked
-        since. A caller holding a token for one order names no owner, and is admitted.
+        For a socket opened with a key, or with a token made with one, that was revoked
+        since: a key made afterwards for the same owner admits neither. A caller holding a
+        token for one order acts with no key, and is admitted.
         """
-        return not self.in_force or caller.owner is None or caller.owner in self._owners
+        return not self.in_force or caller.key is None or caller.key in self._keys
 
     def caller(self, key: str) -> Caller | None:
         """The owner of `key`, as a caller; None for a key that is wrong or revoked.
@@ -147,22 +152,37 @@ class KeyRing:
         The key's hash is compared with every hash in force, each in constant time.
         """
         presented = key_hash(key)
-        owner = None
+        found = None
         for ring in (self.configured, self.stored):
             for known, name in ring.items():
                 if hmac.compare_digest(presented, known):
-                    owner = name
-        if owner is None:
+                    found = known, name
+        if found is None:
             return None
-        return Caller(owner=owner, admin=owner in self.admins)
+        known, owner = found
+        return Caller(owner=owner, admin=owner in self.admins, key=known)
+
+    def key_of(
+        self, owner: str, fingerprint: str, fingerprint_of: Callable[[str], str]
+    ) -> str | None:
+        """The hash of `owner`'s key in force whose fingerprint is `fingerprint`, if any."""
+        for ring in (self.configured, self.stored):
+            for known, name in ring.items():
+                if name == owner and hmac.compare_digest(fingerprint_of(known), fingerprint):
+                    return known
+        return None
 
 
 @dataclass(frozen=True)
 class Grant:
-    """What a valid stream token allows: to follow one order, or to act as one owner."""
+    """What a valid stream token allows: to follow one order, or to act as one owner.
+
+    An owner's token names the key it was made with by a fingerprint (`key`).
+    """
 
     order_id: UUID | None = None
     owner: str | None = None
+    key: str = ""
 
 
 class StreamTokens:
@@ -181,10 +201,19 @@ class StreamTokens:
         """A token to follow `order_id`, valid for the token lifetime."""
         return self._sign(["order", str(order_id), self._expiry()])
 
-    def for_owner(self, owner: str) -> tuple[str, datetime]:
-        """A token to act as `owner` on a socket, and when it expires."""
+    def for_owner(self, owner: str, key: str | None) -> tuple[str, datetime]:
+        """A token to act as `owner` with the key of hash `key` on a socket; its expiry.
+
+        It names the key by `fingerprint`: revoking the key ends the token, and a token
+        that leaks says nothing about the key.
+        """
         expires = self._expiry()
-        return self._sign(["owner", owner, expires]), datetime.fromtimestamp(expires, UTC)
+        claims = ["owner", owner, expires, self.fingerprint(key) if key else ""]
+        return self._sign(claims), datetime.fromtimestamp(expires, UTC)
+
+    def fingerprint(self, key: str) -> str:
+        """What an owner's token says of the key of hash `key`: an HMAC under the secret."""
+        return hmac.new(self._secret, b"key:" + key.encode(), hashlib.sha256).hexdigest()[:32]
 
     def read(self, token: str) -> Grant | None:
         """What the token grants; None if it is malformed, tampered with or expired."""
@@ -197,14 +226,14 @@ class StreamTokens:
         if not hmac.compare_digest(given, self._mac(payload)):
             return None
         try:
-            kind, subject, expires = json.loads(payload)
+            kind, subject, expires, *key = json.loads(payload)
         except ValueError:
             return None
         if not isinstance(expires, int) or expires < time.time():
             return None
         if kind == "order":
             return Grant(order_id=UUID(subject))
-        return Grant(owner=str(subject))
+        return Grant(owner=str(subject), key=str(key[0]) if key else "")
 
     def _expiry(self) -> int:
         return int(time.time() + self._ttl_s)
@@ -221,9 +250,16 @@ def _encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _decode(text: str) -> bytes:
-    """Base64url without padding; ValueError for anything else."""
-    if not text or not text.isascii():
+    """Base64url without padding; ValueError for anything else.
+
+    Python's decoder passes over characters outside the alphabet: a token with some added
+    would read as the token it was.
+    """
+    if not _BASE64URL.fullmatch(text):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 

@@ -71,10 +71,13 @@ def _caller(request: web.Request) -> Caller:
             raise Unauthorized(
                 "the stream token is malformed, tampered with or expired", invalid=True
             )
-        caller = Caller(owner=grant.owner, admin=False, order_id=grant.order_id)
-        if not ring.admits(caller):
-            raise Unauthorized("the key this stream token was made for is revoked", invalid=True)
-        return caller
+        if grant.owner is None:
+            return Caller(owner=None, admin=False, order_id=grant.order_id)
+        tokens = request.app[STREAM_TOKENS]
+        made_with = ring.key_of(grant.owner, grant.key, tokens.fingerprint)
+        if made_with is None:
+            raise Unauthorized("the key this stream token was made with is revoked", invalid=True)
+        return Caller(owner=grant.owner, admin=False, key=made_with)
     raise Unauthorized("an API key is needed: send Authorization: Bearer KEY", False)
 
 
@@ -101,7 +104,7 @@ async def stream_token(request: web.Request) -> web.Response:
     caller = request[CALLER]
     if caller.order_id is not None:
         raise Forbidden("a stream token for one order may only follow that order")
-    token, expires_at = request.app[STREAM_TOKENS].for_owner(caller.owner or "")
+    token, expires_at = request.app[STREAM_TOKENS].for_owner(caller.owner or "", caller.key)
     answer = StreamToken(token=token, expires_at=expires_at, ws=f"{EXECUTE}?token={token}")
     return web.json_response(answer.wire(), status=201)
 

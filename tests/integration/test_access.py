@@ -384,6 +384,53 @@ async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
         assert socket.close_code == 1008
 
 
+async def test_a_key_made_again_for_the_same_owner_revives_nothing_of_the_revoked_one(
+    start_app: StartApp, repository: Repository
+) -> None:
+    """Rotating a leaked key: its tokens and sockets end, though its owner holds a new one."""
+    client = await start_app()
+    out = io.StringIO()
+    await create(repository, "dave", out)
+    old = out.getvalue().strip()
+    await eventually(lambda: _status_is(client, bearer(old), 200))
+    token = (await (await client.post("/api/stream-tokens", headers=bearer(old))).json())["token"]
+    waiting = {**MARKET, "type": "limit", "limitPrice": "1000000"}
+    order = await submit_body(client, old, waiting)
+
+    async with client.ws_connect(
+        f"/api/orders/execute?orderId={order['orderId']}", headers=bearer(old)
+    ) as ws:
+        await ws.receive_json()
+        await revoke(repository, "dave", io.StringIO())
+        out = io.StringIO()
+        await create(repository, "dave", out)
+        new = out.getvalue().strip()
+        await eventually(lambda: _status_is(client, bearer(new), 200))
+        await client.app[ENGINE].cancel(UUID(order["orderId"]))  # the order's next event
+        rest = await read_until_closed(ws, limit_s=10)
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await client.ws_connect(f"/api/events?token={token}")
+
+    assert (await client.get("/api/orders", headers=bearer(old))).status == 401
+    assert refused.value.status == 401
+    assert rest[-1]["error"]["code"] == "unauthorized"
+    assert ws.close_code == 1008
+
+
+async def test_a_stream_token_with_characters_added_is_refused(keyed: Client) -> None:
+    minted = await keyed.post("/api/stream-tokens", headers=bearer(ALICE))
+    token = (await minted.json())["token"]
+    payload, _, signature = token.partition(".")
+    altered = f"{payload[:4]}%21%21%21%21{payload[4:]}.{signature}"  # "!!!!" within it
+
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await keyed.ws_connect(f"/api/events?token={altered}")
+
+    assert refused.value.status == 401
+    async with keyed.ws_connect(f"/api/events?token={token}") as fine:
+        assert not fine.closed
+
+
 async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
     start_app: StartApp, database_url: str
 ) -> None:
