@@ -542,9 +542,10 @@ def _origin(text: str) -> URL | None:
     """An origin (scheme, host, port) as a URL; None for "null" or anything else."""
     try:
         url = URL(text.strip())
+        host = url.host  # decoded when asked: a UnicodeError (a ValueError) for bad punycode
     except ValueError:
         return None
-    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+    if url.scheme not in ("http", "https") or not host or url.path not in ("", "/"):
         return None
     return url
 
@@ -565,10 +566,10 @@ def _is_own(origin: URL, host: str) -> bool:
     The scheme is not compared: behind a TLS proxy the engine itself speaks plain HTTP.
     """
     try:
-        own = URL.build(scheme=origin.scheme, authority=host)
-    except (ValueError, TypeError):
+        own = _key(URL.build(scheme=origin.scheme, authority=host))
+    except (ValueError, TypeError):  # ValueError includes a UnicodeError for bad punycode
         return False
-    return _key(own) == _key(origin)
+    return own == _key(origin)
 
 
 def _digest(request: OrderRequest) -> str:

@@ -608,12 +608,31 @@ async def test_a_post_with_a_valid_handshake_still_upgrades(client: Client) -> N
 # ---- origins ---------------------------------------------------------------------------------
 
 
-FOREIGN = ["http://evil.example", "null", "https://127.0.0.1.evil.example", "file://"]
+FOREIGN = [
+    "http://evil.example",
+    "null",
+    "https://127.0.0.1.evil.example",
+    "file://",
+    "http://xn--zz.example",  # punycode that does not decode
+]
 
 
 @pytest.mark.parametrize("origin", FOREIGN)
 async def test_a_socket_opened_from_another_sites_page_is_403(client: Client, origin: str) -> None:
     response = await client.get("/api/orders/execute", headers={**WEBSOCKET, "Origin": origin})
+
+    assert response.status == 403
+    assert error_of(await response.json())["code"] == "forbidden_origin"
+
+
+async def test_a_host_that_does_not_decode_makes_no_origin_the_engine_s_own(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(api_keys={"alice": "alice-key-0123456789"})
+    own = f"http://127.0.0.1:{client_port(client)}"
+    headers = {**WEBSOCKET, "Origin": own, "Host": "xn--zz.example"}
+
+    response = await client.get("/api/orders/execute", headers=headers)
 
     assert response.status == 403
     assert error_of(await response.json())["code"] == "forbidden_origin"
