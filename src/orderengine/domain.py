@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 from uuid import UUID
 
 import orjson
 from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from orderengine.model import Amount, Model
+from orderengine.model import Amount, Given, Model
 from orderengine.tokens import SYMBOL, TOKENS, token_named
 from orderengine.transaction import Instruction
 from orderengine.venues.values import Dex, Execution, Quote
@@ -99,6 +99,8 @@ def decimal_places(amount: Decimal) -> int:
 
 DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 """An amount sent as a string: a JSON number's digits, ASCII only."""
+SHOWN = 40
+"""The most characters of a value a client gave that a reason quotes back."""
 MAX_AMOUNTS = "max_amounts"
 """The validation context's key for each token's largest order (`Settings.max_amounts`)."""
 MAX_ORDER_TTL_S = "max_order_ttl_s"
@@ -138,7 +140,7 @@ class QuoteRequest(Model):
 
     token_in: str = Field(min_length=1, max_length=16)
     token_out: str = Field(min_length=1, max_length=16)
-    amount_in: Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
+    amount_in: Given
 
     @field_validator("token_in")
     @classmethod
@@ -205,9 +207,8 @@ class OrderKind(Model):
     @classmethod
     def supported_type(cls, value: object) -> object:
         if value not in ORDER_TYPES:
-            raise ValueError(
-                f"unknown order type {value!r}; the types are {', '.join(ORDER_TYPES)}"
-            )
+            shown = repr(value) if len(repr(value)) <= SHOWN else repr(value)[:SHOWN] + "…"
+            raise ValueError(f"unknown order type {shown}; the types are {', '.join(ORDER_TYPES)}")
         return value
 
 
@@ -231,9 +232,7 @@ class OrderRequest(QuoteRequest, OrderKind):
     """
 
     slippage_bps: int = Field(default=50, ge=1, le=MAX_SLIPPAGE_BPS, strict=True)
-    limit_price: Annotated[
-        Decimal | None, Field(default=None, gt=0, allow_inf_nan=False, max_digits=30)
-    ]
+    limit_price: Given | None = None
     expires_at: AwareDatetime | None = None
 
     @model_validator(mode="before")

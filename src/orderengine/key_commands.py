@@ -37,10 +37,28 @@ async def keys_repository(settings: Settings) -> AsyncIterator[Repository]:
             await repository.close()
 
 
+def _nameable(name: str) -> bool:
+    """Whether `name` can name a key wherever keys are named.
+
+    In `owner:key` pairs, and in the comma-separated `ORDERENGINE_ADMIN_KEYS`, whose items
+    are stripped of spaces.
+    """
+    return (
+        0 < len(name) <= MAX_NAME_LENGTH
+        and name.isprintable()
+        and name == name.strip()
+        and not {":", ","} & set(name)
+    )
+
+
 async def create(repository: Repository, name: str, out: TextIO = sys.stdout) -> int:
     """Create a key named `name` and print it: the only time it is ever shown."""
-    if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable() or ":" in name:
-        print(f"a key's name is 1 to {MAX_NAME_LENGTH} printable characters, no ':'", file=out)
+    if not _nameable(name):
+        print(
+            f"a key's name is 1 to {MAX_NAME_LENGTH} printable characters, no ':' or ',',"
+            " with no space at either end",
+            file=out,
+        )
         return REFUSED
     key = new_key()
     try:

@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Annotated
 
 import structlog
 from aiohttp import web
@@ -34,7 +33,7 @@ from orderengine.errors import (
     InvalidListing,
 )
 from orderengine.keys import ENGINE, REPOSITORY
-from orderengine.model import Model
+from orderengine.model import Given, Model
 from orderengine.notifications import LISTINGS_CHANNEL, listing_payload
 from orderengine.repository import Repository
 from orderengine.tokens import (
@@ -68,9 +67,6 @@ DEMO_PREFIX = "DEMO"
 DEMO_QUOTE_TOKEN = "SOL"
 DEMO_ALPHABET = string.ascii_uppercase + string.digits
 
-Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=30)]
-"""A price or an amount as an order's `amountIn` is read: positive, finite, 30 digits at most."""
-
 
 class ListingRequest(Model):
     """What a listing needs: the venue, the new pair, its price and its depth; what makes a 422.
@@ -81,8 +77,8 @@ class ListingRequest(Model):
     dex: str = Field(min_length=1, max_length=32)
     token: str = Field(min_length=1, max_length=16)
     quote_token: str = Field(min_length=1, max_length=16)
-    price: Positive
-    liquidity: Positive
+    price: Given
+    liquidity: Given
 
     @field_validator("dex")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Context, Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 
@@ -37,3 +37,25 @@ Amount = Annotated[
     PlainSerializer(plain_decimal, return_type=str, when_used="json"),
 ]
 """An exact amount or price: a plain decimal string on the wire, NUMERIC in the database."""
+
+
+GIVEN_DIGITS = 30
+"""The most digits an amount or a price a client gives may have, trailing zeros included."""
+
+
+def _given_digits(value: Decimal | None) -> Decimal | None:
+    if value is not None and len(value.as_tuple().digits) > GIVEN_DIGITS:
+        raise ValueError(f"at most {GIVEN_DIGITS} digits, trailing zeros included")
+    return value
+
+
+Given = Annotated[
+    Decimal,
+    Field(gt=0, allow_inf_nan=False, max_digits=GIVEN_DIGITS),
+    AfterValidator(_given_digits),
+]
+"""A positive amount or price as a client gives it: finite, `GIVEN_DIGITS` digits at most.
+
+pydantic's `max_digits` counts a number's digits without its trailing zeros, which the
+number keeps and every answer about it repeats: `0.1` followed by 8000 zeros passed, and
+made every event of its order 16 KB."""

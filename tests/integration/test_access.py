@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 from orderengine import cli
 from orderengine.access import Exposed, StreamTokens, key_hash
 from orderengine.app import create_app
-from orderengine.key_commands import create, revoke
+from orderengine.key_commands import REFUSED, create, revoke
 from orderengine.keys import ENGINE, STREAM_TOKENS
 from orderengine.repository import Repository
 from tests.harness import Client, StartApp, fast_settings
@@ -268,6 +268,17 @@ async def test_an_exposed_engine_starts_when_told_it_is_open_or_given_keys(
 
     assert (await anonymous.get("/api/orders")).status == 200
     assert (await keyed.get("/api/orders")).status == 401
+
+
+@pytest.mark.parametrize("name", ["", " alice", "alice ", "a,b", "a:b", "tab\there"])
+async def test_a_key_is_not_made_under_a_name_no_setting_could_name(
+    repository: Repository, name: str
+) -> None:
+    out = io.StringIO()
+
+    assert await create(repository, name, out) == REFUSED
+    assert "a key's name is" in out.getvalue()
+    assert await repository.active_keys() == {}
 
 
 async def test_keys_created_and_revoked_in_the_database_apply_at_once(

@@ -74,6 +74,18 @@ INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
         "decimal_max_digits",
     ),
     (
+        "amount whose trailing zeros make it more than 30 digits",
+        {**MARKET, "amountIn": "0.1" + "0" * 40},
+        "amountIn",
+        "value_error",
+    ),
+    (
+        "limit price whose trailing zeros make it more than 30 digits",
+        {**MARKET, "type": "limit", "limitPrice": "150" + "0" * 28 + "E-28"},
+        "limitPrice",
+        "value_error",
+    ),
+    (
         "amount with a huge exponent",
         {**MARKET, "amountIn": "1E+40"},
         "amountIn",
@@ -618,3 +630,11 @@ def test_an_amount_with_an_exponent_counts_its_decimals_exactly() -> None:
     assert parse_order(encoded({**MARKET, "amountIn": "1E-9"})).amount_in == Decimal("1E-9")
     finer = parse_invalid(encoded({**MARKET, "amountIn": "1E-10"}))
     assert [r["message"] for r in reasons(finer)] == ["more than 9 decimal places for SOL"]
+
+
+def test_an_unknown_type_is_quoted_back_no_longer_than_a_few_words() -> None:
+    [reason] = reasons(parse_invalid(encoded({**MARKET, "type": "x" * 16_000})))
+
+    assert reason["field"] == "type"
+    assert len(reason["message"]) < 120
+    assert reason["message"].startswith("unknown order type 'xxxx")
