@@ -726,6 +726,10 @@ class Engine:
             tx_expires_at=transaction.expires_at,
             tx_last_valid_block_height=transaction.last_valid_block_height,
         )
+        if order.expires_at is not None and order.expires_at <= datetime.now(UTC):
+            # Its expiry came while `submitted` was being committed: the swap is not sent.
+            await self._expire(order)
+            return
         try:
             execution = await venue.execute(transaction)
         except SwapRejected as error:

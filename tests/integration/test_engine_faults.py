@@ -40,7 +40,7 @@ from orderengine.events import EventHub
 from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.limiter import TokenBucket
 from orderengine.metrics import Metrics
-from orderengine.repository import Repository
+from orderengine.repository import Change, Changed, Repository
 from orderengine.transaction import Transaction
 from orderengine.venues.chain import Chain
 from orderengine.venues.endpoint import EndpointError
@@ -350,6 +350,56 @@ async def test_an_order_whose_expiry_comes_while_its_attempt_waits_is_never_sent
     events = await repository.events(order.order_id)
     assert S.SUBMITTED not in [event.status for event in events]
     assert events[-1].details.get("expired") is True
+
+
+class SlowToSubmit(Repository):
+    """A store whose commit of `submitted` answers only once `until` has passed."""
+
+    until = datetime.max.replace(tzinfo=UTC)
+
+    async def _commit_changes(self, changes: Sequence[Change]) -> list[Changed | Exception]:
+        outcomes = await super()._commit_changes(changes)
+        if any(change.steps[-1] is S.SUBMITTED for change in changes):
+            await asyncio.sleep(max(0.0, (self.until - datetime.now(UTC)).total_seconds()))
+        return outcomes
+
+
+async def test_an_order_whose_expiry_comes_while_submitted_is_committed_is_never_sent(
+    database_url: str,
+) -> None:
+    repository = await SlowToSubmit.connect(database_url, 4, 5.0)
+    expires_at = datetime.now(UTC) + timedelta(seconds=2)  # time enough to route, under load
+    repository.until = expires_at + timedelta(seconds=0.05)
+    request = OrderRequest.model_validate(
+        {
+            "type": "limit",
+            "tokenIn": "SOL",
+            "tokenOut": "USDC",
+            "amountIn": "1",
+            "limitPrice": "0.0001",
+            "expiresAt": expires_at.isoformat(),
+        }
+    )
+    try:
+        async with engine_on(repository, database_url, concurrency=1) as engine:
+            order, _ = await engine.submit(request)
+            ended = await finished(repository, order.order_id)
+        statuses = [event.status for event in await repository.events(order.order_id)]
+        connection = await asyncpg.connect(database_url)
+        try:
+            sent = await connection.fetchval(
+                "SELECT count(*) FROM chain.transactions WHERE signature = $1", ended.tx_hash
+            )
+        finally:
+            await connection.close()
+    finally:
+        await repository.close()
+
+    assert ended.status is S.FAILED
+    assert ended.error is not None
+    assert "expired" in ended.error
+    assert statuses[-2:] == [S.SUBMITTED, S.FAILED]
+    assert sent == 0
 
 
 async def test_a_restart_honours_the_retry_time_stored_with_the_order(
