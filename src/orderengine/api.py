@@ -30,6 +30,7 @@ from orderengine.errors import (
     TooManyRequests,
     Unauthorized,
     Unavailable,
+    UnsupportedHttp,
 )
 from orderengine.keys import CALLER, ENGINE, METRICS, REPOSITORY, SETTINGS
 from orderengine.wire import (
@@ -105,8 +106,9 @@ def _answer(request: web.Request, error: Exception) -> web.Response:
         if error.status >= 500:
             log.error("request_failed", path=request.path, error=error.message)
         response = _json(error_body(error.code, error.message, error.details), status=error.status)
-        if isinstance(error, RequestTimeout):
-            response.force_close()  # the rest of the body may never come: stop waiting for it
+        if isinstance(error, RequestTimeout | UnsupportedHttp):
+            # The rest of the body may never come, or cannot be told from what follows it.
+            response.force_close()
         return response
     log.error("request_crashed", path=request.path, method=request.method, exc_info=error)
     return _json(error_body("internal_error", "internal error"), status=500)

@@ -64,6 +64,7 @@ from orderengine.errors import (
     SlippageExceeded,
     StaleOrder,
     SwapRejected,
+    TooManyRequests,
     Unavailable,
     VenueError,
 )
@@ -206,32 +207,52 @@ class Engine:
         A limit order waits for its price, and a sniper for a venue to list its pair (unless
         one does already); both until their expiry. `owner` is the name of the API key
         submitting it, which also scopes the idempotency key `key`. Refused with nothing
-        written while shutting down or while the backlog is full, unless it is a resend,
-        answered with its order (`Repository.resent`). Every `Unavailable` raised here means
-        nothing was created; an order the database will not store fails alone (see
-        `intake.py`).
+        written while shutting down, while the backlog is full (unless it will wait) or while
+        its key is over its rate; a resend is answered with its order all the same
+        (`_resent_or`). Every `Unavailable` raised here means nothing was created; an order
+        the database will not store fails alone (see `intake.py`).
         """
         new = NewOrder(
             request=request,
             idempotency_key=key,
             digest=digest,
-            awaits=await self._awaits(request),
+            awaits=None if self._closing else await self._awaits(request),
             expires_at=self._expiry(request),
             owner=owner,
         )
         refusal = self._refusal(new)
         if refusal is not None:
-            resent = await self._repository.resent(new)
-            if resent is None:
-                raise refusal
-            if isinstance(resent, Exception):
-                raise resent
-            return resent
+            return await self._resent_or(new, refusal)
+        try:
+            return await self._commit(new)
+        except TooManyRequests as limited:
+            return await self._resent_or(new, limited)
+
+    async def _commit(self, new: NewOrder) -> tuple[Order, bool]:
+        """Commit `new` with the intake; counted in the backlog meanwhile.
+
+        Counted before its first await: nothing runs between `_refusal`'s look at the
+        backlog and the count.
+        """
         self._committing += 1
         try:
             return await self._intake.commit(new)
         finally:
             self._committing -= 1
+
+    async def _resent_or(self, new: NewOrder, refusal: OrderEngineError) -> tuple[Order, bool]:
+        """`new`'s order if it is a resend, else `refusal` raised.
+
+        A client that lost the answer to its order learns the order's id, whatever would
+        refuse a new one. Looked up only for a refused order with an `Idempotency-Key`, in
+        its submitter's own task; a lookup the store cannot answer gives the refusal.
+        """
+        resent = await self._repository.resent(new)
+        if resent is None or isinstance(resent, DatabaseUnavailable):
+            raise refusal
+        if isinstance(resent, Exception):
+            raise resent
+        return resent
 
     def _refusal(self, new: NewOrder) -> Unavailable | None:
         """Why `new` may not be accepted now, if it may not: a stop, or a full queue.

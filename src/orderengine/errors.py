@@ -22,6 +22,13 @@ class BadRequest(OrderEngineError):
     code = "bad_request"
 
 
+class UnsupportedHttp(BadRequest):
+    """A request in HTTP the engine does not serve; its connection is closed after the answer.
+
+    What follows it on the connection cannot be read for sure.
+    """
+
+
 class ForeignOrigin(OrderEngineError):
     """A WebSocket asked for from a web page of another site, which may not act for its user."""
 

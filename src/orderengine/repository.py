@@ -430,7 +430,7 @@ class Repository:
             if order_id in created:
                 outcomes.append((created[order_id], True))
             elif n in limited:
-                outcomes.append(await self.resent(new) or limited[n])
+                outcomes.append(limited[n])
             else:
                 earlier = await self.resent(new)
                 assert earlier is not None, "only an idempotency key keeps an order from being made"
@@ -440,9 +440,7 @@ class Repository:
     async def resent(self, new: NewOrder) -> Outcome | None:
         """The order that already holds `new`'s idempotency key, if the bodies agree.
 
-        None when `new` has no key, or no order holds it: `new` is no resend. A resend is
-        answered with its order even when a new order would be refused (a key over its rate,
-        a full queue): the client that lost the first answer learns its order's id.
+        None when `new` has no key, or no order holds it: `new` is no resend.
         """
         if new.idempotency_key is None:
             return None

@@ -355,7 +355,9 @@ SUBMIT = Route(
         Reply(201, "Committed.", AcceptedOrder, headers=("Location",)),
         Reply(
             200,
-            "Already committed under this `Idempotency-Key`, with this body: the same answer.",
+            "Already committed under this `Idempotency-Key`, with this body: the same answer, "
+            "even while a new order would be refused (429, 503 `queue_full` or "
+            "`shutting_down`).",
             AcceptedOrder,
             headers=("Location",),
         ),
@@ -374,14 +376,15 @@ SUBMIT = Route(
         ),
         refused(
             429,
-            "The key submitted more orders than its limit per minute allows.",
+            "The key submitted more orders than its limit per minute allows (a resend of an "
+            "order that exists is answered 200).",
             TooManyRequests.code,
             headers=("Retry-After",),
         ),
         refused(
             503,
-            "Nothing was created: the queue is full, the engine is stopping, or the database is "
-            "out of reach. Try again after `Retry-After`.",
+            "Nothing was created: the queue is full (never for an order that will wait), the "
+            "engine is stopping, or the database is out of reach. Try again after `Retry-After`.",
             QueueFull.code,
             ShuttingDown.code,
             DatabaseUnavailable.code,

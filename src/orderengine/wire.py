@@ -49,6 +49,7 @@ from orderengine.errors import (
     NoRoute,
     OrderNotFound,
     RequestTimeout,
+    UnsupportedHttp,
     UnsupportedMediaType,
 )
 from orderengine.keys import CALLER, ENGINE, KEY_RING, SETTINGS, STREAM_TOKENS
@@ -429,10 +430,10 @@ def refuse_unsupported_http(request: web.Request) -> None:
     order made of bytes its client meant otherwise.
     """
     if request.version not in (HttpVersion10, HttpVersion11):
-        raise BadRequest("only HTTP/1.0 and HTTP/1.1 are served")
+        raise UnsupportedHttp("only HTTP/1.0 and HTTP/1.1 are served")
     codings = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
     if codings and [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"]:
-        raise BadRequest("Transfer-Encoding may only be chunked")
+        raise UnsupportedHttp("Transfer-Encoding may only be chunked")
 
 
 def refuse_repeated(request: web.Request) -> None:

@@ -156,16 +156,18 @@ def chunked(body: bytes) -> bytes:
 async def test_http_the_engine_does_not_serve_creates_nothing(
     database_url: str, request_: bytes, problem: str
 ) -> None:
-    async with serving(database_url) as site:
+    async with serving(database_url, keepalive_timeout_s=30) as site:
         reader, writer = await connect(site.port)
         try:
             writer.write(request_)
             answer = await read_answer(reader)
+            after = await closed_by_server(reader, limit_s=10)
         finally:
             writer.close()
 
         assert answer.status == 400
         assert error_of(answer)["message"] == problem
+        assert after == b"", "the connection is closed after the answer"
         assert await order_count(site) == 0
 
 
