@@ -104,6 +104,10 @@ class Router:
         except TimeoutError:
             log.warning("quote_timed_out", dex=venue.name, deadline_s=self._deadline_s)
             return f"no quote within {self._deadline_s}s"
+        except NoRoute as error:
+            # A venue without the pair: an answer, not a failure, whoever asks.
+            log.debug("quote_no_route", dex=venue.name, error=error.message)
+            return f"quote failed: {error.message}"
         except Exception as error:
             log.warning("quote_failed", dex=venue.name, error=repr(error))
             # A venue's own refusal is worded for traders; anything else stays in the log.

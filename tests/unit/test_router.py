@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from structlog.testing import capture_logs
 
 from orderengine.errors import NoRoute
 from orderengine.router import Router, reason
@@ -17,7 +18,7 @@ from orderengine.venues.pool import Pool
 from orderengine.venues.raydium import Raydium
 from orderengine.venues.values import Dex, Quote
 from tests.ledger import MemoryLedger
-from tests.venues import Down, Stalled
+from tests.venues import Down, Stalled, Wrapped
 
 AMOUNT = Decimal("10")
 
@@ -61,6 +62,24 @@ async def test_a_venue_that_is_down_is_routed_around() -> None:
     assert set(decision.unavailable) == {"meteora"}
     assert "meteora is down" in decision.unavailable["meteora"]
     assert "only venue" in decision.reason
+
+
+class WithoutThePair(Wrapped):
+    """A venue that lists no pool for the pair asked."""
+
+    async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
+        raise NoRoute(f"{self.name} has no {token_in}/{token_out} pool")
+
+
+async def test_a_venue_without_the_pair_is_an_answer_not_a_warning() -> None:
+    """A client asking for such a pair again and again must not fill the log."""
+    router = Router([WithoutThePair(venue(BetterPriceHigherFee)), venue(Raydium)], deadline_s=1)
+
+    with capture_logs() as logs:
+        decision = await router.route("SOL", "USDC", AMOUNT)
+
+    assert decision.unavailable == {"meteora": "quote failed: meteora has no SOL/USDC pool"}
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == []
 
 
 async def test_a_slow_venue_is_cut_off_at_the_deadline() -> None:
