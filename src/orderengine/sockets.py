@@ -13,6 +13,7 @@ Part of the HTTP layer: only `stream.py` and `feed.py` import it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
@@ -52,6 +53,7 @@ class ServerSocket(web.WebSocketResponse):
         self, request: web.BaseRequest, protocol: str | None, writer: WebSocketWriter
     ) -> None:
         handler = request.protocol
+        _bound_send_buffer(request)
         early, handler._message_tail = handler._message_tail, b""
         super()._post_start(request, protocol, writer)
         assert self._reader is not None
@@ -71,6 +73,25 @@ class ServerSocket(web.WebSocketResponse):
             transport.abort()
             return
         super()._close_transport()
+
+
+SEND_BUFFER_BYTES = 64 * 1024
+"""What the system may hold unsent for one socket's client (it doubles it for its own use)."""
+
+
+def _bound_send_buffer(request: web.BaseRequest) -> None:
+    """Bound what the system buffers for the socket's client, beyond aiohttp's own buffer.
+
+    Left to itself Linux lets a connection's send buffer grow to 4 MiB, on loopback at once:
+    a client that never reads had the engine read and write that much of its replay before
+    it waited (a feed resumed from the start of a long history: 0.3 s of the engine's CPU
+    for each such socket, which the client pays a handshake for). 64 KiB holds a few hundred
+    events, and still carries a feed at some thousands a second across a slow link.
+    """
+    transport = request.transport
+    connection = transport.get_extra_info("socket") if transport is not None else None
+    if connection is not None:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 def server_socket(heartbeat_s: float, max_msg_size: int) -> web.WebSocketResponse:

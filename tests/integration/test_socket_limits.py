@@ -265,3 +265,27 @@ async def test_a_client_trickling_a_frame_is_closed_with_1008_after_a_heartbeat_
             await asyncio.wait_for(served.ended.wait(), 5)
         finally:
             client.close()
+
+
+async def test_a_client_that_never_reads_is_sent_a_few_hundred_kib_at_most() -> None:
+    """Beyond that the sender waits: it reads and writes no more for a client not reading.
+
+    The system would otherwise buffer megabytes for the connection, each of them read from
+    the store and written by the engine first.
+    """
+    sent: list[int] = []
+
+    async def sending_until_it_waits(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                await asyncio.wait_for(ws.send_bytes(bytes(1024)), 1)
+                sent.append(1024)
+
+    async with serving(600, sending_until_it_waits) as served:
+        client = await a_client_that_never_reads(served.port)
+        try:
+            await asyncio.wait_for(served.ended.wait(), 10)
+        finally:
+            client.close()
+
+    assert 0 < sum(sent) < 1 << 20
