@@ -13,6 +13,10 @@ it is meant to be open; and on loopback it answers only requests whose `Host` na
 machine (`names_this_machine`), so that a web page reaching it through DNS rebinding cannot
 trade.
 
+One key holds at most so many sockets open on an engine (`OwnerSockets`): sockets are never
+idle, so the connection cap never closes one for a newcomer, and one key could otherwise take
+every connection an engine has.
+
 A browser cannot set a header on a WebSocket, so the answer to an accepted order carries a
 stream token in its `ws` URL: an HMAC, under a secret every engine on the database shares, of
 that order's id and an expiry. A token for an owner (`POST /api/stream-tokens`) lets a socket
@@ -31,7 +35,8 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +46,7 @@ from uuid import UUID
 import structlog
 from yarl import URL
 
+from orderengine.errors import TooManySockets
 from orderengine.repository import Repository
 
 log = structlog.get_logger(__name__)
@@ -347,3 +353,34 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class OwnerSockets:
+    """How many sockets each owner holds open on this engine, up to `most` each.
+
+    Counted by the owner of what a socket serves: its caller's key, or for a token for one
+    order, the order's owner. Sockets with no owner (no key in force) are not counted.
+    """
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._held: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def held(self, owner: str | None) -> Iterator[None]:
+        """Count a socket of `owner`'s while the block runs; `TooManySockets` if it may not."""
+        if owner is None:
+            yield
+            return
+        if self._held[owner] >= self._most:
+            raise TooManySockets(
+                f"this key holds {self._most} sockets open on this engine, as many as a key may;"
+                " close one first"
+            )
+        self._held[owner] += 1
+        try:
+            yield
+        finally:
+            self._held[owner] -= 1
+            if not self._held[owner]:
+                del self._held[owner]

@@ -401,7 +401,8 @@ order, with no gap however late the socket opens. What the client sends is ignor
 Refused before the upgrade, with an HTTP answer in the error shape: 400 (an invalid handshake,
 or `since` not ASCII digits), 401 (keys in force, and neither a key nor a stream token for the
 order), 403 (a page of another site), 404 (no order of the caller's has this id), 405 (a GET
-that does not upgrade), 503."""
+that does not upgrade), 429 (`too_many_sockets`: the order's key holds as many sockets open on
+this engine as a key may), 503."""
 
 SUBMIT_DESCRIPTION = """\
 `GET /api/orders/execute` (no `orderId`), upgraded to a WebSocket; the client sends the order
@@ -415,7 +416,9 @@ POST_DESCRIPTION = """\
 browsers cannot). The body is read and validated first: an invalid order gets its HTTP error
 (the OpenAPI document's `submitOrder`) and no upgrade. Then the order is committed, the
 connection switches protocols, and the server sends the accepted order and streams its
-events as `followOrder` does. `Idempotency-Key` works as on any POST."""
+events as `followOrder` does. `Idempotency-Key` works as on any POST. A key that holds as many
+sockets open on this engine as a key may is refused `429 too_many_sockets`, and no order is
+made; so is the `GET` of `submitOnSocket`, before the upgrade."""
 
 FEED_DESCRIPTION = """\
 `GET /api/events`, upgraded to a WebSocket: every event of every order the caller may see (its
@@ -426,4 +429,4 @@ the moment it opens. What the client sends is ignored.
 
 Refused before the upgrade, with an HTTP answer in the error shape: 400 (`after` not ASCII
 digits), 401 (keys in force and no key), 403 (a page of another site), 405 (a GET that does
-not upgrade), 503."""
+not upgrade), 429 (`too_many_sockets`), 503."""

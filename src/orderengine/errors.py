@@ -199,6 +199,13 @@ class Forbidden(OrderEngineError):
     code = "forbidden"
 
 
+class TooManySockets(OrderEngineError):
+    """A key holds as many sockets open on this engine as one key may."""
+
+    status = 429
+    code = "too_many_sockets"
+
+
 class TooManyRequests(OrderEngineError):
     """A key submitted more orders than its limit per minute allows."""
 

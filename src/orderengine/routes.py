@@ -52,6 +52,7 @@ from orderengine.errors import (
     RequestTimeout,
     ShuttingDown,
     TooManyRequests,
+    TooManySockets,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -377,8 +378,11 @@ SUBMIT = Route(
         refused(
             429,
             "The key submitted more orders than its limit per minute allows (a resend of an "
-            "order that exists is answered 200).",
+            "order that exists is answered 200; `Retry-After` says when to try again), or, "
+            "asked with `Upgrade: websocket`, it holds as many sockets open on this engine as "
+            "a key may (`ORDERENGINE_KEY_MAX_SOCKETS`), and no order was made.",
             TooManyRequests.code,
+            TooManySockets.code,
             headers=("Retry-After",),
         ),
         refused(

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     admin_keys: Annotated[tuple[str, ...], NoDecode] = ()
     allow_anonymous: bool = False
     key_submit_per_minute: float = Field(default=600, gt=0)
+    key_max_sockets: int = Field(default=256, ge=1)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     stream_token_ttl_s: float = Field(default=3600, gt=0)
 

@@ -27,7 +27,7 @@ from orderengine.domain import Order, OrderEvent, OrderRequest
 from orderengine.errors import BadRequest, OrderEngineError
 from orderengine.events import FellBehind, Subscription, follow
 from orderengine.frames import send_texts
-from orderengine.keys import HUB, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.keys import CALLER, HUB, OWNER_SOCKETS, REPOSITORY, SETTINGS, SOCKETS
 from orderengine.sockets import (
     Ending,
     error_ending,
@@ -69,12 +69,16 @@ def upgrading(request: web.Request) -> bool:
 
 
 async def upgrade_after_post(request: web.Request, order: OrderRequest) -> web.StreamResponse:
-    """A POST that upgrades: commit the order, switch protocols, send it, stream it."""
+    """A POST that upgrades: commit the order, switch protocols, send it, stream it.
+
+    Refused, with no order made, when its key holds as many sockets as a key may.
+    """
     ws = _websocket(request)
-    committed, _ = await submit(request, order)
-    await ws.prepare(request)
-    await ws.send_str(accepted(request, committed).json_text())
-    return await _stream_from_store(request, ws, committed.order_id)
+    with request.app[OWNER_SOCKETS].held(request[CALLER].owner):
+        committed, _ = await submit(request, order)
+        await ws.prepare(request)
+        await ws.send_str(accepted(request, committed).json_text())
+        return await _stream_from_store(request, ws, committed.order_id)
 
 
 async def watch(request: web.Request) -> web.StreamResponse:
@@ -90,10 +94,20 @@ async def watch(request: web.Request) -> web.StreamResponse:
         with request.app[HUB].subscribe(wanted) as subscription:
             owner, stored = await request.app[REPOSITORY].owner_and_events(wanted, since)
             require_visible(request, wanted, owner)
-            await ws.prepare(request)
-            return await _stream(request, ws, Following(wanted, since, subscription, stored))
+            with request.app[OWNER_SOCKETS].held(owner):
+                await ws.prepare(request)
+                following = Following(wanted, since, subscription, stored)
+                return await _stream(request, ws, following)
     if "since" in request.query:
         raise BadRequest("since is for following an order: give its orderId too")
+    with request.app[OWNER_SOCKETS].held(request[CALLER].owner):
+        return await _stream_first_message(request, ws)
+
+
+async def _stream_first_message(
+    request: web.Request, ws: web.WebSocketResponse
+) -> web.WebSocketResponse:
+    """Take the order the socket's first message carries, then stream it."""
     await ws.prepare(request)
     # Closed with 1001 at shutdown while it waits for its order, too.
     request.app[SOCKETS].add(ws)

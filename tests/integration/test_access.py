@@ -402,6 +402,7 @@ async def test_a_key_made_again_for_the_same_owner_revives_nothing_of_the_revoke
     client = await start_app()
     out = io.StringIO()
     await create(repository, "dave", out)
+    await create(repository, "erin", io.StringIO())  # keys stay in force between dave's two
     old = out.getvalue().strip()
     await eventually(lambda: _status_is(client, bearer(old), 200))
     token = (await (await client.post("/api/stream-tokens", headers=bearer(old))).json())["token"]
@@ -440,6 +441,37 @@ async def test_a_stream_token_with_characters_added_is_refused(keyed: Client) ->
     assert refused.value.status == 401
     async with keyed.ws_connect(f"/api/events?token={token}") as fine:
         assert not fine.closed
+
+
+async def test_a_key_holds_a_bounded_number_of_sockets_whatever_opened_them(
+    start_app: StartApp,
+) -> None:
+    """Sockets are never idle: without a bound one key could take every connection."""
+    client = await start_app(**KEYS, key_max_sockets=2)
+    order = await submit_body(client, ALICE, {**MARKET, "type": "limit", "limitPrice": "1000000"})
+    by_token = f"{order['ws']}"
+
+    async with (
+        client.ws_connect("/api/events", headers=bearer(ALICE)),
+        client.ws_connect(by_token),  # a token for one of alice's orders counts for alice
+    ):
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await client.ws_connect("/api/events", headers=bearer(ALICE))
+        async with client.ws_connect("/api/events", headers=bearer(BOB)) as bobs:
+            assert not bobs.closed
+        over = await client.post(
+            "/api/orders/execute",
+            json=MARKET,
+            headers={**bearer(ALICE), **UPGRADE},
+        )
+    async with client.ws_connect("/api/events", headers=bearer(ALICE)) as again:
+        assert not again.closed
+
+    assert refused.value.status == 429
+    assert over.status == 429
+    assert (await over.json())["error"]["code"] == "too_many_sockets"
+    listing = await (await client.get("/api/orders", headers=bearer(ALICE))).json()
+    assert len(listing["orders"]) == 1, "the refused upgrade made no order"
 
 
 async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
