@@ -44,12 +44,13 @@ class Leases:
         """Record a renewal of `asked`, sent at `asked_at`, that extended `kept`; the lost ones.
 
         A lease released meanwhile (its order ended while the renewal was under way) is not
-        taken back.
+        taken back; nor is one taken again since (released, then claimed anew): the renewal
+        did not see it, and says nothing of it.
         """
         kept = set(kept)
         lost = set()
         for order_id in asked:
-            if order_id not in self._until:
+            if self._until.get(order_id, float("inf")) > asked_at + self.lease_s:
                 continue
             if order_id in kept:
                 self._until[order_id] = asked_at + self.lease_s

@@ -113,6 +113,26 @@ def test_a_lease_released_while_its_renewal_was_under_way_is_not_taken_back(
     assert not leases.holds(finished)
 
 
+def test_a_lease_taken_again_while_a_renewal_was_under_way_is_not_lost(
+    leases: Leases, clock: FakeClock
+) -> None:
+    """Released, then claimed anew: the renewal, sent before, says nothing of the new lease."""
+    order = uuid4()
+    take(leases, clock, order)
+    asked_at = leases.now()
+    clock.now += 0.5
+    leases.released(order)
+    take(leases, clock, order)
+    clock.now += 0.5
+
+    lost = leases.renewed(kept=[], asked=[order], asked_at=asked_at)
+
+    assert lost == set()
+    assert leases.holds(order)
+    clock.now += LEASE_S - 1.0 - 0.001
+    assert leases.holds(order), "the new lease counts from its claim, not from the renewal"
+
+
 def test_a_renewal_extends_only_what_it_asked_for(leases: Leases, clock: FakeClock) -> None:
     asked_for, claimed_meanwhile = uuid4(), uuid4()
     take(leases, clock, asked_for)
