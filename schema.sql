@@ -244,6 +244,12 @@ LANGUAGE sql VOLATILE ROWS 50 SET enable_sort = off AS $$
     FOR UPDATE SKIP LOCKED
 $$;
 
+-- Which venues the database's orders are for: an engine with the other kind refuses it.
+CREATE TABLE database_venues (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    venues   text NOT NULL CHECK (venues IN ('simulated', 'live'))
+);
+
 -- Which migrations this database has had; this file stands for all of them.
 CREATE TABLE schema_migrations (
     version    integer PRIMARY KEY,
@@ -266,4 +272,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (12, 'submission_buckets'),
     (13, 'crash_count'),
     (14, 'claims_walk_the_due_index'),
-    (15, 'orders_by_owner');
+    (15, 'orders_by_owner'),
+    (16, 'venues_of_the_orders');

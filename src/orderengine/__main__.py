@@ -30,7 +30,7 @@ from rich.console import Console
 
 from orderengine import cli, demo, key_commands
 from orderengine.access import Exposed
-from orderengine.app import create_app
+from orderengine.app import OtherVenues, create_app
 from orderengine.embedded_db import embedded_postgres
 from orderengine.errors import DatabaseUnavailable
 from orderengine.keys import ENGINE
@@ -192,7 +192,7 @@ def run() -> None:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve(settings))
-        except (Exposed, InvalidKeypair, CannotListen) as refusal:
+        except (Exposed, InvalidKeypair, CannotListen, OtherVenues) as refusal:
             refuse(str(refusal))
         except DatabaseUnavailable as unavailable:
             refuse(database_problem(unavailable))

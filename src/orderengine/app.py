@@ -83,6 +83,25 @@ def create_app(settings: Settings, venues: VenueFactory | None = None) -> web.Ap
     return app
 
 
+class OtherVenues(Exception):
+    """The database's orders are for venues of another kind than this engine's."""
+
+
+async def check_venues(repository: Repository, venues: str) -> None:
+    """Refuse a database whose orders are for venues of another kind (simulated, or live).
+
+    Its unfinished orders would otherwise be taken up and sent: simulated ones with real
+    funds, on a live cluster. The first engine on a database records its kind.
+    """
+    recorded = await repository.venues_of_orders(venues)
+    if recorded != venues:
+        raise OtherVenues(
+            f"this database holds orders for {recorded} venues, and this engine's are {venues}"
+            " (ORDERENGINE_VENUES): give it a database of its own (ORDERENGINE_DATA_DIR or"
+            " ORDERENGINE_DATABASE_URL), or start it with the venues the database is for"
+        )
+
+
 @asynccontextmanager
 async def resources(app: web.Application) -> AsyncIterator[None]:
     """Open the database, the keys, the venues, the engine and the listener; close in reverse.
@@ -107,6 +126,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, settings.db_pool_size, settings.db_timeout_s
     )
     try:
+        await check_venues(repository, settings.venues)
         ring = KeyRing.of(settings.configured_keys(), settings.admin_keys)
         await ring.load(repository)
         check_exposure(settings.host, settings.allow_anonymous, ring)

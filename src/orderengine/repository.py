@@ -1393,6 +1393,18 @@ class Repository:
             )
         return {row["key_hash"]: row["name"] for row in rows}
 
+    async def venues_of_orders(self, venues: str) -> str:
+        """The kind of venues the database's orders are for; `venues` if none was recorded.
+
+        Two statements, for engines starting together, as `secret`.
+        """
+        async with self._connection() as connection:
+            await connection.execute(
+                "INSERT INTO database_venues (venues) VALUES ($1) ON CONFLICT DO NOTHING", venues
+            )
+            recorded = await connection.fetchval("SELECT venues FROM database_venues")
+        return str(recorded)
+
     async def secret(self, name: str, new: bytes) -> bytes:
         """The secret `name` every engine on the database shares; `new` if it had none.
 

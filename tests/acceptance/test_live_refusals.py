@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from orderengine.app import check_venues
+from orderengine.repository import Repository
 from tests.engine_process import refused_start
 
 SECRET = "rpc-secret-token"
@@ -49,4 +51,21 @@ async def test_live_with_a_keypair_file_that_is_not_there_is_refused(
 
     assert f"no keypair file at {missing}" in output
     assert not missing.exists(), "a live engine never makes a wallet"
+    assert SECRET not in output
+
+
+async def test_live_on_a_database_of_simulated_orders_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Its unfinished simulated orders would be sent to the cluster, with real funds."""
+    repository = await Repository.connect(database_url, 2, 5.0)
+    try:
+        await check_venues(repository, "simulated")  # as a simulated engine did before
+    finally:
+        await repository.close()
+
+    output = await refusal(database_url, rpc_url=RPC_URL, keypair=tmp_path / "kp.json")
+
+    assert "this database holds orders for simulated venues" in output
+    assert "ORDERENGINE_VENUES" in output
     assert SECRET not in output

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from orderengine.app import OtherVenues, check_venues
 from orderengine.domain import OrderStatus
 from orderengine.migrations import migrate, migrations
 from orderengine.repository import Repository
@@ -184,3 +185,65 @@ async def test_an_owner_with_few_orders_is_read_by_their_own_index(database_url:
 
     assert page == []
     assert scanned == 0, f"{scanned} orders of other owners were read to list none"
+
+
+async def _database_at(server_url: str, connection: asyncpg.Connection, version: int) -> str:
+    """The empty database brought to migration `version` as its engines then left it; its URL."""
+    await connection.execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for migration in migrations():
+        if migration.version <= version:
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+    name = await connection.fetchval("SELECT current_database()")
+    return with_database(server_url, name)
+
+
+@pytest.mark.parametrize(("block_height", "held_for"), [(None, "simulated"), (312_000_123, "live")])
+async def test_a_database_holding_orders_is_kept_for_the_venues_they_were_made_for(
+    server_url: str, empty_database: asyncpg.Connection, block_height: int | None, held_for: str
+) -> None:
+    """An order sent live keeps the block height its swap could land by; a simulated one has none.
+
+    Orders made for the simulated venues, taken up by live ones, would trade real funds.
+    """
+    url = await _database_at(server_url, empty_database, 15)
+    await empty_database.execute(
+        """
+        INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps, status,
+                            tx_last_valid_block_height)
+        VALUES ($1, 'market', 'SOL', 'USDC', 1.5, 50, 'submitted', $2)
+        """,
+        uuid.uuid4(),
+        block_height,
+    )
+    other = "live" if held_for == "simulated" else "simulated"
+
+    repository = await Repository.connect(url, 2, 5.0)
+    try:
+        await check_venues(repository, held_for)
+        with pytest.raises(OtherVenues) as refused:
+            await check_venues(repository, other)
+    finally:
+        await repository.close()
+
+    assert f"this database holds orders for {held_for} venues" in str(refused.value)
+
+
+async def test_the_first_engine_on_an_empty_database_records_its_venues(
+    database_url: str,
+) -> None:
+    repository = await Repository.connect(database_url, 2, 5.0)
+    try:
+        await check_venues(repository, "live")
+        await check_venues(repository, "live")
+        with pytest.raises(OtherVenues):
+            await check_venues(repository, "simulated")
+    finally:
+        await repository.close()
