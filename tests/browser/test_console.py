@@ -10,6 +10,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
+from selenium.webdriver.common.keys import Keys
 
 from orderengine.wire import EXECUTE
 from tests.browser.page import ConsolePage
@@ -133,3 +134,35 @@ async def test_with_keys_the_page_asks_for_one_and_keeps_it_for_the_tab(
     refused = await console.errors()
     assert refused, "the wrong key was refused"
     assert all("401 (Unauthorized)" in message for message in refused), refused
+
+
+async def test_the_page_says_what_is_wrong_with_what_was_typed(
+    start_app: StartApp, console: ConsolePage
+) -> None:
+    client = await start_app()
+    await console.open(client)
+
+    await console.type("#order-form [name=amountIn]", "100000000")
+    await console.shows("#preview .error", "amountIn:")
+    await console.order_type("limit")
+    await console.type("#order-form [name=amountIn]", "1")
+    await console.type("#order-form [name=limitPrice]", "1")
+    await console.type("#order-form [name=expiresIn]", "soon")
+    await console.click("#submit-order")
+    await console.shows("#order-error", "expires in: a whole number of seconds")
+
+    refused = await console.errors()
+    assert all("422" in message for message in refused), refused
+
+
+async def test_with_keys_the_key_dialog_cannot_be_dismissed(
+    start_app: StartApp, console: ConsolePage
+) -> None:
+    client = await start_app(api_keys={"alice": KEY})
+    await console.open(client, live=False)
+    await console.find("#key-dialog[open]")
+
+    key_input = await console.find("#key-input")
+    await console.run(key_input.send_keys, Keys.ESCAPE)
+
+    assert await console.script("return document.getElementById('key-dialog').open")

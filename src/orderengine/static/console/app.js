@@ -104,6 +104,11 @@ function askForKey(problem = "") {
   byId("key-input").focus();
 }
 
+// Nothing works without a key while keys are in force: the dialog comes back if dismissed.
+byId("key-dialog").addEventListener("close", () => {
+  if (keysRequired() && !storedKey()) askForKey();
+});
+
 byId("key-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const key = byId("key-input").value.trim();

@@ -74,7 +74,7 @@ export class OrderForm {
       const quote = await call("GET", `/api/quotes?${query}`);
       if (asked === this.asked) box.replaceChildren(previewOf(quote));
     } catch (error) {
-      if (asked === this.asked) box.replaceChildren(h("p", { class: "error" }, error.message));
+      if (asked === this.asked) box.replaceChildren(h("p", { class: "error" }, describe(error)));
     }
   }
 
@@ -97,7 +97,11 @@ export class OrderForm {
     if (values.slippageBps) order.slippageBps = /^\d+$/.test(values.slippageBps) ? Number(values.slippageBps) : values.slippageBps;
     if (this.type !== "market" && values.limitPrice) order.limitPrice = values.limitPrice;
     if (this.type !== "market" && values.expiresIn) {
-      order.expiresAt = new Date(Date.now() + Number(values.expiresIn) * 1000).toISOString();
+      const expiresAt = new Date(Date.now() + Number(values.expiresIn) * 1000);
+      if (!/^\d+$/.test(values.expiresIn) || Number.isNaN(expiresAt.getTime())) {
+        throw new Error("expires in: a whole number of seconds");
+      }
+      order.expiresAt = expiresAt.toISOString();
     }
     return order;
   }
