@@ -84,6 +84,20 @@ def endpoint(
     return Endpoint(session, url, budget, retries=retries)
 
 
+async def test_a_redirect_is_not_followed(
+    mocked: Any, session: aiohttp.ClientSession, waits: list[float], budget: CountingBudget
+) -> None:
+    """Followed, it would carry the endpoint's headers (an API key) to another host."""
+    elsewhere = "https://elsewhere.example/steal"
+    answer(mocked, "GET", QUOTE, status=307, headers={"Location": elsewhere})
+    answer(mocked, "GET", elsewhere, payload={"outAmount": "42"})
+
+    with pytest.raises(EndpointError):
+        await endpoint(session, budget, retries=0).get("quote", {"inputMint": "A"})
+
+    assert sent(mocked, "GET", elsewhere) == 0
+
+
 async def test_a_429_with_retry_after_is_retried_once_after_that_wait(
     mocked: Any, session: aiohttp.ClientSession, waits: list[float], budget: CountingBudget
 ) -> None:

@@ -95,9 +95,12 @@ class Endpoint:
         for attempt in range(self._retries + 1):
             await self._budget.acquire()
             try:
-                request = self._session.request(method, url, headers=self._headers, **options)
+                # Never followed: a redirect would carry the headers (an API key) elsewhere.
+                request = self._session.request(
+                    method, url, headers=self._headers, allow_redirects=False, **options
+                )
                 async with request as response:
-                    if response.status < HTTPStatus.BAD_REQUEST:
+                    if response.status < HTTPStatus.MULTIPLE_CHOICES:
                         return await self._answer(response), attempt + 1
                     error = await self._refused(response)
                     wait = self._retry_wait(response, attempt, repeatable)
