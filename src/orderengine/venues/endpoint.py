@@ -14,6 +14,7 @@ An endpoint's URL may carry an API key (in its path or query), and so may its he
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -28,6 +29,8 @@ from orderengine.limiter import Limiter
 
 log = structlog.get_logger(__name__)
 
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+"""The longest answer read from an endpoint; the APIs' answers run to tens of KiB."""
 MAX_RETRY_AFTER_S = 30.0
 """The longest wait a `Retry-After` is honoured for; a longer one is cut to this."""
 
@@ -116,16 +119,31 @@ class Endpoint:
     async def _answer(self, response: aiohttp.ClientResponse) -> Any:
         """The JSON of a successful answer; one that is not JSON is an error, never retried."""
         try:
-            return await response.json(content_type=None)
+            return json.loads(await self._body(response))
         except ValueError as error:
             message = f"{self.host} answered {response.status} with a body that is not JSON"
             raise EndpointError(message, status=response.status) from error
 
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The answer's body, read to `MAX_ANSWER_BYTES` at most: longer is an error.
+
+        An endpoint broken or hostile could otherwise send the engine as much as it likes.
+        """
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise EndpointError(
+                    f"{self.host} answered with more than {MAX_ANSWER_BYTES} bytes",
+                    status=response.status,
+                )
+        return bytes(body)
+
     async def _refused(self, response: aiohttp.ClientResponse) -> EndpointError:
         """The error an error answer stands for, with its JSON body when it has one."""
         try:
-            body = await response.json(content_type=None)
-        except (ValueError, aiohttp.ClientError):
+            body = json.loads(await self._body(response))
+        except (ValueError, aiohttp.ClientError, EndpointError):
             body = None
         said = body.get("error") if isinstance(body, dict) else None
         detail = f": {said}" if isinstance(said, str) else ""
