@@ -19,7 +19,12 @@ from structlog.testing import capture_logs
 from yarl import URL
 
 from orderengine.venues import endpoint as endpoint_module
-from orderengine.venues.endpoint import MAX_RETRY_AFTER_S, Endpoint, EndpointError
+from orderengine.venues.endpoint import (
+    MAX_ANSWER_BYTES,
+    MAX_RETRY_AFTER_S,
+    Endpoint,
+    EndpointError,
+)
 
 API = "https://api.example.com/v1"
 QUOTE = f"{API}/quote?inputMint=A"
@@ -96,6 +101,17 @@ async def test_a_redirect_is_not_followed(
         await endpoint(session, budget, retries=0).get("quote", {"inputMint": "A"})
 
     assert sent(mocked, "GET", elsewhere) == 0
+
+
+async def test_an_answer_longer_than_the_engine_reads_is_an_error(
+    mocked: Any, session: aiohttp.ClientSession, waits: list[float], budget: CountingBudget
+) -> None:
+    answer(mocked, "GET", QUOTE, body=b"[" + b"0," * (MAX_ANSWER_BYTES // 2) + b"0]")
+
+    with pytest.raises(EndpointError) as refused:
+        await endpoint(session, budget, retries=0).get("quote", {"inputMint": "A"})
+
+    assert f"more than {MAX_ANSWER_BYTES} bytes" in refused.value.message
 
 
 async def test_a_429_with_retry_after_is_retried_once_after_that_wait(
