@@ -207,8 +207,8 @@ class Engine:
         A limit order waits for its price, and a sniper for a venue to list its pair (unless
         one does already); both until their expiry. `owner` is the name of the API key
         submitting it, which also scopes the idempotency key `key`. Refused with nothing
-        written while shutting down, while the backlog is full (unless it will wait) or while
-        its key is over its rate; a resend is answered with its order all the same
+        written while shutting down, while the backlog is full or while its key is over its
+        rate; a resend is answered with its order all the same
         (`_resent_or`). Every `Unavailable` raised here means nothing was created; an order
         the database will not store fails alone (see `intake.py`).
         """
@@ -220,7 +220,7 @@ class Engine:
             expires_at=self._expiry(request),
             owner=owner,
         )
-        refusal = self._refusal(new)
+        refusal = self._refusal()
         if refusal is not None:
             return await self._resent_or(new, refusal)
         try:
@@ -254,15 +254,16 @@ class Engine:
             raise resent
         return resent
 
-    def _refusal(self, new: NewOrder) -> Unavailable | None:
-        """Why `new` may not be accepted now, if it may not: a stop, or a full queue.
+    def _refusal(self) -> Unavailable | None:
+        """Why a new order may not be accepted now, if it may not: a stop, or a full queue.
 
-        An order that will wait (for its price, for a listing) is no work yet, and is
-        accepted whatever the queue holds.
+        Whatever its type: an order that will wait may be due at the next look at its price
+        (a limit already met), so that orders let past a full queue as waiting ones could
+        fill it a hundredfold.
         """
         if self._closing:
             return ShuttingDown("the engine is shutting down; retry shortly", retry_after_s=5)
-        if new.awaits is None and self.backlog >= self._settings.queue_limit:
+        if self.backlog >= self._settings.queue_limit:
             return QueueFull(
                 f"{self.backlog} orders are waiting; retry later",
                 retry_after_s=self._drain_time_s(),

@@ -387,8 +387,8 @@ SUBMIT = Route(
         ),
         refused(
             503,
-            "Nothing was created: the queue is full (never for an order that will wait), the "
-            "engine is stopping, or the database is out of reach. Try again after `Retry-After`.",
+            "Nothing was created: the queue is full, the engine is stopping, or the database is "
+            "out of reach. Try again after `Retry-After`.",
             QueueFull.code,
             ShuttingDown.code,
             DatabaseUnavailable.code,

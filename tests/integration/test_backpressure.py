@@ -45,9 +45,8 @@ async def test_a_full_queue_answers_503_and_creates_nothing(start_app: StartApp)
     assert (await client.post("/api/orders/execute", json=MARKET)).status == 201
 
 
-async def test_an_order_that_will_wait_is_accepted_whatever_the_queue_holds(
-    start_app: StartApp,
-) -> None:
+async def test_a_full_queue_refuses_an_order_that_will_wait_too(start_app: StartApp) -> None:
+    """A limit already met is due at the next look at its price, as any market order is."""
     gate = Gate()
     client = await start_app(venues=gate.venues, concurrency=1, queue_limit=1)
     await submit(client)
@@ -58,11 +57,10 @@ async def test_an_order_that_will_wait_is_accepted_whatever_the_queue_holds(
     else:
         pytest.fail("the queue never filled")
 
-    waiting = await client.post("/api/orders/execute", json=LIMIT)
-    market = await client.post("/api/orders/execute", json=MARKET)
+    met = await client.post("/api/orders/execute", json={**LIMIT, "limitPrice": "0.000001"})
 
-    assert (waiting.status, market.status) == (201, 503)
-    assert (await waiting.json())["waiting"] == "price"
+    assert met.status == 503
+    assert (await met.json())["error"]["code"] == "queue_full"
     gate.opened.set()
 
 
