@@ -13,9 +13,10 @@ it is meant to be open; and on loopback it answers only requests whose `Host` na
 machine (`names_this_machine`), so that a web page reaching it through DNS rebinding cannot
 trade.
 
-One key holds at most so many sockets open on an engine (`OwnerSockets`): sockets are never
+One key holds at most so many sockets open on an engine (`KeySockets`): sockets are never
 idle, so the connection cap never closes one for a newcomer, and one key could otherwise take
-every connection an engine has.
+every connection an engine has. Sockets opened with tokens for single orders count apart, by
+their orders' owner (`Caller.holder`).
 
 A browser cannot set a header on a WebSocket, so the answer to an accepted order carries a
 stream token in its `ws` URL: an HMAC, under a secret every engine on the database shares, of
@@ -94,6 +95,17 @@ class Caller:
         if self.order_id is not None:
             return order_id == self.order_id
         return self.owner is None or owner == self.owner
+
+    def holder(self, owner: str | None = None) -> str | None:
+        """Whose sockets a socket of this caller's counts among (`KeySockets`).
+
+        The key it acts with; for a token for one order, the tokens for single orders of
+        the order's `owner`, apart from the owner's keys: a token that leaked cannot take
+        the sockets the owner's key may open. None when no key is in force.
+        """
+        if self.key is not None:
+            return self.key
+        return f"tokens for orders of {owner}" if self.order_id and owner is not None else None
 
 
 OPEN = Caller(owner=None, admin=True)
@@ -355,11 +367,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class OwnerSockets:
-    """How many sockets each owner holds open on this engine, up to `most` each.
+class KeySockets:
+    """How many sockets each holder has open on this engine, up to `most` each.
 
-    Counted by the owner of what a socket serves: its caller's key, or for a token for one
-    order, the order's owner. Sockets with no owner (no key in force) are not counted.
+    A holder is a key, or the tokens for single orders of one owner (`Caller.holder`).
+    Sockets with no holder (no key in force) are not counted.
     """
 
     def __init__(self, most: int) -> None:
@@ -367,20 +379,21 @@ class OwnerSockets:
         self._held: Counter[str] = Counter()
 
     @contextlib.contextmanager
-    def held(self, owner: str | None) -> Iterator[None]:
-        """Count a socket of `owner`'s while the block runs; `TooManySockets` if it may not."""
-        if owner is None:
+    def held(self, holder: str | None) -> Iterator[None]:
+        """Count a socket of `holder`'s while the block runs; `TooManySockets` if it may not."""
+        if holder is None:
             yield
             return
-        if self._held[owner] >= self._most:
+        if self._held[holder] >= self._most:
             raise TooManySockets(
-                f"this key holds {self._most} sockets open on this engine, as many as a key may;"
+                f"{self._most} sockets are open on this engine with this key (or tokens for its"
+                " orders), as many as may be;"
                 " close one first"
             )
-        self._held[owner] += 1
+        self._held[holder] += 1
         try:
             yield
         finally:
-            self._held[owner] -= 1
-            if not self._held[owner]:
-                del self._held[owner]
+            self._held[holder] -= 1
+            if not self._held[holder]:
+                del self._held[holder]

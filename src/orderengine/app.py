@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, web
 from orderengine import api, listings, security
 from orderengine.access import (
     KeyRing,
-    OwnerSockets,
+    KeySockets,
     StreamTokens,
     check_exposure,
     exposed,
@@ -33,8 +33,8 @@ from orderengine.keys import (
     FEED_TAIL,
     HUB,
     KEY_RING,
+    KEY_SOCKETS,
     METRICS,
-    OWNER_SOCKETS,
     REPOSITORY,
     SETTINGS,
     SOCKETS,
@@ -75,7 +75,7 @@ def create_app(settings: Settings, venues: VenueFactory | None = None) -> web.Ap
     app[HUB] = EventHub(settings.ws_buffer)
     app[METRICS] = Metrics()
     app[SOCKETS] = weakref.WeakSet()
-    app[OWNER_SOCKETS] = OwnerSockets(settings.key_max_sockets)
+    app[KEY_SOCKETS] = KeySockets(settings.key_max_sockets)
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
     for route in ROUTES:

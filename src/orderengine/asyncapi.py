@@ -401,8 +401,8 @@ order, with no gap however late the socket opens. What the client sends is ignor
 Refused before the upgrade, with an HTTP answer in the error shape: 400 (an invalid handshake,
 or `since` not ASCII digits), 401 (keys in force, and neither a key nor a stream token for the
 order), 403 (a page of another site), 404 (no order of the caller's has this id), 405 (a GET
-that does not upgrade), 429 (`too_many_sockets`: the order's key holds as many sockets open on
-this engine as a key may), 503."""
+that does not upgrade), 429 (`too_many_sockets`: the key, or the tokens for that owner's
+orders, hold as many sockets open on this engine as may be), 503."""
 
 SUBMIT_DESCRIPTION = """\
 `GET /api/orders/execute` (no `orderId`), upgraded to a WebSocket; the client sends the order

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from orderengine.errors import Forbidden, OrderEngineError
 from orderengine.frames import send_texts
-from orderengine.keys import CALLER, FEED_TAIL, HUB, OWNER_SOCKETS, REPOSITORY, SETTINGS
+from orderengine.keys import CALLER, FEED_TAIL, HUB, KEY_SOCKETS, REPOSITORY, SETTINGS
 from orderengine.repository import FeedEntry
 from orderengine.sockets import (
     Ending,
@@ -51,7 +51,7 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
         after = await repository.feed_position()
     else:
         after = non_negative("after", given, 0, maximum=2**63 - 1)
-    with request.app[OWNER_SOCKETS].held(caller.owner):
+    with request.app[KEY_SOCKETS].held(caller.holder()):
         await ws.prepare(request)
         return await send_until_done(request, ws, _send(request, ws, after, caller.owner))
 

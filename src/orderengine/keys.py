@@ -6,7 +6,7 @@ import weakref
 
 from aiohttp import web
 
-from orderengine.access import Caller, KeyRing, OwnerSockets, StreamTokens
+from orderengine.access import Caller, KeyRing, KeySockets, StreamTokens
 from orderengine.engine import Engine
 from orderengine.events import EventHub
 from orderengine.feed_tail import FeedTail
@@ -28,7 +28,7 @@ SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("socket
 KEY_RING = web.AppKey("key_ring", KeyRing)
 """The API keys in force."""
 STREAM_TOKENS = web.AppKey("stream_tokens", StreamTokens)
-OWNER_SOCKETS = web.AppKey("owner_sockets", OwnerSockets)
+KEY_SOCKETS = web.AppKey("key_sockets", KeySockets)
 """How many sockets each key holds open on this engine."""
 CALLER = web.RequestKey("caller", Caller)
 """Who is asking, set for every request by the access middleware (`security.py`)."""

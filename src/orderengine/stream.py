@@ -27,7 +27,7 @@ from orderengine.domain import Order, OrderEvent, OrderRequest
 from orderengine.errors import BadRequest, OrderEngineError
 from orderengine.events import FellBehind, Subscription, follow
 from orderengine.frames import send_texts
-from orderengine.keys import CALLER, HUB, OWNER_SOCKETS, REPOSITORY, SETTINGS, SOCKETS
+from orderengine.keys import CALLER, HUB, KEY_SOCKETS, REPOSITORY, SETTINGS, SOCKETS
 from orderengine.sockets import (
     Ending,
     error_ending,
@@ -74,7 +74,7 @@ async def upgrade_after_post(request: web.Request, order: OrderRequest) -> web.S
     Refused, with no order made, when its key holds as many sockets as a key may.
     """
     ws = _websocket(request)
-    with request.app[OWNER_SOCKETS].held(request[CALLER].owner):
+    with request.app[KEY_SOCKETS].held(request[CALLER].holder()):
         committed, _ = await submit(request, order)
         await ws.prepare(request)
         await ws.send_str(accepted(request, committed).json_text())
@@ -94,13 +94,13 @@ async def watch(request: web.Request) -> web.StreamResponse:
         with request.app[HUB].subscribe(wanted) as subscription:
             owner, stored = await request.app[REPOSITORY].owner_and_events(wanted, since)
             require_visible(request, wanted, owner)
-            with request.app[OWNER_SOCKETS].held(owner):
+            with request.app[KEY_SOCKETS].held(request[CALLER].holder(owner)):
                 await ws.prepare(request)
                 following = Following(wanted, since, subscription, stored)
                 return await _stream(request, ws, following)
     if "since" in request.query:
         raise BadRequest("since is for following an order: give its orderId too")
-    with request.app[OWNER_SOCKETS].held(request[CALLER].owner):
+    with request.app[KEY_SOCKETS].held(request[CALLER].holder()):
         return await _stream_first_message(request, ws)
 
 
@@ -129,6 +129,7 @@ async def _order_from_first_message(
             message = await _first_message(ws)
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
+        still_admitted(request)  # the key may have been revoked while the socket waited
         order, _ = await submit(request, order_from_message(request, message.data))
     except TimeoutError:
         await _refuse(ws, BadRequest("no order arrived on the socket in time"))

@@ -443,35 +443,62 @@ async def test_a_stream_token_with_characters_added_is_refused(keyed: Client) ->
         assert not fine.closed
 
 
-async def test_a_key_holds_a_bounded_number_of_sockets_whatever_opened_them(
-    start_app: StartApp,
-) -> None:
-    """Sockets are never idle: without a bound one key could take every connection."""
+async def test_a_key_holds_a_bounded_number_of_sockets(start_app: StartApp) -> None:
+    """Sockets are never idle: without a bound one key could take every connection.
+
+    Sockets opened with tokens for single orders count apart: one that leaked cannot take
+    the sockets of its owner's key.
+    """
     client = await start_app(**KEYS, key_max_sockets=2)
     order = await submit_body(client, ALICE, {**MARKET, "type": "limit", "limitPrice": "1000000"})
-    by_token = f"{order['ws']}"
 
     async with (
         client.ws_connect("/api/events", headers=bearer(ALICE)),
-        client.ws_connect(by_token),  # a token for one of alice's orders counts for alice
+        client.ws_connect("/api/events", headers=bearer(ALICE)),
+        client.ws_connect(order["ws"]),
+        client.ws_connect(order["ws"]),
     ):
         with pytest.raises(WSServerHandshakeError) as refused:
             await client.ws_connect("/api/events", headers=bearer(ALICE))
+        with pytest.raises(WSServerHandshakeError) as by_token:
+            await client.ws_connect(order["ws"])
         async with client.ws_connect("/api/events", headers=bearer(BOB)) as bobs:
             assert not bobs.closed
         over = await client.post(
-            "/api/orders/execute",
-            json=MARKET,
-            headers={**bearer(ALICE), **UPGRADE},
+            "/api/orders/execute", json=MARKET, headers={**bearer(ALICE), **UPGRADE}
         )
     async with client.ws_connect("/api/events", headers=bearer(ALICE)) as again:
         assert not again.closed
 
     assert refused.value.status == 429
+    assert by_token.value.status == 429
     assert over.status == 429
     assert (await over.json())["error"]["code"] == "too_many_sockets"
     listing = await (await client.get("/api/orders", headers=bearer(ALICE))).json()
     assert len(listing["orders"]) == 1, "the refused upgrade made no order"
+
+
+async def test_a_socket_whose_key_was_revoked_while_it_waited_takes_no_order(
+    start_app: StartApp, repository: Repository
+) -> None:
+    client = await start_app()
+    out = io.StringIO()
+    await create(repository, "dave", out)
+    await create(repository, "erin", io.StringIO())  # keys stay in force once dave's is gone
+    dave = out.getvalue().strip()
+    await eventually(lambda: _status_is(client, bearer(dave), 200))
+
+    async with client.ws_connect("/api/orders/execute", headers=bearer(dave)) as ws:
+        await revoke(repository, "dave", io.StringIO())
+        await eventually(lambda: _status_is(client, bearer(dave), 401))
+        await ws.send_json(MARKET)
+        refusal = await ws.receive_json(timeout=5)
+        await ws.receive(timeout=5)
+
+    assert refusal["error"]["code"] == "unauthorized"
+    assert ws.close_code == 1008
+    orders, _ = await repository.list_orders(None, None, 10)
+    assert orders == []
 
 
 async def test_keys_are_reloaded_every_sweep_even_when_no_news_came(
