@@ -166,3 +166,38 @@ async def test_with_keys_the_key_dialog_cannot_be_dismissed(
     await console.run(key_input.send_keys, Keys.ESCAPE)
 
     assert await console.script("return document.getElementById('key-dialog').open")
+
+
+async def test_the_chart_quotes_each_pair_at_its_newest_order_and_keeps_six_tabs(
+    start_app: StartApp, console: ConsolePage
+) -> None:
+    client = await start_app()
+    await console.open(client)
+    await console.find('#pair-tabs [data-pair="SOL→USDC"]')
+    for _ in range(7):
+        token = "C" + uuid4().hex[:8].upper()
+        listing = {
+            "dex": "meteora",
+            "token": token,
+            "quoteToken": "SOL",
+            "price": "0.0001",
+            "liquidity": "5000",
+        }
+        assert (await client.post("/api/simulation/listings", json=listing)).status == 201
+        await submit(client, {**MARKET, "tokenOut": token, "amountIn": "0.01", "slippageBps": 500})
+    await submit(client, {**MARKET, "amountIn": "2.5"})
+
+    await console.until(
+        lambda d: d.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".some(e => e.name.includes('tokenOut=USDC&amountIn=2.5'))"
+        )
+    )
+    await console.until(
+        lambda d: len(d.find_elements("css selector", "#pair-tabs [data-pair]")) == 6
+    )
+    tabs = await console.script(
+        "return [...document.querySelectorAll('#pair-tabs [data-pair]')].map(t => t.dataset.pair)"
+    )
+    assert tabs[0] == "SOL→USDC"
+    assert await console.errors() == []

@@ -39,15 +39,21 @@ function tokensChanged() {
 }
 
 /** Chart SOL→USDC and the pairs of the newest orders, each quoted at its latest amount. */
+/** SOL→USDC and the pairs of the newest orders, each quoted at its newest order's amount. */
 function watchPairs() {
   const wanted = new Map([["SOL→USDC", { tokenIn: "SOL", tokenOut: "USDC", amountIn: "1" }]]);
+  const ordered = new Set();
   for (const order of book.newestFirst()) {
     const { tokenIn, tokenOut, amountIn } = order.fields;
-    if (!wanted.has(pairOf(order)) && catalog.listed(tokenIn, tokenOut)) {
-      wanted.set(pairOf(order), { tokenIn, tokenOut, amountIn });
+    const pair = pairOf(order);
+    if (!ordered.has(pair) && catalog.listed(tokenIn, tokenOut)) {
+      ordered.add(pair);
+      wanted.set(pair, { tokenIn, tokenOut, amountIn });
     }
   }
-  [...wanted.values()].slice(0, CHARTED_PAIRS).forEach((pair) => chart.watch(pair.tokenIn, pair.tokenOut, pair.amountIn));
+  const charted = [...wanted.entries()].slice(0, CHARTED_PAIRS);
+  charted.forEach(([, pair]) => chart.watch(pair.tokenIn, pair.tokenOut, pair.amountIn));
+  chart.only(charted.map(([key]) => key));
 }
 
 /** A feed event; one of an order not seen yet waits for the order to be read. */

@@ -40,6 +40,19 @@ export class PriceChart {
     this.poll();
   }
 
+  /** Keep watching only the pairs `keys`, in their order; the others' tabs go. */
+  only(keys) {
+    const kept = new Set(keys);
+    const gone = [...this.pairs.keys()].filter((key) => !kept.has(key));
+    if (gone.length === 0) return;
+    gone.forEach((key) => this.pairs.delete(key));
+    if (!kept.has(this.selected)) {
+      this.select(this.pairs.keys().next().value ?? null);
+    } else {
+      this.drawTabs();
+    }
+  }
+
   async poll() {
     if (this.polling) return;
     this.polling = true;
