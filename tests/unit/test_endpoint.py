@@ -378,3 +378,21 @@ async def test_a_success_whose_body_is_not_json_is_an_endpoint_error_not_retried
     assert raised.value.http_status == 200
     assert sent(mocked, "GET", QUOTE) == 1
     assert waits == []
+
+
+async def test_an_endpoint_quoting_its_secrets_back_has_them_taken_out(
+    mocked: Any, session: aiohttp.ClientSession, waits: list[float], budget: CountingBudget
+) -> None:
+    url = "https://rpc.example.com/abc-secret-token?api-key=k3y-0123456789"
+    echoed = f"no such plan for {url}, key k3y-0123456789; " + "x" * 500
+    answer(mocked, "POST", url, status=401, payload={"error": echoed})
+    rpc = Endpoint(session, url, budget, retries=0, headers={"x-api-key": "h3ader-0123456789"})
+
+    with pytest.raises(EndpointError) as raised:
+        await rpc.post("", {"method": "getHealth"})
+
+    message = raised.value.message
+    assert message.startswith("rpc.example.com answered 401: no such plan for")
+    assert "abc-secret-token" not in message
+    assert "k3y-0123456789" not in message
+    assert len(message) < 300

@@ -31,6 +31,10 @@ log = structlog.get_logger(__name__)
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 """The longest answer read from an endpoint; the APIs' answers run to tens of KiB."""
+MIN_SECRET = 8
+"""Shorter parts of an address (`v1`, `swap`) are no secret, and would mangle any message."""
+MAX_SAID = 200
+"""The most characters of an endpoint's own error message an order's error quotes."""
 MAX_RETRY_AFTER_S = 30.0
 """The longest wait a `Retry-After` is honoured for; a longer one is cut to this."""
 
@@ -63,10 +67,21 @@ class Endpoint:
         self._session = session
         self._headers = dict(headers or {})
         self._url = URL(url)
+        self._secrets = _secrets_of(self._url, self._headers)
         self._budget = budget
         self._retries = retries
         self._backoff_s = backoff_s
         self._cap_s = cap_s
+
+    def _shown(self, said: str) -> str:
+        """An endpoint's own words, as an order's error may carry them.
+
+        Short, and with this endpoint's secrets (its URL's path and query, its headers'
+        values) taken out, since some providers quote the request they refuse.
+        """
+        for secret in self._secrets:
+            said = said.replace(secret, "…")
+        return said if len(said) <= MAX_SAID else said[:MAX_SAID] + "…"
 
     @property
     def host(self) -> str:
@@ -146,7 +161,7 @@ class Endpoint:
         except (ValueError, aiohttp.ClientError, EndpointError):
             body = None
         said = body.get("error") if isinstance(body, dict) else None
-        detail = f": {said}" if isinstance(said, str) else ""
+        detail = f": {self._shown(said)}" if isinstance(said, str) else ""
         message = f"{self.host} answered {response.status}{detail}"
         return EndpointError(message, status=response.status, body=body)
 
@@ -184,3 +199,13 @@ def _described(failure: BaseException) -> str:
     if isinstance(failure, aiohttp.ClientConnectorError):
         return f"cannot connect ({failure.os_error.strerror or type(failure.os_error).__name__})"
     return type(failure).__name__
+
+
+def _secrets_of(url: URL, headers: Mapping[str, str]) -> list[str]:
+    """What of an endpoint's address and headers may be a secret: never repeated in errors.
+
+    Its path's segments and query's values (RPC providers put keys there), and its headers'
+    values; the longest first, so that a secret within another is taken out with it.
+    """
+    parts = [*url.path.split("/"), *url.query.values(), *headers.values()]
+    return sorted({part for part in parts if len(part) >= MIN_SECRET}, key=len, reverse=True)
