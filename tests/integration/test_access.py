@@ -337,16 +337,25 @@ async def test_answers_carry_the_security_headers(client: Client) -> None:
     assert "default-src 'none'" in api.headers["Content-Security-Policy"]
 
 
+async def dave_beside_erin(client: Client, repository: Repository) -> str:
+    """A key made for dave, once `client`'s engine takes it; erin's keeps keys in force.
+
+    So that revoking dave's never leaves the engine open to everyone, even for a moment.
+    """
+    out = io.StringIO()
+    await create(repository, "dave", out)
+    await create(repository, "erin", io.StringIO())
+    dave = out.getvalue().strip()
+    await eventually(lambda: _status_is(client, bearer(dave), 200))
+    return dave
+
+
 async def test_a_revoked_key_is_refused_by_every_engine(
     start_app: StartApp, repository: Repository
 ) -> None:
     first = await start_app()
     second = await start_app()
-    out = io.StringIO()
-    await create(repository, "dave", out)
-    await create(repository, "erin", io.StringIO())
-    key = out.getvalue().strip()
-    await eventually(lambda: _status_is(second, bearer(key), 200))
+    key = await dave_beside_erin(second, repository)
 
     await revoke(repository, "dave", io.StringIO())
 
@@ -358,11 +367,7 @@ async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
     start_app: StartApp, repository: Repository
 ) -> None:
     client = await start_app()
-    out = io.StringIO()
-    await create(repository, "dave", out)
-    await create(repository, "erin", io.StringIO())  # keys stay in force once dave's is gone
-    dave = out.getvalue().strip()
-    await eventually(lambda: _status_is(client, bearer(dave), 200))
+    dave = await dave_beside_erin(client, repository)
     minted = await client.post("/api/stream-tokens", headers=bearer(dave))
     token = (await minted.json())["token"]
     waiting = {**MARKET, "type": "limit", "limitPrice": "1000000"}
@@ -400,11 +405,7 @@ async def test_a_key_made_again_for_the_same_owner_revives_nothing_of_the_revoke
 ) -> None:
     """Rotating a leaked key: its tokens and sockets end, though its owner holds a new one."""
     client = await start_app()
-    out = io.StringIO()
-    await create(repository, "dave", out)
-    await create(repository, "erin", io.StringIO())  # keys stay in force between dave's two
-    old = out.getvalue().strip()
-    await eventually(lambda: _status_is(client, bearer(old), 200))
+    old = await dave_beside_erin(client, repository)
     token = (await (await client.post("/api/stream-tokens", headers=bearer(old))).json())["token"]
     waiting = {**MARKET, "type": "limit", "limitPrice": "1000000"}
     order = await submit_body(client, old, waiting)
@@ -482,11 +483,7 @@ async def test_a_socket_whose_key_was_revoked_while_it_waited_takes_no_order(
     start_app: StartApp, repository: Repository
 ) -> None:
     client = await start_app()
-    out = io.StringIO()
-    await create(repository, "dave", out)
-    await create(repository, "erin", io.StringIO())  # keys stay in force once dave's is gone
-    dave = out.getvalue().strip()
-    await eventually(lambda: _status_is(client, bearer(dave), 200))
+    dave = await dave_beside_erin(client, repository)
 
     async with client.ws_connect("/api/orders/execute", headers=bearer(dave)) as ws:
         await revoke(repository, "dave", io.StringIO())

@@ -323,12 +323,9 @@ class HeldBucket(TokenBucket):
         return await super().acquire()
 
 
-async def test_an_order_whose_expiry_comes_while_its_attempt_waits_is_never_sent(
-    repository: Repository, database_url: str
-) -> None:
-    bucket = HeldBucket()
-    expires_at = datetime.now(UTC) + timedelta(seconds=1)
-    request = OrderRequest.model_validate(
+def met_limit_until(expires_at: datetime) -> OrderRequest:
+    """A limit order whose price is met at once, that expires at `expires_at`."""
+    return OrderRequest.model_validate(
         {
             "type": "limit",
             "tokenIn": "SOL",
@@ -338,6 +335,14 @@ async def test_an_order_whose_expiry_comes_while_its_attempt_waits_is_never_sent
             "expiresAt": expires_at.isoformat(),
         }
     )
+
+
+async def test_an_order_whose_expiry_comes_while_its_attempt_waits_is_never_sent(
+    repository: Repository, database_url: str
+) -> None:
+    bucket = HeldBucket()
+    expires_at = datetime.now(UTC) + timedelta(seconds=1)
+    request = met_limit_until(expires_at)
     async with engine_on(repository, database_url, limiter=bucket, concurrency=1) as engine:
         order, _ = await engine.submit(request)
         await asyncio.wait_for(bucket.waiting.wait(), 10)
@@ -370,16 +375,7 @@ async def test_an_order_whose_expiry_comes_while_submitted_is_committed_is_never
     repository = await SlowToSubmit.connect(database_url, 4, 5.0)
     expires_at = datetime.now(UTC) + timedelta(seconds=2)  # time enough to route, under load
     repository.until = expires_at + timedelta(seconds=0.05)
-    request = OrderRequest.model_validate(
-        {
-            "type": "limit",
-            "tokenIn": "SOL",
-            "tokenOut": "USDC",
-            "amountIn": "1",
-            "limitPrice": "0.0001",
-            "expiresAt": expires_at.isoformat(),
-        }
-    )
+    request = met_limit_until(expires_at)
     try:
         async with engine_on(repository, database_url, concurrency=1) as engine:
             order, _ = await engine.submit(request)
