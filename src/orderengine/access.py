@@ -387,8 +387,7 @@ class KeySockets:
         if self._held[holder] >= self._most:
             raise TooManySockets(
                 f"{self._most} sockets are open on this engine with this key (or tokens for its"
-                " orders), as many as may be;"
-                " close one first"
+                " orders), as many as may be; close one first"
             )
         self._held[holder] += 1
         try:

@@ -38,7 +38,8 @@ class ServerSocket(web.WebSocketResponse):
     the socket is upgraded, in front of the reader aiohttp gives the connection
     (`_post_start`, the one place it does). The bytes that came with the handshake, which
     aiohttp would feed its reader as it installs it, go through `ClientFrames` too: the
-    frames are judged from the first byte on, and where each one starts is never lost.
+    frames are judged from the first byte on, and where each one starts is never lost. What
+    the system buffers for the client is bounded then too (`_bound_send_buffer`).
 
     aiohttp closes the connection when the client stops answering pings, or when a close
     takes too long. asyncio's `close` first writes out what is buffered; for a client that
