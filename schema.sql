@@ -54,6 +54,9 @@ CREATE TABLE orders (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     -- On a live cluster, the block height past which the sent signature can land no more.
     tx_last_valid_block_height bigint,
+    -- On a live cluster, the blockhash the sent swap was signed on: asked after before the
+    -- swap counts as expired.
+    tx_blockhash    text,
     -- When it last became due: accepted, or woken by its price or a listing (null for
     -- orders accepted before this column, which count from created_at).
     due_since       timestamptz DEFAULT now(),
@@ -273,4 +276,5 @@ INSERT INTO schema_migrations (version, name) VALUES
     (13, 'crash_count'),
     (14, 'claims_walk_the_due_index'),
     (15, 'orders_by_owner'),
-    (16, 'venues_of_the_orders');
+    (16, 'venues_of_the_orders'),
+    (17, 'blockhash_of_a_swap');

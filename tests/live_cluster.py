@@ -8,7 +8,9 @@ what goes to 127.0.0.1 (a test's own app and its client).
 The fake keeps a tiny chain: a transaction sent lands (confirmed), fails on chain, or is
 dropped, as the test said of that send (`next_sends`), confirmed by default; the finalized
 block height rises by `blocks_per_call` at each `getEpochInfo`, its slot `SLOTS_AHEAD` above
-it, and a node answering `getSignatureStatuses` has reached that slot less `status_lag`. A
+it, and a node answering `getSignatureStatuses` has reached that slot less `status_lag`; a
+blockhash it gave out is valid up to its last valid height, which Jupiter may report lower
+(`reported_height_lag`). A
 test scripts any other answer, request by request (`script`): an HTTP answer, an exception
 raised instead of an answer, or `Lost()`, a request that takes effect and whose answer
 never comes. Every request is kept (`calls`), so that a test can count what was sent and
@@ -306,7 +308,10 @@ def shared_accounts_route(payer: Pubkey, quote: Mapping[str, Any]) -> Instructio
 
 @dataclass(frozen=True)
 class BuiltSwap:
-    """A swap the fake Jupiter built: the unsigned transaction and its last valid height."""
+    """A swap the fake Jupiter built: the unsigned transaction, the last valid height it reported.
+
+    That height is lower than the truth by the cluster's `reported_height_lag`.
+    """
 
     transaction: VersionedTransaction
     last_valid_block_height: int
@@ -331,6 +336,10 @@ class LiveCluster:
         self.status_lag = 0
         """How many slots behind the newest finalized one a signature status is answered."""
         self.minimum_ledger_slot: int = fixture("minimum_ledger_slot.json")["result"]
+        self.reported_height_lag = 0
+        """How many blocks lower than the truth Jupiter reports a swap's `lastValidBlockHeight`."""
+        self.blockhashes: dict[str, int] = {}
+        """The last block height at which each blockhash the fake gave out is valid."""
         self.swap_payer: Pubkey | None = None
         """Who Jupiter makes pay for the swaps it builds; by default the wallet asking."""
         self.requests: list[Request] = []
@@ -394,6 +403,7 @@ class LiveCluster:
             "getSignatureStatuses": self._statuses,
             "getEpochInfo": self._epoch_info,
             "minimumLedgerSlot": self._minimum_ledger_slot,
+            "isBlockhashValid": self._blockhash_valid,
             "getTransaction": self._transaction,
         }
         return self._answer(request, (request.kind,), handlers.get(request.kind, _no_method))
@@ -435,10 +445,12 @@ class LiveCluster:
         payer = self.swap_payer or Pubkey.from_string(request.body["userPublicKey"])
         transaction = unsigned_swap(payer, request.body["quoteResponse"])
         last_valid = self.block_height + BLOCKHASH_BLOCKS
-        self.swaps.append(BuiltSwap(transaction, last_valid))
+        self.blockhashes[str(transaction.message.recent_blockhash)] = last_valid
+        reported = last_valid - self.reported_height_lag
+        self.swaps.append(BuiltSwap(transaction, reported))
         encoded = base64.b64encode(bytes(transaction)).decode()
         answer = filled(fixture("swap.json"), {UNSIGNED_SWAP: encoded})
-        answer["lastValidBlockHeight"] = last_valid
+        answer["lastValidBlockHeight"] = reported
         return Reply(answer)
 
     def _taken(self, request: Request) -> Reply:
@@ -473,6 +485,14 @@ class LiveCluster:
     def _minimum_ledger_slot(self, request: Request) -> Reply:
         answer = fixture("minimum_ledger_slot.json")
         answer["result"] = self.minimum_ledger_slot
+        return Reply(answer)
+
+    def _blockhash_valid(self, request: Request) -> Reply:
+        """Valid up to its last valid height; a blockhash the fake never gave out, never."""
+        answer = fixture("blockhash_valid.json")
+        last_valid = self.blockhashes.get(request.params[0], -1)
+        answer["result"]["value"] = self.block_height <= last_valid
+        answer["result"]["context"]["slot"] = self.block_height + SLOTS_AHEAD
         return Reply(answer)
 
     def _transaction(self, request: Request) -> Reply:

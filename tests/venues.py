@@ -61,9 +61,15 @@ class Delegated:
         return await self.inner.execute(transaction)
 
     async def transaction_status(
-        self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
+        self,
+        signature: str,
+        expires_at: datetime,
+        last_valid_block_height: int | None = None,
+        blockhash: str | None = None,
     ) -> TransactionStatus:
-        return await self.inner.transaction_status(signature, expires_at, last_valid_block_height)
+        return await self.inner.transaction_status(
+            signature, expires_at, last_valid_block_height, blockhash
+        )
 
     async def pairs(self) -> frozenset[frozenset[str]]:
         return await self.inner.pairs()

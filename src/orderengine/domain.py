@@ -337,6 +337,8 @@ class Order(Model):
     tx_expires_at: datetime | None = None
     tx_last_valid_block_height: int | None = Field(default=None, exclude=True)
     """On a live cluster, the block height after which its swap can land no more."""
+    tx_blockhash: str | None = Field(default=None, exclude=True)
+    """On a live cluster, the blockhash its swap was signed on."""
     executed_price: Amount | None = None
     amount_out: Amount | None = None
     error: str | None = None
@@ -549,6 +551,7 @@ class TransitionFields(TypedDict, total=False):
     tx_hash: str
     tx_expires_at: datetime
     tx_last_valid_block_height: int | None
+    tx_blockhash: str | None
     execution: Execution
     retry_after_s: float
     awaits: Awaited

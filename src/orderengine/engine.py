@@ -747,6 +747,7 @@ class Engine:
             tx_hash=transaction.signature,
             tx_expires_at=transaction.expires_at,
             tx_last_valid_block_height=transaction.last_valid_block_height,
+            tx_blockhash=transaction.blockhash,
         )
         if order.expires_at is not None and order.expires_at <= datetime.now(UTC):
             # Its expiry came while `submitted` was being committed: the swap is not sent.
@@ -793,7 +794,7 @@ class Engine:
         expires_at = order.tx_expires_at or order.updated_at
         venue = self._venues[order.dex]
         status = await venue.transaction_status(
-            order.tx_hash, expires_at, order.tx_last_valid_block_height
+            order.tx_hash, expires_at, order.tx_last_valid_block_height, order.tx_blockhash
         )
         log.info("reconciled", tx_hash=order.tx_hash, state=str(status.state))
         if status.state is TransactionState.LANDED:

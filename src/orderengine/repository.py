@@ -63,9 +63,9 @@ log = structlog.get_logger(__name__)
 
 ORDER_COLUMNS = """
     id AS order_id, type, token_in, token_out, amount_in, slippage_bps, status, attempt,
-    last_seq, dex, tx_hash, tx_expires_at, tx_last_valid_block_height, executed_price,
-    amount_out, error, next_attempt_at, limit_price, expires_at, awaits, best_price, owner,
-    created_at, updated_at"""
+    last_seq, dex, tx_hash, tx_expires_at, tx_last_valid_block_height, tx_blockhash,
+    executed_price, amount_out, error, next_attempt_at, limit_price, expires_at, awaits,
+    best_price, owner, created_at, updated_at"""
 EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 JOINED_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_FIELDS)
@@ -207,8 +207,8 @@ def _ignore(events: list[OrderEvent]) -> None:
 
 
 def _change_columns(changes: Sequence[Change]) -> list[list[Any]]:
-    """The per-change arrays of `_changed_rows`, $1 to $19, in order."""
-    columns: list[list[Any]] = [[] for _ in range(19)]
+    """The per-change arrays of `_changed_rows`, $1 to $20, in order."""
+    columns: list[list[Any]] = [[] for _ in range(20)]
     for change in changes:
         fields, execution = change.fields, change.fields.get("execution")
         status = change.steps[-1]
@@ -233,6 +233,7 @@ def _change_columns(changes: Sequence[Change]) -> list[list[Any]]:
             str(change.order.status),
             change.order.last_seq,
             len(change.steps),
+            fields.get("tx_blockhash"),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
@@ -1013,6 +1014,7 @@ class Repository:
                         tx_expires_at = COALESCE(c.tx_expires_at, orders.tx_expires_at),
                         tx_last_valid_block_height = COALESCE(
                             c.tx_last_valid_block_height, orders.tx_last_valid_block_height),
+                        tx_blockhash = COALESCE(c.tx_blockhash, orders.tx_blockhash),
                         dex = COALESCE(c.dex, orders.dex),
                         executed_price = COALESCE(c.executed_price, orders.executed_price),
                         amount_out = COALESCE(c.amount_out, orders.amount_out),
@@ -1030,27 +1032,28 @@ class Repository:
                                 $5::text[], $6::timestamptz[], $7::bigint[], $8::text[],
                                 $9::numeric[], $10::numeric[], $11::float8[], $12::text[],
                                 $13::numeric[], $14::boolean[], $15::boolean[], $16::boolean[],
-                                $17::order_status[], $18::integer[], $19::integer[])
+                                $17::order_status[], $18::integer[], $19::integer[],
+                                $20::text[])
                          AS c (id, status, attempt, error, tx_hash, tx_expires_at,
                                tx_last_valid_block_height, dex, executed_price, amount_out,
                                retry_after_s, awaits, best_price, terminal, release, wake,
-                               expected_status, expected_seq, steps)
+                               expected_status, expected_seq, steps, tx_blockhash)
                     WHERE orders.id = c.id AND orders.status = c.expected_status
                       AND orders.last_seq = c.expected_seq
-                      AND (orders.lease_owner IS NULL OR orders.lease_owner = $20)
+                      AND (orders.lease_owner IS NULL OR orders.lease_owner = $21)
                     RETURNING orders.*, c.wake
                 ), e AS (
                     INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                     SELECT o.id, o.last_seq - step.steps + step.n + 1, step.status::order_status,
                            COALESCE(step.attempt, o.attempt), o.updated_at, step.details
-                    FROM ROWS FROM (unnest($21::uuid[]), unnest($22::integer[]),
-                                    unnest($23::integer[]), unnest($24::text[]),
-                                    jsonb_array_elements($25::jsonb), unnest($26::integer[]))
+                    FROM ROWS FROM (unnest($22::uuid[]), unnest($23::integer[]),
+                                    unnest($24::integer[]), unnest($25::text[]),
+                                    jsonb_array_elements($26::jsonb), unnest($27::integer[]))
                          AS step (id, n, steps, status, details, attempt)
                     JOIN o ON o.id = step.id
                 )
                 SELECT {ORDER_COLUMNS},
-                       CASE WHEN wake THEN pg_notify('{ORDERS_CHANNEL}', $20::text) END AS woken
+                       CASE WHEN wake THEN pg_notify('{ORDERS_CHANNEL}', $21::text) END AS woken
                 FROM o
                 """,
                 *_change_columns(changes),

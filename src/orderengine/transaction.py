@@ -98,6 +98,9 @@ class Transaction(Model):
     last_valid_block_height: int | None = None
     """On a live cluster, the block height after which it can land no more (its blockhash's
     `lastValidBlockHeight`): what decides its expiry there. None on the simulated chain."""
+    blockhash: str | None = None
+    """On a live cluster, the recent blockhash it was signed on: the cluster is asked whether it
+    still takes it before the swap counts as expired. None on the simulated chain."""
     raw: bytes
 
 

@@ -53,6 +53,7 @@ from tests.live_cluster import (
     unsigned_swap,
     write_keypair,
 )
+from tests.polling import eventually
 from tests.streams import statuses, stream, submit
 
 S = OrderStatus
@@ -315,11 +316,17 @@ async def test_an_answer_lost_after_sending_is_reconciled_without_sending_again(
 
 
 async def left_submitted(
-    repository: Repository, cluster: LiveCluster, wallet: Keypair, *, expires_in_s: float = 60
+    repository: Repository,
+    cluster: LiveCluster,
+    wallet: Keypair,
+    *,
+    expires_in_s: float = 60,
+    reported_lag: int = 0,
 ) -> tuple[UUID, str, int]:
     """An order a stopped engine left `submitted`: its swap signed and maybe sent.
 
-    Its `expiresAt`, the estimate of its blockhash's expiry, is `expires_in_s` from now.
+    Its `expiresAt`, the estimate of its blockhash's expiry, is `expires_in_s` from now; the
+    last valid height kept with it is `reported_lag` blocks lower than its blockhash's.
     """
     request = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
     [outcome] = await repository.create_orders([NewOrder(request=request)])
@@ -329,7 +336,9 @@ async def left_submitted(
         order, _ = await repository.transition(order, status, dex="meteora")
     unsigned = unsigned_swap(wallet.pubkey(), fixture("quote_meteora_dlmm.json"))
     signature = str(VersionedTransaction(unsigned.message, [wallet]).signatures[0])
-    last_valid = cluster.block_height + 150
+    blockhash = str(unsigned.message.recent_blockhash)
+    cluster.blockhashes[blockhash] = cluster.block_height + 150
+    last_valid = cluster.blockhashes[blockhash] - reported_lag
     await repository.transition(
         order,
         S.SUBMITTED,
@@ -337,6 +346,7 @@ async def left_submitted(
         tx_hash=signature,
         tx_expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_s),
         tx_last_valid_block_height=last_valid,
+        tx_blockhash=blockhash,
     )
     return order.order_id, signature, last_valid
 
@@ -381,6 +391,33 @@ async def test_a_restart_retries_a_live_swap_that_expired_with_a_new_one(
     [sent] = cluster.sent_signatures()
     assert sent != dropped
     assert events[-1]["txHash"] == sent
+
+
+async def test_a_restart_sends_no_second_swap_while_the_first_ones_blockhash_lives(
+    start_live: StartLive, cluster: LiveCluster, repository: Repository, wallet: Keypair
+) -> None:
+    """The last valid height kept with the order is past, but was reported too low."""
+    order_id, dropped, last_valid = await left_submitted(
+        repository, cluster, wallet, expires_in_s=-1, reported_lag=60
+    )
+    cluster.block_height = last_valid + 1
+
+    client = await start_live()
+
+    async def asked_twice() -> bool:
+        return len(cluster.calls("isBlockhashValid")) >= 2
+
+    await eventually(asked_twice)
+    order = await (await client.get(f"/api/orders/{order_id}")).json()
+    assert order["status"] == "submitted"
+    assert cluster.sent_signatures() == []
+
+    cluster.block_height = last_valid + 61
+    events = await stream(client, str(order_id))
+    assert statuses(events)[4:] == ["pending", "routing", "building", "submitted", "confirmed"]
+    assert events[4]["error"] == f"transaction {dropped} expired without landing"
+    [sent] = cluster.sent_signatures()
+    assert sent != dropped
 
 
 async def test_a_live_engine_will_not_start_without_its_keypair_file(

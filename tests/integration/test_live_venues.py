@@ -457,6 +457,39 @@ async def test_an_unknown_signature_on_a_node_that_forgot_its_slots_is_not_taken
     assert [line["event"] for line in logs] == ["ledger_too_short_to_tell_expiry"]
 
 
+async def test_a_swap_is_not_taken_as_expired_while_the_cluster_still_takes_its_blockhash(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    """Jupiter's `lastValidBlockHeight` may be stale: past it, the swap may still land.
+
+    Taken for expired there, its order would send a second swap beside the first.
+    """
+    cluster.reported_height_lag = 60
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        assert transaction.last_valid_block_height is not None
+        assert transaction.blockhash is not None
+        lifetime = (
+            transaction.signature,
+            datetime.now(UTC),
+            transaction.last_valid_block_height,
+            transaction.blockhash,
+        )
+        cluster.block_height = transaction.last_valid_block_height + 1
+        with capture_logs() as logs:
+            still_valid = await venues["meteora"].transaction_status(*lifetime)
+        cluster.block_height = cluster.blockhashes[transaction.blockhash] + 1
+        expired = await venues["meteora"].transaction_status(*lifetime)
+
+    assert still_valid.state is TransactionState.PENDING
+    assert [line["event"] for line in logs] == ["blockhash_valid_past_its_last_valid_height"]
+    assert expired.state is TransactionState.EXPIRED
+    assert [request.params[0] for request in cluster.calls("isBlockhashValid")] == [
+        transaction.blockhash
+    ] * 2
+
+
 async def test_the_cluster_is_not_asked_about_expiry_before_the_estimate_passes(
     cluster: LiveCluster, signer: Keypair
 ) -> None:

@@ -6,7 +6,8 @@ engine's keypair;
 it is sent and followed over the cluster's JSON-RPC (`rpc.py`). A signature is definite only
 when the cluster says so: landed (its real amounts read from the chain, `balances.py`),
 failed on chain, or never landed with the finalized block height past its
-`lastValidBlockHeight` (see `transaction_status` for what else that takes).
+`lastValidBlockHeight` and its blockhash no longer taken (see `transaction_status` for what
+else that takes).
 Everything else is an unknown outcome, which the engine resolves by asking again, never by
 sending again.
 """
@@ -168,6 +169,7 @@ class LiveVenue:
             instructions=_summary(signed),
             expires_at=datetime.now(UTC) + self._lifetime,
             last_valid_block_height=swap.last_valid_block_height,
+            blockhash=str(unsigned.message.recent_blockhash),
             raw=bytes(signed),
         )
 
@@ -189,7 +191,10 @@ class LiveVenue:
             log.info("preflight_refusal_not_definite", error=_program_error(error))
         while True:
             status = await self.transaction_status(
-                transaction.signature, transaction.expires_at, transaction.last_valid_block_height
+                transaction.signature,
+                transaction.expires_at,
+                transaction.last_valid_block_height,
+                transaction.blockhash,
             )
             if status.state is TransactionState.LANDED:
                 assert status.execution is not None
@@ -200,19 +205,25 @@ class LiveVenue:
             await asyncio.sleep(self._poll_s)
 
     async def transaction_status(
-        self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
+        self,
+        signature: str,
+        expires_at: datetime,
+        last_valid_block_height: int | None = None,
+        blockhash: str | None = None,
     ) -> TransactionStatus:
         """As the cluster answers; `expired` only when no landing is possible and none is seen.
 
         A signature no one knows has expired when the finalized block height has passed its
-        `lastValidBlockHeight` (no block after can take it), the node still holds every
-        slot it could have landed in, and a node that had reached that finalized slot
-        still knows nothing of it: so an answer from a node behind the others, or one that
-        forgot old slots, is never taken for "never landed".
+        `lastValidBlockHeight` (no block after can take it), the node no longer takes its
+        `blockhash` (the height is Jupiter's word, and a stale one would let a second swap
+        go while the first can still land), the node still holds every slot it could have
+        landed in, and a node that had reached that finalized slot still knows nothing of
+        it: so an answer from a node behind the others, or one that forgot old slots, is
+        never taken for "never landed".
         """
         looked = await self._rpc.signature_status(signature)
         if looked.status is None:
-            seen_at = await self._expiry_slot(expires_at, last_valid_block_height)
+            seen_at = await self._expiry_slot(expires_at, last_valid_block_height, blockhash)
             if seen_at is not None:
                 looked = await self._rpc.signature_status(signature)
                 if looked.status is None and looked.slot >= seen_at:
@@ -254,7 +265,7 @@ class LiveVenue:
         )
 
     async def _expiry_slot(
-        self, expires_at: datetime, last_valid_block_height: int | None
+        self, expires_at: datetime, last_valid_block_height: int | None, blockhash: str | None
     ) -> int | None:
         """The finalized slot past which the signature can land no more; None if not yet.
 
@@ -268,6 +279,14 @@ class LiveVenue:
             return 0
         height = await self._rpc.finalized_height()
         if height.block_height <= last_valid_block_height:
+            return None
+        if blockhash is not None and await self._rpc.blockhash_valid(blockhash):
+            log.warning(
+                "blockhash_valid_past_its_last_valid_height",
+                blockhash=blockhash,
+                last_valid_block_height=last_valid_block_height,
+                finalized_height=height.block_height,
+            )
             return None
         blocks_back = height.block_height - (last_valid_block_height - MAX_PROCESSING_AGE)
         needed = height.slot - SLOTS_PER_BLOCK_BOUND * blocks_back

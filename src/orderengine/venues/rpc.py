@@ -125,6 +125,15 @@ class SolanaRpc:
         result = await self._call("getEpochInfo", [{"commitment": "finalized"}])
         return Height(block_height=int(result["blockHeight"]), slot=int(result["absoluteSlot"]))
 
+    async def blockhash_valid(self, blockhash: str) -> bool:
+        """Whether a transaction made on `blockhash` may still land, by the node's newest bank.
+
+        A node answers no for a blockhash it has not seen as well as for one expired: ask only
+        once its finalized blocks have passed where the blockhash could have come from.
+        """
+        result = await self._call("isBlockhashValid", [blockhash, {"commitment": "processed"}])
+        return bool(result["value"])
+
     async def minimum_ledger_slot(self) -> int:
         """The oldest slot the node still holds: it knows nothing of transactions before."""
         return int(await self._call("minimumLedgerSlot", []))

@@ -160,7 +160,11 @@ class SimulatedVenue(ABC):
         return outcome
 
     async def transaction_status(
-        self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
+        self,
+        signature: str,
+        expires_at: datetime,
+        last_valid_block_height: int | None = None,
+        blockhash: str | None = None,
     ) -> TransactionStatus:
         return await self._ledger.status(signature, expires_at)
 

@@ -55,14 +55,20 @@ class Venue(Protocol):
         ...
 
     async def transaction_status(
-        self, signature: str, expires_at: datetime, last_valid_block_height: int | None = None
+        self,
+        signature: str,
+        expires_at: datetime,
+        last_valid_block_height: int | None = None,
+        blockhash: str | None = None,
     ) -> TransactionStatus:
         """What became of a signature: how an unknown outcome is resolved, never by resending.
 
         `landed` (with the execution) or `rejected` (with the reason) once its landing time
         has come; `pending` while it may still land; `expired` when the chain never took it
         and its blockhash has expired: `expires_at` has passed, or on a live cluster the
-        block height has passed `last_valid_block_height`.
+        block height has passed `last_valid_block_height` and the cluster no longer takes
+        `blockhash` (the height is the word of whoever built the swap; the cluster's own
+        answer is what makes it safe to send another).
         """
         ...
 
