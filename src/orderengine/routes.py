@@ -171,6 +171,12 @@ class ConsoleFile(Model):
     )
 
 
+ORDER_ID_SEGMENT = "{order_id:(?!execute$)[^{}/]+}"
+"""What an order's id matches in a path: any segment but `execute`. So `/api/orders/execute`
+is only `POST`'s path, and another method on it is a 405 naming its methods, not a look-up
+of an order called `execute`."""
+
+
 @dataclass(frozen=True)
 class Route:
     """A route: what `app.py` registers, and what `openapi.py` says of it.
@@ -201,10 +207,11 @@ class Route:
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does."""
+        path = self.path.replace("{order_id}", ORDER_ID_SEGMENT)
         if self.method == "GET":
-            router.add_get(self.path, self.handler, expect_handler=expect_continue)
+            router.add_get(path, self.handler, expect_handler=expect_continue)
         else:
-            router.add_route(self.method, self.path, self.handler, expect_handler=expect_continue)
+            router.add_route(self.method, path, self.handler, expect_handler=expect_continue)
 
     def answers(self) -> tuple[Reply, ...]:
         """Every status the route may answer with, its own and the shared ones, by status."""

@@ -198,6 +198,18 @@ async def test_plain_get_on_the_execute_route_explains_itself(client: Client) ->
     assert "must upgrade to a WebSocket" in error_of(await response.json())["message"]
 
 
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "PATCH"])
+async def test_another_method_on_the_execute_route_is_405_naming_its_own(
+    client: Client, method: str
+) -> None:
+    """`/api/orders/{order_id}` takes DELETE, but `execute` is no order's id."""
+    response = await client.request(method, "/api/orders/execute")
+
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET,HEAD,POST"
+    assert error_of(await response.json())["code"] == "method_not_allowed"
+
+
 async def test_the_engine_keeps_serving_after_bad_input(client: Client) -> None:
     for bad in BAD_ORDERS:
         assert (await client.post("/api/orders/execute", json=bad)).status == 422
