@@ -403,6 +403,44 @@ async def test_a_preflight_refusal_of_a_send_that_went_twice_is_not_taken_as_def
     assert cluster.calls("getSignatureStatuses"), "the first request may have delivered it"
 
 
+def blockhash_not_found() -> Reply:
+    """The preflight's refusal of a transaction on a blockhash the node has not seen."""
+    refused = fixture(PREFLIGHT_FAILURE)
+    refused["error"]["message"] = "Transaction simulation failed: Blockhash not found"
+    refused["error"]["data"].update(err="BlockhashNotFound", logs=[], unitsConsumed=0)
+    return Reply(refused)
+
+
+async def test_a_swap_on_a_blockhash_the_node_has_not_seen_yet_is_sent_again_as_it_was(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    """Jupiter's node may be ahead of the engine's: the same bytes go again, one signature."""
+    cluster.script("sendTransaction", blockhash_not_found(), blockhash_not_found())
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        with capture_logs() as logs:
+            execution = await venues["meteora"].execute(transaction)
+
+    assert execution.tx_hash == transaction.signature
+    assert cluster.sent_signatures() == [transaction.signature] * 3
+    assert [line["event"] for line in logs].count("preflight_blockhash_unseen") == 2
+
+
+async def test_a_blockhash_the_node_never_sees_ends_the_attempt_unsent_once_it_expires(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    cluster.script("sendTransaction", blockhash_not_found())
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        expired = transaction.model_copy(update={"expires_at": datetime.now(UTC)})
+        with pytest.raises(SwapRejected, match="BlockhashNotFound"):
+            await venues["meteora"].execute(expired)
+
+    assert cluster.calls("getSignatureStatuses") == []
+
+
 async def test_a_swap_the_cluster_processed_already_is_followed_to_its_landing(
     cluster: LiveCluster, signer: Keypair
 ) -> None:

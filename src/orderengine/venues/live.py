@@ -181,7 +181,7 @@ class LiveVenue:
         """
         self._remember_fee(transaction.signature, transaction.quote.fee)
         try:
-            await self._rpc.send_transaction(transaction.raw)
+            await self._send(transaction)
         except RpcError as error:
             if error.refused_before_sending:
                 refusal = f"the cluster refused the swap: {_program_error(error)}"
@@ -202,6 +202,24 @@ class LiveVenue:
             if status.state is not TransactionState.PENDING:
                 reason = status.error or f"{transaction.signature} {status.state}"
                 raise _rejection(reason, slipped=status.slipped)
+            await asyncio.sleep(self._poll_s)
+
+    async def _send(self, transaction: Transaction) -> None:
+        """Send the transaction; the same bytes again while the node has not seen its blockhash.
+
+        Jupiter builds on a blockhash its own node has seen, which the engine's may not have
+        yet: the preflight then refuses the transaction, unsent. The same signed bytes, one
+        signature that lands at most once, go again each poll until the estimate of its
+        expiry, rather than spending an attempt on a new swap.
+        """
+        while True:
+            try:
+                await self._rpc.send_transaction(transaction.raw)
+                return
+            except RpcError as error:
+                if not error.blockhash_unseen or datetime.now(UTC) >= transaction.expires_at:
+                    raise
+            log.info("preflight_blockhash_unseen", tx_hash=transaction.signature)
             await asyncio.sleep(self._poll_s)
 
     async def transaction_status(

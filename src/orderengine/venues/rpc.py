@@ -23,6 +23,8 @@ PREFLIGHT_FAILED = -32002
 """The JSON-RPC error of a transaction the preflight simulation refused: never forwarded."""
 ALREADY_PROCESSED = "AlreadyProcessed"
 """The preflight's error for a signature the cluster has processed already."""
+BLOCKHASH_NOT_FOUND = "BlockhashNotFound"
+"""The preflight's error for a transaction on a blockhash the node has not seen (yet)."""
 
 
 class RpcError(VenueError):
@@ -43,6 +45,11 @@ class RpcError(VenueError):
     def program_error(self) -> Any:
         """The transaction error the preflight reported (`data.err`), if any."""
         return self.data.get("err") if isinstance(self.data, dict) else None
+
+    @property
+    def blockhash_unseen(self) -> bool:
+        """Whether the preflight refused it, unsent, for a blockhash the node has not seen."""
+        return self.refused_before_sending and self.program_error == BLOCKHASH_NOT_FOUND
 
     @property
     def refused_before_sending(self) -> bool:
