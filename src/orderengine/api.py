@@ -139,9 +139,10 @@ def _message(error: web.HTTPException) -> str:
     return error.reason if not given or given.startswith(f"{error.status}:") else given
 
 
-KEPT_HEADERS = (hdrs.ALLOW, hdrs.SEC_WEBSOCKET_VERSION)
+KEPT_HEADERS = (hdrs.ALLOW, hdrs.SEC_WEBSOCKET_VERSION, hdrs.UPGRADE)
 """Headers of aiohttp's HTTP errors that the answer in the error shape keeps: what a 405
-allows, and the WebSocket version a refused handshake should have asked for."""
+allows, the WebSocket version a refused handshake should have asked for, and the protocol a
+426 asks for."""
 
 
 def _kept(error: web.HTTPException) -> dict[str, str]:
@@ -242,7 +243,8 @@ async def list_orders(request: web.Request) -> web.Response:
             f"status must be one of {', '.join(s.value for s in OrderStatus)}"
         ) from None
     limit = non_negative("limit", query.get("limit"), 50, minimum=1, maximum=MAX_PAGE)
-    cursor = non_negative("cursor", query.get("cursor"), 0, maximum=INT64_MAX) or None
+    given = query.get("cursor")
+    cursor = None if given is None else non_negative("cursor", given, 0, maximum=INT64_MAX)
     caller = request[CALLER]
     if caller.order_id is not None:
         raise Forbidden("a stream token for one order may only follow that order")

@@ -428,5 +428,6 @@ resume with nothing missed; without `after`, the feed starts with the events com
 the moment it opens. What the client sends is ignored.
 
 Refused before the upgrade, with an HTTP answer in the error shape: 400 (`after` not ASCII
-digits), 401 (keys in force and no key), 403 (a page of another site), 405 (a GET that does
-not upgrade), 429 (`too_many_sockets`), 503."""
+digits), 401 (keys in force and no key), 403 (a page of another site), 426
+`upgrade_required` (a GET that does not upgrade; `Upgrade: websocket`), 429
+(`too_many_sockets`), 503."""

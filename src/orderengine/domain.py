@@ -97,8 +97,8 @@ def decimal_places(amount: Decimal) -> int:
     return max(0, -(exponent + trailing_zeros))
 
 
-DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-"""An amount sent as a string: a JSON number's digits, ASCII only."""
+DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+"""An amount sent as a string: a JSON number's grammar (no leading zero), ASCII only."""
 SHOWN = 40
 """The most characters of a value a client gave that a reason quotes back."""
 MAX_AMOUNTS = "max_amounts"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from orderengine.errors import Forbidden, OrderEngineError
 from orderengine.frames import send_texts
@@ -43,7 +43,9 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     ws = server_socket(settings.ws_heartbeat_s, settings.max_body_bytes)
     if not ws.can_prepare(request).ok:
-        raise web.HTTPMethodNotAllowed(request.method, [], text="GET here must upgrade")
+        raise web.HTTPUpgradeRequired(
+            headers={hdrs.UPGRADE: "websocket"}, text="GET here must upgrade to a WebSocket"
+        )
     given = request.query.get("after")
     repository = request.app[REPOSITORY]
     if given is None:

@@ -227,7 +227,9 @@ async def read_listing(request: web.Request, names: list[str]) -> ListingRequest
     if not isinstance(body, dict):
         raise InvalidListing("a listing must be a JSON object", details=[])
     try:
-        return ListingRequest.model_validate(body, context={LISTABLE: names})
+        return ListingRequest.model_validate(
+            body, context={LISTABLE: names}, by_alias=True, by_name=False
+        )
     except ValidationError as error:
         raise InvalidListing("invalid listing", details=field_reasons(error)) from error
 

@@ -14,7 +14,11 @@ from pydantic.alias_generators import to_camel
 
 
 class Model(BaseModel):
-    """Immutable, camelCase on the wire, and strict about unknown fields."""
+    """Immutable, camelCase on the wire, and strict about unknown fields.
+
+    The engine's own code makes models by their Python names; what a client sends is
+    validated by its camelCase names alone (`by_name=False`), as the API's schemas say.
+    """
 
     model_config = ConfigDict(
         frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"

@@ -171,10 +171,11 @@ class ConsoleFile(Model):
     )
 
 
-ORDER_ID_SEGMENT = "{order_id:(?!execute$)[^{}/]+}"
-"""What an order's id matches in a path: any segment but `execute`. So `/api/orders/execute`
-is only `POST`'s path, and another method on it is a 405 naming its methods, not a look-up
-of an order called `execute`."""
+ORDER_ID_SEGMENT = "{order_id:(?!execute$)[^/]+}"
+"""What an order's id matches in a path: any segment but `execute`, braces included. So
+`/api/orders/execute` is only `POST`'s path, and another method on it is a 405 naming its
+methods, not a look-up of an order called `execute`; and any other id that is no UUID
+(`{…}` too, which aiohttp's default pattern leaves out) is `order_not_found`."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ class Route:
     path_parameters: type[Model] | None = None
     headers: type[Model] | None = None
     examples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    query_example: Mapping[str, str] = field(default_factory=dict)
+    query_example: Mapping[str, str | int] = field(default_factory=dict)
     public: bool = False
     socket: bool = False
 
@@ -435,7 +436,7 @@ API_ROUTES = (
             DATABASE_UNAVAILABLE,
         ),
         query=OrdersQuery,
-        query_example={"status": "confirmed", "limit": "20"},
+        query_example={"status": "confirmed", "limit": 20},
     ),
     Route(
         "GET",
@@ -555,7 +556,7 @@ API_ROUTES = (
         feed.follow_all,
         "followAllOrders",
         "Follow every order over a WebSocket",
-        "Described in `/api/asyncapi.json`; a GET that does not upgrade is a 405.",
+        "Described in `/api/asyncapi.json`; a GET that does not upgrade is a 426.",
         "orders",
         socket=True,
     ),

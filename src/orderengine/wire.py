@@ -202,7 +202,7 @@ def parse_order(
         raise InvalidOrder("an order must be a JSON object", details=[])
     context = {MAX_AMOUNTS: max_amounts, MAX_ORDER_TTL_S: max_order_ttl_s}
     try:
-        return OrderRequest.model_validate(body, context=context)
+        return OrderRequest.model_validate(body, context=context, by_alias=True, by_name=False)
     except ValidationError as error:
         raise InvalidOrder("invalid order", details=field_reasons(error)) from error
 
@@ -228,7 +228,10 @@ def read_quote_request(request: web.Request) -> QuoteRequest:
     """
     try:
         return QuoteRequest.model_validate(
-            dict(request.query), context={MAX_AMOUNTS: request.app[SETTINGS].max_amounts}
+            dict(request.query),
+            context={MAX_AMOUNTS: request.app[SETTINGS].max_amounts},
+            by_alias=True,
+            by_name=False,
         )
     except ValidationError as error:
         raise InvalidQuote("invalid quote request", details=field_reasons(error)) from error

@@ -111,9 +111,14 @@ async def test_oversized_body_is_413_and_creates_nothing(client: Client) -> None
     assert await order_count(client) == 0
 
 
-@pytest.mark.parametrize("order_id", [UNKNOWN_ID, "not-a-uuid", "1"])
-async def test_unknown_or_malformed_order_is_404(client: Client, order_id: str) -> None:
-    response = await client.get(f"/api/orders/{order_id}")
+@pytest.mark.parametrize(
+    "order_id", [UNKNOWN_ID, "not-a-uuid", "1", f"{{{UNKNOWN_ID}}}", f"%7B{UNKNOWN_ID}%7D"]
+)
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_unknown_or_malformed_order_is_404(
+    client: Client, order_id: str, method: str
+) -> None:
+    response = await client.request(method, f"/api/orders/{order_id}")
 
     assert response.status == 404
     assert error_of(await response.json())["code"] == "order_not_found"
@@ -208,6 +213,22 @@ async def test_another_method_on_the_execute_route_is_405_naming_its_own(
     assert response.status == 405
     assert response.headers["Allow"] == "GET,HEAD,POST"
     assert error_of(await response.json())["code"] == "method_not_allowed"
+
+
+async def test_fields_are_read_by_their_camelcase_names_alone(client: Client) -> None:
+    """The schemas name `tokenIn`; `token_in` is an unknown field, as in any other request."""
+    snake = {"type": "market", "token_in": "SOL", "token_out": "USDC", "amount_in": "1"}
+    listing = {"dex": "raydium", "token": "SNAKE", "quote_token": "SOL", "price": "1"}
+
+    order = await client.post("/api/orders/execute", json=snake)
+    quote = await client.get("/api/quotes", params=snake)
+    listed = await client.post("/api/simulation/listings", json={**listing, "liquidity": "9"})
+
+    assert [order.status, quote.status, listed.status] == [422, 422, 422]
+    for answer, unknown in ((order, "token_in"), (quote, "token_in"), (listed, "quote_token")):
+        reasons = {r["field"]: r["type"] for r in error_of(await answer.json())["details"]}
+        assert reasons[unknown] == "extra_forbidden"
+    assert await order_count(client) == 0
 
 
 async def test_the_engine_keeps_serving_after_bad_input(client: Client) -> None:

@@ -93,6 +93,16 @@ async def test_the_feed_shows_a_key_only_its_own_orders(start_app: StartApp) -> 
     assert refused.status == 401
 
 
+async def test_a_plain_get_of_the_feed_is_426_asking_for_a_websocket(client: Client) -> None:
+    response = await client.get("/api/events")
+
+    assert response.status == 426
+    assert response.headers["Upgrade"] == "websocket"
+    error = (await response.json())["error"]
+    assert error["code"] == "upgrade_required"
+    assert error["message"] == "GET here must upgrade to a WebSocket"
+
+
 async def test_positions_are_given_by_one_sequencer_in_commit_order(
     client: Client, repository: Repository
 ) -> None:

@@ -151,12 +151,14 @@ async def test_listing_is_newest_first_filtered_and_paged(client: Client) -> Non
     third = await (await client.get(f"/api/orders?limit=2&cursor={second['nextCursor']}")).json()
     confirmed = await (await client.get("/api/orders?status=confirmed")).json()
     pending = await (await client.get("/api/orders?status=pending")).json()
+    below_all = await (await client.get("/api/orders?cursor=0")).json()
 
     paged = [order["orderId"] for page in (first, second, third) for order in page["orders"]]
     assert paged == list(reversed(ids))
     assert third["nextCursor"] is None
     assert len(confirmed["orders"]) == 5
     assert pending["orders"] == []
+    assert below_all == {"orders": [], "nextCursor": None}, "no position is below 0"
 
 
 async def test_a_client_that_reads_late_still_gets_every_event_and_the_normal_close(

@@ -102,6 +102,22 @@ def test_every_path_parameter_is_declared() -> None:
             assert declared == set(re.findall(r"\{([^}]+)\}", path)), path
 
 
+def test_every_parameter_example_is_valid_by_its_own_schema() -> None:
+    document = openapi_document()
+    examples = [
+        (parameter["name"], parameter["example"], parameter["schema"])
+        for path in document["paths"].values()
+        for operation in path.values()
+        for parameter in operation.get("parameters", ())
+        if "example" in parameter
+    ]
+
+    assert {name for name, _, _ in examples} >= {"status", "limit", "tokenIn", "amountIn"}
+    for name, example, schema in examples:
+        resolved = {**schema, "components": document["components"]}
+        assert Draft202012Validator(resolved).is_valid(example), (name, example)
+
+
 def test_every_api_route_but_the_description_needs_a_key_and_may_answer_401() -> None:
     for path, methods in openapi_document()["paths"].items():
         for operation in methods.values():

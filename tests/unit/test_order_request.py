@@ -48,6 +48,13 @@ INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
     ("infinite amount", {**MARKET, "amountIn": "Infinity"}, "amountIn", "decimal_parsing"),
     ("NaN amount", {**MARKET, "amountIn": "NaN"}, "amountIn", "decimal_parsing"),
     ("amount with underscores", {**MARKET, "amountIn": "1_000"}, "amountIn", "decimal_parsing"),
+    ("amount with a leading zero", {**MARKET, "amountIn": "01.5"}, "amountIn", "decimal_parsing"),
+    (
+        "limit price with a leading zero",
+        {**MARKET, "type": "limit", "limitPrice": "0150"},
+        "limitPrice",
+        "decimal_parsing",
+    ),
     ("amount in full-width digits", {**MARKET, "amountIn": "１２"}, "amountIn", "decimal_parsing"),
     ("amount in Arabic-Indic digits", {**MARKET, "amountIn": "١٢"}, "amountIn", "decimal_parsing"),
     ("amount with spaces", {**MARKET, "amountIn": " 1 "}, "amountIn", "decimal_parsing"),
