@@ -621,9 +621,16 @@ class Engine:
     # ---- one attempt --------------------------------------------------------------------
 
     async def _attempt(self, order: Order) -> None:
-        """Pace, route, build, send: one attempt, from wherever a crash left it."""
-        await self._pace()
+        """Pace, route, build, send: one attempt, from wherever a crash left it.
+
+        An order whose expiry comes while it waits for a rate token ends then, the token
+        untaken: the rate may keep a worker waiting far longer than the order may wait.
+        """
+        paced = await self._pace(order.expires_at)
         if self._closing:
+            return
+        if not paced:
+            await self._expire(order)
             return
         if order.status is not OrderStatus.PENDING:
             order = await self._resume(order)
@@ -631,13 +638,24 @@ class Engine:
         if decision is not None:
             await self._send(order, decision)
 
-    async def _pace(self) -> None:
-        """Wait for a rate token; at shutdown the wait is cancelled and nothing was written."""
+    async def _pace(self, deadline: datetime | None) -> bool:
+        """Wait for a rate token until `deadline` at most; whether one was taken.
+
+        At shutdown the wait is cancelled and nothing was written; a wait that reaches the
+        deadline is given up, and the limiter takes no token for it.
+        """
         task = asyncio.current_task()
         assert task is not None
         self._pacing.add(task)
         try:
-            await self._limiter.acquire()
+            if deadline is None:
+                await self._limiter.acquire()
+                return True
+            left_s = (deadline - datetime.now(UTC)).total_seconds()
+            await asyncio.wait_for(self._limiter.acquire(), timeout=max(0.0, left_s))
+            return True
+        except TimeoutError:
+            return False
         finally:
             self._pacing.discard(task)
 

@@ -170,6 +170,24 @@ async def test_a_limit_order_expires(watching: Client) -> None:
     assert datetime.fromisoformat(done["updatedAt"]) >= expires_at
 
 
+async def test_an_order_waiting_for_a_rate_token_ends_at_its_expiry(start_app: StartApp) -> None:
+    """The rate keeps the order's worker waiting a minute; the order may wait one second."""
+    client = await start_app(**WATCHING, rate_per_minute=1, rate_burst=1)
+    set_sol_price(client, Decimal(100))
+    first = await wait_terminal(client, await submit(client, MARKET))
+    expires_at = datetime.now(UTC) + timedelta(seconds=1)
+
+    order_id = await submit(client, limit("50", expiresAt=expires_at.isoformat()))
+    done = await wait_terminal(client, order_id)
+
+    assert first["status"] == "confirmed", "it took the one token"
+    assert done["status"] == "failed"
+    assert [event["status"] for event in done["events"]] == ["pending", "failed"]
+    assert done["events"][-1]["expired"] is True
+    ended = datetime.fromisoformat(done["updatedAt"])
+    assert expires_at <= ended < expires_at + timedelta(seconds=5), "not a minute later"
+
+
 async def test_an_order_that_expired_while_the_engine_was_down_fails_at_start(
     start_app: StartApp,
 ) -> None:
