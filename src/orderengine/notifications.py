@@ -1,4 +1,4 @@
-"""What other engines on the same database announce: events, orders to work on, listings.
+"""What the engines on the same database announce: events, orders to work on, listings, keys.
 
 - on `EVENTS_CHANNEL`, lines of `"<engine_id> <order_id> <seq>"`, one per committed event.
   `Announcer` sends them after the commits, many per NOTIFY: PostgreSQL serialises the
@@ -8,12 +8,16 @@
   the transaction that makes them so (once per batch of new orders, or per released lease).
 - on `LISTINGS_CHANNEL`, `"<engine_id>"` after that engine's venue listed a pool: the other
   engines' venues learn it from the chain, and their sniper orders may be served now.
+- on `KEYS_CHANNEL`, the name of an API key, sent by the keys command in the transaction that
+  creates or revokes it: every engine reloads its keys.
 
 `Listener` hears them on one dedicated connection and hands them to plain callbacks. A
 notification is only a hint: the store remains the truth. One that is lost, malformed, or sent
 while the listener is disconnected costs latency, never correctness, because the engine's
-periodic sweep takes up unfinished orders, every socket reads the store when idle, and a venue
-learns listings from the chain whenever it looks for a pair it has no pool for.
+periodic sweep takes up unfinished orders, one periodic check of all the orders the sockets
+follow (`events.check_followed`) finds the events they missed, a venue learns listings from
+the chain whenever it looks for a pair it has no pool for, and the keys are reloaded every
+sweep period in any case (`access.keep_loaded`).
 """
 
 from __future__ import annotations
@@ -87,7 +91,8 @@ class Announcer:
 
     The first event goes out at once; those committed while a NOTIFY is on its way go in the
     next one, as new orders do in a group commit. An announcement that fails is logged and
-    dropped: the others' sockets read the store when idle.
+    dropped: the other engines' periodic check of the orders their sockets follow
+    (`events.check_followed`) finds those events.
     """
 
     def __init__(self, engine_id: UUID, send: Callable[[str], Awaitable[None]]) -> None:
