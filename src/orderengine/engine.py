@@ -117,7 +117,13 @@ class Routed:
 
 
 class Engine:
-    """Owns the dispatcher and the workers; every status change goes through `_move`."""
+    """Owns the dispatcher, the workers and the watchers.
+
+    Every status change a worker commits goes through `_move`, and the repository announces
+    its events (`Repository.on_committed`). The others are announced here: a cancel and the
+    expiries the dispatcher finds (`_committed`), and a price watcher's reports
+    (`_published`).
+    """
 
     def __init__(
         self,
@@ -202,7 +208,10 @@ class Engine:
         digest: str | None = None,
         owner: str | None = None,
     ) -> tuple[Order, bool]:
-        """Commit an order as pending and queue it; `(order, created)`.
+        """Commit an order as pending and wake the dispatcher; `(order, created)`.
+
+        Nothing is queued in memory: the dispatcher claims the order from the database, like
+        any other (`_accepted`).
 
         A limit order waits for its price, and a sniper for a venue to list its pair (unless
         one does already); both until their expiry. `owner` is the name of the API key
@@ -354,7 +363,11 @@ class Engine:
         return sum(not worker.done() for worker in self._workers)
 
     async def start(self) -> None:
-        """Start the workers, the dispatcher that claims orders for them, and the renewer."""
+        """Start the workers, the dispatcher, the lease renewer and the two watchers.
+
+        The dispatcher claims orders for the workers, the renewer renews their leases, and the
+        watchers watch the prices limit orders wait for and the listings snipers wait for.
+        """
         unfinished = len(await self._repository.unfinished())
         if unfinished:
             log.info("unfinished_orders", count=unfinished)
