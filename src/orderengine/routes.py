@@ -248,7 +248,8 @@ COMMON = (
     refused(
         403,
         "A WebSocket asked for by a web page of another site: an `Origin` that is neither the "
-        "engine's own nor allowed (`ORDERENGINE_ALLOWED_ORIGINS`). A program sends no `Origin`.",
+        "engine's own nor allowed (`ORDERENGINE_ALLOWED_ORIGINS` or "
+        "`ORDERENGINE_CORS_ORIGINS`). A program sends no `Origin`.",
         ForeignOrigin.code,
     ),
     refused(

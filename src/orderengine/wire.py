@@ -523,8 +523,10 @@ def _is_websocket_key(key: str) -> bool:
 def refuse_foreign_origin(request: web.Request) -> None:
     """A 403 for a request from a page of another site: an `Origin` not the engine's own.
 
-    The engine's own origin is the one its `Host` names; `ORDERENGINE_ALLOWED_ORIGINS` adds
-    others. A request without `Origin` comes from no web page (a program), and passes. A
+    The engine's own origin is the one its `Host` names. Two settings add others:
+    `ORDERENGINE_ALLOWED_ORIGINS`, origins whose pages may open a WebSocket only, and
+    `ORDERENGINE_CORS_ORIGINS`, those whose pages may also call the API (`security.py`). A
+    request without `Origin` comes from no web page (a program), and passes. A
     WebSocket is the one way in a browser does not guard: a page may open one to any site,
     and its first message could be an order.
     """
