@@ -1,9 +1,13 @@
-"""Token buckets: the pace of swap attempts, and each key's submissions.
+"""Token buckets: the pace of swap attempts, of each key's submissions, and more.
 
-Swap attempts: `rate_per_minute` on average, `burst` at once. `TokenBucket` keeps its tokens
-in memory and paces one process. `SharedTokenBucket` keeps them in a store all engines share
-(one row of PostgreSQL, through the repository), so that engines on one database together
-start no more attempts than one would. The engine sees either as a `Limiter`.
+`TokenBucket` keeps its tokens in memory and paces one process: `rate_per_minute` on
+average, `burst` at once. It paces what a client sends on a socket (its frames and its
+messages, `sockets.py`) and the live venues' HTTP requests (`venues/factory.py`); tests of
+the engine give it one to pace attempts.
+
+Swap attempts: `SharedTokenBucket` keeps their tokens in a store all engines share (one row
+of PostgreSQL, through the repository), so that engines on one database together start no
+more attempts than one would. The engine sees either bucket as a `Limiter`.
 
 Submissions: `SubmitRate` is how fast each key (owner) may submit, from a bucket of its own
 that every engine on the database shares.

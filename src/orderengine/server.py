@@ -7,7 +7,7 @@ until the process has no descriptor left and can accept no one, not even for `/h
 Here:
 
 - `handler_args`: the parser's limits; a keep-alive timeout that also bounds how long a
-  request's headers may take; no automatic decompression (`wire.read_order` decodes, within
+  request's headers may take; no automatic decompression (`wire.read_body` decodes, within
   the body limit). `create_app` gives them to every server of the app, the tests' included.
 - `EngineRequestHandler`: aiohttp's handler, whose own errors take the error shape, and which
   a connection gets only under the cap.
@@ -16,7 +16,7 @@ Here:
   every one is busy it is answered 503, and closed once its client has read the answer.
 - `EngineSite`: the TCP listener `python -m orderengine` serves on, making those handlers.
 
-The body of a request is bounded in time by `wire.read_order`, which reads it.
+The body of a request is bounded in time by `wire.read_body`, which reads it.
 """
 
 from __future__ import annotations
