@@ -139,13 +139,11 @@ class SharedTokenBucket:
         rate_per_minute: float,
         burst: int,
         *,
-        name: str = ATTEMPTS_BUCKET,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
         self._per_second = rate_per_minute / 60
         self._burst = burst
-        self._name = name
         self._sleep = sleep
         self._refunds: set[asyncio.Task[None]] = set()
         """Refunds under way, held so that none is collected before it is done."""
@@ -194,7 +192,7 @@ class SharedTokenBucket:
                 continue
             try:
                 left = await self._store.take_rate_token(
-                    self._name, self._per_second, self._burst, len(asking)
+                    ATTEMPTS_BUCKET, self._per_second, self._burst, len(asking)
                 )
             except BaseException as error:
                 for asked in asking:
@@ -221,9 +219,9 @@ class SharedTokenBucket:
 
     async def _refund(self) -> None:
         try:
-            await self._store.return_rate_token(self._name)
+            await self._store.return_rate_token(ATTEMPTS_BUCKET)
         except Exception as error:
-            log.warning("rate_token_not_returned", bucket=self._name, error=repr(error))
+            log.warning("rate_token_not_returned", bucket=ATTEMPTS_BUCKET, error=repr(error))
 
 
 @dataclass(frozen=True)

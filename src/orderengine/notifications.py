@@ -52,6 +52,9 @@ KEYS_CHANNEL = "orderengine_keys"
 LISTINGS_CHANNEL = "orderengine_listings"
 """Payload `"<engine_id>"`: a venue of that engine listed a pool for a new pair."""
 
+RECONNECT_CAP_S = 30.0
+"""The longest wait between the listener's attempts to reconnect."""
+
 APPLICATION_NAME = "orderengine-listener"
 """The listener's connection as `pg_stat_activity` names it."""
 
@@ -169,11 +172,11 @@ class Listener:
 
     When the connection is lost (the server ends it, the network fails, or a periodic check
     gets no answer within `timeout_s`), the listener reconnects, waiting `reconnect_s` at
-    first and twice as long after each failed attempt, up to `reconnect_cap_s`, until it is
-    closed. While it is disconnected nothing is delivered and what was sent meanwhile is
-    never heard: the engine's periodic sweep takes up orders whose wake-up was missed, and
-    the check of the orders the sockets follow (`events.check_followed`) brings the events
-    they missed. To shorten that gap,
+    first and twice as long after each failed attempt, up to `RECONNECT_CAP_S` (or
+    `reconnect_s`, if longer), until it is closed. While it is disconnected nothing is
+    delivered and what was sent meanwhile is never heard: the engine's periodic sweep takes
+    up orders whose wake-up was missed, and the check of the orders the sockets follow
+    (`events.check_followed`) brings the events they missed. To shorten that gap,
     `on_orders()` is called once after each reconnection, since orders may have become
     available meanwhile; `on_listing()`, since pools may have been listed; and `on_keys()`.
     """
@@ -188,7 +191,6 @@ class Listener:
         on_listing: OnListing = _nothing,
         on_keys: OnListing = _nothing,
         reconnect_s: float,
-        reconnect_cap_s: float,
         check_s: float,
         timeout_s: float,
     ) -> None:
@@ -201,7 +203,7 @@ class Listener:
         self._on_listing = on_listing
         self._on_keys = on_keys
         self._reconnect_s = reconnect_s
-        self._reconnect_cap_s = max(reconnect_cap_s, reconnect_s)
+        self._reconnect_cap_s = max(RECONNECT_CAP_S, reconnect_s)
         self._check_s = check_s
         self._timeout_s = timeout_s
         self._connection: Connection | None = None
@@ -221,7 +223,6 @@ class Listener:
         on_listing: OnListing = _nothing,
         on_keys: OnListing = _nothing,
         reconnect_s: float = 1.0,
-        reconnect_cap_s: float = 30.0,
         check_s: float = 10.0,
         timeout_s: float = 5.0,
     ) -> AsyncIterator[Listener]:
@@ -238,7 +239,6 @@ class Listener:
             on_listing=on_listing,
             on_keys=on_keys,
             reconnect_s=reconnect_s,
-            reconnect_cap_s=reconnect_cap_s,
             check_s=check_s,
             timeout_s=timeout_s,
         )
