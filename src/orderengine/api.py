@@ -23,7 +23,6 @@ from orderengine.answers import (
 from orderengine.domain import Order, OrderStatus
 from orderengine.errors import (
     BadRequest,
-    Forbidden,
     NoRoute,
     OrderEngineError,
     RequestTimeout,
@@ -244,8 +243,7 @@ async def list_orders(request: web.Request) -> web.Response:
     limit = non_negative("limit", query.get("limit"), 50, minimum=1, maximum=MAX_PAGE)
     cursor = non_negative("cursor", query.get("cursor"), 0, maximum=INT64_MAX) or None
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     orders, next_cursor = await request.app[REPOSITORY].list_orders(
         status, cursor, limit, caller.owner
     )

@@ -21,7 +21,7 @@ import asyncio
 
 from aiohttp import web
 
-from orderengine.errors import Forbidden, OrderEngineError
+from orderengine.errors import OrderEngineError
 from orderengine.frames import send_texts
 from orderengine.keys import CALLER, FEED_TAIL, HUB, KEY_SOCKETS, REPOSITORY, SETTINGS
 from orderengine.repository import FeedEntry
@@ -38,8 +38,7 @@ from orderengine.wire import non_negative
 async def follow_all(request: web.Request) -> web.StreamResponse:
     """Stream every event of every order the caller may see, from `after` on, until it leaves."""
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     settings = request.app[SETTINGS]
     ws = server_socket(settings.ws_heartbeat_s, settings.max_body_bytes)
     if not ws.can_prepare(request).ok:

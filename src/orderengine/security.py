@@ -102,8 +102,7 @@ async def stream_token(request: web.Request) -> web.Response:
     the socket's URL.
     """
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     token, expires_at = request.app[STREAM_TOKENS].for_owner(caller.owner or "", caller.key)
     answer = StreamToken(token=token, expires_at=expires_at, ws=f"{EXECUTE}?token={token}")
     return web.json_response(answer.wire(), status=201)

@@ -42,7 +42,6 @@ from orderengine.domain import (
 from orderengine.errors import (
     BadRequest,
     BodyTooLarge,
-    Forbidden,
     ForeignOrigin,
     InvalidOrder,
     InvalidQuote,
@@ -609,8 +608,7 @@ async def submit(request: web.Request, order: OrderRequest) -> tuple[Order, bool
     """
     key = _idempotency_key(request)
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     digest = _digest(order) if key else None
     return await request.app[ENGINE].submit(order, key, digest, caller.owner)
 
