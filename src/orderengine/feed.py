@@ -32,7 +32,7 @@ from orderengine.sockets import (
     server_socket,
     still_admitted,
 )
-from orderengine.wire import non_negative
+from orderengine.wire import INT64_MAX, non_negative
 
 
 async def follow_all(request: web.Request) -> web.StreamResponse:
@@ -49,7 +49,7 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
         await repository.sequence_feed()
         after = await repository.feed_position()
     else:
-        after = non_negative("after", given, 0, maximum=2**63 - 1)
+        after = non_negative("after", given, 0, maximum=INT64_MAX)
     with request.app[KEY_SOCKETS].held(caller.holder()):
         await ws.prepare(request)
         return await send_until_done(request, ws, _send(request, ws, after, caller.owner))

@@ -64,6 +64,7 @@ from orderengine.wire import (
     EXECUTE,
     FEED,
     INT64_MAX,
+    LISTINGS_PATH,
     MAX_JSON_DEPTH,
     QuotePreview,
     expect_continue,
@@ -500,7 +501,7 @@ API_ROUTES = (
     ),
     Route(
         "POST",
-        listings.LISTINGS_PATH,
+        LISTINGS_PATH,
         listings.create_listing,
         "createListing",
         "List a pool for a new pair (simulation)",

@@ -24,13 +24,20 @@ from orderengine.access import OPEN, Caller, is_loopback, names_this_machine
 from orderengine.answers import StreamToken
 from orderengine.errors import Forbidden, ForeignHost, Unauthorized
 from orderengine.keys import CALLER, KEY_RING, SETTINGS, STREAM_TOKENS
-from orderengine.wire import API_HEADERS, EXECUTE, FEED, SECURITY_HEADERS, error_body
+from orderengine.wire import (
+    API_HEADERS,
+    EXECUTE,
+    FEED,
+    LISTINGS_PATH,
+    SECURITY_HEADERS,
+    error_body,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PUBLIC = frozenset({"/api/openapi.json", "/api/asyncapi.json", "/api/docs"})
 """The API's own description is open to all, as `/health` and `/metrics` are."""
-ADMIN_ONLY = frozenset({("POST", "/api/simulation/listings")})
+ADMIN_ONLY = frozenset({("POST", LISTINGS_PATH)})
 """Routes that need a key named in `ORDERENGINE_ADMIN_KEYS` while keys are in force."""
 STREAM_TOKENS_PATH = "/api/stream-tokens"
 SOCKETS = frozenset({EXECUTE, FEED})

@@ -59,13 +59,16 @@ from orderengine.venues.values import Dex, Quote
 EXECUTE = "/api/orders/execute"
 FEED = "/api/events"
 """The feed of all orders (`feed.py`)."""
+LISTINGS_PATH = "/api/simulation/listings"
+"""Listing a pool on the simulated venues (`listings.create_listing`): an admin's route, and
+the one the `list-token` command calls (`cli.py`)."""
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects a body may have; an order needs one level."""
 INT32_MAX = 2**31 - 1
 """The largest `since` (a seq, an integer column); the default bound of a query number."""
 INT64_MAX = 2**63 - 1
-"""The largest `cursor` (a position, a bigint column)."""
+"""The largest position (a bigint column): a page's `cursor`, the feed's `after`."""
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
