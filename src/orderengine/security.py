@@ -16,7 +16,6 @@ Part of the HTTP layer: only `app.py` and the route table (`routes.py`) import i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -140,7 +139,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-def _preflight_headers() -> dict[str, Any]:
+def _preflight_headers() -> dict[str, str]:
     return {
         hdrs.ACCESS_CONTROL_ALLOW_METHODS: CORS_METHODS,
         hdrs.ACCESS_CONTROL_ALLOW_HEADERS: CORS_HEADERS,
