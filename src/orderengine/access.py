@@ -47,7 +47,7 @@ from uuid import UUID
 import structlog
 from yarl import URL
 
-from orderengine.errors import TooManySockets
+from orderengine.errors import Forbidden, TooManySockets
 from orderengine.repository import Repository
 
 log = structlog.get_logger(__name__)
@@ -95,6 +95,11 @@ class Caller:
         if self.order_id is not None:
             return order_id == self.order_id
         return self.owner is None or owner == self.owner
+
+    def refuse_token_for_one_order(self) -> None:
+        """A 403 (`Forbidden`) for a stream token for one order: it may only follow that one."""
+        if self.order_id is not None:
+            raise Forbidden("a stream token for one order may only follow that order")
 
     def holder(self, owner: str | None = None) -> str | None:
         """Whose sockets a socket of this caller's counts among (`KeySockets`).

@@ -151,7 +151,7 @@ class RetryScheduledEvent(RetryScheduled, EventCore):
 
 
 class RecoveredEvent(Recovered, EventCore):
-    """`pending` again for an order interrupted before its swap was sent."""
+    """`pending` again: the attempt was put back before its swap was sent (`Recovered`)."""
 
     status: Literal[OrderStatus.PENDING]
 

@@ -23,7 +23,6 @@ from orderengine.answers import (
 from orderengine.domain import Order, OrderStatus
 from orderengine.errors import (
     BadRequest,
-    Forbidden,
     NoRoute,
     OrderEngineError,
     RequestTimeout,
@@ -246,8 +245,7 @@ async def list_orders(request: web.Request) -> web.Response:
     given = query.get("cursor")
     cursor = None if given is None else non_negative("cursor", given, 0, maximum=INT64_MAX)
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     orders, next_cursor = await request.app[REPOSITORY].list_orders(
         status, cursor, limit, caller.owner
     )

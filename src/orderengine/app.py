@@ -2,7 +2,8 @@
 
 Everything the handlers need is reached through typed `AppKey`s; every resource (database
 pool, venues, engine) is opened and closed by one cleanup context, in that order and in
-reverse. Only this module constructs venues.
+reverse. Only this module opens venues: those `venues.factory` constructs for the settings,
+or those of the `VenueFactory` it is handed.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from typing import TextIO
 
 import aiohttp
 
+from orderengine.wire import LISTINGS_PATH
+
 DEFAULT_URL = "http://127.0.0.1:8080"
-LISTINGS_PATH = "/api/simulation/listings"
-"""The route of `listings.create_listing`, as a client names it."""
 TIMEOUT_S = 30.0
 
 LISTED = 0

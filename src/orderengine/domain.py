@@ -531,7 +531,11 @@ class Expired(EventDetails):
 
 
 class Recovered(EventDetails):
-    """`pending` again for an order a crash interrupted before its swap was sent."""
+    """`pending` again: the attempt was put back before its swap was sent.
+
+    Either a run was interrupted (a crash, a database outage) and the order is found in
+    `routing` or `building`, or the engine stopped, or its lease ran out, before sending.
+    """
 
     recovered: str
 

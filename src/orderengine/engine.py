@@ -75,7 +75,7 @@ from orderengine.limiter import Limiter, SharedTokenBucket, SubmitRate
 from orderengine.metrics import Metrics
 from orderengine.model import EXACT
 from orderengine.notifications import EVENTS_CHANNEL, Announcer
-from orderengine.repository import Repository
+from orderengine.repository import Backlog, Repository
 from orderengine.retry import GiveUp, RetryPolicy
 from orderengine.router import Decision, Router
 from orderengine.settings import Settings
@@ -117,7 +117,13 @@ class Routed:
 
 
 class Engine:
-    """Owns the dispatcher and the workers; every status change goes through `_move`."""
+    """Owns the dispatcher, the workers and the watchers.
+
+    Every status change a worker commits goes through `_move`, and the repository announces
+    its events (`Repository.on_committed`). The others are announced here: a cancel and the
+    expiries the dispatcher finds (`_committed`), and a price watcher's reports
+    (`_published`).
+    """
 
     def __init__(
         self,
@@ -202,7 +208,10 @@ class Engine:
         digest: str | None = None,
         owner: str | None = None,
     ) -> tuple[Order, bool]:
-        """Commit an order as pending and queue it; `(order, created)`.
+        """Commit an order as pending and wake the dispatcher; `(order, created)`.
+
+        Nothing is queued in memory: the dispatcher claims the order from the database, like
+        any other (`_accepted`).
 
         A limit order waits for its price, and a sniper for a venue to list its pair (unless
         one does already); both until their expiry. `owner` is the name of the API key
@@ -354,7 +363,11 @@ class Engine:
         return sum(not worker.done() for worker in self._workers)
 
     async def start(self) -> None:
-        """Start the workers, the dispatcher that claims orders for them, and the renewer."""
+        """Start the workers, the dispatcher, the lease renewer and the two watchers.
+
+        The dispatcher claims orders for the workers, the renewer renews their leases, and the
+        watchers watch the prices limit orders wait for and the listings snipers wait for.
+        """
         unfinished = len(await self._repository.unfinished())
         if unfinished:
             log.info("unfinished_orders", count=unfinished)
@@ -436,7 +449,7 @@ class Engine:
                 idle, claimed = await self._claim()
                 if idle and claimed == idle:
                     continue
-                sleep_s = await self._count_waiting(idle)
+                sleep_s = await self._tend_backlog(idle)
             except DatabaseUnavailable as error:
                 log.warning("claim_failed", error=error.message)
                 await asyncio.sleep(self._settings.db_timeout_s)
@@ -473,23 +486,19 @@ class Engine:
         self._leases.taken((order.order_id for order in claimed), asked_at)
         return claimed
 
-    async def _count_waiting(self, idle: int) -> float:
-        """Count the orders nobody works on, end those expired; how long to sleep.
+    async def _tend_backlog(self, idle: int) -> float:
+        """Count, release expired leases, end expired orders; how long the dispatcher sleeps.
 
-        While every worker is busy, each finished order wakes the dispatcher, so the count
-        (a scan of the unfinished orders) is refreshed at most every `COUNT_EVERY_S`. Leases
-        that ran out unrenewed are given back, to be claimed at once. The dispatcher wakes for
-        the next retry, the next lease of a dead engine to run out, the next expiry, or the
-        sweep, whichever comes first; at once for a retry that fell due between the claim
-        and the count, which would otherwise wait for the sweep.
+        The count is `_count_waiting`'s. When it finds leases that ran out unrenewed, they are
+        given back, or orders whose expiry came, they are ended (`_expire_due`), and the
+        dispatcher does not sleep: the leases given back are claimed at once. Otherwise it
+        wakes for the next retry, the next lease of a dead engine to run out, the next expiry,
+        or the sweep, whichever comes first; at once for a retry that fell due between the
+        claim and the count, which would otherwise wait for the sweep.
         """
-        now = asyncio.get_running_loop().time()
-        if not idle and now - self._counted_at < COUNT_EVERY_S:
+        backlog = await self._count_waiting(idle)
+        if backlog is None:
             return self._settings.sweep_s
-        accepted_before = self._accepted_count
-        backlog = await self._repository.waiting()
-        self._counted_at = now
-        self._waiting = backlog.due + self._accepted_count - accepted_before
         if backlog.expired_leases:
             released = await self._repository.release_expired()
             log.info("expired_leases_released", count=released)
@@ -499,6 +508,22 @@ class Engine:
             return 0
         due_in = [s for s in (backlog.next_due_s, backlog.next_expiry_s) if s is not None]
         return min([self._settings.sweep_s, *(max(0.0, s) for s in due_in)])
+
+    async def _count_waiting(self, idle: int) -> Backlog | None:
+        """Count the orders nobody works on; what they wait for, or None when it is not time.
+
+        The count is part of the `backlog`, beyond which new orders are refused. While every
+        worker is busy, each finished order wakes the dispatcher, so the count (a scan of the
+        unfinished orders) is refreshed at most every `COUNT_EVERY_S`.
+        """
+        now = asyncio.get_running_loop().time()
+        if not idle and now - self._counted_at < COUNT_EVERY_S:
+            return None
+        accepted_before = self._accepted_count
+        backlog = await self._repository.waiting()
+        self._counted_at = now
+        self._waiting = backlog.due + self._accepted_count - accepted_before
+        return backlog
 
     async def _expire_due(self) -> None:
         """End every pending order whose expiry has come: one statement, however many."""

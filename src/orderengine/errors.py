@@ -193,7 +193,11 @@ class Unauthorized(OrderEngineError):
 
 
 class Forbidden(OrderEngineError):
-    """A key that may not do this: listing a pool without an admin key."""
+    """A caller that may not do this.
+
+    Listing a pool without an admin key, or, with a stream token for one order, anything but
+    following that order.
+    """
 
     status = 403
     code = "forbidden"

@@ -21,7 +21,7 @@ import asyncio
 
 from aiohttp import hdrs, web
 
-from orderengine.errors import Forbidden, OrderEngineError
+from orderengine.errors import OrderEngineError
 from orderengine.frames import send_texts
 from orderengine.keys import CALLER, FEED_TAIL, HUB, KEY_SOCKETS, REPOSITORY, SETTINGS
 from orderengine.repository import FeedEntry
@@ -32,14 +32,13 @@ from orderengine.sockets import (
     server_socket,
     still_admitted,
 )
-from orderengine.wire import non_negative
+from orderengine.wire import INT64_MAX, non_negative
 
 
 async def follow_all(request: web.Request) -> web.StreamResponse:
     """Stream every event of every order the caller may see, from `after` on, until it leaves."""
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     settings = request.app[SETTINGS]
     ws = server_socket(settings.ws_heartbeat_s, settings.max_body_bytes)
     if not ws.can_prepare(request).ok:
@@ -52,7 +51,7 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
         await repository.sequence_feed()
         after = await repository.feed_position()
     else:
-        after = non_negative("after", given, 0, maximum=2**63 - 1)
+        after = non_negative("after", given, 0, maximum=INT64_MAX)
     with request.app[KEY_SOCKETS].held(caller.holder()):
         await ws.prepare(request)
         return await send_until_done(request, ws, _send(request, ws, after, caller.owner))

@@ -28,7 +28,7 @@ found are handed on and answered `201` exactly as after an acknowledged commit; 
 found, the batch answers `503`.
 
 When the store cannot be reached for that read-back, the read-back is tried again, backing
-off up to `settle_retry_cap_s`, for as long as it takes, and those submitters keep waiting.
+off up to `SETTLE_RETRY_CAP_S`, for as long as it takes, and those submitters keep waiting.
 Each try is bounded by the store's own timeout, but there is no overall limit, on purpose:
 until the store answers, no answer would be true. A `503` would invite a retry that
 duplicates an order that may exist; a `201` would promise one that may not. The read-back runs
@@ -62,6 +62,11 @@ log = structlog.get_logger(__name__)
 
 Waiter = tuple[NewOrder, "asyncio.Future[tuple[Order, bool]]"]
 
+SETTLE_RETRY_S = 0.05
+"""The first wait before reading back again a batch whose outcome is unknown."""
+SETTLE_RETRY_CAP_S = 2.0
+"""The longest wait between read-backs: each failure doubles the wait, up to this."""
+
 REFUSED_BY_STORE = (
     "this order cannot be stored: the database refused one of its values (in the body or "
     "the Idempotency-Key); nothing was created"
@@ -83,15 +88,11 @@ class Intake:
         max_batch: int,
         *,
         rate: SubmitRate | None = None,
-        settle_retry_s: float = 0.05,
-        settle_retry_cap_s: float = 2.0,
     ) -> None:
         self._repository = repository
         self._on_created = on_created
         self._max_batch = max_batch
         self._rate = rate
-        self._settle_retry_s = settle_retry_s
-        self._settle_retry_cap_s = settle_retry_cap_s
         self._waiting: list[Waiter] = []
         self._committer: asyncio.Task[None] | None = None
         self._settling: dict[asyncio.Task[None], tuple[list[Waiter], list[UUID]]] = {}
@@ -206,7 +207,7 @@ class Intake:
 
     async def _read_back(self, ids: list[UUID]) -> dict[UUID, Order]:
         """The orders of `ids` that exist, asking until the store answers."""
-        delay = self._settle_retry_s
+        delay = SETTLE_RETRY_S
         while True:
             try:
                 return await self._repository.created_orders(ids)
@@ -215,7 +216,7 @@ class Intake:
             except Exception:
                 log.exception("intake_read_back_crashed", retry_in_s=delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._settle_retry_cap_s)
+            delay = min(delay * 2, SETTLE_RETRY_CAP_S)
 
 
 def _fail(batch: Sequence[Waiter], error: BaseException) -> None:

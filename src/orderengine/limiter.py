@@ -1,9 +1,13 @@
-"""Token buckets: the pace of swap attempts, and each key's submissions.
+"""Token buckets: the pace of swap attempts, of each key's submissions, and more.
 
-Swap attempts: `rate_per_minute` on average, `burst` at once. `TokenBucket` keeps its tokens
-in memory and paces one process. `SharedTokenBucket` keeps them in a store all engines share
-(one row of PostgreSQL, through the repository), so that engines on one database together
-start no more attempts than one would. The engine sees either as a `Limiter`.
+`TokenBucket` keeps its tokens in memory and paces one process: `rate_per_minute` on
+average, `burst` at once. It paces what a client sends on a socket (its frames and its
+messages, `sockets.py`) and the live venues' HTTP requests (`venues/factory.py`); tests of
+the engine give it one to pace attempts.
+
+Swap attempts: `SharedTokenBucket` keeps their tokens in a store all engines share (one row
+of PostgreSQL, through the repository), so that engines on one database together start no
+more attempts than one would. The engine sees either bucket as a `Limiter`.
 
 Submissions: `SubmitRate` is how fast each key (owner) may submit, from a bucket of its own
 that every engine on the database shares.
@@ -135,13 +139,11 @@ class SharedTokenBucket:
         rate_per_minute: float,
         burst: int,
         *,
-        name: str = ATTEMPTS_BUCKET,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
         self._per_second = rate_per_minute / 60
         self._burst = burst
-        self._name = name
         self._sleep = sleep
         self._refunds: set[asyncio.Task[None]] = set()
         """Refunds under way, held so that none is collected before it is done."""
@@ -190,7 +192,7 @@ class SharedTokenBucket:
                 continue
             try:
                 left = await self._store.take_rate_token(
-                    self._name, self._per_second, self._burst, len(asking)
+                    ATTEMPTS_BUCKET, self._per_second, self._burst, len(asking)
                 )
             except BaseException as error:
                 for asked in asking:
@@ -217,9 +219,9 @@ class SharedTokenBucket:
 
     async def _refund(self) -> None:
         try:
-            await self._store.return_rate_token(self._name)
+            await self._store.return_rate_token(ATTEMPTS_BUCKET)
         except Exception as error:
-            log.warning("rate_token_not_returned", bucket=self._name, error=repr(error))
+            log.warning("rate_token_not_returned", bucket=ATTEMPTS_BUCKET, error=repr(error))
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,6 @@ from orderengine.wire import field_reasons, read_body, read_json
 
 log = structlog.get_logger(__name__)
 
-LISTINGS_PATH = "/api/simulation/listings"
 TOKENS_PATH = "/api/tokens"
 
 MAX_POOL_TOKENS = LISTED_MAX_AMOUNT * 10

@@ -1,4 +1,4 @@
-"""What other engines on the same database announce: events, orders to work on, listings.
+"""What the engines on the same database announce: events, orders to work on, listings, keys.
 
 - on `EVENTS_CHANNEL`, lines of `"<engine_id> <order_id> <seq>"`, one per committed event.
   `Announcer` sends them after the commits, many per NOTIFY: PostgreSQL serialises the
@@ -8,12 +8,16 @@
   the transaction that makes them so (once per batch of new orders, or per released lease).
 - on `LISTINGS_CHANNEL`, `"<engine_id>"` after that engine's venue listed a pool: the other
   engines' venues learn it from the chain, and their sniper orders may be served now.
+- on `KEYS_CHANNEL`, the name of an API key, sent by the keys command in the transaction that
+  creates or revokes it: every engine reloads its keys.
 
 `Listener` hears them on one dedicated connection and hands them to plain callbacks. A
 notification is only a hint: the store remains the truth. One that is lost, malformed, or sent
 while the listener is disconnected costs latency, never correctness, because the engine's
-periodic sweep takes up unfinished orders, every socket reads the store when idle, and a venue
-learns listings from the chain whenever it looks for a pair it has no pool for.
+periodic sweep takes up unfinished orders, one periodic check of all the orders the sockets
+follow (`events.check_followed`) finds the events they missed, a venue learns listings from
+the chain whenever it looks for a pair it has no pool for, and the keys are reloaded every
+sweep period in any case (`access.keep_loaded`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ KEYS_CHANNEL = "orderengine_keys"
 
 LISTINGS_CHANNEL = "orderengine_listings"
 """Payload `"<engine_id>"`: a venue of that engine listed a pool for a new pair."""
+
+RECONNECT_CAP_S = 30.0
+"""The longest wait between the listener's attempts to reconnect."""
 
 APPLICATION_NAME = "orderengine-listener"
 """The listener's connection as `pg_stat_activity` names it."""
@@ -87,7 +94,8 @@ class Announcer:
 
     The first event goes out at once; those committed while a NOTIFY is on its way go in the
     next one, as new orders do in a group commit. An announcement that fails is logged and
-    dropped: the others' sockets read the store when idle.
+    dropped: the other engines' periodic check of the orders their sockets follow
+    (`events.check_followed`) finds those events.
     """
 
     def __init__(self, engine_id: UUID, send: Callable[[str], Awaitable[None]]) -> None:
@@ -164,11 +172,11 @@ class Listener:
 
     When the connection is lost (the server ends it, the network fails, or a periodic check
     gets no answer within `timeout_s`), the listener reconnects, waiting `reconnect_s` at
-    first and twice as long after each failed attempt, up to `reconnect_cap_s`, until it is
-    closed. While it is disconnected nothing is delivered and what was sent meanwhile is
-    never heard: the engine's periodic sweep takes up orders whose wake-up was missed, and
-    the check of the orders the sockets follow (`events.check_followed`) brings the events
-    they missed. To shorten that gap,
+    first and twice as long after each failed attempt, up to `RECONNECT_CAP_S` (or
+    `reconnect_s`, if longer), until it is closed. While it is disconnected nothing is
+    delivered and what was sent meanwhile is never heard: the engine's periodic sweep takes
+    up orders whose wake-up was missed, and the check of the orders the sockets follow
+    (`events.check_followed`) brings the events they missed. To shorten that gap,
     `on_orders()` is called once after each reconnection, since orders may have become
     available meanwhile; `on_listing()`, since pools may have been listed; and `on_keys()`.
     """
@@ -183,7 +191,6 @@ class Listener:
         on_listing: OnListing = _nothing,
         on_keys: OnListing = _nothing,
         reconnect_s: float,
-        reconnect_cap_s: float,
         check_s: float,
         timeout_s: float,
     ) -> None:
@@ -196,7 +203,7 @@ class Listener:
         self._on_listing = on_listing
         self._on_keys = on_keys
         self._reconnect_s = reconnect_s
-        self._reconnect_cap_s = max(reconnect_cap_s, reconnect_s)
+        self._reconnect_cap_s = max(RECONNECT_CAP_S, reconnect_s)
         self._check_s = check_s
         self._timeout_s = timeout_s
         self._connection: Connection | None = None
@@ -216,7 +223,6 @@ class Listener:
         on_listing: OnListing = _nothing,
         on_keys: OnListing = _nothing,
         reconnect_s: float = 1.0,
-        reconnect_cap_s: float = 30.0,
         check_s: float = 10.0,
         timeout_s: float = 5.0,
     ) -> AsyncIterator[Listener]:
@@ -233,7 +239,6 @@ class Listener:
             on_listing=on_listing,
             on_keys=on_keys,
             reconnect_s=reconnect_s,
-            reconnect_cap_s=reconnect_cap_s,
             check_s=check_s,
             timeout_s=timeout_s,
         )

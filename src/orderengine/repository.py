@@ -851,8 +851,9 @@ class Repository:
         """End `failed` every pending order whose expiry has come and that no live engine holds.
 
         One statement, each order with an `Expired` event; nothing was sent for any of them
-        (a sent order is `submitted`, and only ever reconciled). The caller announces the
-        events, as after a transition.
+        (a sent order is `submitted`, and only ever reconciled). Unlike a transition's, these
+        events are not handed to `on_committed`: the caller announces them
+        (`Engine._committed`).
         """
         async with self._connection() as connection:
             rows = await connection.fetch(
@@ -909,7 +910,8 @@ class Repository:
         order ended, or waits for its next attempt; then other engines are woken). `awaits`
         puts the order back to waiting; any other change leaves it due.
 
-        The caller announces the event to other engines once it is committed (`notify`).
+        The events are handed to the `on_committed` callback as soon as they are committed,
+        before this returns; the caller has nothing to announce.
         """
         moved, events = await self._transition(order, [(status, details)], fields)
         return moved, events[-1]
@@ -1080,11 +1082,12 @@ class Repository:
 
         One statement, whoever holds the lease: while the order is `pending`, `routing` or
         `building` it becomes `failed` with a `Cancelled` event, the next seq, no lease and no
-        retry time; the caller announces the event, as after a transition. A worker commits
-        `submitted` with a compare-and-set on status and seq before it sends the swap, so of
-        the two writes, the row lock orders them: a cancel committed first makes the worker's
-        view stale (nothing is sent); a `submitted` committed first makes the cancel too late.
-        That raises `NotCancellable`, naming the status the order is in; an unknown id raises
+        retry time. Unlike a transition's, the event is not handed to `on_committed`: the
+        caller announces it (`Engine._committed`). A worker commits `submitted` with a
+        compare-and-set on status and seq before it sends the swap, so of the two writes, the
+        row lock orders them: a cancel committed first makes the worker's view stale (nothing
+        is sent); a `submitted` committed first makes the cancel too late. That raises
+        `NotCancellable`, naming the status the order is in; an unknown id raises
         `OrderNotFound`.
         """
         details = Cancelled()

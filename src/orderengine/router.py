@@ -62,9 +62,10 @@ class Router:
 
         With a `window_s` (a sniper's), it does not wait for every venue: once a venue has
         quoted and the window has passed, the venues still quoting are left out. `quiet`
-        leaves out the log lines (a price watcher quotes every poll). Each venue's quote is
-        logged at debug only: the routing event keeps every quote, and `route_decided` the
-        choice.
+        (a price watcher quotes every poll) leaves out the decision's log line and logs the
+        quotes it refuses at debug; a quote that times out or fails is still a warning. Each
+        venue's quote is logged at debug only: the routing event keeps every quote, and
+        `route_decided` the choice.
         """
         asks = [
             asyncio.ensure_future(self._ask(venue, token_in, token_out, amount_in, quiet))

@@ -64,6 +64,7 @@ from orderengine.wire import (
     EXECUTE,
     FEED,
     INT64_MAX,
+    LISTINGS_PATH,
     MAX_JSON_DEPTH,
     QuotePreview,
     expect_continue,
@@ -249,7 +250,8 @@ COMMON = (
     refused(
         403,
         "A WebSocket asked for by a web page of another site: an `Origin` that is neither the "
-        "engine's own nor allowed (`ORDERENGINE_ALLOWED_ORIGINS`). A program sends no `Origin`.",
+        "engine's own nor allowed (`ORDERENGINE_ALLOWED_ORIGINS` or "
+        "`ORDERENGINE_CORS_ORIGINS`). A program sends no `Origin`.",
         ForeignOrigin.code,
     ),
     refused(
@@ -500,7 +502,7 @@ API_ROUTES = (
     ),
     Route(
         "POST",
-        listings.LISTINGS_PATH,
+        LISTINGS_PATH,
         listings.create_listing,
         "createListing",
         "List a pool for a new pair (simulation)",

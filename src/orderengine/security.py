@@ -16,7 +16,6 @@ Part of the HTTP layer: only `app.py` and the route table (`routes.py`) import i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -24,13 +23,20 @@ from orderengine.access import OPEN, Caller, is_loopback, names_this_machine
 from orderengine.answers import StreamToken
 from orderengine.errors import Forbidden, ForeignHost, Unauthorized
 from orderengine.keys import CALLER, KEY_RING, SETTINGS, STREAM_TOKENS
-from orderengine.wire import API_HEADERS, EXECUTE, FEED, SECURITY_HEADERS, error_body
+from orderengine.wire import (
+    API_HEADERS,
+    EXECUTE,
+    FEED,
+    LISTINGS_PATH,
+    SECURITY_HEADERS,
+    error_body,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PUBLIC = frozenset({"/api/openapi.json", "/api/asyncapi.json", "/api/docs"})
 """The API's own description is open to all, as `/health` and `/metrics` are."""
-ADMIN_ONLY = frozenset({("POST", "/api/simulation/listings")})
+ADMIN_ONLY = frozenset({("POST", LISTINGS_PATH)})
 """Routes that need a key named in `ORDERENGINE_ADMIN_KEYS` while keys are in force."""
 STREAM_TOKENS_PATH = "/api/stream-tokens"
 SOCKETS = frozenset({EXECUTE, FEED})
@@ -102,8 +108,7 @@ async def stream_token(request: web.Request) -> web.Response:
     the socket's URL.
     """
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     token, expires_at = request.app[STREAM_TOKENS].for_owner(caller.owner or "", caller.key)
     answer = StreamToken(token=token, expires_at=expires_at, ws=f"{EXECUTE}?token={token}")
     return web.json_response(answer.wire(), status=201)
@@ -134,7 +139,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-def _preflight_headers() -> dict[str, Any]:
+def _preflight_headers() -> dict[str, str]:
     return {
         hdrs.ACCESS_CONTROL_ALLOW_METHODS: CORS_METHODS,
         hdrs.ACCESS_CONTROL_ALLOW_HEADERS: CORS_HEADERS,

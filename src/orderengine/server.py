@@ -7,7 +7,7 @@ until the process has no descriptor left and can accept no one, not even for `/h
 Here:
 
 - `handler_args`: the parser's limits; a keep-alive timeout that also bounds how long a
-  request's headers may take; no automatic decompression (`wire.read_order` decodes, within
+  request's headers may take; no automatic decompression (`wire.read_body` decodes, within
   the body limit). `create_app` gives them to every server of the app, the tests' included.
 - `EngineRequestHandler`: aiohttp's handler, whose own errors take the error shape, and which
   a connection gets only under the cap.
@@ -16,7 +16,7 @@ Here:
   every one is busy it is answered 503, and closed once its client has read the answer.
 - `EngineSite`: the TCP listener `python -m orderengine` serves on, making those handlers.
 
-The body of a request is bounded in time by `wire.read_order`, which reads it.
+The body of a request is bounded in time by `wire.read_body`, which reads it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from aiohttp.web_request import BaseRequest
 from yarl import URL
 
 from orderengine.settings import Settings
+from orderengine.venues.connections import venue_connections
 from orderengine.wire import API_HEADERS, SECURITY_HEADERS, error_body
 
 log = structlog.get_logger(__name__)
@@ -59,7 +60,11 @@ MOST_REFUSING = 32
 """Refused connections kept half open at once; beyond, a refused connection is closed at
 once. The cap leaves descriptors for them."""
 RESERVED_DESCRIPTORS = 64
-"""Descriptors kept for what is not a client connection: the log, the listener, DNS…"""
+"""Descriptors kept for what is neither a client's connection nor one `connection_cap`
+counts: the standard streams and the log, the listening socket, the event loop's own, DNS…"""
+DEDICATED_DATABASE_CONNECTIONS = 2
+"""The engine's database connections outside its pool: the intake's (new orders are committed
+on it) and the listener's."""
 REPORT_EVERY_S = 1.0
 """Connections closed or refused at the cap are logged at most this often, counted."""
 
@@ -81,9 +86,12 @@ def handler_args(settings: Settings) -> dict[str, Any]:
 def connection_cap(settings: Settings) -> int:
     """`ORDERENGINE_MAX_CONNECTIONS`, or as many as the descriptor limit leaves room for.
 
-    Room is kept for the two database pools, for one wake-up's worth of accepted
-    connections (`BACKLOG`) that are closed only on the loop's next turn, and for the
-    connections refused at the cap that are still being closed (`MOST_REFUSING`).
+    Room is kept for the engine's database connections (its pool, the intake's and the
+    listener's), for the venues' (the simulated chain's pool, or the live venues' HTTP
+    connections: `venue_connections`), for one wake-up's worth of accepted connections
+    (`BACKLOG`) that are closed only on the loop's next turn, for the connections refused at
+    the cap that are still being closed (`MOST_REFUSING`), and for the rest
+    (`RESERVED_DESCRIPTORS`).
     """
     if settings.max_connections is not None:
         return settings.max_connections
@@ -93,7 +101,8 @@ def connection_cap(settings: Settings) -> int:
     reserved = (
         RESERVED_DESCRIPTORS
         + settings.db_pool_size
-        + settings.concurrency
+        + DEDICATED_DATABASE_CONNECTIONS
+        + venue_connections(settings)
         + BACKLOG
         + MOST_REFUSING
     )

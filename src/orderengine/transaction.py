@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from functools import lru_cache
-from typing import Any
 from uuid import UUID
 
 from pydantic import ConfigDict
@@ -76,7 +75,7 @@ class Instruction(Model):
     """The program's name: associated-token, system, spl-token, raydium, meteora or memo."""
     program_id: str
     action: str
-    args: dict[str, Any]
+    args: dict[str, str | int]
 
 
 class Transaction(Model):

@@ -42,7 +42,6 @@ from orderengine.domain import (
 from orderengine.errors import (
     BadRequest,
     BodyTooLarge,
-    Forbidden,
     ForeignOrigin,
     InvalidOrder,
     InvalidQuote,
@@ -60,13 +59,16 @@ from orderengine.venues.values import Dex, Quote
 EXECUTE = "/api/orders/execute"
 FEED = "/api/events"
 """The feed of all orders (`feed.py`)."""
+LISTINGS_PATH = "/api/simulation/listings"
+"""Listing a pool on the simulated venues (`listings.create_listing`): an admin's route, and
+the one the `list-token` command calls (`cli.py`)."""
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects a body may have; an order needs one level."""
 INT32_MAX = 2**31 - 1
 """The largest `since` (a seq, an integer column); the default bound of a query number."""
 INT64_MAX = 2**63 - 1
-"""The largest `cursor` (a position, a bigint column)."""
+"""The largest position (a bigint column): a page's `cursor`, the feed's `after`."""
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -526,8 +528,10 @@ def _is_websocket_key(key: str) -> bool:
 def refuse_foreign_origin(request: web.Request) -> None:
     """A 403 for a request from a page of another site: an `Origin` not the engine's own.
 
-    The engine's own origin is the one its `Host` names; `ORDERENGINE_ALLOWED_ORIGINS` adds
-    others. A request without `Origin` comes from no web page (a program), and passes. A
+    The engine's own origin is the one its `Host` names. Two settings add others:
+    `ORDERENGINE_ALLOWED_ORIGINS`, origins whose pages may open a WebSocket only, and
+    `ORDERENGINE_CORS_ORIGINS`, those whose pages may also call the API (`security.py`). A
+    request without `Origin` comes from no web page (a program), and passes. A
     WebSocket is the one way in a browser does not guard: a page may open one to any site,
     and its first message could be an order.
     """
@@ -610,8 +614,7 @@ async def submit(request: web.Request, order: OrderRequest) -> tuple[Order, bool
     """
     key = _idempotency_key(request)
     caller = request[CALLER]
-    if caller.order_id is not None:
-        raise Forbidden("a stream token for one order may only follow that order")
+    caller.refuse_token_for_one_order()
     digest = _digest(order) if key else None
     return await request.app[ENGINE].submit(order, key, digest, caller.owner)
 

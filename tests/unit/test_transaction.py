@@ -293,12 +293,14 @@ def test_the_same_swap_on_the_same_blockhash_signs_differently_by_its_memo() -> 
     assert first.signature != again.signature
     memos = [instruction("memo", each).args["memo"] for each in (first, again)]
     assert memos[0] != memos[1]
-    assert all(memo.startswith(f"orderengine {ORDER_ID} ") for memo in memos)
+    assert all(
+        isinstance(memo, str) and memo.startswith(f"orderengine {ORDER_ID} ") for memo in memos
+    )
     assert steps(first) == steps(again)
     for each in (first, again):
         program, data, accounts = compiled(each)[-1]
         assert (program, accounts) == (PROGRAM_IDS["memo"], [])
-        assert data == instruction("memo", each).args["memo"].encode()
+        assert data.decode() == instruction("memo", each).args["memo"]
 
 
 def test_a_new_blockhash_or_another_signer_gives_another_signature() -> None:

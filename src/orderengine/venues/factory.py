@@ -2,7 +2,8 @@
 
 The simulated venues (the default) share a simulated chain; the live ones, an HTTP session.
 
-Only the composition root (`app.py`) calls it.
+Only the composition root (`app.py`) calls it. How many connections each kind keeps open is
+in connections.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from orderengine.limiter import TokenBucket
 from orderengine.settings import Settings
 from orderengine.tokens import read_token_list, register
 from orderengine.venues.chain import Chain
+from orderengine.venues.connections import CHAIN_POOL_SIZE, LIVE_CONNECTIONS
 from orderengine.venues.endpoint import Endpoint
 from orderengine.venues.jupiter import Jupiter, PriorityFee
 from orderengine.venues.live import LiveVenue
@@ -28,10 +30,6 @@ MIN_BLOCKHASH_TTL_S = 2.0
 """The shortest blockhash lifetime, whatever the latency scale: long enough for an engine to
 commit a transaction as submitted and send it, even at a latency scale of 0 on a machine
 loaded enough to stall it for a second (a second was once too short, on CI)."""
-CHAIN_POOL_SIZE = 4
-"""The simulated chain's connections, however many workers: it records the swaps sent at once
-in one statement and issues a slot's blockhash once, so a few connections serve them all, with
-room for reconciliations' reads beside."""
 
 
 def blockhash_ttl_s(settings: Settings) -> float:
@@ -81,7 +79,10 @@ async def live_venues(settings: Settings) -> AsyncIterator[Venues]:
             register(token)
     budget = TokenBucket(settings.live_requests_per_s * 60, burst=max(1, settings.concurrency))
     timeout = aiohttp.ClientTimeout(total=settings.live_timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+    connector = aiohttp.TCPConnector(limit=LIVE_CONNECTIONS)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, raise_for_status=False
+    ) as session:
 
         def endpoint(url: str, headers: dict[str, str] | None = None) -> Endpoint:
             return Endpoint(session, url, budget, retries=settings.live_retries, headers=headers)

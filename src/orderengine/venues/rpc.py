@@ -28,7 +28,7 @@ BLOCKHASH_NOT_FOUND = "BlockhashNotFound"
 
 
 class RpcError(VenueError):
-    """A JSON-RPC error answer: `code`, `message`, and the method's `data`.
+    """A JSON-RPC error answer: its `rpc_code`, its message, and the method's `data`.
 
     `resent` when the request went more than once, after the endpoint refused it with a 429.
     """
