@@ -154,7 +154,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
                         settings.database_url,
                         repository.owner,
                         app[HUB].hint,
-                        engine.wake,
+                        engine.heard_orders,
                         on_listing=listing_heard,
                         on_keys=keys_changed,
                         reconnect_s=settings.listen_reconnect_s,

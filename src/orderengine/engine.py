@@ -89,6 +89,8 @@ log = structlog.get_logger(__name__)
 COUNT_EVERY_S = 1.0
 """How stale the count of waiting orders (the backlog, for backpressure) may grow while every
 worker is busy; between counts it follows the orders accepted and claimed here."""
+FRESH_COUNT_S = 0.1
+"""How young a count must be for an order to be refused for a full queue without another."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,15 @@ class Engine:
         order accepted while the count was being taken is counted twice rather than not at
         all, so the backlog errs towards refusing early."""
         self._accepted_count = 0
+        """Orders accepted that are due at once, here or on the engines heard from: those
+        accepted while a count is taken are added to it."""
         self._counted_at = float("-inf")
+        self._counted_after = 0
+        """`_accepted_count` when the last count began."""
+        self._look_at = float("-inf")
+        """When, on the loop's clock, the last count said the dispatcher should look again."""
+        self._recount: asyncio.Future[None] | None = None
+        """A count taken before refusing an order, shared by the submissions that wait on it."""
         self._committing = 0
         """Submissions being committed now: they count against the backlog already."""
         self._workers: list[asyncio.Task[None]] = []
@@ -230,6 +240,9 @@ class Engine:
             owner=owner,
         )
         refusal = self._refusal()
+        if isinstance(refusal, QueueFull):
+            await self._count_again()
+            refusal = self._refusal()
         if refusal is not None:
             return await self._resent_or(new, refusal)
         try:
@@ -248,6 +261,27 @@ class Engine:
             return await self._intake.commit(new)
         finally:
             self._committing -= 1
+
+    async def _count_again(self) -> None:
+        """Count the waiting orders anew, unless a count is younger than `FRESH_COUNT_S`.
+
+        Before an order is refused for a full queue: between counts the backlog follows only
+        this engine's orders, so it may stay full after the orders were cancelled, or taken
+        by other engines, for as long as this engine's dispatcher sleeps. A young count is
+        taken again all the same if orders were accepted since it began: it may have
+        counted them twice. Submissions that find the queue full together share one count;
+        one the store cannot answer leaves the backlog as it was.
+        """
+        young = asyncio.get_running_loop().time() - self._counted_at < FRESH_COUNT_S
+        if young and self._accepted_count == self._counted_after:
+            return
+        if self._recount is None or self._recount.done():
+            self._recount = asyncio.ensure_future(self._count_if_reachable())
+        await asyncio.shield(self._recount)
+
+    async def _count_if_reachable(self) -> None:
+        with contextlib.suppress(OrderEngineError):
+            await self._count_waiting()
 
     async def _resent_or(self, new: NewOrder, refusal: OrderEngineError) -> tuple[Order, bool]:
         """`new`'s order if it is a resend, else `refusal` raised.
@@ -324,6 +358,16 @@ class Engine:
     def wake(self) -> None:
         """There may be orders to claim: new ones, released ones (here or on another engine)."""
         self._wake.set()
+
+    def heard_orders(self, accepted: int) -> None:
+        """Another engine made orders available, `accepted` of them new ones due at once.
+
+        Those count in this engine's backlog too, until its next count: the queue limit is
+        the whole database's, and engines accepting together would each fill it otherwise.
+        """
+        self._waiting += accepted
+        self._accepted_count += accepted
+        self.wake()
 
     @property
     def venues(self) -> Mapping[Dex, Venue]:
@@ -495,10 +539,24 @@ class Engine:
         wakes for the next retry, the next lease of a dead engine to run out, the next expiry,
         or the sweep, whichever comes first; at once for a retry that fell due between the
         claim and the count, which would otherwise wait for the sweep.
+
+        While every worker is busy, each finished order wakes the dispatcher, so the count (a
+        scan of the unfinished orders) is taken at most every `COUNT_EVERY_S`. In between the
+        dispatcher sleeps until the time the last count set, or until the next count is due,
+        not for a whole sweep: an expiry or a retry that falls due meanwhile, of an order
+        accepted or set aside since the count, is late by `COUNT_EVERY_S` at most.
         """
-        backlog = await self._count_waiting(idle)
-        if backlog is None:
-            return self._settings.sweep_s
+        now = asyncio.get_running_loop().time()
+        next_count = self._counted_at + COUNT_EVERY_S
+        if not idle and now < min(next_count, self._look_at):
+            return min(next_count, self._look_at) - now
+        sleep_s = await self._after_count()
+        self._look_at = now + sleep_s
+        return sleep_s
+
+    async def _after_count(self) -> float:
+        """`_tend_backlog`'s work once it counts: how long to sleep."""
+        backlog = await self._count_waiting()
         if backlog.expired_leases:
             released = await self._repository.release_expired()
             log.info("expired_leases_released", count=released)
@@ -509,19 +567,16 @@ class Engine:
         due_in = [s for s in (backlog.next_due_s, backlog.next_expiry_s) if s is not None]
         return min([self._settings.sweep_s, *(max(0.0, s) for s in due_in)])
 
-    async def _count_waiting(self, idle: int) -> Backlog | None:
-        """Count the orders nobody works on; what they wait for, or None when it is not time.
+    async def _count_waiting(self) -> Backlog:
+        """Count the orders nobody works on, and what they wait for.
 
-        The count is part of the `backlog`, beyond which new orders are refused. While every
-        worker is busy, each finished order wakes the dispatcher, so the count (a scan of the
-        unfinished orders) is refreshed at most every `COUNT_EVERY_S`.
+        The count is part of the `backlog`, beyond which new orders are refused.
         """
         now = asyncio.get_running_loop().time()
-        if not idle and now - self._counted_at < COUNT_EVERY_S:
-            return None
         accepted_before = self._accepted_count
         backlog = await self._repository.waiting()
         self._counted_at = now
+        self._counted_after = accepted_before
         self._waiting = backlog.due + self._accepted_count - accepted_before
         return backlog
 

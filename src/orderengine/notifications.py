@@ -44,7 +44,9 @@ MAX_PAYLOAD_BYTES = 7_900
 """PostgreSQL refuses a NOTIFY payload of 8000 bytes or more."""
 
 ORDERS_CHANNEL = "orderengine_orders"
-"""Payload `"<engine_id>"`: orders became available to work on (new ones, released leases)."""
+"""Payload `"<engine_id>"`, or `"<engine_id> <accepted>"`: orders became available to work on
+(released leases; new orders, of which `accepted` wait for nothing but a worker, for the other
+engines' backlogs)."""
 
 KEYS_CHANNEL = "orderengine_keys"
 """Payload: the name of an API key created or revoked; the engines reload their keys."""
@@ -59,7 +61,7 @@ APPLICATION_NAME = "orderengine-listener"
 """The listener's connection as `pg_stat_activity` names it."""
 
 OnEvent: TypeAlias = Callable[[UUID, int], None]
-OnOrders: TypeAlias = Callable[[], None]
+OnOrders: TypeAlias = Callable[[int], None]
 OnListing: TypeAlias = Callable[[], None]
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
@@ -125,9 +127,13 @@ class Announcer:
             await asyncio.gather(self._sender, return_exceptions=True)
 
 
-def orders_payload(engine_id: UUID) -> str:
-    """The payload announcing on `ORDERS_CHANNEL` that `engine_id` made orders available."""
-    return str(engine_id)
+def orders_payload(engine_id: UUID, accepted: int = 0) -> str:
+    """The payload announcing on `ORDERS_CHANNEL` that `engine_id` made orders available.
+
+    `accepted`: how many of them are new orders due at once. The batch of new orders writes
+    its own, in its statement (`Repository.create_orders`), since only the statement knows.
+    """
+    return f"{engine_id} {accepted}" if accepted else str(engine_id)
 
 
 def parse_event(payload: str) -> tuple[UUID, UUID, int]:
@@ -141,9 +147,15 @@ def parse_event(payload: str) -> tuple[UUID, UUID, int]:
     return UUID(engine_id), UUID(order_id), int(seq)
 
 
-def parse_orders(payload: str) -> UUID:
-    """The engine id an `ORDERS_CHANNEL` payload names; `ValueError` if it is not one."""
-    return UUID(payload)
+def parse_orders(payload: str) -> tuple[UUID, int]:
+    """The engine id and the orders accepted an `ORDERS_CHANNEL` payload names.
+
+    Raises `ValueError` for anything but a UUID, alone or with a decimal count.
+    """
+    engine_id, _, accepted = payload.partition(" ")
+    if accepted and not (accepted.isascii() and accepted.isdigit()):
+        raise ValueError(f"not a count: {accepted!r}")
+    return UUID(engine_id), int(accepted or 0)
 
 
 def listing_payload(engine_id: UUID) -> str:
@@ -164,9 +176,10 @@ class Listener:
     """Other engines' notifications, on one dedicated connection that is kept open.
 
     Opened with `Listener.open`. Each notification from another engine is handed to
-    `on_event(order_id, seq)`, `on_orders()`, `on_listing()` or `on_keys()` (any engine's, and
-    the keys command's: an API key was created or revoked), plain callbacks called on the
-    event loop, which must not block; one that raises is logged and the listener carries on.
+    `on_event(order_id, seq)`, `on_orders(accepted)`, `on_listing()` or `on_keys()` (any
+    engine's, and the keys command's: an API key was created or revoked), plain callbacks
+    called on the event loop, which must not block; one that raises is logged and the
+    listener carries on.
     The engine's own notifications (its `engine_id`) are ignored: it published those itself.
     Malformed payloads are ignored with a warning.
 
@@ -177,7 +190,7 @@ class Listener:
     delivered and what was sent meanwhile is never heard: the engine's periodic sweep takes
     up orders whose wake-up was missed, and the check of the orders the sockets follow
     (`events.check_followed`) brings the events they missed. To shorten that gap,
-    `on_orders()` is called once after each reconnection, since orders may have become
+    `on_orders(0)` is called once after each reconnection, since orders may have become
     available meanwhile; `on_listing()`, since pools may have been listed; and `on_keys()`.
     """
 
@@ -286,7 +299,7 @@ class Listener:
             self._first_attempt.set()
             log.info("listener_connected", pid=connection.get_server_pid())
             if missed:
-                self._call(self._on_orders)
+                self._call(self._on_orders, 0)
                 self._call(self._on_listing)
                 self._call(self._on_keys)
             await self._watch(connection, lost)
@@ -336,8 +349,8 @@ class Listener:
         try:
             if channel == EVENTS_CHANNEL:
                 self._events(text)
-            elif channel == ORDERS_CHANNEL and parse_orders(text) != self._engine_id:
-                self._call(self._on_orders)
+            elif channel == ORDERS_CHANNEL:
+                self._orders(text)
             elif channel == LISTINGS_CHANNEL and parse_listing(text) != self._engine_id:
                 self._call(self._on_listing)
             elif channel == KEYS_CHANNEL:
@@ -357,6 +370,12 @@ class Listener:
         for line in text.split("\n"):
             _, order_id, seq = parse_event(line)
             self._call(self._on_event, order_id, seq)
+
+    def _orders(self, text: str) -> None:
+        """Hand on another engine's orders made available, with how many it accepted."""
+        engine_id, accepted = parse_orders(text)
+        if engine_id != self._engine_id:
+            self._call(self._on_orders, accepted)
 
     @staticmethod
     def _call(callback: Callable[..., None], *args: object) -> None:

@@ -476,6 +476,8 @@ class Repository:
     ) -> list[asyncpg.Record]:
         """The batch's statement: the orders, their first events, and the engines woken.
 
+        The engines are told how many of the new orders are due at once, for their backlogs.
+
         It also takes a lock named after the batch's first id, held until it commits, which
         `created_orders` waits for. With a `rate`, it takes from the owners' buckets first,
         and stores an owner's order only if its place among the owner's orders of the batch
@@ -516,10 +518,12 @@ class Repository:
             ), e AS (
                 INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                 SELECT id, 1, status, attempt, created_at, {FIRST_DETAILS} FROM o
+            ), accepted AS (
+                SELECT $13::text || ' ' || count(*) AS payload FROM o WHERE awaits IS NULL
             )
-            SELECT id, created_at, best_price, pg_notify('{ORDERS_CHANNEL}', $13::text) AS woken,
+            SELECT id, created_at, best_price, pg_notify('{ORDERS_CHANNEL}', payload) AS woken,
                    NULL::text AS owner, NULL::integer AS granted, NULL::float8 AS tokens
-            FROM o
+            FROM o, accepted
             UNION ALL
             SELECT NULL, NULL, NULL, NULL, owner, granted, tokens FROM limits
             """,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 
 import aiohttp
 import pytest
 
+from orderengine.engine import FRESH_COUNT_S
 from tests.harness import Client, StartApp
+from tests.polling import eventually
 from tests.streams import MARKET, statuses, stream, submit
 from tests.venues import Gate
 
@@ -61,6 +64,51 @@ async def test_a_full_queue_refuses_an_order_that_will_wait_too(start_app: Start
 
     assert met.status == 503
     assert (await met.json())["error"]["code"] == "queue_full"
+    gate.opened.set()
+
+
+async def test_a_queue_emptied_by_cancels_takes_orders_at_once(start_app: StartApp) -> None:
+    """Between counts the backlog follows only what this engine accepts and claims."""
+    gate = Gate()
+    client = await start_app(venues=gate.venues, concurrency=1, queue_limit=2)
+    executing = await submit(client)
+    await gate.waiting.wait()
+    queued = [await submit(client) for _ in range(2)]
+    assert (await client.post("/api/orders/execute", json=MARKET)).status == 503
+    for order_id in queued:
+        assert (await client.delete(f"/api/orders/{order_id}")).status == 200
+    await asyncio.sleep(FRESH_COUNT_S)
+
+    accepted = await client.post("/api/orders/execute", json=MARKET)
+
+    assert accepted.status == 201, await accepted.text()
+    gate.opened.set()
+    assert statuses(await stream(client, executing))[-1] == "confirmed"
+
+
+async def submitted(client: Client, order_id: str) -> bool:
+    order = await (await client.get(f"/api/orders/{order_id}")).json()
+    return bool(order["status"] == "submitted")
+
+
+async def test_the_queue_limit_counts_the_orders_other_engines_accept(
+    start_app: StartApp,
+) -> None:
+    """Each engine checks the limit against the whole database's backlog, not its own."""
+    gate = Gate()
+    first, second = [
+        await start_app(venues=gate.venues, concurrency=1, queue_limit=3) for _ in range(2)
+    ]
+    busy = [await submit(first), await submit(second)]
+    for client, order_id in zip((first, second), busy, strict=True):
+        await eventually(partial(submitted, client, order_id))
+    for _ in range(3):
+        assert (await first.post("/api/orders/execute", json=MARKET)).status == 201
+
+    refused = await second.post("/api/orders/execute", json=MARKET)
+
+    assert refused.status == 503
+    assert (await refused.json())["error"]["code"] == "queue_full"
     gate.opened.set()
 
 

@@ -280,7 +280,6 @@ async def test_an_order_that_failed_on_its_own_is_not_cancelled(start_app: Start
     [
         UNKNOWN_ID,
         "not-an-order-id",
-        "execute",
         f"urn:uuid:{UNKNOWN_ID}",
         UNKNOWN_ID.replace("-", ""),
     ],

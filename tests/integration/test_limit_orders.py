@@ -24,7 +24,7 @@ from orderengine.watchers import reference_amount
 from tests.harness import Client, StartApp
 from tests.polling import eventually
 from tests.streams import MARKET, submit, wait_terminal
-from tests.venues import Wrapped, wrapping
+from tests.venues import Gate, Wrapped, wrapping
 
 WATCHING: dict[str, Any] = {"price_volatility_bps": 0}
 """Fixed prices. With no simulated latency the watchers poll at their fastest, every 50 ms."""
@@ -186,6 +186,26 @@ async def test_an_order_waiting_for_a_rate_token_ends_at_its_expiry(start_app: S
     assert done["events"][-1]["expired"] is True
     ended = datetime.fromisoformat(done["updatedAt"])
     assert expires_at <= ended < expires_at + timedelta(seconds=5), "not a minute later"
+
+
+async def test_a_waiting_order_expires_on_time_while_every_worker_is_busy(
+    start_app: StartApp,
+) -> None:
+    """A busy engine counts its backlog at most every second, yet expiries are not a sweep late."""
+    gate = Gate()
+    client = await start_app(**WATCHING, venues=gate.venues, concurrency=1)
+    set_sol_price(client, Decimal(100))
+    await submit(client, MARKET)
+    await gate.waiting.wait()
+    expires_at = datetime.now(UTC) + timedelta(seconds=1)
+
+    order_id = await submit(client, limit("500", expiresAt=expires_at.isoformat()))
+    done = await wait_terminal(client, order_id)
+
+    assert done["events"][-1]["expired"] is True
+    ended = datetime.fromisoformat(done["updatedAt"])
+    assert expires_at <= ended < expires_at + timedelta(seconds=5), "not a 10 s sweep later"
+    gate.opened.set()
 
 
 async def test_an_order_that_expired_while_the_engine_was_down_fails_at_start(

@@ -446,7 +446,7 @@ async def test_the_listener_hands_on_another_engines_listings_only(database_url:
             database_url,
             me,
             lambda order_id, seq: heard.put_nowait("event"),
-            lambda: heard.put_nowait("orders"),
+            lambda accepted: heard.put_nowait("orders"),
             on_listing=lambda: heard.put_nowait("listing"),
         ):
             for payload in (listing_payload(me), "not an engine", listing_payload(other)):

@@ -43,7 +43,7 @@ OTHER = uuid.uuid4()
 ORDER = uuid.uuid4()
 NEVER_S = 600.0
 
-Heard: TypeAlias = tuple[str, UUID, int] | tuple[str]
+Heard: TypeAlias = tuple[str, UUID, int] | tuple[str, int]
 PgConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 
@@ -56,8 +56,8 @@ class Callbacks:
     def on_event(self, order_id: UUID, seq: int) -> None:
         self.heard.put_nowait(("event", order_id, seq))
 
-    def on_orders(self) -> None:
-        self.heard.put_nowait(("orders",))
+    def on_orders(self, accepted: int) -> None:
+        self.heard.put_nowait(("orders", accepted))
 
     async def next(self) -> Heard:
         async with asyncio.timeout(5):
@@ -92,10 +92,12 @@ async def test_another_engines_events_and_orders_reach_the_callbacks(
         assert listener.listening
         await notify(sender, EVENTS_CHANNEL, f"{OTHER} {ORDER} 3")
         await notify(sender, ORDERS_CHANNEL, str(OTHER))
+        await notify(sender, ORDERS_CHANNEL, orders_payload(OTHER, 7))
         await notify(sender, EVENTS_CHANNEL, event_payload(OTHER, ORDER, 12))
 
         assert await callbacks.next() == ("event", ORDER, 3)
-        assert await callbacks.next() == ("orders",)
+        assert await callbacks.next() == ("orders", 0)
+        assert await callbacks.next() == ("orders", 7)
         assert await callbacks.next() == ("event", ORDER, 12)
 
 
@@ -131,6 +133,9 @@ async def test_malformed_payloads_are_ignored_with_a_warning(
         (ORDERS_CHANNEL, ""),
         (ORDERS_CHANNEL, "not-an-engine"),
         (ORDERS_CHANNEL, f"{OTHER} {OTHER}"),
+        (ORDERS_CHANNEL, f"{OTHER} -1"),
+        (ORDERS_CHANNEL, f"{OTHER} 1.5"),
+        (ORDERS_CHANNEL, f"{OTHER} ٣"),
     ]
     callbacks = Callbacks()
     with capture_logs() as logs:
@@ -182,7 +187,7 @@ async def test_it_hears_again_after_the_server_ends_its_connection(
                 return listener.pid not in (None, first_pid)
 
             await eventually(reconnected, limit_s=10)
-            assert await callbacks.next() == ("orders",), "what was missed may be waiting"
+            assert await callbacks.next() == ("orders", 0), "what was missed may be waiting"
             await notify(sender, EVENTS_CHANNEL, event_payload(OTHER, ORDER, 7))
             assert await callbacks.next() == ("event", ORDER, 7)
 
@@ -207,11 +212,11 @@ async def test_a_database_out_of_reach_at_open_is_listened_to_once_it_is_there(
             return listener.listening
 
         await eventually(connected, limit_s=10)
-        assert await callbacks.next() == ("orders",), "what was missed may be waiting"
+        assert await callbacks.next() == ("orders", 0), "what was missed may be waiting"
         sender = await asyncpg.connect(dsn)
         try:
             await notify(sender, ORDERS_CHANNEL, orders_payload(OTHER))
-            assert await callbacks.next() == ("orders",)
+            assert await callbacks.next() == ("orders", 0)
         finally:
             await sender.close()
 
