@@ -86,7 +86,7 @@ async def test_a_key_that_is_not_utf8_is_401_like_any_wrong_key(
             assert wrong.status == 401
             assert wrong.json()["error"]["code"] == "unauthorized"
 
-    assert right.status == (200 if path == "/api/orders" else 405)  # let in, then not upgraded
+    assert right.status == (200 if path == "/api/orders" else 426)  # let in, then not upgraded
 
 
 async def test_two_authorization_headers_are_400_whichever_key_they_hold(
