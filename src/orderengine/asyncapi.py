@@ -15,7 +15,7 @@ from importlib.metadata import version
 from typing import Any
 from uuid import UUID
 
-from pydantic import Field, create_model
+from pydantic import ConfigDict, Field, create_model
 from pydantic.json_schema import JsonSchemaValue
 
 from orderengine.answers import EVENT_MESSAGES, AcceptedOrder, ErrorAnswer, EventCore
@@ -57,7 +57,13 @@ FEED_CLOSE_CODES = {
 """How the feed ends: it runs until the client leaves, or one of these."""
 
 
-class FollowQuery(Model):
+class SocketQuery(Model):
+    """A socket's query parameters; any other is ignored, as a proxy or a page may add some."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class FollowQuery(SocketQuery):
     """The order to follow, and where to resume."""
 
     order_id: UUID = Field(description="The order's id.")
@@ -72,7 +78,7 @@ class FollowQuery(Model):
     )
 
 
-class SubmitQuery(Model):
+class SubmitQuery(SocketQuery):
     """How a browser's socket authenticates."""
 
     token: str | None = Field(
@@ -80,7 +86,7 @@ class SubmitQuery(Model):
     )
 
 
-class FeedQuery(Model):
+class FeedQuery(SocketQuery):
     """Where the feed resumes."""
 
     after: int | None = Field(
