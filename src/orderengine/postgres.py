@@ -82,11 +82,20 @@ async def create_pool(dsn: str, size: int, timeout_s: float) -> asyncpg.Pool:
 
 @asynccontextmanager
 async def acquire(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[Connection]:
-    """A connection from `pool`; a database out of reach is `DatabaseUnavailable`."""
+    """A connection from `pool`; a database out of reach is `DatabaseUnavailable`.
+
+    Unless the caller is being cancelled: a statement cancelled on a server that does not
+    answer leaves a connection that cannot be given back in time, and the pool's timeout
+    would replace the cancellation, which loops that carry on through outages (the watchers,
+    the lease renewer) would then never see.
+    """
     try:
         async with pool.acquire(timeout=timeout_s) as connection:
             yield connection
     except CONNECTION_ERRORS as error:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from error
         raise DatabaseUnavailable("database unavailable") from error
 
 

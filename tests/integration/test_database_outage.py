@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 from uuid import UUID
@@ -99,3 +101,34 @@ async def test_a_statement_asyncpg_refuses_mid_operation_is_an_outage(database_u
                 )
     finally:
         await pool.close()
+
+
+async def test_a_statement_cancelled_on_a_frozen_server_ends_cancelled(database_url: str) -> None:
+    """Its connection cannot be given back in time: that is no outage to carry on through.
+
+    Taken for `DatabaseUnavailable`, the cancellation would be lost, and a loop that carries
+    on through outages (the price watcher, the renewer) would keep an engine told to stop
+    running for ever.
+    """
+    pool = await create_pool(database_url, 1, 0.5)
+    frozen: int | None = None
+    try:
+        async with acquire(pool, 0.5) as connection:
+            frozen = await connection.fetchval("SELECT pg_backend_pid()")
+        os.kill(frozen, signal.SIGSTOP)
+
+        async def query() -> None:
+            async with acquire(pool, 0.5) as connection:
+                await connection.fetchval("SELECT 1", timeout=60)
+
+        task = asyncio.create_task(query())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        async with asyncio.timeout(10):
+            outcome = await asyncio.gather(task, return_exceptions=True)
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        pool.terminate()
+
+    assert isinstance(outcome[0], asyncio.CancelledError), repr(outcome[0])
