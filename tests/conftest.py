@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,14 @@ def embedded_data_dir() -> Iterator[Path | None]:
     try:
         yield scratch / "data"
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        # A database per test leaves the server's data at a hundred thousand files or more:
+        # removing them took each worker half a minute at the end of the run. It is left to
+        # a process of its own, which outlives the run (the shell starting it returns at once).
+        subprocess.run(
+            ["sh", "-c", 'rm -rf "$0" > /dev/null 2>&1 &', str(scratch)],
+            start_new_session=True,
+            check=True,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -126,11 +134,47 @@ def template_url(server_url: str) -> Iterator[str]:
         asyncio.run(drop_clones())
 
 
+class Clones:
+    """Each test's database, cloned from the template while the test before it runs.
+
+    A clone costs PostgreSQL 0.15 to 0.2 s, mostly writing the template's pages to its WAL;
+    made one test ahead, on a thread of its own, the test no longer waits for it.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self._server_url = server_url
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clones")
+        self._next = self._clone()
+
+    async def take(self) -> str:
+        """The URL of a new database of the test's own."""
+        name = await asyncio.wrap_future(self._next)
+        self._next = self._clone()
+        return with_database(self._server_url, name)
+
+    def close(self) -> None:
+        wait([self._next])
+        self._maker.shutdown()
+
+    def _clone(self) -> Future[str]:
+        return self._maker.submit(self._made)
+
+    def _made(self) -> str:
+        name = f"test_{uuid.uuid4().hex}"
+        asyncio.run(_admin(self._server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        return name
+
+
+@pytest.fixture(scope="session")
+def clones(server_url: str, template_url: str) -> Iterator[Clones]:
+    made = Clones(server_url)
+    yield made
+    made.close()
+
+
 @pytest.fixture
-async def database_url(server_url: str, template_url: str) -> str:
-    name = f"test_{uuid.uuid4().hex}"
-    await _admin(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    return with_database(server_url, name)
+async def database_url(clones: Clones) -> str:
+    return await clones.take()
 
 
 @pytest.fixture
