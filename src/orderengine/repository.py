@@ -1,4 +1,8 @@
-"""Every SQL statement of the engine: orders, their events, leases and the shared rate.
+"""The engine's statements on its database, but the migrations' and the simulated chain's.
+
+Orders and their events, leases, the shared attempt rate and the keys' submission buckets,
+the feed's positions, the price watches, the API keys and the engine's secrets, and which
+kind of venues the database's orders are for.
 
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
