@@ -546,6 +546,27 @@ async def test_the_cluster_is_not_asked_about_expiry_before_the_estimate_passes(
     assert cluster.calls("minimumLedgerSlot") == []
 
 
+async def test_a_swap_followed_long_past_its_lifetime_with_nothing_definite_is_left_unknown(
+    cluster: LiveCluster, signer: Keypair
+) -> None:
+    """Landed, its amounts unreadable: the engine is told the outcome is unknown, and asks later."""
+    unreadable = fixture("transaction.json")
+    unreadable["result"]["meta"] = None
+
+    async with opened() as venues:
+        transaction = await built(venues["meteora"], signer)
+        cluster.land(transaction.signature)
+        cluster.script("getTransaction", *[Reply(unreadable)] * 3)
+        long_ago = transaction.model_copy(
+            update={"expires_at": datetime.now(UTC) - timedelta(hours=1)}
+        )
+        with pytest.raises(VenueError, match="not definite") as unknown:
+            await venues["meteora"].execute(long_ago)
+
+    assert not isinstance(unknown.value, SwapRejected)
+    assert cluster.sent_signatures() == [transaction.signature]
+
+
 async def test_a_landed_swap_whose_amounts_cannot_be_read_waits_and_is_never_retried(
     cluster: LiveCluster, signer: Keypair
 ) -> None:

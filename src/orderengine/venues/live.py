@@ -174,10 +174,13 @@ class LiveVenue:
         )
 
     async def execute(self, transaction: Transaction) -> Execution:
-        """Send once, then follow the signature until it is definite.
+        """Send once, then follow the signature until it is definite, or for a while.
 
         Raises `SwapRejected` when the preflight refused it, it failed on chain, or it
-        expired unlanded; any other error leaves the outcome unknown.
+        expired unlanded; any other error leaves the outcome unknown. So does following it
+        for twice its expected lifetime with nothing definite (a landed swap whose amounts the
+        node will not give, a node whose ledger is too short to tell expiry): the engine then
+        asks again later, rather than hold a worker until the node can answer.
         """
         self._remember_fee(transaction.signature, transaction.quote.fee)
         try:
@@ -202,6 +205,11 @@ class LiveVenue:
             if status.state is not TransactionState.PENDING:
                 reason = status.error or f"{transaction.signature} {status.state}"
                 raise _rejection(reason, slipped=status.slipped)
+            if datetime.now(UTC) > transaction.expires_at + self._lifetime:
+                raise VenueError(
+                    f"{transaction.signature} is not definite twice its expected lifetime "
+                    "after it was built; it is asked after again later"
+                )
             await asyncio.sleep(self._poll_s)
 
     async def _send(self, transaction: Transaction) -> None:
