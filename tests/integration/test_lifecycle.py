@@ -85,6 +85,18 @@ async def test_late_subscriber_gets_the_same_events_and_since_resumes(client: Cl
     assert past_the_end == []
 
 
+async def test_a_socket_opened_with_a_parameter_it_does_not_know_streams_all_the_same(
+    client: Client,
+) -> None:
+    order_id = await submit(client)
+
+    async with client.ws_connect(f"/api/orders/execute?orderId={order_id}&_=1732") as ws:
+        events = await read_until_closed(ws)
+
+    assert statuses(events)[-1] == "confirmed"
+    assert ws.close_code == 1000
+
+
 async def test_get_order_returns_the_order_with_its_history(client: Client) -> None:
     order_id = await submit(client)
     events = await stream(client, order_id)

@@ -147,6 +147,19 @@ def test_an_error_answer_names_the_codes_it_may_carry() -> None:
     }
 
 
+def test_the_sockets_queries_allow_the_parameters_the_engine_ignores() -> None:
+    """A page or a proxy may add a parameter (a cache buster, say): the sockets still open."""
+    channels = asyncapi_document()["channels"]
+    queries = [
+        channel["bindings"]["ws"]["query"]
+        for channel in channels.values()
+        if "query" in channel.get("bindings", {}).get("ws", {})
+    ]
+
+    assert len(queries) == 3
+    assert all(query.get("additionalProperties", True) is not False for query in queries)
+
+
 def test_the_asyncapi_document_is_valid_asyncapi_3() -> None:
     document = asyncapi_document()
 
