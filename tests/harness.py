@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from aiohttp.test_utils import TestClient
 
 from orderengine.settings import Settings
@@ -24,6 +25,17 @@ TEST_KEYPAIR = Path(tempfile.gettempdir()) / "orderengine-tests" / "keypair.json
 
 Client = TestClient[Any, Any]
 StartApp = Callable[..., Awaitable[Client]]
+
+
+async def read_once(database_url: str, statement: str, *args: Any) -> asyncpg.Record:
+    """The one row `statement` reads, on a connection of its own, as a test looks past the app."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        row = await connection.fetchrow(statement, *args)
+    finally:
+        await connection.close()
+    assert row is not None, statement
+    return row
 
 
 def with_database(url: str, name: str) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 from uuid import UUID
 
 import aiohttp
-import asyncpg
 import pytest
 from solders.keypair import Keypair
 
@@ -27,7 +26,7 @@ from orderengine.transaction import Transaction
 from orderengine.venues.chain import Chain
 from orderengine.venues.values import Quote
 from orderengine.venues.venue import Venue
-from tests.harness import UNKNOWN_ID, Client, StartApp
+from tests.harness import UNKNOWN_ID, Client, StartApp, read_once
 from tests.polling import eventually
 from tests.streams import read_until_closed, statuses, submit, wait_terminal
 from tests.venues import Down, Gate, Rejections, Wrapped, wrapping
@@ -209,14 +208,11 @@ async def test_a_cancel_wins_over_a_worker_of_another_engine_between_building_an
             tx_expires_at=datetime.now(UTC) + timedelta(minutes=1),
         )
     assert await get(client, order_id) == body
-    connection = await asyncpg.connect(database_url)
-    try:
-        lease = await connection.fetchrow(
-            "SELECT lease_owner, lease_expires_at FROM orders WHERE id = $1", built.order_id
-        )
-    finally:
-        await connection.close()
-    assert lease is not None
+    lease = await read_once(
+        database_url,
+        "SELECT lease_owner, lease_expires_at FROM orders WHERE id = $1",
+        built.order_id,
+    )
     assert dict(lease) == {"lease_owner": None, "lease_expires_at": None}
 
 

@@ -47,7 +47,7 @@ from orderengine.venues.endpoint import EndpointError
 from orderengine.venues.factory import simulated_venues
 from orderengine.venues.values import Execution, Quote
 from orderengine.venues.venue import VenueFactory
-from tests.harness import StartApp, fast_settings
+from tests.harness import StartApp, fast_settings, read_once
 from tests.polling import eventually
 from tests.streams import MARKET, stream, submit, wait_terminal
 from tests.venues import Gate, Wrapped, wrapping
@@ -266,14 +266,10 @@ async def test_a_stop_while_a_claim_is_answered_gives_its_leases_back(
 
     left = await repository.get_order(order.order_id)
     assert left.status is S.PENDING
-    connection = await asyncpg.connect(database_url)
-    try:
-        owner = await connection.fetchval(
-            "SELECT lease_owner FROM orders WHERE id = $1", order.order_id
-        )
-    finally:
-        await connection.close()
-    assert owner is None, "the claim's lease was given back, not left to run out"
+    lease = await read_once(
+        database_url, "SELECT lease_owner FROM orders WHERE id = $1", order.order_id
+    )
+    assert lease["lease_owner"] is None, "the claim's lease was given back, not left to run out"
 
 
 class WatchedBucket(TokenBucket):
@@ -381,13 +377,13 @@ async def test_an_order_whose_expiry_comes_while_submitted_is_committed_is_never
             order, _ = await engine.submit(request)
             ended = await finished(repository, order.order_id)
         statuses = [event.status for event in await repository.events(order.order_id)]
-        connection = await asyncpg.connect(database_url)
-        try:
-            sent = await connection.fetchval(
-                "SELECT count(*) FROM chain.transactions WHERE signature = $1", ended.tx_hash
+        sent = (
+            await read_once(
+                database_url,
+                "SELECT count(*) FROM chain.transactions WHERE signature = $1",
+                ended.tx_hash,
             )
-        finally:
-            await connection.close()
+        )[0]
     finally:
         await repository.close()
 

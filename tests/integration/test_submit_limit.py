@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import asyncpg
-
 from orderengine.domain import NewOrder, OrderRequest
 from orderengine.errors import TooManyRequests
 from orderengine.limiter import SubmitRate
 from orderengine.repository import Repository
+from tests.harness import read_once
 
 RATE = SubmitRate(30)
 REQUEST = OrderRequest.model_validate(
@@ -29,11 +28,7 @@ def order(owner: str | None) -> NewOrder:
 
 
 async def stored(database_url: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return int(await connection.fetchval("SELECT count(*) FROM orders"))
-    finally:
-        await connection.close()
+    return int((await read_once(database_url, "SELECT count(*) FROM orders"))[0])
 
 
 async def test_an_owners_orders_beyond_its_bucket_are_refused_alone(
@@ -85,12 +80,11 @@ async def test_a_refused_key_may_submit_again_after_its_retry_after(
 
 async def test_the_buckets_are_unlogged(repository: Repository, database_url: str) -> None:
     """A bucket writes no WAL: a refusal, or a key's first take, adds no flush to a commit."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        persistence = await connection.fetchval(
-            "SELECT relpersistence::text FROM pg_class WHERE relname = 'submission_buckets'"
+    persistence = (
+        await read_once(
+            database_url,
+            "SELECT relpersistence::text FROM pg_class WHERE relname = 'submission_buckets'",
         )
-    finally:
-        await connection.close()
+    )[0]
 
     assert persistence == "u"
