@@ -114,13 +114,18 @@ async def serving(heartbeat_s: float, serve: Serve) -> AsyncIterator[Served]:
         await server.close()
 
 
-async def test_a_client_that_stops_reading_is_dropped_when_it_misses_a_ping() -> None:
-    async with serving(0.2, sending_until_dropped) as served:
+async def until_ended_beside_a_client_that_never_reads(heartbeat_s: float, serve: Serve) -> None:
+    """Hand a socket to `serve` for a client that never reads, until `serve` ends (10 s at most)."""
+    async with serving(heartbeat_s, serve) as served:
         client = await a_client_that_never_reads(served.port)
         try:
             await asyncio.wait_for(served.ended.wait(), 10)
         finally:
             client.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped_when_it_misses_a_ping() -> None:
+    await until_ended_beside_a_client_that_never_reads(0.2, sending_until_dropped)
 
 
 async def test_a_socket_that_cannot_be_closed_at_shutdown_is_dropped() -> None:
@@ -281,11 +286,6 @@ async def test_a_client_that_never_reads_is_sent_a_few_hundred_kib_at_most() -> 
                 await asyncio.wait_for(ws.send_bytes(bytes(1024)), 1)
                 sent.append(1024)
 
-    async with serving(600, sending_until_it_waits) as served:
-        client = await a_client_that_never_reads(served.port)
-        try:
-            await asyncio.wait_for(served.ended.wait(), 10)
-        finally:
-            client.close()
+    await until_ended_beside_a_client_that_never_reads(600, sending_until_it_waits)
 
     assert 0 < sum(sent) < 1 << 20
