@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -60,8 +61,18 @@ from orderengine.repository import Outcome, Repository
 
 log = structlog.get_logger(__name__)
 
-Waiter = tuple[NewOrder, "asyncio.Future[tuple[Order, bool]]"]
 
+class Waiter(NamedTuple):
+    """A submission waiting for its batch: its order, its answer, and when it came."""
+
+    new: NewOrder
+    answer: asyncio.Future[tuple[Order, bool]]
+    since: float
+    """The event loop's clock when it was submitted."""
+
+
+CONNECT_FLOOR_S = 0.05
+"""The least time an attempt to open the store's connection is given, however late."""
 SETTLE_RETRY_S = 0.05
 """The first wait before reading back again a batch whose outcome is unknown."""
 SETTLE_RETRY_CAP_S = 2.0
@@ -100,8 +111,9 @@ class Intake:
 
     async def commit(self, new: NewOrder) -> tuple[Order, bool]:
         """Commit one order with whatever else is waiting; `(order, created)`."""
-        answer: asyncio.Future[tuple[Order, bool]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((new, answer))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[Order, bool]] = loop.create_future()
+        self._waiting.append(Waiter(new, answer, loop.time()))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_waiting())
         return await answer
@@ -117,7 +129,7 @@ class Intake:
             task.cancel()
         await asyncio.gather(*settling, return_exceptions=True)
         for batch, ids in settling.values():
-            for (_, answer), order_id in zip(batch, ids, strict=True):
+            for (_, answer, _), order_id in zip(batch, ids, strict=True):
                 if not answer.done():
                     answer.set_exception(
                         OrderEngineError(
@@ -129,15 +141,37 @@ class Intake:
 
     async def _commit_waiting(self) -> None:
         while self._waiting:
+            if not await self._connected():
+                continue
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
             await self._commit_batch(batch)
+
+    async def _connected(self) -> bool:
+        """Whether the store's connection is open, else those waiting are refused.
+
+        An attempt to open it gets what is left of the oldest submission's time
+        (`Repository.timeout_s` from its submission): behind a batch that the store did not
+        answer, a submission would otherwise wait that batch's timeout, then a whole one more
+        for a connection to a store that still does not answer. Nothing of theirs was sent,
+        so a `503` is true.
+        """
+        left = (
+            self._waiting[0].since + self._repository.timeout_s - asyncio.get_running_loop().time()
+        )
+        try:
+            await self._repository.open_intake(max(left, CONNECT_FLOOR_S))
+        except DatabaseUnavailable as error:
+            waiting, self._waiting = self._waiting, []
+            _fail(waiting, error)
+            return False
+        return True
 
     async def _commit_batch(self, batch: list[Waiter]) -> None:
         ids = [uuid4() for _ in batch]
         try:
             outcomes = await self._repository.create_orders(
-                [new for new, _ in batch], ids, self._rate
+                [waiter.new for waiter in batch], ids, self._rate
             )
         except asyncpg.TransactionResolutionUnknownError as error:
             log.warning("intake_commit_unanswered", orders=len(batch), error=repr(error.__cause__))
@@ -155,7 +189,7 @@ class Intake:
             self._answer(batch, outcomes)
 
     def _answer(self, batch: Sequence[Waiter], outcomes: Sequence[Outcome]) -> None:
-        for (_, answer), outcome in zip(batch, outcomes, strict=True):
+        for (_, answer, _), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, OrderEngineError):
                 if not answer.done():
                     answer.set_exception(outcome)
@@ -220,7 +254,7 @@ class Intake:
 
 
 def _fail(batch: Sequence[Waiter], error: BaseException) -> None:
-    for _, answer in batch:
+    for _, answer, _ in batch:
         if not answer.done():
             answer.set_exception(error)
 

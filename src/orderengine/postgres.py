@@ -34,6 +34,9 @@ administrator's `pg_terminate_backend`) says so first and closes after, and a st
 between the two is refused by asyncpg itself, before anything is sent, as "another operation
 is in progress" (asyncpg's issue 1069)."""
 
+IN_DOUBT: tuple[type[BaseException], ...] = (asyncio.CancelledError, *CONNECTION_ERRORS)
+"""Errors that leave a connection in doubt: a statement may still be under way on it."""
+
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 AnyConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | Connection"
 """A pooled connection, or one opened on its own (as tests and tools do)."""
@@ -84,14 +87,22 @@ async def create_pool(dsn: str, size: int, timeout_s: float) -> asyncpg.Pool:
 async def acquire(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[Connection]:
     """A connection from `pool`; a database out of reach is `DatabaseUnavailable`.
 
-    Unless the caller is being cancelled: a statement cancelled on a server that does not
-    answer leaves a connection that cannot be given back in time, and the pool's timeout
-    would replace the cancellation, which loops that carry on through outages (the watchers,
-    the lease renewer) would then never see.
+    A connection left in doubt (its statement timed out or was cancelled, or it failed
+    mid-answer) is closed rather than given back: the pool would first wait, up to
+    `timeout_s` more, for a server that does not answer to confirm the cancellation, and a
+    request would be answered only after twice the timeout.
+
+    A caller being cancelled ends cancelled: the pool's timeout would otherwise replace the
+    cancellation, which loops that carry on through outages (the watchers, the lease
+    renewer) would then never see.
     """
     try:
         async with pool.acquire(timeout=timeout_s) as connection:
-            yield connection
+            try:
+                yield connection
+            except IN_DOUBT:
+                connection.terminate()
+                raise
     except CONNECTION_ERRORS as error:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
@@ -130,10 +141,14 @@ class DedicatedConnection:
         self._in_use = asyncio.Lock()
         self._closed = False
 
-    async def open(self) -> None:
-        """Open the connection now, so that a server with no room for it is found at start."""
+    async def open(self, timeout_s: float | None = None) -> None:
+        """Open the connection now if it is not, trying for `timeout_s` (by default, its own).
+
+        At start, so that a server with no room for it is found then; and before a use that
+        must not wait a whole timeout for a server that does not answer.
+        """
         async with self._in_use:
-            await self._open()
+            await self._open(timeout_s)
 
     @asynccontextmanager
     async def use(self) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
@@ -159,14 +174,16 @@ class DedicatedConnection:
             except CONNECTION_ERRORS:
                 connection.terminate()
 
-    async def _open(self) -> asyncpg.Connection[asyncpg.Record]:
+    async def _open(self, timeout_s: float | None = None) -> asyncpg.Connection[asyncpg.Record]:
         if self._closed:
             raise DatabaseUnavailable("the connection is closed: the engine is stopping")
         if self._connection is not None and not self._connection.is_closed():
             return self._connection
         try:
             connection: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
-                self._dsn, timeout=self._timeout_s, command_timeout=self._timeout_s
+                self._dsn,
+                timeout=self._timeout_s if timeout_s is None else timeout_s,
+                command_timeout=self._timeout_s,
             )
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable("database unavailable") from error

@@ -375,6 +375,15 @@ class Repository:
         async with acquire(self._pool, self._timeout_s) as connection:
             yield connection
 
+    @property
+    def timeout_s(self) -> float:
+        """The longest a statement or a connection may take; past it, the store is out of reach."""
+        return self._timeout_s
+
+    async def open_intake(self, within_s: float) -> None:
+        """Open new orders' connection if it is not, giving up after `within_s`."""
+        await self._intake.open(within_s)
+
     @asynccontextmanager
     async def _intake_connection(self) -> AsyncIterator[AnyConnection]:
         """The connection new orders are committed on, outside the pool (`DedicatedConnection`)."""

@@ -132,3 +132,32 @@ async def test_a_statement_cancelled_on_a_frozen_server_ends_cancelled(database_
         pool.terminate()
 
     assert isinstance(outcome[0], asyncio.CancelledError), repr(outcome[0])
+
+
+async def test_a_statement_timed_out_on_a_frozen_server_gives_its_connection_up_at_once(
+    database_url: str,
+) -> None:
+    """The pool would wait up to its own timeout for the server to confirm the cancellation.
+
+    A read during a database stall was then answered after twice the timeout: its statement's,
+    then the pool's wait to take the connection back.
+    """
+    pool = await create_pool(database_url, 1, 60.0)
+    frozen: int | None = None
+    try:
+        async with acquire(pool, 60.0) as connection:
+            frozen = await connection.fetchval("SELECT pg_backend_pid()")
+        os.kill(frozen, signal.SIGSTOP)
+
+        async def query() -> None:
+            async with acquire(pool, 60.0) as connection:
+                await connection.fetchval("SELECT 1", timeout=0.2)
+
+        async with asyncio.timeout(10):
+            outcome = await asyncio.gather(query(), return_exceptions=True)
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        pool.terminate()
+
+    assert isinstance(outcome[0], DatabaseUnavailable), repr(outcome[0])

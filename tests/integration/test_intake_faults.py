@@ -25,7 +25,7 @@ from orderengine.errors import BadRequest, DatabaseUnavailable, IdempotencyConfl
 from orderengine.intake import Intake
 from orderengine.keys import ENGINE, REPOSITORY
 from orderengine.limiter import SubmitRate
-from orderengine.postgres import AnyConnection, Connection
+from orderengine.postgres import AnyConnection, Connection, DedicatedConnection, create_pool
 from orderengine.repository import Outcome, Repository
 from orderengine.venues.chain import Chain
 from tests.harness import Client, StartApp
@@ -425,3 +425,43 @@ async def test_a_key_whose_earlier_order_cannot_be_looked_up_fails_alone_with_50
     order, created = fresh
     assert created
     assert order.order_id != earlier.order_id
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """A DSN whose server takes connections and never answers, as a stalled database does."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_a_submission_behind_a_silent_store_is_refused_within_the_stores_timeout(
+    database_url: str,
+) -> None:
+    """The connection is opened with the submission's time left, not a whole timeout more.
+
+    Its connection's own timeout is a minute here; the store's is a fraction of a second.
+    """
+    pool = await create_pool(database_url, 1, 0.3)
+    async with silent_server() as silent:
+        repository = Repository(pool, 0.3, DedicatedConnection(silent, 60.0))
+        created: list[Order] = []
+        intake = Intake(repository, created.append, max_batch=50)
+        try:
+            async with asyncio.timeout(10):
+                outcome = await asyncio.gather(intake.commit(_new("1")), return_exceptions=True)
+        finally:
+            await repository.close()
+
+    assert isinstance(outcome[0], DatabaseUnavailable), repr(outcome[0])
+    assert created == []
