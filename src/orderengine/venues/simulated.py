@@ -167,6 +167,10 @@ class SimulatedVenue(ABC):
         outcomes: list[Execution | SwapRejected] = []
 
         def decide(settled: Reserves | None) -> Decided:
+            """The swap against the pool its last swap left at `settled`, as the chain holds it.
+
+            The chain may decide again when it starts over: the last decision is the one taken.
+            """
             now = self._clock()
             state = self._state(pool, now, settled)
             outcome = self._decide(transaction, pool, state, now)
