@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     demo_listing_s: float | None = Field(default=None, gt=0)
 
     pool_recovery_half_life_s: float = Field(default=30.0, ge=0)
+    pool_sync_ms: float = Field(default=200, ge=0)
     latency_scale: float = Field(default=1.0, ge=0)
     failure_rate: float = Field(default=0.05, ge=0, le=1)
     price_volatility_bps: float = Field(default=5, ge=0)

@@ -25,6 +25,8 @@ from orderengine.venues.chain import (
     SLOT_S,
     AlreadyProcessed,
     Chain,
+    Decided,
+    Sending,
     Sent,
 )
 from orderengine.venues.values import Execution, RecentBlockhash, TransactionState
@@ -81,6 +83,11 @@ def sent(
         outcome=execution(signature) if landed else "slippage tolerance exceeded",
         lands_in_s=lands_in_s,
     )
+
+
+async def record(chain: Chain, sent: Sent) -> None:
+    """Have the chain take `sent`, a transaction decided before and touching no pool."""
+    await chain.record(Sending(sent.signature, sent.dex, None, lambda _: Decided(sent)))
 
 
 def later(hours: float = 1) -> datetime:
@@ -145,7 +152,7 @@ async def test_a_recorded_swap_is_pending_until_it_lands_then_shows_its_outcome(
     landed_now = sent(blockhash)
     rejected_now = sent(blockhash, landed=False)
     for each in (landing_later, rejected_later, landed_now, rejected_now):
-        await chain.record(each)
+        await record(chain, each)
 
     for later_one in (landing_later, rejected_later):
         status = await chain.status(later_one.signature, blockhash.expires_at)
@@ -163,7 +170,7 @@ async def test_a_recorded_swap_is_pending_until_it_lands_then_shows_its_outcome(
 async def test_a_taken_swap_lands_whatever_expiry_it_is_asked_about_with(chain: Chain) -> None:
     blockhash = await chain.issue_blockhash()
     landed = sent(blockhash)
-    await chain.record(landed)
+    await record(chain, landed)
 
     status = await chain.status(landed.signature, datetime(2000, 1, 1, tzinfo=UTC))
 
@@ -196,7 +203,7 @@ async def test_only_a_blockhash_the_chain_issued_and_still_valid_is_taken(
         }
         for reason, each in attempts.items():
             with pytest.raises(SwapRejected, match=reason):
-                await chain.record(each)
+                await record(chain, each)
             assert await chain.find(each.signature) is None
             status = await chain.status(each.signature, expired.expires_at)
             assert status.state is TransactionState.EXPIRED
@@ -210,7 +217,7 @@ async def test_a_transaction_that_misstates_its_expiry_is_refused(chain: Chain) 
     misstated = sent(earlier)
 
     with pytest.raises(SwapRejected, match="expires at"):
-        await chain.record(misstated)
+        await record(chain, misstated)
 
     assert await chain.find(misstated.signature) is None
 
@@ -218,11 +225,11 @@ async def test_a_transaction_that_misstates_its_expiry_is_refused(chain: Chain) 
 async def test_a_signature_is_taken_once_and_keeps_its_first_outcome(chain: Chain) -> None:
     blockhash = await chain.issue_blockhash()
     first = sent(blockhash)
-    await chain.record(first)
+    await record(chain, first)
     again = sent(blockhash, landed=False, signature=first.signature)
 
     with pytest.raises(AlreadyProcessed) as raised:
-        await chain.record(again)
+        await record(chain, again)
 
     assert isinstance(raised.value, VenueError)
     assert not isinstance(raised.value, SwapRejected), "the first send may have landed"
@@ -246,7 +253,7 @@ async def test_a_signature_sent_twice_at_once_is_taken_once(
             await holder.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", SIGNATURE_LOCKS, first.signature
             )
-            sends = [asyncio.create_task(chain.record(first)) for _ in range(2)]
+            sends = [asyncio.create_task(record(chain, first)) for _ in range(2)]
             await asyncio.sleep(0.2)
             assert not any(send.done() for send in sends), "both wait for the lock"
         outcomes = await asyncio.gather(*sends, return_exceptions=True)
@@ -265,7 +272,7 @@ async def test_a_signature_taken_and_sent_again_after_its_expiry_is_not_called_r
 ) -> None:
     blockhash = await chain.issue_blockhash()
     first = sent(blockhash)
-    await chain.record(first)
+    await record(chain, first)
     admin = await asyncpg.connect(database_url)
     try:
         await admin.execute(
@@ -277,7 +284,7 @@ async def test_a_signature_taken_and_sent_again_after_its_expiry_is_not_called_r
         await admin.close()
 
     with pytest.raises(AlreadyProcessed):
-        await chain.record(first)
+        await record(chain, first)
 
 
 async def test_a_signature_being_taken_is_never_declared_expired(
@@ -343,7 +350,7 @@ async def test_a_ledger_of_the_previous_version_is_upgraded_in_place(database_ur
             status = await chain.status("old", datetime(2000, 1, 1, tzinfo=UTC))
             landed = await chain.landed_signatures([order_id])
             blockhash = await chain.issue_blockhash()
-            await chain.record(sent(blockhash))
+            await record(chain, sent(blockhash))
         finally:
             await chain.close()
 
@@ -380,9 +387,9 @@ async def _held_back(
             await holder.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", SIGNATURE_LOCKS, blocker.signature
             )
-            first = asyncio.create_task(chain.record(blocker))
+            first = asyncio.create_task(record(chain, blocker))
             await asyncio.sleep(0.1)
-            queued = [asyncio.create_task(chain.record(each)) for each in sends]
+            queued = [asyncio.create_task(record(chain, each)) for each in sends]
             await asyncio.sleep(0.1)
             assert not any(task.done() for task in [first, *queued]), "all wait for the blocker"
         await first

@@ -9,7 +9,6 @@ its own and never assumes a symbol unknown unless it made it up.
 
 from __future__ import annotations
 
-import random
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -29,6 +28,7 @@ from orderengine.tokens import (
     token_named,
 )
 from orderengine.transaction import build, min_amount_out, raw_units
+from orderengine.venues.market import Market
 from orderengine.venues.meteora import Meteora
 from orderengine.venues.pool import Pool, pool_address
 from orderengine.venues.raydium import Raydium
@@ -129,11 +129,12 @@ def test_a_listed_pool_holds_its_liquidity_against_the_token_at_the_listed_price
     symbol = fresh_symbol()
     register(listed_token(symbol, Decimal("0.015")))
 
-    pool = Pool.listed(listing(symbol, "0.0001", "5000"))
+    pool = Pool.listed(listing(symbol, "0.0001", "5000"), Market(0, volatility_bps=0))
+    state = pool.at(now=0.0, half_life_s=0)
 
-    assert pool.quote_reserve == Decimal(5000)
-    assert pool.base_reserve == Decimal(50_000_000)
-    assert pool.price == pool.anchor == pool.market == Decimal("0.0001")
+    assert state.quote_reserve == Decimal(5000)
+    assert state.base_reserve == Decimal(50_000_000)
+    assert state.price == pool.anchor == Decimal("0.0001")
     assert (pool.base.symbol, pool.quote.symbol) == (symbol, "SOL")
     assert pool.address == pool_address("meteora", symbol, "SOL")
 
@@ -141,18 +142,15 @@ def test_a_listed_pool_holds_its_liquidity_against_the_token_at_the_listed_price
 def test_a_listed_pool_drifts_around_its_listed_price_and_recovers() -> None:
     symbol = fresh_symbol()
     register(listed_token(symbol, Decimal(450)))
-    pool, rng = Pool.listed(listing(symbol, "3", "900")), random.Random(4)
+    pool = Pool.listed(listing(symbol, "3", "900"), Market(4, volatility_bps=20))
 
-    prices = []
-    for _ in range(500):
-        pool.drift(rng, volatility_bps=20)
-        prices.append(pool.price)
-    pool.settle(symbol, Decimal(50), Decimal(40))
-    pool.relax(now=0.0, half_life_s=0)
+    prices = [pool.at(now=float(second), half_life_s=0).price for second in range(500)]
+    pool.adopt(pool.at(now=500.0, half_life_s=0).settle(symbol, Decimal(50), Decimal(40), 500.0))
+    later = pool.at(now=501.0, half_life_s=0)
 
     assert len(set(prices)) > 250
     assert all(Decimal("2.8") < price < Decimal("3.2") for price in prices)
-    assert pool.price == pytest.approx(pool.market, rel=Decimal("1e-20"))
+    assert later.price == pytest.approx(later.market, rel=Decimal("1e-20"))
 
 
 async def test_a_listed_pair_quotes_and_swaps_on_its_venue_only() -> None:

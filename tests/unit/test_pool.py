@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import uuid
 from decimal import Decimal
 
@@ -14,8 +13,9 @@ from solders.keypair import Keypair
 from orderengine.errors import SlippageExceeded, SwapRejected
 from orderengine.tokens import TOKENS
 from orderengine.transaction import Transaction, build, min_amount_out
+from orderengine.venues.market import STEP_S, Market
 from orderengine.venues.meteora import Meteora
-from orderengine.venues.pool import Pool
+from orderengine.venues.pool import Pool, PoolState
 from orderengine.venues.raydium import Raydium
 from orderengine.venues.values import Execution, RecentBlockhash
 from tests.ledger import MemoryLedger
@@ -23,12 +23,18 @@ from tests.ledger import MemoryLedger
 SIGNER = Keypair.from_seed(bytes(32))
 
 
-def pool() -> Pool:
-    return Pool("raydium", TOKENS["SOL"], TOKENS["USDC"], Decimal(150), Decimal(1_500_000))
+def pool(market: Market | None = None) -> Pool:
+    market = market or Market(0, volatility_bps=0)
+    return Pool("raydium", TOKENS["SOL"], TOKENS["USDC"], Decimal(150), Decimal(1_500_000), market)
+
+
+def still(pool: Pool) -> PoolState:
+    """The pool with no drift and no swap: at its initial reserves."""
+    return pool.at(now=0.0, half_life_s=0)
 
 
 def test_constant_product_output_after_fee() -> None:
-    result = pool().swap("SOL", Decimal(100), Decimal("0.0025"))
+    result = still(pool()).swap("SOL", Decimal(100), Decimal("0.0025"))
 
     # 10,000 SOL against 1,500,000 USDC; 99.75 SOL in after the fee.
     expected = Decimal(1_500_000) * Decimal("99.75") / Decimal("10099.75")
@@ -40,27 +46,40 @@ def test_constant_product_output_after_fee() -> None:
 
 
 def test_bigger_swaps_move_the_price_more() -> None:
-    small = pool().swap("USDC", Decimal(100), Decimal("0.0025"))
-    large = pool().swap("USDC", Decimal(1_000_000), Decimal("0.0025"))
+    small = still(pool()).swap("USDC", Decimal(100), Decimal("0.0025"))
+    large = still(pool()).swap("USDC", Decimal(1_000_000), Decimal("0.0025"))
 
     assert large.price_impact_pct > small.price_impact_pct
     assert large.price < small.price
 
 
 def test_drift_moves_the_price_but_keeps_it_near_its_anchor() -> None:
-    moving, rng = pool(), random.Random(3)
-    prices = []
-    for _ in range(2_000):
-        moving.drift(rng, volatility_bps=20)
-        prices.append(moving.price)
+    moving = pool(Market(3, volatility_bps=20))
+    prices = [moving.at(now=STEP_S * step, half_life_s=0).price for step in range(2_000)]
 
     assert len(set(prices)) > 1_000
     assert all(Decimal(140) < price < Decimal(160) for price in prices)
 
 
+def test_the_drift_is_a_function_of_the_seed_and_the_moment_alone() -> None:
+    """However each market was asked before, as engines ask theirs at their own moments."""
+    stepping, jumping, other = (Market(seed, volatility_bps=20) for seed in (7, 7, 8))
+    stepped = [stepping.deviation("pool", second / 4) for second in range(4 * 600)]
+    moments = (0.0, 599.9, 12.3, 300.0, 1e9)
+
+    assert [jumping.deviation("pool", moment) for moment in moments] == [
+        stepping.deviation("pool", moment) for moment in moments
+    ]
+    assert stepped[4 * 300] == jumping.deviation("pool", 300.0)
+    assert stepping.deviation("pool", 1.0) != stepping.deviation("pool", 2.0), "steps move"
+    assert stepping.deviation("pool", 1.0) == stepping.deviation("pool", 1.9), "one a second"
+    assert other.deviation("pool", 300.0) != jumping.deviation("pool", 300.0)
+    assert jumping.deviation("another", 300.0) != jumping.deviation("pool", 300.0)
+
+
 def test_venues_sit_two_to_five_percent_apart() -> None:
     for seed in range(20):
-        unused_ledger = MemoryLedger()
+        unused_ledger = MemoryLedger(seed=seed)
         raydium = Raydium(
             unused_ledger, latency_scale=0, failure_rate=0, volatility_bps=0, seed=seed
         )
@@ -85,32 +104,31 @@ class Clock:
         return self.now
 
 
-def drained() -> Pool:
-    """The pool right after a swap that took most of its SOL."""
+def drained(half_life_s: float, at: float = 0.0) -> Pool:
+    """The pool right after a swap at `at` that took most of its SOL."""
     drained = pool()
-    result = drained.swap("USDC", Decimal(3_000_000), Decimal("0.0025"))
-    drained.settle("USDC", Decimal(3_000_000), result.amount_out)
+    state = drained.at(at, half_life_s)
+    result = state.swap("USDC", Decimal(3_000_000), Decimal("0.0025"))
+    drained.adopt(state.settle("USDC", Decimal(3_000_000), result.amount_out, at))
     return drained
 
 
-def gaps(moved: Pool) -> tuple[float, float]:
-    """How far the pool is from its reference state: (log of price, log of depth)."""
-    base, quote = moved.reference()
+def gaps(moved: Pool, now: float, half_life_s: float) -> tuple[float, float]:
+    """How far the pool is from its reference state at `now`: (log of price, log of depth)."""
+    state = moved.at(now, half_life_s)
+    base, quote = moved.reference(state.market)
     return (
-        math.log(moved.price / (quote / base)),
-        math.log(moved.base_reserve * moved.quote_reserve / (base * quote)),
+        math.log(state.price / (quote / base)),
+        math.log(state.base_reserve * state.quote_reserve / (base * quote)),
     )
 
 
 def test_a_drained_pool_closes_half_its_gap_each_half_life() -> None:
-    moved = drained()
-    moved.relax(0.0, half_life_s=10)
-    price_gap, depth_gap = gaps(moved)
+    moved = drained(half_life_s=10)
+    price_gap, depth_gap = gaps(moved, 0.0, half_life_s=10)
 
-    moved.relax(10.0, half_life_s=10)
-    halfway = gaps(moved)
-    moved.relax(100.0, half_life_s=10)
-    nearly_back = gaps(moved)
+    halfway = gaps(moved, 10.0, half_life_s=10)
+    nearly_back = gaps(moved, 100.0, half_life_s=10)
 
     assert price_gap > 1
     assert depth_gap > 0.001, "the fee stays in the pool"
@@ -119,25 +137,33 @@ def test_a_drained_pool_closes_half_its_gap_each_half_life() -> None:
 
 
 def test_no_time_no_recovery_and_no_half_life_a_full_one() -> None:
-    moved = drained()
-    moved.relax(5.0, half_life_s=10)
-    before = (moved.base_reserve, moved.quote_reserve)
+    moved = drained(half_life_s=10, at=5.0)
+    assert moved.settled is not None
 
-    moved.relax(5.0, half_life_s=10)
-    assert (moved.base_reserve, moved.quote_reserve) == before
+    right_after = moved.at(5.0, half_life_s=10)
+    assert (right_after.base_reserve, right_after.quote_reserve) == (
+        moved.settled.base,
+        moved.settled.quote,
+    )
 
-    moved.relax(5.0, half_life_s=0)
-    assert (moved.base_reserve, moved.quote_reserve) == (pool().base_reserve, Decimal(1_500_000))
+    at_once = moved.at(5.0, half_life_s=0)
+    assert (at_once.base_reserve, at_once.quote_reserve) == (
+        still(pool()).base_reserve,
+        Decimal(1_500_000),
+    )
 
 
 def test_recovery_returns_to_the_market_price_as_it_drifts() -> None:
-    moved, rng = drained(), random.Random(5)
-    for step in range(50):
-        moved.drift(rng, volatility_bps=20)
-        moved.relax(float(step), half_life_s=1)
+    market = Market(5, volatility_bps=20)
+    moved = pool(market)
+    state = moved.at(0.0, half_life_s=1)
+    result = state.swap("USDC", Decimal(3_000_000), Decimal("0.0025"))
+    moved.adopt(state.settle("USDC", Decimal(3_000_000), result.amount_out, 0.0))
 
-    assert moved.market != moved.anchor
-    assert float(moved.price / moved.market) == pytest.approx(1, abs=1e-9)
+    later = moved.at(50.0, half_life_s=1)
+
+    assert later.market != moved.anchor
+    assert float(later.price / later.market) == pytest.approx(1, abs=1e-9)
 
 
 def whale_venue(clock: Clock, half_life_s: float) -> Raydium:

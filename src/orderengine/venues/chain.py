@@ -5,7 +5,16 @@ engine's database, so that it outlives the engine as a real chain would, while k
 nothing of the engine's tables: the engine learns what landed only by asking a venue.
 
 It also keeps the pools venues listed for new pairs (`add_listing`), so that a listing
-outlives the engine that made it and the venues of every engine on the chain learn it.
+outlives the engine that made it and the venues of every engine on the chain learn it; the
+reserves each pool's last swap left (`pool_reserves`), so that a swap through one engine
+moves the pool every engine quotes from; and the seed of the market's drift (`seed`),
+chosen by the first engine that opened the chain, so that every engine drifts alike.
+
+A swap is decided against its pool as the chain holds it: its pool's row is locked, the
+venue decides the outcome against the reserves in it, and the transaction and the reserves
+it leaves are written before the lock is let go. So two engines swapping one pool at once
+each decide against the state the other left, in turn, as a real chain's write lock on a
+pool's account has them.
 
 A transaction is recorded when it is sent, in one statement with those sent meanwhile, with
 the outcome the venue decided then (landed with its amounts, or rejected with its reason)
@@ -24,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -38,12 +48,13 @@ from solders.hash import Hash
 
 from orderengine.errors import AlreadyListed, SwapRejected, VenueError
 from orderengine.grouping import Grouped, each_alone
-from orderengine.postgres import acquire, create_pool
+from orderengine.postgres import AnyConnection, acquire, create_pool
 from orderengine.venues.values import (
     Dex,
     Execution,
     Listing,
     RecentBlockhash,
+    Reserves,
     TransactionState,
     TransactionStatus,
 )
@@ -78,6 +89,30 @@ class Sent:
 
 
 @dataclass(frozen=True)
+class Decided:
+    """A transaction with the outcome its venue decided, and what it leaves of its pool."""
+
+    sent: Sent
+    reserves: Reserves | None = None
+    """The pool's reserves after the swap, if it lands; None if it leaves the pool alone."""
+
+
+Decide = Callable[[Reserves | None], Decided]
+"""Decides a transaction against its pool's reserves on the chain (None: no swap moved it)."""
+
+
+@dataclass(frozen=True)
+class Sending:
+    """A transaction on its way to the chain, to be decided against its pool as it is there."""
+
+    signature: str
+    dex: Dex
+    pool: str | None
+    """The address of the pool it swaps on; None if it touches none."""
+    decide: Decide
+
+
+@dataclass(frozen=True)
 class Recorded:
     """What the chain holds for a signature: its outcome, and when that outcome takes effect."""
 
@@ -88,18 +123,32 @@ class Recorded:
 class Ledger(Protocol):
     """The chain as a simulated venue uses it."""
 
+    @property
+    def seed(self) -> int:
+        """The seed of the market's drift, the same for every engine on the chain."""
+        ...
+
     async def issue_blockhash(self) -> RecentBlockhash:
         """A recent blockhash, and the last moment a transaction built on it can be taken."""
         ...
 
-    async def record(self, sent: Sent) -> None:
-        """Take the transaction: record its outcome now, effective `lands_in_s` from now.
+    async def record(self, sending: Sending) -> Decided:
+        """Decide the transaction against its pool, then take it; the decision as taken.
+
+        `sending.decide` is given the pool's reserves as the chain holds them, with no other
+        swap of the pool decided meanwhile; it may be called again if the chain must start
+        over. The transaction's outcome is recorded now, effective `lands_in_s` from now,
+        and the reserves it leaves are the pool's from then on.
 
         Raises `AlreadyProcessed` if the signature was taken before (its first outcome
         stands, whatever it is); otherwise `SwapRejected` if its blockhash was not issued
         here, has expired, or expires at another moment than `sent.expires_at`: nothing is
-        recorded, and it can never land.
+        recorded, the pool is left as it was, and it can never land.
         """
+        ...
+
+    async def pool_reserves(self, dex: Dex) -> dict[str, Reserves]:
+        """What the last swap left of each of `dex`'s pools that a swap moved, by address."""
         ...
 
     async def status(self, signature: str, expires_at: datetime) -> TransactionStatus:
@@ -214,8 +263,10 @@ class Chain:
         timeout_s: float,
         blockhash_ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
+        seed: int = 0,
     ) -> None:
         self._pool = pool
+        self._seed = seed
         self._timeout_s = timeout_s
         self._blockhash_ttl = timedelta(seconds=blockhash_ttl_s)
         self._slot_s = min(SLOT_S, blockhash_ttl_s / 10)
@@ -224,7 +275,7 @@ class Chain:
         self._issuing: asyncio.Task[RecentBlockhash] | None = None
         """The slot's blockhash being issued, which the builds meanwhile wait for."""
         self._pruned_at: float | None = None
-        self._records: Grouped[Sent, None] = Grouped(self._record_group, RECORD_BATCH)
+        self._records: Grouped[Sending, Decided] = Grouped(self._record_group, RECORD_BATCH)
 
     @classmethod
     async def open(
@@ -235,19 +286,32 @@ class Chain:
         *,
         blockhash_ttl_s: float = DEFAULT_BLOCKHASH_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
     ) -> Self:
-        """Connect and create or upgrade the chain's schema.
+        """Connect, create or upgrade the chain's schema, and read the market's seed.
 
         `blockhash_ttl_s` is how long a transaction built on a blockhash issued here can be
-        taken after the blockhash was issued; `clock` tells slots apart.
+        taken after the blockhash was issued; `clock` tells slots apart. `seed` is the
+        market's seed if this chain is the first to open the database (a random one when
+        None); a chain opened later takes the one stored, whatever it is given.
         """
         pool = await create_pool(dsn, size, timeout_s)
-        chain = cls(pool, timeout_s, blockhash_ttl_s, clock)
         ddl = resources.files("orderengine.venues").joinpath("chain.sql").read_text()
-        async with acquire(chain._pool, timeout_s) as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-            await connection.execute(ddl)
-        return chain
+        try:
+            async with acquire(pool, timeout_s) as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                await connection.execute(ddl)
+                stored = await _market_seed(connection, seed)
+        except BaseException:
+            await pool.close()
+            raise
+        if seed is not None and stored != seed:
+            log.warning("chain_seed_kept", seed=stored, given=seed)
+        return cls(pool, timeout_s, blockhash_ttl_s, clock, stored)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
 
     async def close(self) -> None:
         if self._issuing is not None:
@@ -314,93 +378,66 @@ class Chain:
             self._pruned_at = now
         return RecentBlockhash(blockhash=blockhash, expires_at=expires_at)
 
-    async def record(self, sent: Sent) -> None:
-        """Take `sent`, under its signature's lock; or say why not.
+    async def record(self, sending: Sending) -> Decided:
+        """Decide `sending` against its pool, then take it under its signature's lock; or refuse.
 
-        Transactions sent while a record is being committed are recorded together, in one
-        statement (`Grouped`), each taken or refused on its own. The locks are the
-        statement's first step, taken in the order of their keys so that two groups never
-        deadlock, and the blockhashes' validity is read on the clock after them,
-        so a `status` that held a lock and found its signature missing past its expiry is
-        never contradicted. A valid transaction that was not taken met the same signature,
-        taken before it: only a conflict leaves it out.
+        Transactions sent while a record is being committed are decided and recorded
+        together, in one transaction (`Grouped`), each taken or refused on its own. Their
+        pools' rows are locked first, in the order of their addresses, and each is decided
+        against the reserves the one before it on its pool left. The signatures' locks come
+        next, in the order of their keys, so that two groups never deadlock, and the
+        blockhashes' validity is read on the clock after them, so a `status` that held a
+        lock and found its signature missing past its expiry is never contradicted. A valid
+        transaction that was not taken met the same signature, taken before it: only a
+        conflict leaves it out.
         """
-        await self._records(sent)
+        return await self._records(sending)
 
-    async def _record_group(self, group: Sequence[Sent]) -> list[Exception | None]:
-        """Record `group`; each one's refusal, or None when it was taken.
+    async def _record_group(self, group: Sequence[Sending]) -> list[Decided | Exception]:
+        """Decide and record `group`; each one's refusal, or its decision when it was taken.
 
-        When the store refuses the statement (nothing of it committed), each is recorded
-        again alone, so that only the one at fault fails. Transactions with one signature
-        are recorded one after the other, so that the first is taken and the others see it.
+        When the store refuses the statement (nothing of it committed), or a transaction
+        refused had moved a pool another of the group was decided against, each is recorded
+        again alone, so that only the one at fault fails and each is decided against the
+        pool as it is. Transactions with one signature are recorded one after the other, so
+        that the first is taken and the others see it.
         """
-        if len(group) > 1 and len({sent.signature for sent in group}) < len(group):
+        if len(group) > 1 and len({sending.signature for sending in group}) < len(group):
             return await each_alone(self._record_group, group)
         try:
-            rows = await self._recorded_rows(group)
+            return await self._decided_and_recorded(group)
+        except _DecidedOnARefusal:
+            return await each_alone(self._record_group, group)
         except asyncpg.PostgresError:
             if len(group) == 1:
                 raise
             return await each_alone(self._record_group, group)
-        return [_refusal_of(sent, row) for sent, row in zip(group, rows, strict=True)]
 
-    async def _recorded_rows(self, group: Sequence[Sent]) -> list[asyncpg.Record]:
-        """The group's statement: for each, in order, what was issued and whether it was taken."""
-        executions = [s.outcome if isinstance(s.outcome, Execution) else None for s in group]
-        amounts = [_amounts(execution) for execution in executions]
+    async def _decided_and_recorded(self, group: Sequence[Sending]) -> list[Decided | Exception]:
+        """One transaction: lock the pools, decide, record, and write the pools that moved."""
+        async with (
+            acquire(self._pool, self._timeout_s) as connection,
+            connection.transaction(),
+        ):
+            reserves = await _locked_pools(connection, group)
+            decided = _decide_in_turn(group, reserves)
+            rows = await _recorded_rows(connection, [each.sent for each in decided])
+            refusals = [
+                _refusal_of(each.sent, row) for each, row in zip(decided, rows, strict=True)
+            ]
+            moved = _pools_moved(group, decided, refusals)
+            if moved:
+                await _write_pools(connection, moved)
+        return [refusal or each for each, refusal in zip(decided, refusals, strict=True)]
+
+    async def pool_reserves(self, dex: Dex) -> dict[str, Reserves]:
         async with acquire(self._pool, self._timeout_s) as connection:
-            return await connection.fetch(
-                """
-                WITH sent AS (
-                    SELECT * FROM unnest(
-                        $1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
-                        $6::boolean[], $7::numeric[], $8::numeric[], $9::numeric[],
-                        $10::numeric[], $11::text[], $12::float8[]
-                    ) WITH ORDINALITY AS s (signature, blockhash, expires_at, dex, order_id,
-                                            landed, amount_in, amount_out, executed_price,
-                                            fee, error, lands_in_s, n)
-                ), locked AS (
-                    SELECT pg_advisory_xact_lock($13, key)
-                    FROM (SELECT hashtext(signature) AS key FROM sent
-                          ORDER BY key OFFSET 0) AS keys
-                ), issued AS (
-                    SELECT sent.*, b.expires_at AS issued_expires_at,
-                           b.expires_at >= clock_timestamp() AS valid
-                    FROM sent LEFT JOIN chain.blockhashes AS b ON b.blockhash = sent.blockhash
-                    WHERE (SELECT count(*) FROM locked) = (SELECT count(*) FROM sent) -- locks first
-                ), taken AS (
-                    INSERT INTO chain.transactions (
-                        signature, blockhash, expires_at, dex, order_id, landed,
-                        amount_in, amount_out, executed_price, fee, error, lands_at)
-                    SELECT signature, blockhash, issued_expires_at, dex, order_id, landed,
-                           amount_in, amount_out, executed_price, fee, error,
-                           clock_timestamp() + lands_in_s * interval '1 second'
-                    FROM issued WHERE valid AND issued_expires_at = expires_at
-                    ON CONFLICT (signature) DO NOTHING
-                    RETURNING signature
-                )
-                SELECT issued.issued_expires_at AS expires_at,
-                       coalesce(issued.valid, false) AS valid,
-                       EXISTS (SELECT FROM taken WHERE taken.signature = issued.signature)
-                           AS taken,
-                       EXISTS (SELECT FROM chain.transactions AS t
-                               WHERE t.signature = issued.signature) AS known
-                FROM issued ORDER BY issued.n
-                """,
-                [sent.signature for sent in group],
-                [sent.blockhash for sent in group],
-                [sent.expires_at for sent in group],
-                [sent.dex for sent in group],
-                [sent.order_id for sent in group],
-                [execution is not None for execution in executions],
-                *(list(column) for column in zip(*amounts, strict=True)),
-                [
-                    None if execution else sent.outcome
-                    for sent, execution in zip(group, executions, strict=True)
-                ],
-                [sent.lands_in_s for sent in group],
-                SIGNATURE_LOCKS,
+            rows = await connection.fetch(
+                "SELECT pool, base_reserve, quote_reserve, settled_at FROM chain.pools"
+                " WHERE dex = $1 AND settled_at IS NOT NULL",
+                dex,
             )
+        return {row["pool"]: _reserves(row) for row in rows}
 
     async def find(self, signature: str) -> TransactionStatus | None:
         """The state of a signature the chain took, now; None if it never took it."""
@@ -530,3 +567,162 @@ def _amounts(execution: Execution | None) -> tuple[Decimal | None, ...]:
     if execution is None:
         return (None, None, None, None)
     return (execution.amount_in, execution.amount_out, execution.executed_price, execution.fee)
+
+
+class _DecidedOnARefusal(Exception):
+    """A refused transaction had moved a pool that a later one of its group was decided on."""
+
+
+async def _market_seed(connection: AnyConnection, seed: int | None) -> int:
+    """The market's seed on the chain: `seed` (or a random one) if it holds none yet."""
+    chosen = seed if seed is not None else secrets.randbits(63)
+    stored: int = await connection.fetchval(
+        """
+        WITH chosen AS (
+            INSERT INTO chain.market (seed) VALUES ($1) ON CONFLICT DO NOTHING RETURNING seed
+        )
+        SELECT seed FROM chosen UNION ALL SELECT seed FROM chain.market
+        """,
+        chosen,
+    )
+    return stored
+
+
+async def _locked_pools(
+    connection: AnyConnection, group: Sequence[Sending]
+) -> dict[str, Reserves | None]:
+    """Lock the rows of the group's pools, in the order of their addresses; their reserves.
+
+    A pool no swap has moved yet gets its row here, empty.
+    """
+    pools = sorted({(s.pool, s.dex) for s in group if s.pool is not None})
+    if not pools:
+        return {}
+    rows = await connection.fetch(
+        """
+        INSERT INTO chain.pools (pool, dex)
+        SELECT pool, dex FROM unnest($1::text[], $2::text[]) AS p (pool, dex) ORDER BY pool
+        ON CONFLICT (pool) DO UPDATE SET dex = excluded.dex
+        RETURNING pool, base_reserve, quote_reserve, settled_at
+        """,
+        [pool for pool, _ in pools],
+        [dex for _, dex in pools],
+    )
+    return {row["pool"]: _reserves(row) if row["settled_at"] is not None else None for row in rows}
+
+
+def _decide_in_turn(
+    group: Sequence[Sending], reserves: dict[str, Reserves | None]
+) -> list[Decided]:
+    """Decide each in order, against what the ones before it on its pool left."""
+    decided = []
+    for sending in group:
+        if sending.pool is None:
+            decided.append(sending.decide(None))
+            continue
+        each = sending.decide(reserves[sending.pool])
+        if each.reserves is not None:
+            reserves[sending.pool] = each.reserves
+        decided.append(each)
+    return decided
+
+
+def _pools_moved(
+    group: Sequence[Sending], decided: Iterable[Decided], refusals: Iterable[Exception | None]
+) -> dict[str, Reserves]:
+    """What the taken swaps left of each pool they moved.
+
+    Raises `_DecidedOnARefusal` when a swap was decided against what a refused one left.
+    """
+    moved: dict[str, Reserves] = {}
+    refused_moves: defaultdict[str, bool] = defaultdict(bool)
+    for sending, each, refusal in zip(group, decided, refusals, strict=True):
+        if sending.pool is None:
+            continue
+        if refused_moves[sending.pool]:
+            raise _DecidedOnARefusal(sending.pool)
+        if each.reserves is None:
+            continue
+        if refusal is None:
+            moved[sending.pool] = each.reserves
+        else:
+            refused_moves[sending.pool] = True
+    return moved
+
+
+async def _write_pools(connection: AnyConnection, moved: dict[str, Reserves]) -> None:
+    await connection.execute(
+        """
+        UPDATE chain.pools AS p
+        SET base_reserve = m.base, quote_reserve = m.quote, settled_at = m.at
+        FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::float8[])
+            AS m (pool, base, quote, at)
+        WHERE p.pool = m.pool
+        """,
+        list(moved),
+        [reserves.base for reserves in moved.values()],
+        [reserves.quote for reserves in moved.values()],
+        [reserves.at for reserves in moved.values()],
+    )
+
+
+def _reserves(row: asyncpg.Record) -> Reserves:
+    return Reserves(base=row["base_reserve"], quote=row["quote_reserve"], at=row["settled_at"])
+
+
+async def _recorded_rows(connection: AnyConnection, group: Sequence[Sent]) -> list[asyncpg.Record]:
+    """The group's statement: for each, in order, what was issued and whether it was taken."""
+    executions = [s.outcome if isinstance(s.outcome, Execution) else None for s in group]
+    amounts = [_amounts(execution) for execution in executions]
+    return await connection.fetch(
+        """
+            WITH sent AS (
+                SELECT * FROM unnest(
+                    $1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
+                    $6::boolean[], $7::numeric[], $8::numeric[], $9::numeric[],
+                    $10::numeric[], $11::text[], $12::float8[]
+                ) WITH ORDINALITY AS s (signature, blockhash, expires_at, dex, order_id,
+                                        landed, amount_in, amount_out, executed_price,
+                                        fee, error, lands_in_s, n)
+            ), locked AS (
+                SELECT pg_advisory_xact_lock($13, key)
+                FROM (SELECT hashtext(signature) AS key FROM sent
+                      ORDER BY key OFFSET 0) AS keys
+            ), issued AS (
+                SELECT sent.*, b.expires_at AS issued_expires_at,
+                       b.expires_at >= clock_timestamp() AS valid
+                FROM sent LEFT JOIN chain.blockhashes AS b ON b.blockhash = sent.blockhash
+                WHERE (SELECT count(*) FROM locked) = (SELECT count(*) FROM sent) -- locks first
+            ), taken AS (
+                INSERT INTO chain.transactions (
+                    signature, blockhash, expires_at, dex, order_id, landed,
+                    amount_in, amount_out, executed_price, fee, error, lands_at)
+                SELECT signature, blockhash, issued_expires_at, dex, order_id, landed,
+                       amount_in, amount_out, executed_price, fee, error,
+                       clock_timestamp() + lands_in_s * interval '1 second'
+                FROM issued WHERE valid AND issued_expires_at = expires_at
+                ON CONFLICT (signature) DO NOTHING
+                RETURNING signature
+            )
+            SELECT issued.issued_expires_at AS expires_at,
+                   coalesce(issued.valid, false) AS valid,
+                   EXISTS (SELECT FROM taken WHERE taken.signature = issued.signature)
+                       AS taken,
+                   EXISTS (SELECT FROM chain.transactions AS t
+                           WHERE t.signature = issued.signature) AS known
+            FROM issued ORDER BY issued.n
+            """,
+        [sent.signature for sent in group],
+        [sent.blockhash for sent in group],
+        [sent.expires_at for sent in group],
+        [sent.dex for sent in group],
+        [sent.order_id for sent in group],
+        [execution is not None for execution in executions],
+        *(list(column) for column in zip(*amounts, strict=True)),
+        [
+            None if execution else sent.outcome
+            for sent, execution in zip(group, executions, strict=True)
+        ],
+        [sent.lands_in_s for sent in group],
+        SIGNATURE_LOCKS,
+    )

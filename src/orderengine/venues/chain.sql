@@ -56,3 +56,21 @@ CREATE TABLE IF NOT EXISTS chain.listings (
 
 CREATE UNIQUE INDEX IF NOT EXISTS listings_by_pair
     ON chain.listings (dex, least(token, quote_token), greatest(token, quote_token));
+
+-- The seed of the market's drift, one for the chain: the first engine to open the chain
+-- stores it (ORDERENGINE_SEED, or a random one), and every engine drifts its prices from it.
+CREATE TABLE IF NOT EXISTS chain.market (
+    single boolean PRIMARY KEY DEFAULT true CHECK (single),
+    seed   bigint NOT NULL
+);
+
+-- What the last swap left of each pool: its reserves (in its base and quote tokens) and when
+-- it settled, in seconds since the Unix epoch on the engines' clocks. A swap locks its pool's
+-- row while it is decided and recorded; a row without reserves is a pool no swap moved yet.
+CREATE TABLE IF NOT EXISTS chain.pools (
+    pool          text PRIMARY KEY,
+    dex           text NOT NULL,
+    base_reserve  numeric CHECK (base_reserve > 0),
+    quote_reserve numeric CHECK (quote_reserve > 0),
+    settled_at    double precision
+);

@@ -46,6 +46,7 @@ async def simulated_venues(settings: Settings) -> AsyncIterator[Venues]:
         CHAIN_POOL_SIZE,
         settings.db_timeout_s,
         blockhash_ttl_s=blockhash_ttl_s(settings),
+        seed=settings.seed,
     )
     try:
         venues = (
@@ -56,6 +57,7 @@ async def simulated_venues(settings: Settings) -> AsyncIterator[Venues]:
                 volatility_bps=settings.price_volatility_bps,
                 seed=settings.seed,
                 recovery_half_life_s=settings.pool_recovery_half_life_s * settings.latency_scale,
+                pool_sync_s=settings.pool_sync_ms / 1000,
             )
             for kind in (Raydium, Meteora)
         )

@@ -17,5 +17,5 @@ class Raydium(SimulatedVenue):
     name: Dex = "raydium"
     depth_usd = Decimal(5_000_000)
 
-    def fee_rate(self, pool: Pool, move: float) -> Decimal:
+    def fee_rate(self, pool: Pool, now: float) -> Decimal:
         return FEE_RATE

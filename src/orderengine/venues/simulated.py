@@ -1,14 +1,21 @@
 """Machinery shared by the simulated venues: pools, latency, failures and the chain.
 
 A simulated venue behaves like a real one: a quote takes about 200 ms and a swap 2–3 s (both
-scaled by the latency setting), prices drift between calls, and what swaps do to a pool fades
-with time (pool.py). A swap sent is first checked as a chain's node would check it: a
-well-formed Solana transaction whose signatures verify, whose first signature is the one given,
-and which swaps what its quote says on this venue; one that fails is rejected at once and never
-recorded. Then its outcome is decided, against the pool its quote came from as it is now (moved
-since the quote), failing when the price moved past the order's bound or at the configured
-failure rate, and recorded on the chain (chain.py) with the moment it lands, partway through
-the swap's latency. The chain refuses it, and it never lands, if its blockhash has expired.
+scaled by the latency setting), prices drift with time, and what swaps do to a pool fades
+with time (pool.py). Its pools are the chain's: every engine's venue of one name quotes the
+same pool at the same moment, drifting from the chain's seed (market.py), and moved by the
+swaps any engine recorded. A venue reads what swaps left of its pools from the chain at most
+every `pool_sync_s` as it quotes (`sync_pools` reads it at once), and learns its own swaps at
+once.
+
+A swap sent is first checked as a chain's node would check it: a well-formed Solana
+transaction whose signatures verify, whose first signature is the one given, and which swaps
+what its quote says on this venue; one that fails is rejected at once and never recorded. Then
+its outcome is decided, against the pool its quote came from as the chain holds it now (moved
+since the quote, by this engine or another), failing when the price moved past the order's
+bound or at the configured failure rate, and recorded on the chain (chain.py) with the moment
+it lands, partway through the swap's latency, and the reserves it leaves. The chain refuses
+it, and it never lands, if its blockhash has expired.
 
 The venue answers once the swap has landed and is confirmed. The chain does not wait for the
 venue: a swap that was recorded lands on schedule even if the engine that sent it dies.
@@ -38,14 +45,16 @@ from orderengine.errors import AlreadyListed, NoRoute, SlippageExceeded, SwapRej
 from orderengine.model import plain_decimal
 from orderengine.tokens import FIXED_TOKENS, SYMBOL, TOKENS, Token, listed_token, register
 from orderengine.transaction import Swap, Transaction, build, find_swap
-from orderengine.venues.chain import Ledger, Sent
-from orderengine.venues.pool import Pool, pool_address
+from orderengine.venues.chain import Decided, Ledger, Sending, Sent
+from orderengine.venues.market import Market
+from orderengine.venues.pool import Pool, PoolState, pool_address
 from orderengine.venues.values import (
     Dex,
     Execution,
     Listing,
     Quote,
     RecentBlockhash,
+    Reserves,
     TransactionStatus,
 )
 
@@ -64,8 +73,11 @@ class SimulatedVenue(ABC):
     """A venue with one pool per pair of fixed tokens, plus those it listed.
 
     Subclasses set the name, prices and fee. `recovery_half_life_s` is how fast the pools
-    forget what swaps did to them (0: at once), on `clock`, a monotonic clock in seconds that
-    tests may replace.
+    forget what swaps did to them (0: at once), on `clock`, in seconds on a clock every engine
+    on the chain shares (the wall clock's; tests may replace it). `seed` seeds this engine's
+    latencies and failures; the prices drift from the chain's seed. `pool_sync_s` is how long
+    a quote may go on with what this venue last read of its pools from the chain (0: each
+    quote reads it).
     """
 
     name: Dex
@@ -80,18 +92,26 @@ class SimulatedVenue(ABC):
         volatility_bps: float,
         seed: int | None,
         recovery_half_life_s: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        pool_sync_s: float = 0.0,
     ) -> None:
         self._ledger = ledger
         self._latency_scale = latency_scale
         self._failure_rate = failure_rate
-        self._volatility_bps = volatility_bps
         self._recovery_half_life_s = recovery_half_life_s
         self._clock = clock
+        self._pool_sync_s = pool_sync_s
+        self._synced_at: float | None = None
         self._rng = random.Random(f"{seed}:{self.name}" if seed is not None else None)
+        self.market = Market(ledger.seed, volatility_bps)
         self._pools = {
             frozenset((base.symbol, quote.symbol)): Pool(
-                self.name, base, quote, self.anchor_price(base, quote), self.depth_usd
+                self.name,
+                base,
+                quote,
+                self.anchor_price(base, quote),
+                self.depth_usd,
+                self.market,
             )
             for base, quote in combinations(FIXED_TOKENS, 2)
         }
@@ -101,14 +121,17 @@ class SimulatedVenue(ABC):
         return base.usd_price / quote.usd_price
 
     @abstractmethod
-    def fee_rate(self, pool: Pool, move: float) -> Decimal:
-        """The fee on a swap in `pool`, which has just moved by `move` (relative)."""
+    def fee_rate(self, pool: Pool, now: float) -> Decimal:
+        """The fee on a swap in `pool` at `now`."""
 
     async def quote(self, token_in: str, token_out: str, amount_in: Decimal) -> Quote:
         await self._pause(self._latency(QUOTE_LATENCY_S))
         pool = await self._pool(token_in, token_out)
-        fee_rate = self.fee_rate(pool, self._move(pool))
-        result = pool.swap(token_in, amount_in, fee_rate)
+        if self._sync_due():
+            await self.sync_pools()
+        now = self._clock()
+        fee_rate = self.fee_rate(pool, now)
+        result = self._state(pool, now).swap(token_in, amount_in, fee_rate)
         return Quote(
             dex=self.name,
             pool=pool.address,
@@ -141,20 +164,37 @@ class SimulatedVenue(ABC):
         blockhash, pool = self._checked(transaction, pool)
         latency = self._latency(SWAP_LATENCY_S)
         landing = self._rng.uniform(*LANDING_SHARE) * latency
-        outcome = self._decide(transaction, pool)
-        sent = Sent(
-            signature=transaction.signature,
-            blockhash=blockhash,
-            expires_at=transaction.expires_at,
-            dex=self.name,
-            order_id=transaction.order_id,
-            outcome=outcome if isinstance(outcome, Execution) else outcome.message,
-            lands_in_s=landing,
-        )
-        await self._ledger.record(sent)
-        if isinstance(outcome, Execution):
-            pool.settle(transaction.quote.token_in, outcome.amount_in, outcome.amount_out)
+        outcomes: list[Execution | SwapRejected] = []
+
+        def decide(settled: Reserves | None) -> Decided:
+            """The swap against the pool its last swap left at `settled`, as the chain holds it.
+
+            The chain may decide again when it starts over: the last decision is the one taken.
+            """
+            now = self._clock()
+            state = self._state(pool, now, settled)
+            outcome = self._decide(transaction, pool, state, now)
+            outcomes.append(outcome)
+            sent = Sent(
+                signature=transaction.signature,
+                blockhash=blockhash,
+                expires_at=transaction.expires_at,
+                dex=self.name,
+                order_id=transaction.order_id,
+                outcome=outcome if isinstance(outcome, Execution) else outcome.message,
+                lands_in_s=landing,
+            )
+            if not isinstance(outcome, Execution):
+                return Decided(sent)
+            token_in = transaction.quote.token_in
+            return Decided(sent, state.settle(token_in, outcome.amount_in, outcome.amount_out, now))
+
+        sending = Sending(transaction.signature, self.name, pool.address, decide)
+        decided = await self._ledger.record(sending)
+        if decided.reserves is not None:
+            pool.adopt(decided.reserves)
         await self._pause(latency)
+        outcome = outcomes[-1]
         if isinstance(outcome, SwapRejected):
             raise outcome
         return outcome
@@ -171,7 +211,24 @@ class SimulatedVenue(ABC):
     def set_price(self, base: str, quote: str, price: Decimal) -> None:
         """Move the pair's pool to `price` (`quote` per `base`) for good (`Pool.reprice`)."""
         pool = self._pools[frozenset((base, quote))]
-        pool.reprice(price if pool.base.symbol == base else 1 / price)
+        pool.reprice(price if pool.base.symbol == base else 1 / price, self._clock())
+
+    async def sync_pools(self) -> None:
+        """Adopt now what the swaps recorded on the chain, by any engine, left of the pools."""
+        self._synced_at = self._clock()
+        moved = await self._ledger.pool_reserves(self.name)
+        for pool in self._pools.values():
+            reserves = moved.get(pool.address)
+            if reserves is not None and reserves != pool.settled:
+                pool.adopt(reserves)
+
+    def _sync_due(self) -> bool:
+        """Whether the pools were last read from the chain `pool_sync_s` ago, or never."""
+        last = self._synced_at
+        return last is None or not 0 <= self._clock() - last < self._pool_sync_s
+
+    def _state(self, pool: Pool, now: float, settled: Reserves | None = None) -> PoolState:
+        return pool.at(now, self._recovery_half_life_s, settled)
 
     async def pairs(self) -> frozenset[frozenset[str]]:
         await self._refresh()
@@ -218,7 +275,7 @@ class SimulatedVenue(ABC):
             register(listed_token(listing.token, usd_price))
         pair = frozenset((listing.token, listing.quote_token))
         if listing.dex == self.name and pair not in self._pools:
-            self._pools[pair] = Pool.listed(listing)
+            self._pools[pair] = Pool.listed(listing, self.market)
 
     def _checked(self, transaction: Transaction, pool: Pool | None) -> tuple[str, Pool]:
         """The transaction's blockhash and pool, if it is one this venue may execute.
@@ -256,11 +313,12 @@ class SimulatedVenue(ABC):
             raise SwapRejected(f"the transaction does not hold the {self.name} swap it describes")
         return pool
 
-    def _decide(self, transaction: Transaction, pool: Pool) -> Execution | SwapRejected:
-        """The swap's outcome against `pool` as it is now: executed, or why not."""
+    def _decide(
+        self, transaction: Transaction, pool: Pool, state: PoolState, now: float
+    ) -> Execution | SwapRejected:
+        """The swap's outcome against `pool`, in `state` at `now`: executed, or why not."""
         quote = transaction.quote
-        fee_rate = self.fee_rate(pool, self._move(pool))
-        result = pool.swap(quote.token_in, quote.amount_in, fee_rate)
+        result = state.swap(quote.token_in, quote.amount_in, self.fee_rate(pool, now))
         rejection = self._rejection(transaction, result.amount_out)
         if rejection is not None:
             return rejection
@@ -283,11 +341,6 @@ class SimulatedVenue(ABC):
         if self._rng.random() < self._failure_rate:
             return SwapRejected(self._rng.choice(TRANSIENT_FAILURES))
         return None
-
-    def _move(self, pool: Pool) -> float:
-        """Let time relax the pool, then drift its price one step; the relative move."""
-        pool.relax(self._clock(), self._recovery_half_life_s)
-        return pool.drift(self._rng, self._volatility_bps)
 
     async def _pool(self, token_in: str, token_out: str) -> Pool:
         pool = await self._find(token_in, token_out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Context, Decimal
 from enum import StrEnum
@@ -113,3 +114,16 @@ class Listing(Model):
     pool: str
     """The pool's address."""
     listed_at: datetime
+
+
+@dataclass(frozen=True)
+class Reserves:
+    """A pool's reserves as its last swap left them, as the chain keeps them for every engine.
+
+    `base` and `quote` are in the pool's base and quote tokens; `at` is when the swap settled,
+    in seconds on the clock the engines share (the Unix epoch's).
+    """
+
+    base: Decimal
+    quote: Decimal
+    at: float
