@@ -56,9 +56,8 @@ from orderengine.migrations import migrate
 from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
 from orderengine.postgres import (
     AnyConnection,
-    Connection,
     DedicatedConnection,
-    acquire,
+    Store,
     create_pool,
     refused_by_server,
 )
@@ -327,12 +326,11 @@ def _too_late(order_id: UUID, status: OrderStatus) -> str:
     return f"order {order_id} has already ended ({status})"
 
 
-class Repository:
+class Repository(Store):
     """The engine's only door to PostgreSQL."""
 
     def __init__(self, pool: asyncpg.Pool, timeout_s: float, intake: DedicatedConnection) -> None:
-        self._pool = pool
-        self._timeout_s = timeout_s
+        super().__init__(pool, timeout_s)
         self._intake = intake
         """New orders' connection: every POST waits for a batch's statement, one after
         another, and a connection of their own spares each the pool's taking and giving back."""
@@ -369,11 +367,6 @@ class Repository:
     async def close(self) -> None:
         await self._intake.close()
         await self._pool.close()
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        async with acquire(self._pool, self._timeout_s) as connection:
-            yield connection
 
     @asynccontextmanager
     async def _intake_connection(self) -> AsyncIterator[AnyConnection]:
