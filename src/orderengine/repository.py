@@ -50,6 +50,7 @@ from orderengine.errors import (
     StaleOrder,
     TooManyRequests,
 )
+from orderengine.event_rows import EVENT_COLUMNS, JOINED_EVENT_COLUMNS, event_from
 from orderengine.grouping import Grouped, each_alone
 from orderengine.limiter import SubmitRate
 from orderengine.migrations import migrate
@@ -69,10 +70,6 @@ ORDER_COLUMNS = """
     last_seq, dex, tx_hash, tx_expires_at, tx_last_valid_block_height, tx_blockhash,
     executed_price, amount_out, error, next_attempt_at, limit_price, expires_at, awaits,
     best_price, owner, created_at, updated_at"""
-EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
-JOINED_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_FIELDS)
-"""The event columns of `order_events AS e`, in a statement that joins it."""
 CHANGE_BATCH = 100
 """The most status changes committed in one statement."""
 OPENING_BATCH = 100
@@ -312,11 +309,6 @@ class StoredKey(NamedTuple):
 def _without_woken(row: asyncpg.Record) -> dict[str, Any]:
     """A row of a statement that also woke the other engines, without that column."""
     return {key: value for key, value in row.items() if key != "woken"}
-
-
-def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
-    """The event in `row`, whose other columns (a position, an owner ...) are left out."""
-    return OrderEvent.model_validate({column: row[column] for column in EVENT_FIELDS})
 
 
 def _too_late(order_id: UUID, status: OrderStatus) -> str:
@@ -588,7 +580,7 @@ class Repository(Store):
                 order_id,
                 after,
             )
-        return [_event(row) for row in rows]
+        return [event_from(row) for row in rows]
 
     async def owner_and_events(self, order_id: UUID, after: int = 0) -> Opening:
         """The order's owner, and its events with a seq above `after` in order, in one read.
@@ -627,7 +619,7 @@ class Repository(Store):
         for row in rows:
             opening = found.setdefault(row["n"], (row["owner"], []))
             if row["seq"] is not None:
-                opening[1].append(_event(row))
+                opening[1].append(event_from(row))
         read = {asked: found.get(n) for n, asked in enumerate(distinct, start=1)}
         return [read[asked] or OrderNotFound(f"no order {asked[0]}") for asked in wanted]
 
@@ -639,7 +631,7 @@ class Repository(Store):
                 " ORDER BY seq DESC LIMIT 1",
                 order_id,
             )
-        return _event(row) if row is not None else None
+        return event_from(row) if row is not None else None
 
     async def latest_seqs(self, order_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The seq of each order's latest event (its `last_seq`), of the orders that exist."""
@@ -1252,7 +1244,7 @@ class Repository(Store):
                 self.owner,
             )
         woken = rows[0]["woken"] if rows else 0
-        events = [_event(row) for row in rows if row["order_id"] is not None]
+        events = [event_from(row) for row in rows if row["order_id"] is not None]
         return events, woken
 
     async def awaited_listings(self) -> set[frozenset[str]]:
@@ -1327,7 +1319,7 @@ class Repository(Store):
             rows = await connection.fetch(
                 "SELECT * FROM sequenced_feed($1, $2, $3)", after, limit, FEED_BATCH
             )
-        return [FeedEntry(row["position"], row["owner"], _event(row)) for row in rows]
+        return [FeedEntry(row["position"], row["owner"], event_from(row)) for row in rows]
 
     async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
         """The events with a feed position above `after`, in order; of `owner`'s orders if given."""
@@ -1343,7 +1335,7 @@ class Repository(Store):
                 limit,
                 owner,
             )
-        return [FeedEntry(row["position"], row["owner"], _event(row)) for row in rows]
+        return [FeedEntry(row["position"], row["owner"], event_from(row)) for row in rows]
 
     async def feed_position(self) -> int:
         """The last feed position given so far (0 before any)."""
