@@ -129,7 +129,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     try:
         await check_venues(repository, settings.venues)
         ring = KeyRing.of(settings.configured_keys(), settings.admin_keys)
-        await ring.load(repository)
+        await ring.load(repository.keys)
         check_exposure(settings.host, settings.allow_anonymous, ring)
         ring.required = exposed(settings.host, settings.allow_anonymous)
         app[KEY_RING] = ring
@@ -149,7 +149,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             try:
                 async with (
                     listings.learning(engine) as listing_heard,
-                    keep_loaded(ring, repository, settings.sweep_s) as keys_changed,
+                    keep_loaded(ring, repository.keys, settings.sweep_s) as keys_changed,
                     Listener.open(
                         settings.database_url,
                         repository.owner,

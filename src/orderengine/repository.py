@@ -1,8 +1,8 @@
 """The engine's statements on its database, but the migrations' and the simulated chain's.
 
 Orders and their events, leases, the shared attempt rate and the keys' submission buckets,
-the feed's positions, the price watches, the API keys and the engine's secrets, and which
-kind of venues the database's orders are for.
+the feed's positions, the price watches, the engine's secrets, and which kind of venues the
+database's orders are for. The API keys are the `KeyStore`'s (`keys`), on the same pool.
 
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
@@ -44,7 +44,6 @@ from orderengine.errors import (
     DatabaseUnavailable,
     IdempotencyConflict,
     InvalidTransition,
-    KeyNameTaken,
     NotCancellable,
     OrderNotFound,
     StaleOrder,
@@ -52,9 +51,10 @@ from orderengine.errors import (
 )
 from orderengine.event_rows import EVENT_COLUMNS, JOINED_EVENT_COLUMNS, event_from
 from orderengine.grouping import Grouped, each_alone
+from orderengine.key_store import KeyStore
 from orderengine.limiter import SubmitRate
 from orderengine.migrations import migrate
-from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
+from orderengine.notifications import ORDERS_CHANNEL
 from orderengine.postgres import (
     AnyConnection,
     DedicatedConnection,
@@ -298,14 +298,6 @@ class FeedEntry(NamedTuple):
     event: OrderEvent
 
 
-class StoredKey(NamedTuple):
-    """An API key as `keys list` shows it: its name and dates, never the key or its hash."""
-
-    name: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-
 def _without_woken(row: asyncpg.Record) -> dict[str, Any]:
     """A row of a statement that also woke the other engines, without that column."""
     return {key: value for key, value in row.items() if key != "woken"}
@@ -328,6 +320,8 @@ class Repository(Store):
         another, and a connection of their own spares each the pool's taking and giving back."""
         self.owner = uuid4()
         """This engine's id: the owner of the leases it takes, and the source of its NOTIFYs."""
+        self.keys = KeyStore(pool, timeout_s)
+        """The API keys, on the same pool."""
         self._changes: Grouped[Change, Changed] = Grouped(self._commit_and_tell, CHANGE_BATCH)
         """Status changes, committed in groups: those asked for while one is being committed
         go together in the next statement."""
@@ -1342,55 +1336,6 @@ class Repository(Store):
         async with self._connection() as connection:
             last = await connection.fetchval("SELECT COALESCE(max(position), 0) FROM order_events")
         return int(last)
-
-    async def create_key(self, name: str, key_hash: str) -> None:
-        """Store a new API key by its hash, under a name no active key has; tell the engines.
-
-        Raises `KeyNameTaken` if an active key has the name.
-        """
-        async with self._connection() as connection, connection.transaction():
-            try:
-                await connection.execute(
-                    "INSERT INTO api_keys (key_hash, name) VALUES ($1, $2)", key_hash, name
-                )
-            except asyncpg.UniqueViolationError:
-                raise KeyNameTaken(f"an active key is named {name!r}") from None
-            await connection.execute("SELECT pg_notify($1, $2)", KEYS_CHANNEL, name)
-
-    async def revoke_key(self, name: str) -> bool:
-        """Revoke the active key named `name`, and tell the engines; whether there was one."""
-        async with self._connection() as connection:
-            revoked = await connection.fetchval(
-                f"""
-                WITH revoked AS (
-                    UPDATE api_keys SET revoked_at = clock_timestamp()
-                    WHERE name = $1 AND revoked_at IS NULL
-                    RETURNING name
-                )
-                SELECT count(*) > 0 FROM revoked, LATERAL (
-                    SELECT pg_notify('{KEYS_CHANNEL}', $1)
-                ) AS told
-                """,
-                name,
-            )
-        return bool(revoked)
-
-    async def keys(self) -> list[StoredKey]:
-        """Every key ever created, active ones first, by name; never the hashes."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT name, created_at, revoked_at FROM api_keys"
-                " ORDER BY revoked_at IS NOT NULL, name, created_at"
-            )
-        return [StoredKey(row["name"], row["created_at"], row["revoked_at"]) for row in rows]
-
-    async def active_keys(self) -> dict[str, str]:
-        """The hash of every key not revoked, and its name."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT key_hash, name FROM api_keys WHERE revoked_at IS NULL"
-            )
-        return {row["key_hash"]: row["name"] for row in rows}
 
     async def venues_of_orders(self, venues: str) -> str:
         """The kind of venues the database's orders are for; `venues` if none was recorded.
