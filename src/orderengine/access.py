@@ -49,7 +49,7 @@ from yarl import URL
 
 from orderengine.errors import Forbidden, TooManySockets
 from orderengine.key_store import KeyStore
-from orderengine.repository import Repository
+from orderengine.shared_values import SharedValues
 
 log = structlog.get_logger(__name__)
 
@@ -217,9 +217,9 @@ class StreamTokens:
         self._ttl_s = ttl_s
 
     @classmethod
-    async def shared(cls, repository: Repository, ttl_s: float) -> StreamTokens:
+    async def shared(cls, shared: SharedValues, ttl_s: float) -> StreamTokens:
         """Tokens under the secret every engine on the database shares (made by the first)."""
-        return cls(await repository.secret(STREAM_SECRET, secrets.token_bytes(32)), ttl_s)
+        return cls(await shared.secret(STREAM_SECRET, secrets.token_bytes(32)), ttl_s)
 
     def for_order(self, order_id: UUID) -> str:
         """A token to follow `order_id`, valid for the token lifetime."""

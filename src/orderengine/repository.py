@@ -1,8 +1,9 @@
 """The engine's statements on its database, but the migrations' and the simulated chain's.
 
 Orders and their events, leases, the shared attempt rate and the keys' submission buckets,
-the feed's positions, the price watches, the engine's secrets, and which kind of venues the
-database's orders are for. The API keys are the `KeyStore`'s (`keys`), on the same pool.
+the feed's positions and the price watches. The API keys are the `KeyStore`'s (`keys`), and
+the engine's secrets and the kind of venues the orders are for are `SharedValues`
+(`shared`), on the same pool.
 
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
@@ -62,6 +63,7 @@ from orderengine.postgres import (
     create_pool,
     refused_by_server,
 )
+from orderengine.shared_values import SharedValues
 
 log = structlog.get_logger(__name__)
 
@@ -322,6 +324,8 @@ class Repository(Store):
         """This engine's id: the owner of the leases it takes, and the source of its NOTIFYs."""
         self.keys = KeyStore(pool, timeout_s)
         """The API keys, on the same pool."""
+        self.shared = SharedValues(pool, timeout_s)
+        """What every engine on the database shares, on the same pool."""
         self._changes: Grouped[Change, Changed] = Grouped(self._commit_and_tell, CHANGE_BATCH)
         """Status changes, committed in groups: those asked for while one is being committed
         go together in the next statement."""
@@ -1336,36 +1340,6 @@ class Repository(Store):
         async with self._connection() as connection:
             last = await connection.fetchval("SELECT COALESCE(max(position), 0) FROM order_events")
         return int(last)
-
-    async def venues_of_orders(self, venues: str) -> str:
-        """The kind of venues the database's orders are for; `venues` if none was recorded.
-
-        Two statements, for engines starting together, as `secret`.
-        """
-        async with self._connection() as connection:
-            await connection.execute(
-                "INSERT INTO database_venues (venues) VALUES ($1) ON CONFLICT DO NOTHING", venues
-            )
-            recorded = await connection.fetchval("SELECT venues FROM database_venues")
-        return str(recorded)
-
-    async def secret(self, name: str, new: bytes) -> bytes:
-        """The secret `name` every engine on the database shares; `new` if it had none.
-
-        Two statements: when engines start together, the insert of one waits for the other's
-        to commit and then does nothing, and only a later statement sees the row it committed.
-        """
-        async with self._connection() as connection:
-            await connection.execute(
-                "INSERT INTO engine_secrets (name, secret) VALUES ($1, $2)"
-                " ON CONFLICT (name) DO NOTHING",
-                name,
-                new,
-            )
-            secret = await connection.fetchval(
-                "SELECT secret FROM engine_secrets WHERE name = $1", name
-            )
-        return bytes(secret)
 
     async def take_rate_token(
         self, name: str, per_second: float, burst: int, count: int = 1

@@ -518,7 +518,7 @@ async def test_engines_starting_together_share_one_stream_secret(database_url: s
     repositories = [await Repository.connect(database_url, 2, 5.0) for _ in range(4)]
     try:
         secrets_ = await asyncio.gather(
-            *(r.secret("together", bytes([n]) * 32) for n, r in enumerate(repositories))
+            *(r.shared.secret("together", bytes([n]) * 32) for n, r in enumerate(repositories))
         )
     finally:
         for repository in repositories:
