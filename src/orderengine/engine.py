@@ -146,7 +146,7 @@ class Engine:
         self._hub = hub
         self._metrics = metrics
         self._limiter = limiter or SharedTokenBucket(
-            repository, settings.rate_per_minute, settings.rate_burst
+            repository.buckets, settings.rate_per_minute, settings.rate_burst
         )
         self._retry = RetryPolicy(settings)
         self._signer = signer

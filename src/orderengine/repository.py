@@ -1,9 +1,9 @@
 """The engine's statements on its database, but the migrations' and the simulated chain's.
 
-Orders and their events, leases, the shared attempt rate and the keys' submission buckets,
-the feed's positions and the price watches. The API keys are the `KeyStore`'s (`keys`), and
-the engine's secrets and the kind of venues the orders are for are `SharedValues`
-(`shared`), on the same pool.
+Orders and their events, leases and the keys' submission buckets, the feed's positions and
+the price watches. The API keys are the `KeyStore`'s (`keys`), the shared attempt rate the
+`BucketStore`'s (`buckets`), and the engine's secrets and the kind of venues the orders are
+for are `SharedValues` (`shared`), on the same pool.
 
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
@@ -28,6 +28,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 
+from orderengine.bucket_store import BucketStore
 from orderengine.domain import (
     TRANSITIONS,
     Cancelled,
@@ -326,6 +327,8 @@ class Repository(Store):
         """The API keys, on the same pool."""
         self.shared = SharedValues(pool, timeout_s)
         """What every engine on the database shares, on the same pool."""
+        self.buckets = BucketStore(pool, timeout_s)
+        """The token buckets every engine shares (the attempts'), on the same pool."""
         self._changes: Grouped[Change, Changed] = Grouped(self._commit_and_tell, CHANGE_BATCH)
         """Status changes, committed in groups: those asked for while one is being committed
         go together in the next statement."""
@@ -1340,47 +1343,3 @@ class Repository(Store):
         async with self._connection() as connection:
             last = await connection.fetchval("SELECT COALESCE(max(position), 0) FROM order_events")
         return int(last)
-
-    async def take_rate_token(
-        self, name: str, per_second: float, burst: int, count: int = 1
-    ) -> float:
-        """Take `count` tokens from the shared bucket `name`; the tokens left, negative in debt.
-
-        One statement, so engines taking at once are served one after the other (under the
-        row's lock): the bucket is refilled for the time since it was last touched, at
-        `per_second` and up to `burst`, `count` tokens are taken, and the result stored, all by
-        the database's clock, read once. A new bucket starts with `burst`. A taker whose
-        clock reading is older than the stored one refills nothing (it was served after
-        the refill up to that moment). A debt is repaid after `-tokens / per_second` seconds.
-        """
-        async with self._connection() as connection:
-            tokens = await connection.fetchval(
-                """
-                INSERT INTO rate_limit AS bucket (name, tokens, updated_at)
-                VALUES ($1, $3::float8 - $4::integer, clock_timestamp())
-                ON CONFLICT (name) DO UPDATE SET
-                    tokens = LEAST(
-                        $3::float8,
-                        bucket.tokens + $2::float8 * GREATEST(
-                            0, EXTRACT(EPOCH FROM excluded.updated_at - bucket.updated_at)
-                        )::float8
-                    ) - $4::integer,
-                    updated_at = GREATEST(bucket.updated_at, excluded.updated_at)
-                RETURNING tokens
-                """,
-                name,
-                per_second,
-                burst,
-                count,
-            )
-        return float(tokens)
-
-    async def return_rate_token(self, name: str) -> None:
-        """Give one token back to the shared bucket `name` (a wait that was cancelled).
-
-        The next take caps the bucket at its burst, so a refund never lets it overflow.
-        """
-        async with self._connection() as connection:
-            await connection.execute(
-                "UPDATE rate_limit SET tokens = tokens + 1 WHERE name = $1", name
-            )

@@ -17,7 +17,12 @@ CONSTRUCTION = {
     "orderengine.venues.meteora",
 }
 """Modules that build venues or their chain, as opposed to the protocol and its values."""
-ENGINE_STORES = {"orderengine.repository", "orderengine.key_store", "orderengine.shared_values"}
+ENGINE_STORES = {
+    "orderengine.repository",
+    "orderengine.key_store",
+    "orderengine.shared_values",
+    "orderengine.bucket_store",
+}
 """The engine's stores on its database, which the simulated chain has its own of."""
 
 
