@@ -143,7 +143,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             signer = (load_keypair if live else load_or_create_keypair)(settings.keypair)
             engine = Engine(settings, repository, venues, app[HUB], app[METRICS], signer)
             app[REPOSITORY] = repository
-            app[FEED_TAIL] = FeedTail(repository)
+            app[FEED_TAIL] = FeedTail(repository.feed)
             app[ENGINE] = engine
             await engine.start()
             log.info(

@@ -1,9 +1,9 @@
 """The engine's statements on its database, but the migrations' and the simulated chain's.
 
-Orders and their events, leases and the keys' submission buckets, the feed's positions and
-the price watches. The API keys are the `KeyStore`'s (`keys`), the shared attempt rate the
-`BucketStore`'s (`buckets`), and the engine's secrets and the kind of venues the orders are
-for are `SharedValues` (`shared`), on the same pool.
+Orders and their events, leases and the keys' submission buckets, and the price watches.
+The API keys are the `KeyStore`'s (`keys`), the shared attempt rate the `BucketStore`'s
+(`buckets`), the feed's positions the `FeedStore`'s (`feed`), and the engine's secrets and
+the kind of venues the orders are for are `SharedValues` (`shared`), on the same pool.
 
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
@@ -15,7 +15,6 @@ committed events are announced after their commit, many at once (`notify`, `Anno
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -52,6 +51,7 @@ from orderengine.errors import (
     TooManyRequests,
 )
 from orderengine.event_rows import EVENT_COLUMNS, JOINED_EVENT_COLUMNS, event_from
+from orderengine.feed_store import FeedStore
 from orderengine.grouping import Grouped, each_alone
 from orderengine.key_store import KeyStore
 from orderengine.limiter import SubmitRate
@@ -77,8 +77,6 @@ CHANGE_BATCH = 100
 """The most status changes committed in one statement."""
 OPENING_BATCH = 100
 """The most sockets' opening reads (an order's owner and events) made in one statement."""
-FEED_BATCH = 5_000
-"""The most events one call of `sequence_feed` gives positions to."""
 FIRST_DETAILS = """
     CASE awaits
         WHEN 'price' THEN jsonb_build_object(
@@ -293,14 +291,6 @@ class Backlog(NamedTuple):
     """Orders whose lease ran out unrenewed, to give back (`release_expired`)."""
 
 
-class FeedEntry(NamedTuple):
-    """An event of the feed of all orders: its position, and the owner of its order."""
-
-    position: int
-    owner: str | None
-    event: OrderEvent
-
-
 def _without_woken(row: asyncpg.Record) -> dict[str, Any]:
     """A row of a statement that also woke the other engines, without that column."""
     return {key: value for key, value in row.items() if key != "woken"}
@@ -329,6 +319,8 @@ class Repository(Store):
         """What every engine on the database shares, on the same pool."""
         self.buckets = BucketStore(pool, timeout_s)
         """The token buckets every engine shares (the attempts'), on the same pool."""
+        self.feed = FeedStore(pool, timeout_s)
+        """The feed of all orders' positions, on the same pool."""
         self._changes: Grouped[Change, Changed] = Grouped(self._commit_and_tell, CHANGE_BATCH)
         """Status changes, committed in groups: those asked for while one is being committed
         go together in the next statement."""
@@ -339,10 +331,6 @@ class Repository(Store):
         )
         """Sockets' opening reads, in groups: a thousand sockets opening at once share a few
         statements."""
-        self._feed_sequencer = asyncio.Lock()
-        self._feed_runs = 0
-        """Runs of `sequence_feed` begun here: a caller that sees a run begin after it called
-        shares that run."""
 
     @classmethod
     async def connect(cls, dsn: str, size: int, timeout_s: float) -> Self:
@@ -1282,64 +1270,3 @@ class Repository(Store):
                 str(self.owner),
             )
         return int(woken or 0)
-
-    async def sequence_feed(self, limit: int = FEED_BATCH) -> int:
-        """Give the next feed positions to committed events that have none; how many.
-
-        When it returns, every event committed before it was called has a position (up to
-        `limit` of them), visible to the caller. One sequencer at a time across engines (a
-        transaction-level advisory lock, waited for), so the positions of one run are
-        committed before the next run gives any: a reader that sees position P sees every
-        position below it. Within a run, positions follow the events' times, then order and
-        seq, so an order's events keep their order. One round trip: the function
-        `sequence_feed` (migration 010) takes the lock and gives the positions, and its
-        statement is its own transaction. Callers here at once share runs: one
-        that finds a run begun after it called, and ended, has what it asked for and gives
-        nothing itself, so many feeds woken by one event cost one run, not one each.
-        """
-        called = self._feed_runs
-        async with self._feed_sequencer:
-            if self._feed_runs > called:
-                return 0
-            self._feed_runs += 1
-            return await self._sequence_feed(limit)
-
-    async def _sequence_feed(self, limit: int) -> int:
-        async with self._connection() as connection:
-            given = await connection.fetchval("SELECT sequence_feed($1)", limit)
-        return int(given)
-
-    async def sequenced_feed(self, after: int, limit: int) -> list[FeedEntry]:
-        """Give positions as `sequence_feed` does, then read up to `limit` events after `after`.
-
-        Of every owner, each with its order's owner. One round trip: the function
-        `sequenced_feed` (migration 010), whose statement is its own transaction, so the
-        positions read are committed when they are returned.
-        """
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT * FROM sequenced_feed($1, $2, $3)", after, limit, FEED_BATCH
-            )
-        return [FeedEntry(row["position"], row["owner"], event_from(row)) for row in rows]
-
-    async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
-        """The events with a feed position above `after`, in order; of `owner`'s orders if given."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                f"""
-                SELECT e.position, o.owner, {JOINED_EVENT_COLUMNS}
-                FROM order_events AS e JOIN orders AS o ON o.id = e.order_id
-                WHERE e.position > $1 AND ($3::text IS NULL OR o.owner = $3)
-                ORDER BY e.position LIMIT $2
-                """,
-                after,
-                limit,
-                owner,
-            )
-        return [FeedEntry(row["position"], row["owner"], event_from(row)) for row in rows]
-
-    async def feed_position(self) -> int:
-        """The last feed position given so far (0 before any)."""
-        async with self._connection() as connection:
-            last = await connection.fetchval("SELECT COALESCE(max(position), 0) FROM order_events")
-        return int(last)

@@ -22,6 +22,7 @@ ENGINE_STORES = {
     "orderengine.key_store",
     "orderengine.shared_values",
     "orderengine.bucket_store",
+    "orderengine.feed_store",
 }
 """The engine's stores on its database, which the simulated chain has its own of."""
 
