@@ -23,6 +23,7 @@ ENGINE_STORES = {
     "orderengine.shared_values",
     "orderengine.bucket_store",
     "orderengine.feed_store",
+    "orderengine.watch_store",
 }
 """The engine's stores on its database, which the simulated chain has its own of."""
 
