@@ -129,7 +129,7 @@ class SharedTokenBucket:
     when the take fails, whether the store took it is unknown, and nothing is given back,
     erring the same safe way.
 
-    Errors of the store (`DatabaseUnavailable`, from the repository) reach the caller: no
+    Errors of the store (`DatabaseUnavailable`, from the `BucketStore`) reach the caller: no
     token was taken, or it is unknown whether one was.
     """
 

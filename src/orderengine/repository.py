@@ -1,10 +1,15 @@
-"""The engine's statements on its database, but the migrations' and the simulated chain's.
+"""The orders' store, and the engine's door to its database.
 
-Orders and their events, leases and the keys' submission buckets. The API keys are the
-`KeyStore`'s (`keys`), the shared attempt rate the `BucketStore`'s (`buckets`), the feed's
-positions the `FeedStore`'s (`feed`), the price watches the `WatchStore`'s (`watches`), and
-the engine's secrets and the kind of venues the orders are for are `SharedValues`
-(`shared`), on the same pool.
+Orders and their events, and the leases on them: new orders (taking from the keys' submission
+buckets in the same statement), claims, renewals and releases, the backlog's count, every
+status change, cancels, expiries, crash counts, and the reads of orders and events; `notify`
+for the engine's other NOTIFYs. `connect` opens the pool and brings the schema up to date, and
+the engine's other stores share that pool, each in a module named after what it stores: the API
+keys (`keys`, `key_store.py`), the feed's positions (`feed`, `feed_store.py`), the price
+watches and awaited listings (`watches`, `watch_store.py`), the shared token buckets
+(`buckets`, `bucket_store.py`), and what every engine on the database shares, its secrets and
+the kind of venues its orders are for (`shared`, `shared_values.py`). Only the migrations and
+the simulated chain speak SQL apart from them.
 
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
@@ -303,7 +308,7 @@ def _too_late(order_id: UUID, status: OrderStatus) -> str:
 
 
 class Repository(Store):
-    """The engine's only door to PostgreSQL."""
+    """The orders' store; it opens the pool, and the engine's other stores, on it."""
 
     def __init__(self, pool: asyncpg.Pool, timeout_s: float, intake: DedicatedConnection) -> None:
         super().__init__(pool, timeout_s)
