@@ -128,13 +128,13 @@ async def manage_keys(action: str, name: str | None) -> int:
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     try:
-        async with key_commands.keys_repository(settings) as repository:
+        async with key_commands.database_keys(settings) as keys:
             if action == "list":
-                return await key_commands.listing(repository)
+                return await key_commands.listing(keys)
             assert name is not None, "argparse requires a name for create and revoke"
             if action == "create":
-                return await key_commands.create(repository, name)
-            return await key_commands.revoke(repository, name)
+                return await key_commands.create(keys, name)
+            return await key_commands.revoke(keys, name)
     except OSError as error:
         sys.exit(data_dir_problem(settings.data_dir, error))
     except DatabaseUnavailable as unavailable:

@@ -48,7 +48,8 @@ import structlog
 from yarl import URL
 
 from orderengine.errors import Forbidden, TooManySockets
-from orderengine.repository import Repository
+from orderengine.key_store import KeyStore
+from orderengine.shared_values import SharedValues
 
 log = structlog.get_logger(__name__)
 
@@ -149,12 +150,12 @@ class KeyRing:
         """Whether a key is needed: one exists, or the engine is exposed (`required`)."""
         return self.required or bool(self.configured or self.stored)
 
-    async def load(self, repository: Repository) -> None:
+    async def load(self, keys: KeyStore) -> None:
         """Read the database's active keys; log them when they changed.
 
         At start, when one is created or revoked, and every sweep.
         """
-        stored = await repository.active_keys()
+        stored = await keys.active()
         if stored != self.stored or not self._loaded:
             log.info("keys_loaded", stored=len(stored), configured=len(self.configured))
         self.stored, self._loaded = stored, True
@@ -216,9 +217,9 @@ class StreamTokens:
         self._ttl_s = ttl_s
 
     @classmethod
-    async def shared(cls, repository: Repository, ttl_s: float) -> StreamTokens:
+    async def shared(cls, shared: SharedValues, ttl_s: float) -> StreamTokens:
         """Tokens under the secret every engine on the database shares (made by the first)."""
-        return cls(await repository.secret(STREAM_SECRET, secrets.token_bytes(32)), ttl_s)
+        return cls(await shared.secret(STREAM_SECRET, secrets.token_bytes(32)), ttl_s)
 
     def for_order(self, order_id: UUID) -> str:
         """A token to follow `order_id`, valid for the token lifetime."""
@@ -310,7 +311,7 @@ def check_exposure(host: str, allow_anonymous: bool, ring: KeyRing) -> None:
 
 @asynccontextmanager
 async def keep_loaded(
-    ring: KeyRing, repository: Repository, every_s: float
+    ring: KeyRing, keys: KeyStore, every_s: float
 ) -> AsyncIterator[Callable[[], None]]:
     """A callback for the listener: a key was created or revoked; the ring is reloaded.
 
@@ -319,7 +320,7 @@ async def keep_loaded(
     for one period at most. A failed reload is logged, and the keys stay as they were.
     """
     changed = asyncio.Event()
-    reloading = _reload_when_changed(ring, repository, changed, every_s)
+    reloading = _reload_when_changed(ring, keys, changed, every_s)
     task = asyncio.create_task(reloading, name="keys")
     try:
         yield changed.set
@@ -329,14 +330,14 @@ async def keep_loaded(
 
 
 async def _reload_when_changed(
-    ring: KeyRing, repository: Repository, changed: asyncio.Event, every_s: float
+    ring: KeyRing, keys: KeyStore, changed: asyncio.Event, every_s: float
 ) -> None:
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), every_s)
         changed.clear()
         try:
-            await ring.load(repository)
+            await ring.load(keys)
         except Exception as error:
             log.warning("keys_not_reloaded", error=repr(error))
 

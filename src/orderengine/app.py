@@ -48,6 +48,7 @@ from orderengine.repository import Repository
 from orderengine.routes import ROUTES
 from orderengine.server import handler_args
 from orderengine.settings import Settings
+from orderengine.shared_values import SharedValues
 from orderengine.venues.factory import venues_for
 from orderengine.venues.venue import VenueFactory
 from orderengine.wallet import load_keypair, load_or_create_keypair
@@ -88,13 +89,13 @@ class OtherVenues(Exception):
     """The database's orders are for venues of another kind than this engine's."""
 
 
-async def check_venues(repository: Repository, venues: str) -> None:
+async def check_venues(shared: SharedValues, venues: str) -> None:
     """Refuse a database whose orders are for venues of another kind (simulated, or live).
 
     Its unfinished orders would otherwise be taken up and sent: simulated ones with real
     funds, on a live cluster. The first engine on a database records its kind.
     """
-    recorded = await repository.venues_of_orders(venues)
+    recorded = await shared.venues_of_orders(venues)
     if recorded != venues:
         raise OtherVenues(
             f"this database holds orders for {recorded} venues, and this engine's are {venues}"
@@ -127,20 +128,22 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, settings.db_pool_size, settings.db_timeout_s
     )
     try:
-        await check_venues(repository, settings.venues)
+        await check_venues(repository.shared, settings.venues)
         ring = KeyRing.of(settings.configured_keys(), settings.admin_keys)
-        await ring.load(repository)
+        await ring.load(repository.keys)
         check_exposure(settings.host, settings.allow_anonymous, ring)
         ring.required = exposed(settings.host, settings.allow_anonymous)
         app[KEY_RING] = ring
-        app[STREAM_TOKENS] = await StreamTokens.shared(repository, settings.stream_token_ttl_s)
+        app[STREAM_TOKENS] = await StreamTokens.shared(
+            repository.shared, settings.stream_token_ttl_s
+        )
         async with app[VENUES](settings) as venues:
             await listings.learn(venues)
             live = settings.venues == "live"
             signer = (load_keypair if live else load_or_create_keypair)(settings.keypair)
             engine = Engine(settings, repository, venues, app[HUB], app[METRICS], signer)
             app[REPOSITORY] = repository
-            app[FEED_TAIL] = FeedTail(repository)
+            app[FEED_TAIL] = FeedTail(repository.feed)
             app[ENGINE] = engine
             await engine.start()
             log.info(
@@ -149,7 +152,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             try:
                 async with (
                     listings.learning(engine) as listing_heard,
-                    keep_loaded(ring, repository, settings.sweep_s) as keys_changed,
+                    keep_loaded(ring, repository.keys, settings.sweep_s) as keys_changed,
                     Listener.open(
                         settings.database_url,
                         repository.owner,

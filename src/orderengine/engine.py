@@ -146,7 +146,7 @@ class Engine:
         self._hub = hub
         self._metrics = metrics
         self._limiter = limiter or SharedTokenBucket(
-            repository, settings.rate_per_minute, settings.rate_burst
+            repository.buckets, settings.rate_per_minute, settings.rate_burst
         )
         self._retry = RetryPolicy(settings)
         self._signer = signer
@@ -192,7 +192,7 @@ class Engine:
         self._announcer = Announcer(repository.owner, partial(repository.notify, EVENTS_CHANNEL))
         repository.on_committed(self._published)
         self._prices = PriceWatcher(
-            repository,
+            repository.watches,
             self._router,
             poll_s=settings.price_poll_ms * settings.latency_scale / 1000,
             lease_s=settings.lease_s,
@@ -201,7 +201,7 @@ class Engine:
             on_woken=self.wake,
         )
         self._listings = ListingWatcher(
-            repository, self._venues.values(), every_s=settings.sweep_s, on_woken=self.wake
+            repository.watches, self._venues.values(), every_s=settings.sweep_s, on_woken=self.wake
         )
 
     # ---- intake -------------------------------------------------------------------------

@@ -6,7 +6,7 @@ events committed from the moment it connects. While keys are in force it shows t
 orders only; with none, every order.
 
 Positions are given once events are committed, by one sequencer at a time across the
-engines (`Repository.sequence_feed`), which each feed runs before it reads: so a reader that
+engines (`FeedStore.sequence`), which each feed runs before it reads: so a reader that
 has seen position P has seen every position below it, whichever engine committed what, and
 resuming after P misses nothing. The feed asks for new events whenever the hub has news (an
 event committed here, or announced by another engine) and every `ORDERENGINE_WS_IDLE_CHECK_S`
@@ -22,9 +22,9 @@ import asyncio
 from aiohttp import hdrs, web
 
 from orderengine.errors import OrderEngineError
+from orderengine.feed_store import FeedEntry
 from orderengine.frames import send_texts
 from orderengine.keys import CALLER, FEED_TAIL, HUB, KEY_SOCKETS, REPOSITORY, SETTINGS
-from orderengine.repository import FeedEntry
 from orderengine.sockets import (
     Ending,
     error_ending,
@@ -46,10 +46,10 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
             headers={hdrs.UPGRADE: "websocket"}, text="GET here must upgrade to a WebSocket"
         )
     given = request.query.get("after")
-    repository = request.app[REPOSITORY]
+    feed = request.app[REPOSITORY].feed
     if given is None:
-        await repository.sequence_feed()
-        after = await repository.feed_position()
+        await feed.sequence()
+        after = await feed.position()
     else:
         after = non_negative("after", given, 0, maximum=INT64_MAX)
     with request.app[KEY_SOCKETS].held(caller.holder()):

@@ -3,7 +3,7 @@
 Every follower of the feed (`GET /api/events`) asks for the events after its position each
 time the hub has news. Were each to read the store, one event would cost a statement per
 follower. Instead the first to ask gives the new events their positions and reads them, of
-every owner, in one round trip (`Repository.sequenced_feed`), into a window kept in memory;
+every owner, in one round trip (`FeedStore.sequenced`), into a window kept in memory;
 those asking meanwhile share that run, and each then takes from the window what it may see.
 A follower further behind than the window (resuming from an old position) reads the store
 itself until it has caught up.
@@ -19,7 +19,7 @@ from collections import deque
 from itertools import islice
 from typing import Final, NamedTuple
 
-from orderengine.repository import FeedEntry, Repository
+from orderengine.feed_store import FeedEntry, FeedStore
 
 PAGE: Final = 500
 """The most events read from the store at once, and handed to a follower at once."""
@@ -43,8 +43,8 @@ class Page(NamedTuple):
 class FeedTail:
     """The feed's newest events, shared by the followers of one engine."""
 
-    def __init__(self, repository: Repository, window: int = WINDOW) -> None:
-        self._repository = repository
+    def __init__(self, feed: FeedStore, window: int = WINDOW) -> None:
+        self._feed = feed
         self._window: deque[FeedEntry] = deque(maxlen=window)
         self._last: int | None = None
         """The last position read into the window; None before the first read."""
@@ -69,7 +69,7 @@ class FeedTail:
         if not self._window or position < self._window[0].position - 1:
             # Every position up to `last` was visible to this read: positions are given one
             # run at a time, each committed before the next.
-            entries = await self._repository.feed(position, PAGE, owner)
+            entries = await self._feed.read(position, PAGE, owner)
             if len(entries) == PAGE:
                 return Page(entries, True, entries[-1].position)
             return Page(entries, self._behind, max(last, entries[-1].position) if entries else last)
@@ -95,10 +95,10 @@ class FeedTail:
     async def _read(self) -> None:
         """Position what was committed, and read it; the first read only learns where to start."""
         if self._last is None:
-            await self._repository.sequence_feed()
-            self._last = await self._repository.feed_position()
+            await self._feed.sequence()
+            self._last = await self._feed.position()
             return
-        entries = await self._repository.sequenced_feed(self._last, PAGE)
+        entries = await self._feed.sequenced(self._last, PAGE)
         self._window.extend(entries)
         if entries:
             self._last = entries[-1].position

@@ -16,6 +16,7 @@ from typing import TextIO
 from orderengine.access import key_hash, new_key
 from orderengine.embedded_db import embedded_postgres
 from orderengine.errors import KeyNameTaken
+from orderengine.key_store import KeyStore
 from orderengine.repository import Repository
 from orderengine.settings import Settings
 
@@ -26,13 +27,13 @@ MAX_NAME_LENGTH = 64
 
 
 @asynccontextmanager
-async def keys_repository(settings: Settings) -> AsyncIterator[Repository]:
-    """The engine's database, as the settings name it, with its schema up to date."""
+async def database_keys(settings: Settings) -> AsyncIterator[KeyStore]:
+    """The keys of the engine's database, as the settings name it, its schema up to date."""
     with ExitStack() as stack:
         url = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
         repository = await Repository.connect(url, 2, settings.db_timeout_s)
         try:
-            yield repository
+            yield repository.keys
         finally:
             await repository.close()
 
@@ -51,7 +52,7 @@ def _nameable(name: str) -> bool:
     )
 
 
-async def create(repository: Repository, name: str, out: TextIO = sys.stdout) -> int:
+async def create(keys: KeyStore, name: str, out: TextIO = sys.stdout) -> int:
     """Create a key named `name` and print it: the only time it is ever shown."""
     if not _nameable(name):
         print(
@@ -62,7 +63,7 @@ async def create(repository: Repository, name: str, out: TextIO = sys.stdout) ->
         return REFUSED
     key = new_key()
     try:
-        await repository.create_key(name, key_hash(key))
+        await keys.create(name, key_hash(key))
     except KeyNameTaken as error:
         print(f"{error.message}; revoke it first, or choose another name", file=out)
         return REFUSED
@@ -70,17 +71,17 @@ async def create(repository: Repository, name: str, out: TextIO = sys.stdout) ->
     return DONE
 
 
-async def listing(repository: Repository, out: TextIO = sys.stdout) -> int:
+async def listing(keys: KeyStore, out: TextIO = sys.stdout) -> int:
     """Print every key's name, when it was created and whether it was revoked; never a key."""
-    for stored in await repository.keys():
+    for stored in await keys.stored():
         revoked = f"revoked {stored.revoked_at.isoformat()}" if stored.revoked_at else "active"
         print(f"{stored.name}\tcreated {stored.created_at.isoformat()}\t{revoked}", file=out)
     return DONE
 
 
-async def revoke(repository: Repository, name: str, out: TextIO = sys.stdout) -> int:
+async def revoke(keys: KeyStore, name: str, out: TextIO = sys.stdout) -> int:
     """Revoke the active key named `name`: every engine refuses it from then on."""
-    if await repository.revoke_key(name):
+    if await keys.revoke(name):
         print(f"revoked {name}", file=out)
         return DONE
     print(f"no active key is named {name!r}", file=out)

@@ -6,7 +6,7 @@ messages, `sockets.py`) and the live venues' HTTP requests (`venues/factory.py`)
 the engine give it one to pace attempts.
 
 Swap attempts: `SharedTokenBucket` keeps their tokens in a store all engines share (one row
-of PostgreSQL, through the repository), so that engines on one database together start no
+of PostgreSQL, through `bucket_store.py`), so that engines on one database together start no
 more attempts than one would. The engine sees either bucket as a `Limiter`.
 
 Submissions: `SubmitRate` is how fast each key (owner) may submit, from a bucket of its own
@@ -43,7 +43,7 @@ class Limiter(Protocol):
 
 
 class RateStore(Protocol):
-    """Where a shared bucket's tokens live; `Repository` is one.
+    """Where a shared bucket's tokens live; `BucketStore` is one.
 
     `take_rate_token` refills the bucket `name` for the time elapsed since it was last
     touched, at `per_second` and up to `burst` (a new bucket starts with `burst`), takes
@@ -129,7 +129,7 @@ class SharedTokenBucket:
     when the take fails, whether the store took it is unknown, and nothing is given back,
     erring the same safe way.
 
-    Errors of the store (`DatabaseUnavailable`, from the repository) reach the caller: no
+    Errors of the store (`DatabaseUnavailable`, from the `BucketStore`) reach the caller: no
     token was taken, or it is unknown whether one was.
     """
 

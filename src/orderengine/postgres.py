@@ -1,8 +1,9 @@
 """Connections to PostgreSQL, shared by the engine's repository and the simulated chain.
 
-Each store opens its own pool through here, so that both map a database that cannot be
-reached to the same `DatabaseUnavailable`, and neither knows the other's tables. A caller
-that sends one statement after another, all day, may have a `DedicatedConnection` instead.
+Each opens its own pool through here, so that both map a database that cannot be reached to
+the same `DatabaseUnavailable`, and neither knows the other's tables. The engine's stores
+share its pool, each a `Store` on it. A caller that sends one statement after another, all
+day, may have a `DedicatedConnection` instead.
 """
 
 from __future__ import annotations
@@ -108,6 +109,28 @@ async def acquire(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[Connect
         if task is not None and task.cancelling():
             raise asyncio.CancelledError from error
         raise DatabaseUnavailable("database unavailable") from error
+
+
+class Store:
+    """A set of statements on the engine's database, each on a connection of `pool`'s.
+
+    The engine's stores (the repository's orders, the keys, the feed ...) share one pool, so
+    that a database out of reach is the same `DatabaseUnavailable` to all of them (`acquire`).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+
+    @property
+    def timeout_s(self) -> float:
+        """The longest a statement or a connection may take; past it, the store is out of reach."""
+        return self._timeout_s
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        async with acquire(self._pool, self._timeout_s) as connection:
+            yield connection
 
 
 def refused_by_server(error: BaseException) -> bool:

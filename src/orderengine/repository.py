@@ -1,8 +1,15 @@
-"""The engine's statements on its database, but the migrations' and the simulated chain's.
+"""The orders' store, and the engine's door to its database.
 
-Orders and their events, leases, the shared attempt rate and the keys' submission buckets,
-the feed's positions, the price watches, the API keys and the engine's secrets, and which
-kind of venues the database's orders are for.
+Orders and their events, and the leases on them: new orders (taking from the keys' submission
+buckets in the same statement), claims, renewals and releases, the backlog's count, every
+status change, cancels, expiries, crash counts, and the reads of orders and events; `notify`
+for the engine's other NOTIFYs. `connect` opens the pool and brings the schema up to date, and
+the engine's other stores share that pool, each in a module named after what it stores: the API
+keys (`keys`, `key_store.py`), the feed's positions (`feed`, `feed_store.py`), the price
+watches and awaited listings (`watches`, `watch_store.py`), the shared token buckets
+(`buckets`, `bucket_store.py`), and what every engine on the database shares, its secrets and
+the kind of venues its orders are for (`shared`, `shared_values.py`). Only the migrations and
+the simulated chain speak SQL apart from them.
 
 A status change and its event are one statement, hence one transaction: the `UPDATE` names
 the status and seq the caller saw and bumps the order's `last_seq` under its row lock, and the
@@ -14,9 +21,8 @@ committed events are announced after their commit, many at once (`notify`, `Anno
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +33,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 
+from orderengine.bucket_store import BucketStore
 from orderengine.domain import (
     TRANSITIONS,
     Cancelled,
@@ -44,24 +51,27 @@ from orderengine.errors import (
     DatabaseUnavailable,
     IdempotencyConflict,
     InvalidTransition,
-    KeyNameTaken,
     NotCancellable,
     OrderNotFound,
     StaleOrder,
     TooManyRequests,
 )
+from orderengine.event_rows import EVENT_COLUMNS, JOINED_EVENT_COLUMNS, event_from
+from orderengine.feed_store import FeedStore
 from orderengine.grouping import Grouped, each_alone
+from orderengine.key_store import KeyStore
 from orderengine.limiter import SubmitRate
 from orderengine.migrations import migrate
-from orderengine.notifications import KEYS_CHANNEL, ORDERS_CHANNEL
+from orderengine.notifications import ORDERS_CHANNEL
 from orderengine.postgres import (
     AnyConnection,
-    Connection,
     DedicatedConnection,
-    acquire,
+    Store,
     create_pool,
     refused_by_server,
 )
+from orderengine.shared_values import SharedValues
+from orderengine.watch_store import WatchStore
 
 log = structlog.get_logger(__name__)
 
@@ -70,16 +80,10 @@ ORDER_COLUMNS = """
     last_seq, dex, tx_hash, tx_expires_at, tx_last_valid_block_height, tx_blockhash,
     executed_price, amount_out, error, next_attempt_at, limit_price, expires_at, awaits,
     best_price, owner, created_at, updated_at"""
-EVENT_FIELDS = ("order_id", "seq", "status", "attempt", "at", "details")
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
-JOINED_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_FIELDS)
-"""The event columns of `order_events AS e`, in a statement that joins it."""
 CHANGE_BATCH = 100
 """The most status changes committed in one statement."""
 OPENING_BATCH = 100
 """The most sockets' opening reads (an order's owner and events) made in one statement."""
-FEED_BATCH = 5_000
-"""The most events one call of `sequence_feed` gives positions to."""
 FIRST_DETAILS = """
     CASE awaits
         WHEN 'price' THEN jsonb_build_object(
@@ -92,9 +96,6 @@ EXPIRED_ERROR_SQL = """'expired at '
     || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
     || ' before it could execute'"""
 """An expired order's error, as `Expired.of` writes it (`EXPIRED_ERROR`, `EXPIRY_FORMAT`)."""
-WAITING_REPORT = """jsonb_build_object(
-    'waiting', 'price', 'limitPrice', limit_price::text, 'bestPrice', best_price::text)"""
-"""The details of a price watcher's news to an order waiting for its price."""
 
 
 def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
@@ -294,30 +295,9 @@ class Backlog(NamedTuple):
     """Orders whose lease ran out unrenewed, to give back (`release_expired`)."""
 
 
-class FeedEntry(NamedTuple):
-    """An event of the feed of all orders: its position, and the owner of its order."""
-
-    position: int
-    owner: str | None
-    event: OrderEvent
-
-
-class StoredKey(NamedTuple):
-    """An API key as `keys list` shows it: its name and dates, never the key or its hash."""
-
-    name: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-
 def _without_woken(row: asyncpg.Record) -> dict[str, Any]:
     """A row of a statement that also woke the other engines, without that column."""
     return {key: value for key, value in row.items() if key != "woken"}
-
-
-def _event(row: Mapping[str, Any] | asyncpg.Record) -> OrderEvent:
-    """The event in `row`, whose other columns (a position, an owner ...) are left out."""
-    return OrderEvent.model_validate({column: row[column] for column in EVENT_FIELDS})
 
 
 def _too_late(order_id: UUID, status: OrderStatus) -> str:
@@ -327,17 +307,26 @@ def _too_late(order_id: UUID, status: OrderStatus) -> str:
     return f"order {order_id} has already ended ({status})"
 
 
-class Repository:
-    """The engine's only door to PostgreSQL."""
+class Repository(Store):
+    """The orders' store; it opens the pool, and the engine's other stores, on it."""
 
     def __init__(self, pool: asyncpg.Pool, timeout_s: float, intake: DedicatedConnection) -> None:
-        self._pool = pool
-        self._timeout_s = timeout_s
+        super().__init__(pool, timeout_s)
         self._intake = intake
         """New orders' connection: every POST waits for a batch's statement, one after
         another, and a connection of their own spares each the pool's taking and giving back."""
         self.owner = uuid4()
         """This engine's id: the owner of the leases it takes, and the source of its NOTIFYs."""
+        self.keys = KeyStore(pool, timeout_s)
+        """The API keys, on the same pool."""
+        self.shared = SharedValues(pool, timeout_s)
+        """What every engine on the database shares, on the same pool."""
+        self.buckets = BucketStore(pool, timeout_s)
+        """The token buckets every engine shares (the attempts'), on the same pool."""
+        self.feed = FeedStore(pool, timeout_s)
+        """The feed of all orders' positions, on the same pool."""
+        self.watches = WatchStore(pool, timeout_s, self.owner)
+        """What the waiting orders wait for, on the same pool."""
         self._changes: Grouped[Change, Changed] = Grouped(self._commit_and_tell, CHANGE_BATCH)
         """Status changes, committed in groups: those asked for while one is being committed
         go together in the next statement."""
@@ -348,10 +337,6 @@ class Repository:
         )
         """Sockets' opening reads, in groups: a thousand sockets opening at once share a few
         statements."""
-        self._feed_sequencer = asyncio.Lock()
-        self._feed_runs = 0
-        """Runs of `sequence_feed` begun here: a caller that sees a run begin after it called
-        shares that run."""
 
     @classmethod
     async def connect(cls, dsn: str, size: int, timeout_s: float) -> Self:
@@ -369,16 +354,6 @@ class Repository:
     async def close(self) -> None:
         await self._intake.close()
         await self._pool.close()
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        async with acquire(self._pool, self._timeout_s) as connection:
-            yield connection
-
-    @property
-    def timeout_s(self) -> float:
-        """The longest a statement or a connection may take; past it, the store is out of reach."""
-        return self._timeout_s
 
     async def open_intake(self, within_s: float) -> None:
         """Open new orders' connection if it is not, giving up after `within_s`."""
@@ -604,7 +579,7 @@ class Repository:
                 order_id,
                 after,
             )
-        return [_event(row) for row in rows]
+        return [event_from(row) for row in rows]
 
     async def owner_and_events(self, order_id: UUID, after: int = 0) -> Opening:
         """The order's owner, and its events with a seq above `after` in order, in one read.
@@ -643,7 +618,7 @@ class Repository:
         for row in rows:
             opening = found.setdefault(row["n"], (row["owner"], []))
             if row["seq"] is not None:
-                opening[1].append(_event(row))
+                opening[1].append(event_from(row))
         read = {asked: found.get(n) for n, asked in enumerate(distinct, start=1)}
         return [read[asked] or OrderNotFound(f"no order {asked[0]}") for asked in wanted]
 
@@ -655,7 +630,7 @@ class Repository:
                 " ORDER BY seq DESC LIMIT 1",
                 order_id,
             )
-        return _event(row) if row is not None else None
+        return event_from(row) if row is not None else None
 
     async def latest_seqs(self, order_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The seq of each order's latest event (its `last_seq`), of the orders that exist."""
@@ -1154,338 +1129,3 @@ class Repository:
         cancelled = _order(row)
         event = _appended(cancelled, details.stored())
         return cancelled, event
-
-    async def watch_pairs(self, lease_s: float) -> list[tuple[str, str]]:
-        """Lease the price watch of every pair limit orders wait on that no live engine watches.
-
-        The pairs (tokenIn, tokenOut) this engine watches now, its leases renewed; a pair
-        first waited on is added. A watch taken up afresh forgets the price last reported, so
-        that its first price is reported to every order waiting on the pair. One statement,
-        as watchers poll often: engines calling at once never lease the same pair, as the
-        upsert's condition is read on the latest version of a row another one changed or
-        added meanwhile.
-        """
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                """
-                INSERT INTO price_watch AS watch (token_in, token_out, lease_owner,
-                                                  lease_expires_at)
-                SELECT token_in, token_out, $1::uuid,
-                       clock_timestamp() + $2 * interval '1 second'
-                FROM (SELECT DISTINCT token_in, token_out FROM orders
-                      WHERE awaits = 'price' AND status = 'pending') AS waited
-                ON CONFLICT (token_in, token_out) DO UPDATE
-                SET lease_owner = excluded.lease_owner,
-                    lease_expires_at = excluded.lease_expires_at,
-                    reported_price = CASE WHEN watch.lease_owner = $1
-                                           AND watch.lease_expires_at >= clock_timestamp()
-                                          THEN watch.reported_price END
-                WHERE watch.lease_owner IS NULL OR watch.lease_owner = $1
-                      OR watch.lease_expires_at < clock_timestamp()
-                RETURNING token_in, token_out
-                """,
-                self.owner,
-                lease_s,
-            )
-        return sorted((row["token_in"], row["token_out"]) for row in rows)
-
-    async def stop_watching(self) -> None:
-        """Give up this engine's price watches, for another engine to take at once."""
-        async with self._connection() as connection:
-            await connection.execute(
-                "UPDATE price_watch SET lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE lease_owner = $1",
-                self.owner,
-            )
-
-    async def watched_price(
-        self, token_in: str, token_out: str, best_price: Decimal, event_bps: float
-    ) -> tuple[list[OrderEvent], int]:
-        """Record a pair's best net price, and act on the orders waiting for theirs.
-
-        One statement, only while this engine holds the pair's watch: every waiting order
-        whose limit the price reaches is due again, ranked by how deep the price crossed
-        it (`priority`, the limit over the price, kept within what a `real` holds: the lowest
-        limits are claimed first),
-        unless it went back to waiting a moment ago and its recheck time has not come. When
-        the price has moved by `event_bps` or more since the one last reported, each other
-        waiting order gets a `pending` event reporting it. Returns those events, and how many
-        orders were woken (the engines are notified if any were).
-        """
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                f"""
-                WITH watch AS (
-                    UPDATE price_watch AS watch
-                    SET best_price = $3, observed_at = clock_timestamp(),
-                        reported_price = CASE
-                            WHEN before.reported_price IS NULL
-                              OR abs($3 - before.reported_price) * 10000
-                                 >= $4::float8::numeric * before.reported_price
-                            THEN $3 ELSE before.reported_price END
-                    FROM price_watch AS before
-                    WHERE (watch.token_in, watch.token_out) = ($1, $2)
-                      AND (before.token_in, before.token_out) = ($1, $2)
-                      AND watch.lease_owner = $5
-                    RETURNING before.reported_price IS DISTINCT FROM watch.reported_price
-                              AS report
-                ), waiting AS (
-                    SELECT id, limit_price FROM orders
-                    WHERE awaits = 'price' AND status = 'pending'
-                      AND (token_in, token_out) = ($1, $2)
-                      AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())
-                      AND EXISTS (SELECT FROM watch)
-                    FOR UPDATE SKIP LOCKED
-                ), crossed AS (
-                    UPDATE orders SET awaits = NULL, due_since = clock_timestamp(),
-                                      priority = GREATEST(waiting.limit_price / $3, 1e-30)
-                    FROM waiting WHERE orders.id = waiting.id AND waiting.limit_price <= $3
-                      AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
-                    RETURNING orders.id
-                ), reported AS (
-                    UPDATE orders SET last_seq = last_seq + 1, best_price = $3,
-                                      updated_at = clock_timestamp()
-                    FROM waiting WHERE orders.id = waiting.id AND waiting.limit_price > $3
-                      AND (SELECT report FROM watch)
-                    RETURNING orders.*
-                ), events AS (
-                    INSERT INTO order_events (order_id, seq, status, attempt, at, details)
-                    SELECT id, last_seq, status, attempt, updated_at, {WAITING_REPORT}
-                    FROM reported
-                    RETURNING {EVENT_COLUMNS}
-                ), woken AS (
-                    SELECT count(*) AS n FROM crossed
-                )
-                SELECT woken.n AS woken, events.*,
-                       CASE WHEN woken.n > 0
-                            THEN pg_notify('{ORDERS_CHANNEL}', $5::text) END AS notified
-                FROM woken LEFT JOIN events ON true
-                """,
-                token_in,
-                token_out,
-                best_price,
-                event_bps,
-                self.owner,
-            )
-        woken = rows[0]["woken"] if rows else 0
-        events = [_event(row) for row in rows if row["order_id"] is not None]
-        return events, woken
-
-    async def awaited_listings(self) -> set[frozenset[str]]:
-        """The pairs sniper orders wait for a venue to list."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT DISTINCT token_in, token_out FROM orders"
-                " WHERE awaits = 'listing' AND status = 'pending'"
-            )
-        return {frozenset((row["token_in"], row["token_out"])) for row in rows}
-
-    async def wake_listed(self, pairs: Collection[frozenset[str]]) -> int:
-        """Make due every sniper order waiting for one of `pairs`, now listed; how many.
-
-        They are claimed before any other order. The engines are notified if any woke.
-        """
-        first, second = zip(*(sorted(pair) for pair in pairs), strict=True) if pairs else ((), ())
-        async with self._connection() as connection:
-            woken = await connection.fetchval(
-                f"""
-                WITH woken AS (
-                    UPDATE orders SET awaits = NULL, due_since = clock_timestamp(), priority = -1
-                    FROM unnest($1::text[], $2::text[]) AS listed (first, second)
-                    WHERE awaits = 'listing' AND status = 'pending'
-                      AND (LEAST(token_in, token_out), GREATEST(token_in, token_out))
-                          = (listed.first, listed.second)
-                    RETURNING id
-                )
-                SELECT n, CASE WHEN n > 0 THEN pg_notify('{ORDERS_CHANNEL}', $3::text) END
-                FROM (SELECT count(*) AS n FROM woken) AS counted
-                """,
-                list(first),
-                list(second),
-                str(self.owner),
-            )
-        return int(woken or 0)
-
-    async def sequence_feed(self, limit: int = FEED_BATCH) -> int:
-        """Give the next feed positions to committed events that have none; how many.
-
-        When it returns, every event committed before it was called has a position (up to
-        `limit` of them), visible to the caller. One sequencer at a time across engines (a
-        transaction-level advisory lock, waited for), so the positions of one run are
-        committed before the next run gives any: a reader that sees position P sees every
-        position below it. Within a run, positions follow the events' times, then order and
-        seq, so an order's events keep their order. One round trip: the function
-        `sequence_feed` (migration 010) takes the lock and gives the positions, and its
-        statement is its own transaction. Callers here at once share runs: one
-        that finds a run begun after it called, and ended, has what it asked for and gives
-        nothing itself, so many feeds woken by one event cost one run, not one each.
-        """
-        called = self._feed_runs
-        async with self._feed_sequencer:
-            if self._feed_runs > called:
-                return 0
-            self._feed_runs += 1
-            return await self._sequence_feed(limit)
-
-    async def _sequence_feed(self, limit: int) -> int:
-        async with self._connection() as connection:
-            given = await connection.fetchval("SELECT sequence_feed($1)", limit)
-        return int(given)
-
-    async def sequenced_feed(self, after: int, limit: int) -> list[FeedEntry]:
-        """Give positions as `sequence_feed` does, then read up to `limit` events after `after`.
-
-        Of every owner, each with its order's owner. One round trip: the function
-        `sequenced_feed` (migration 010), whose statement is its own transaction, so the
-        positions read are committed when they are returned.
-        """
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT * FROM sequenced_feed($1, $2, $3)", after, limit, FEED_BATCH
-            )
-        return [FeedEntry(row["position"], row["owner"], _event(row)) for row in rows]
-
-    async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
-        """The events with a feed position above `after`, in order; of `owner`'s orders if given."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                f"""
-                SELECT e.position, o.owner, {JOINED_EVENT_COLUMNS}
-                FROM order_events AS e JOIN orders AS o ON o.id = e.order_id
-                WHERE e.position > $1 AND ($3::text IS NULL OR o.owner = $3)
-                ORDER BY e.position LIMIT $2
-                """,
-                after,
-                limit,
-                owner,
-            )
-        return [FeedEntry(row["position"], row["owner"], _event(row)) for row in rows]
-
-    async def feed_position(self) -> int:
-        """The last feed position given so far (0 before any)."""
-        async with self._connection() as connection:
-            last = await connection.fetchval("SELECT COALESCE(max(position), 0) FROM order_events")
-        return int(last)
-
-    async def create_key(self, name: str, key_hash: str) -> None:
-        """Store a new API key by its hash, under a name no active key has; tell the engines.
-
-        Raises `KeyNameTaken` if an active key has the name.
-        """
-        async with self._connection() as connection, connection.transaction():
-            try:
-                await connection.execute(
-                    "INSERT INTO api_keys (key_hash, name) VALUES ($1, $2)", key_hash, name
-                )
-            except asyncpg.UniqueViolationError:
-                raise KeyNameTaken(f"an active key is named {name!r}") from None
-            await connection.execute("SELECT pg_notify($1, $2)", KEYS_CHANNEL, name)
-
-    async def revoke_key(self, name: str) -> bool:
-        """Revoke the active key named `name`, and tell the engines; whether there was one."""
-        async with self._connection() as connection:
-            revoked = await connection.fetchval(
-                f"""
-                WITH revoked AS (
-                    UPDATE api_keys SET revoked_at = clock_timestamp()
-                    WHERE name = $1 AND revoked_at IS NULL
-                    RETURNING name
-                )
-                SELECT count(*) > 0 FROM revoked, LATERAL (
-                    SELECT pg_notify('{KEYS_CHANNEL}', $1)
-                ) AS told
-                """,
-                name,
-            )
-        return bool(revoked)
-
-    async def keys(self) -> list[StoredKey]:
-        """Every key ever created, active ones first, by name; never the hashes."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT name, created_at, revoked_at FROM api_keys"
-                " ORDER BY revoked_at IS NOT NULL, name, created_at"
-            )
-        return [StoredKey(row["name"], row["created_at"], row["revoked_at"]) for row in rows]
-
-    async def active_keys(self) -> dict[str, str]:
-        """The hash of every key not revoked, and its name."""
-        async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT key_hash, name FROM api_keys WHERE revoked_at IS NULL"
-            )
-        return {row["key_hash"]: row["name"] for row in rows}
-
-    async def venues_of_orders(self, venues: str) -> str:
-        """The kind of venues the database's orders are for; `venues` if none was recorded.
-
-        Two statements, for engines starting together, as `secret`.
-        """
-        async with self._connection() as connection:
-            await connection.execute(
-                "INSERT INTO database_venues (venues) VALUES ($1) ON CONFLICT DO NOTHING", venues
-            )
-            recorded = await connection.fetchval("SELECT venues FROM database_venues")
-        return str(recorded)
-
-    async def secret(self, name: str, new: bytes) -> bytes:
-        """The secret `name` every engine on the database shares; `new` if it had none.
-
-        Two statements: when engines start together, the insert of one waits for the other's
-        to commit and then does nothing, and only a later statement sees the row it committed.
-        """
-        async with self._connection() as connection:
-            await connection.execute(
-                "INSERT INTO engine_secrets (name, secret) VALUES ($1, $2)"
-                " ON CONFLICT (name) DO NOTHING",
-                name,
-                new,
-            )
-            secret = await connection.fetchval(
-                "SELECT secret FROM engine_secrets WHERE name = $1", name
-            )
-        return bytes(secret)
-
-    async def take_rate_token(
-        self, name: str, per_second: float, burst: int, count: int = 1
-    ) -> float:
-        """Take `count` tokens from the shared bucket `name`; the tokens left, negative in debt.
-
-        One statement, so engines taking at once are served one after the other (under the
-        row's lock): the bucket is refilled for the time since it was last touched, at
-        `per_second` and up to `burst`, `count` tokens are taken, and the result stored, all by
-        the database's clock, read once. A new bucket starts with `burst`. A taker whose
-        clock reading is older than the stored one refills nothing (it was served after
-        the refill up to that moment). A debt is repaid after `-tokens / per_second` seconds.
-        """
-        async with self._connection() as connection:
-            tokens = await connection.fetchval(
-                """
-                INSERT INTO rate_limit AS bucket (name, tokens, updated_at)
-                VALUES ($1, $3::float8 - $4::integer, clock_timestamp())
-                ON CONFLICT (name) DO UPDATE SET
-                    tokens = LEAST(
-                        $3::float8,
-                        bucket.tokens + $2::float8 * GREATEST(
-                            0, EXTRACT(EPOCH FROM excluded.updated_at - bucket.updated_at)
-                        )::float8
-                    ) - $4::integer,
-                    updated_at = GREATEST(bucket.updated_at, excluded.updated_at)
-                RETURNING tokens
-                """,
-                name,
-                per_second,
-                burst,
-                count,
-            )
-        return float(tokens)
-
-    async def return_rate_token(self, name: str) -> None:
-        """Give one token back to the shared bucket `name` (a wait that was cancelled).
-
-        The next take caps the bucket at its burst, so a refund never lets it overflow.
-        """
-        async with self._connection() as connection:
-            await connection.execute(
-                "UPDATE rate_limit SET tokens = tokens + 1 WHERE name = $1", name
-            )

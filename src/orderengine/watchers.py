@@ -2,10 +2,10 @@
 
 Prices are watched per pair (tokenIn, tokenOut), not per order. Every engine runs one
 `PriceWatcher`; each poll it leases the pairs limit orders wait on that no other live engine
-watches (`Repository.watch_pairs`), so each pair is watched by one engine at a time, and asks
+watches (`WatchStore.watch_pairs`), so each pair is watched by one engine at a time, and asks
 every venue for the pair's best net price at a reference amount. One statement then records
 the price, makes due the orders whose limit it reaches, and reports the price to the others
-when it has moved enough (`Repository.watched_price`). A thousand orders waiting on one pair
+when it has moved enough (`WatchStore.watched_price`). A thousand orders waiting on one pair
 cost the same quotes as one. The watcher's quotes take no rate token: only the executions
 they trigger do.
 
@@ -26,10 +26,10 @@ import structlog
 
 from orderengine.domain import OrderEvent
 from orderengine.errors import NoRoute, OrderEngineError
-from orderengine.repository import Repository
 from orderengine.router import Router
 from orderengine.tokens import TOKENS
 from orderengine.venues.venue import Venue
+from orderengine.watch_store import WatchStore
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ class PriceWatcher:
 
     def __init__(
         self,
-        repository: Repository,
+        watches: WatchStore,
         router: Router,
         *,
         poll_s: float,
@@ -66,7 +66,7 @@ class PriceWatcher:
         on_events: Callable[[list[OrderEvent]], None],
         on_woken: Callable[[], None],
     ) -> None:
-        self._repository = repository
+        self._watches = watches
         self._router = router
         self._poll_s = max(poll_s, MIN_POLL_S)
         self._lease_s = max(lease_s, 3 * self._poll_s)
@@ -92,19 +92,19 @@ class PriceWatcher:
 
     async def poll(self) -> None:
         """Watch every pair this engine leases now, at once."""
-        pairs = await self._repository.watch_pairs(self._lease_s)
+        pairs = await self._watches.watch_pairs(self._lease_s)
         await asyncio.gather(*(self._watch(token_in, token_out) for token_in, token_out in pairs))
 
     async def stop(self) -> None:
         """Give the watches back, for another engine to take at its next poll."""
         with contextlib.suppress(OrderEngineError):
-            await self._repository.stop_watching()
+            await self._watches.stop_watching()
 
     async def _watch(self, token_in: str, token_out: str) -> None:
         price = await self._price(token_in, token_out)
         if price is None:
             return
-        events, woken = await self._repository.watched_price(
+        events, woken = await self._watches.watched_price(
             token_in, token_out, price, self._event_bps
         )
         self._on_events(events)
@@ -141,13 +141,13 @@ class ListingWatcher:
 
     def __init__(
         self,
-        repository: Repository,
+        watches: WatchStore,
         venues: Iterable[Venue],
         *,
         every_s: float,
         on_woken: Callable[[], None],
     ) -> None:
-        self._repository = repository
+        self._watches = watches
         self._venues = tuple(venues)
         self._every_s = every_s
         self._on_woken = on_woken
@@ -175,14 +175,14 @@ class ListingWatcher:
 
     async def check(self) -> None:
         """Wake the snipers waiting for a pair some venue lists now."""
-        awaited = await self._repository.awaited_listings()
+        awaited = await self._watches.awaited_listings()
         if not awaited:
             return
         listed = await self.listed()
         due = awaited & listed
         if not due:
             return
-        woken = await self._repository.wake_listed(due)
+        woken = await self._watches.wake_listed(due)
         if woken:
             log.info("snipers_woken", count=woken, pairs=sorted("/".join(sorted(p)) for p in due))
             self._on_woken()

@@ -60,7 +60,7 @@ async def test_live_on_a_database_of_simulated_orders_is_refused(
     """Its unfinished simulated orders would be sent to the cluster, with real funds."""
     repository = await Repository.connect(database_url, 2, 5.0)
     try:
-        await check_venues(repository, "simulated")  # as a simulated engine did before
+        await check_venues(repository.shared, "simulated")  # as a simulated engine did before
     finally:
         await repository.close()
 

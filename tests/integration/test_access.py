@@ -276,21 +276,21 @@ async def test_a_key_is_not_made_under_a_name_no_setting_could_name(
 ) -> None:
     out = io.StringIO()
 
-    assert await create(repository, name, out) == REFUSED
+    assert await create(repository.keys, name, out) == REFUSED
     assert "a key's name is" in out.getvalue()
-    assert await repository.active_keys() == {}
+    assert await repository.keys.active() == {}
 
 
 async def test_keys_created_and_revoked_in_the_database_apply_at_once(
     client: Client, repository: Repository
 ) -> None:
     out = io.StringIO()
-    assert await create(repository, "carol", out) == 0
+    assert await create(repository.keys, "carol", out) == 0
     key = out.getvalue().strip()
 
     await eventually(lambda: _status_is(client, {}, 401))
     assert (await client.get("/api/orders", headers=bearer(key))).status == 200
-    assert await revoke(repository, "carol", io.StringIO()) == 0
+    assert await revoke(repository.keys, "carol", io.StringIO()) == 0
     await eventually(lambda: _status_is(client, bearer(key), 200))  # no key in force: open
 
 
@@ -343,8 +343,8 @@ async def dave_beside_erin(client: Client, repository: Repository) -> str:
     So that revoking dave's never leaves the engine open to everyone, even for a moment.
     """
     out = io.StringIO()
-    await create(repository, "dave", out)
-    await create(repository, "erin", io.StringIO())
+    await create(repository.keys, "dave", out)
+    await create(repository.keys, "erin", io.StringIO())
     dave = out.getvalue().strip()
     await eventually(lambda: _status_is(client, bearer(dave), 200))
     return dave
@@ -357,7 +357,7 @@ async def test_a_revoked_key_is_refused_by_every_engine(
     second = await start_app()
     key = await dave_beside_erin(second, repository)
 
-    await revoke(repository, "dave", io.StringIO())
+    await revoke(repository.keys, "dave", io.StringIO())
 
     await eventually(lambda: _status_is(first, bearer(key), 401))
     await eventually(lambda: _status_is(second, bearer(key), 401))
@@ -382,7 +382,7 @@ async def test_a_revoked_key_ends_its_stream_tokens_and_its_open_sockets(
         client.ws_connect("/api/events", headers=bearer(dave)) as everything,
     ):
         first = await ws.receive_json()
-        await revoke(repository, "dave", io.StringIO())
+        await revoke(repository.keys, "dave", io.StringIO())
         await eventually(lambda: _status_is(client, bearer(dave), 401))
         with pytest.raises(WSServerHandshakeError) as refused:
             await client.ws_connect(f"/api/events?token={token}")
@@ -414,9 +414,9 @@ async def test_a_key_made_again_for_the_same_owner_revives_nothing_of_the_revoke
         f"/api/orders/execute?orderId={order['orderId']}", headers=bearer(old)
     ) as ws:
         await ws.receive_json()
-        await revoke(repository, "dave", io.StringIO())
+        await revoke(repository.keys, "dave", io.StringIO())
         out = io.StringIO()
-        await create(repository, "dave", out)
+        await create(repository.keys, "dave", out)
         new = out.getvalue().strip()
         await eventually(lambda: _status_is(client, bearer(new), 200))
         await client.app[ENGINE].cancel(UUID(order["orderId"]))  # the order's next event
@@ -486,7 +486,7 @@ async def test_a_socket_whose_key_was_revoked_while_it_waited_takes_no_order(
     dave = await dave_beside_erin(client, repository)
 
     async with client.ws_connect("/api/orders/execute", headers=bearer(dave)) as ws:
-        await revoke(repository, "dave", io.StringIO())
+        await revoke(repository.keys, "dave", io.StringIO())
         await eventually(lambda: _status_is(client, bearer(dave), 401))
         await ws.send_json(MARKET)
         refusal = await ws.receive_json(timeout=5)
@@ -518,7 +518,7 @@ async def test_engines_starting_together_share_one_stream_secret(database_url: s
     repositories = [await Repository.connect(database_url, 2, 5.0) for _ in range(4)]
     try:
         secrets_ = await asyncio.gather(
-            *(r.secret("together", bytes([n]) * 32) for n, r in enumerate(repositories))
+            *(r.shared.secret("together", bytes([n]) * 32) for n, r in enumerate(repositories))
         )
     finally:
         for repository in repositories:
@@ -532,12 +532,12 @@ async def test_an_exposed_engine_whose_last_key_is_revoked_lets_nobody_in(
     start_app: StartApp, repository: Repository
 ) -> None:
     out = io.StringIO()
-    await create(repository, "gina", out)
+    await create(repository.keys, "gina", out)
     key = out.getvalue().strip()
     client = await start_app(host="0.0.0.0")
     assert (await client.get("/api/orders", headers=bearer(key))).status == 200
 
-    await revoke(repository, "gina", io.StringIO())
+    await revoke(repository.keys, "gina", io.StringIO())
 
     await eventually(lambda: _status_is(client, bearer(key), 401))
     assert (await client.get("/api/orders")).status == 401

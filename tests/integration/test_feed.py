@@ -110,14 +110,14 @@ async def test_positions_are_given_by_one_sequencer_in_commit_order(
     for order_id in ids:
         await wait_terminal(client, order_id)
 
-    given = await asyncio.gather(*(repository.sequence_feed() for _ in range(4)))
-    page = await repository.feed(0, 100)
+    given = await asyncio.gather(*(repository.feed.sequence() for _ in range(4)))
+    page = await repository.feed.read(0, 100)
 
     assert sum(given) == 20  # each event positioned once, whoever ran at once
     assert len(page) == 20
     positions = [entry.position for entry in page]
     assert positions == sorted(positions)
-    assert await repository.sequence_feed() == 0
+    assert await repository.feed.sequence() == 0
 
 
 async def test_an_order_on_another_engine_reaches_the_feed(start_app: StartApp) -> None:

@@ -10,14 +10,16 @@ import pytest
 
 from orderengine.domain import NewOrder, OrderRequest
 from orderengine.errors import DatabaseUnavailable
+from orderengine.feed_store import FeedEntry, FeedStore
 from orderengine.feed_tail import PAGE, FeedTail
-from orderengine.repository import FeedEntry, Repository
+from orderengine.postgres import create_pool
+from orderengine.repository import Repository
 
 REQUEST = OrderRequest(type="market", token_in="SOL", token_out="USDC", amount_in=Decimal(1))
 
 
-class CountedFeed(Repository):
-    """The real repository, counting its reads of the feed; the next one can be made to fail.
+class CountedFeed(FeedStore):
+    """The real feed's store, counting its reads; the next one can be made to fail.
 
     A read is either kind: the tail's, which gives positions first, or a follower's own.
     """
@@ -31,20 +33,20 @@ class CountedFeed(Repository):
             self.fail_next = False
             raise DatabaseUnavailable("the database is unavailable")
 
-    async def feed(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
+    async def read(self, after: int, limit: int, owner: str | None = None) -> list[FeedEntry]:
         self._count()
-        return await super().feed(after, limit, owner)
+        return await super().read(after, limit, owner)
 
-    async def sequenced_feed(self, after: int, limit: int) -> list[FeedEntry]:
+    async def sequenced(self, after: int, limit: int) -> list[FeedEntry]:
         self._count()
-        return await super().sequenced_feed(after, limit)
+        return await super().sequenced(after, limit)
 
 
 @pytest.fixture
-async def repository(database_url: str) -> AsyncIterator[CountedFeed]:
-    repository = await CountedFeed.connect(database_url, 4, 5.0)
-    yield repository
-    await repository.close()
+async def feed(database_url: str) -> AsyncIterator[CountedFeed]:
+    pool = await create_pool(database_url, 2, 5.0)
+    yield CountedFeed(pool, 5.0)
+    await pool.close()
 
 
 async def place(repository: Repository, count: int, owner: str | None = None) -> None:
@@ -56,12 +58,14 @@ def positions(entries: list[FeedEntry]) -> list[int]:
     return [entry.position for entry in entries]
 
 
-async def test_followers_asking_at_once_share_one_read(repository: CountedFeed) -> None:
-    tail = FeedTail(repository)
+async def test_followers_asking_at_once_share_one_read(
+    feed: CountedFeed, repository: Repository
+) -> None:
+    tail = FeedTail(feed)
     await place(repository, 2)
     start = await tail.after(0, None)
     await place(repository, 3)
-    repository.reads = 0
+    feed.reads = 0
 
     pages = await asyncio.gather(*(tail.after(2, None) for _ in range(5)))
 
@@ -69,28 +73,32 @@ async def test_followers_asking_at_once_share_one_read(repository: CountedFeed) 
     assert all(positions(page.entries) == [3, 4, 5] for page in pages)
     assert not any(page.more for page in pages)
     # The first to ask reads; the four who asked once that read had begun share one more.
-    assert repository.reads == 2
+    assert feed.reads == 2
 
 
-async def test_a_follower_behind_the_window_reads_the_store(repository: CountedFeed) -> None:
-    tail = FeedTail(repository, window=2)
+async def test_a_follower_behind_the_window_reads_the_store(
+    feed: CountedFeed, repository: Repository
+) -> None:
+    tail = FeedTail(feed, window=2)
     await tail.after(0, None)
     await place(repository, 4)
     recent = await tail.after(3, None)
-    repository.reads = 0
+    feed.reads = 0
     behind = await tail.after(0, None)
-    reads_behind, repository.reads = repository.reads, 0
+    reads_behind, feed.reads = feed.reads, 0
     from_window = await tail.after(2, None)
 
     assert positions(recent.entries) == [4]
     assert positions(behind.entries) == [1, 2, 3, 4]
     assert positions(from_window.entries) == [3, 4]
     assert reads_behind == 2  # the tail's look for news, and the follower's own read
-    assert repository.reads == 1  # the tail's look for news alone
+    assert feed.reads == 1  # the tail's look for news alone
 
 
-async def test_a_follower_sees_only_its_owners_events(repository: CountedFeed) -> None:
-    tail = FeedTail(repository)
+async def test_a_follower_sees_only_its_owners_events(
+    feed: CountedFeed, repository: Repository
+) -> None:
+    tail = FeedTail(feed)
     await tail.after(0, None)
     await place(repository, 2, owner="alice")
     await place(repository, 1, owner="bob")
@@ -107,29 +115,31 @@ async def test_a_follower_sees_only_its_owners_events(repository: CountedFeed) -
 
 
 async def test_a_follower_of_an_owner_with_no_news_keeps_up_without_reading_the_store(
-    repository: CountedFeed,
+    feed: CountedFeed, repository: Repository
 ) -> None:
-    tail = FeedTail(repository, window=2)
+    tail = FeedTail(feed, window=2)
     await tail.after(0, None)
     await place(repository, 1, owner="alice")
     first = await tail.after(0, "carol")
     through = first.through
     for _ in range(3):
         await place(repository, 2, owner="alice")
-        repository.reads = 0
+        feed.reads = 0
         page = await tail.after(through, "carol")
         assert page.entries == []
         assert page.through > through, "the events of others are passed, not waited behind"
         through = page.through
-        assert repository.reads == 1, "the tail's look for news alone: no read of its own"
+        assert feed.reads == 1, "the tail's look for news alone: no read of its own"
 
     assert first.entries == []
     assert first.through == 1
     assert through == 7
 
 
-async def test_a_full_page_asks_for_the_rest_at_once(repository: CountedFeed) -> None:
-    tail = FeedTail(repository)
+async def test_a_full_page_asks_for_the_rest_at_once(
+    feed: CountedFeed, repository: Repository
+) -> None:
+    tail = FeedTail(feed)
     await tail.after(0, None)
     await place(repository, PAGE + 1)
 
@@ -142,11 +152,11 @@ async def test_a_full_page_asks_for_the_rest_at_once(repository: CountedFeed) ->
     assert not rest.more
 
 
-async def test_a_read_that_failed_is_not_shared(repository: CountedFeed) -> None:
-    tail = FeedTail(repository)
+async def test_a_read_that_failed_is_not_shared(feed: CountedFeed, repository: Repository) -> None:
+    tail = FeedTail(feed)
     await tail.after(0, None)
     await place(repository, 2)
-    repository.fail_next = True
+    feed.fail_next = True
 
     failed, page = await asyncio.gather(
         tail.after(0, None), tail.after(0, None), return_exceptions=True
@@ -158,14 +168,14 @@ async def test_a_read_that_failed_is_not_shared(repository: CountedFeed) -> None
 
 
 async def test_the_tails_read_gives_positions_then_reads_them_in_one_call(
-    repository: CountedFeed,
+    feed: CountedFeed, repository: Repository
 ) -> None:
     await place(repository, 2, owner="alice")
     await place(repository, 1)
 
-    entries = await repository.sequenced_feed(0, 100)
+    entries = await feed.sequenced(0, 100)
 
     assert positions(entries) == [1, 2, 3]
     assert [entry.owner for entry in entries] == ["alice", "alice", None]
-    assert await repository.sequenced_feed(3, 100) == []
-    assert await repository.sequence_feed() == 0  # nothing committed is left unpositioned
+    assert await feed.sequenced(3, 100) == []
+    assert await feed.sequence() == 0  # nothing committed is left unpositioned

@@ -84,9 +84,9 @@ async def test_created_orders_are_the_orders_read_back(repository: Repository) -
         {"type": "sniper", "tokenIn": "USDC", "tokenOut": "NEWCOIN", "amountIn": "10"}
     )
     await repository.create_orders([NewOrder(request=limit, awaits="price")])
-    await repository.watch_pairs(10.0)
-    await repository.watch_pairs(10.0)
-    await repository.watched_price("SOL", "USDC", Decimal("150.25"), 50)
+    await repository.watches.watch_pairs(10.0)
+    await repository.watches.watch_pairs(10.0)
+    await repository.watches.watched_price("SOL", "USDC", Decimal("150.25"), 50)
     batch = [
         NewOrder(request=new("1.50").request, idempotency_key="k-1", digest="d", owner="alice"),
         NewOrder(request=limit, awaits="price", expires_at=limit.expires_at, owner="alice"),

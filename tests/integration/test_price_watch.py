@@ -64,14 +64,14 @@ async def test_each_pair_is_watched_by_one_engine(
 ) -> None:
     await create(repository, waiting("150"), waiting("0.01", token_in="USDC", token_out="SOL"))
 
-    await repository.watch_pairs(LEASE_S)
-    mine = await repository.watch_pairs(LEASE_S)
-    theirs = await other.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
+    mine = await repository.watches.watch_pairs(LEASE_S)
+    theirs = await other.watches.watch_pairs(LEASE_S)
 
     assert mine == [("SOL", "USDC"), ("USDC", "SOL")]
     assert theirs == []
-    await repository.stop_watching()
-    assert await other.watch_pairs(LEASE_S) == mine
+    await repository.watches.stop_watching()
+    assert await other.watches.watch_pairs(LEASE_S) == mine
 
 
 async def test_a_price_wakes_the_orders_it_reaches_lowest_limit_first(
@@ -80,10 +80,10 @@ async def test_a_price_wakes_the_orders_it_reaches_lowest_limit_first(
     high, low, never, middle = await create(
         repository, waiting("149"), waiting("120"), waiting("151"), waiting("140")
     )
-    await repository.watch_pairs(LEASE_S)
-    await repository.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
 
-    events, woken = await repository.watched_price("SOL", "USDC", Decimal(150), 50)
+    events, woken = await repository.watches.watched_price("SOL", "USDC", Decimal(150), 50)
     claimed = await repository.claim(10, LEASE_S)
 
     assert woken == 3
@@ -96,12 +96,12 @@ async def test_a_price_wakes_the_orders_it_reaches_lowest_limit_first(
 
 async def test_news_goes_out_only_when_the_price_moved_enough(repository: Repository) -> None:
     (order,) = await create(repository, waiting("500"))
-    await repository.watch_pairs(LEASE_S)
-    await repository.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
 
-    first, _ = await repository.watched_price("SOL", "USDC", Decimal(100), 50)
-    small, _ = await repository.watched_price("SOL", "USDC", Decimal("100.4"), 50)
-    large, _ = await repository.watched_price("SOL", "USDC", Decimal("100.5"), 50)
+    first, _ = await repository.watches.watched_price("SOL", "USDC", Decimal(100), 50)
+    small, _ = await repository.watches.watched_price("SOL", "USDC", Decimal("100.4"), 50)
+    large, _ = await repository.watches.watched_price("SOL", "USDC", Decimal("100.5"), 50)
 
     assert [e.seq for e in first] == [2]
     assert small == []
@@ -111,9 +111,9 @@ async def test_news_goes_out_only_when_the_price_moved_enough(repository: Reposi
 
 async def test_a_new_order_starts_with_the_last_price_reported(repository: Repository) -> None:
     await create(repository, waiting("500"))
-    await repository.watch_pairs(LEASE_S)
-    await repository.watch_pairs(LEASE_S)
-    await repository.watched_price("SOL", "USDC", Decimal("101.25"), 50)
+    await repository.watches.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
+    await repository.watches.watched_price("SOL", "USDC", Decimal("101.25"), 50)
 
     (late,) = await create(repository, waiting("400"))
     (first,) = await repository.events(late.order_id)
@@ -124,14 +124,14 @@ async def test_a_new_order_starts_with_the_last_price_reported(repository: Repos
 
 async def test_a_watch_taken_up_afresh_reports_its_first_price(repository: Repository) -> None:
     (order,) = await create(repository, waiting("500"))
-    await repository.watch_pairs(LEASE_S)
-    await repository.watch_pairs(LEASE_S)
-    await repository.watched_price("SOL", "USDC", Decimal(100), 50)
-    await repository.stop_watching()
+    await repository.watches.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
+    await repository.watches.watched_price("SOL", "USDC", Decimal(100), 50)
+    await repository.watches.stop_watching()
 
     (unwatched,) = await create(repository, waiting("400"))
-    await repository.watch_pairs(LEASE_S)
-    events, _ = await repository.watched_price("SOL", "USDC", Decimal("100.1"), 50)
+    await repository.watches.watch_pairs(LEASE_S)
+    events, _ = await repository.watches.watched_price("SOL", "USDC", Decimal("100.1"), 50)
 
     assert unwatched.best_price is None
     assert {event.order_id for event in events} == {order.order_id, unwatched.order_id}
@@ -141,10 +141,10 @@ async def test_only_the_watching_engine_records_a_price(
     repository: Repository, other: Repository
 ) -> None:
     await create(repository, waiting("120"))
-    await repository.watch_pairs(LEASE_S)
-    await repository.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
 
-    events, woken = await other.watched_price("SOL", "USDC", Decimal(150), 50)
+    events, woken = await other.watches.watched_price("SOL", "USDC", Decimal(150), 50)
 
     assert (events, woken) == ([], 0)
     assert await other.claim(10, LEASE_S) == []
@@ -177,9 +177,9 @@ async def test_a_limit_far_below_the_price_is_woken_first(repository: Repository
     tiny, usual = await create(
         repository, waiting("0.000000000000000000000000000001"), waiting("1")
     )
-    await repository.watch_pairs(LEASE_S)
+    await repository.watches.watch_pairs(LEASE_S)
 
-    _, woken = await repository.watched_price("SOL", "USDC", Decimal("1e20"), 50)
+    _, woken = await repository.watches.watched_price("SOL", "USDC", Decimal("1e20"), 50)
     claimed = await repository.claim(10, LEASE_S)
 
     assert woken == 2
@@ -198,9 +198,9 @@ async def test_a_woken_order_is_as_old_as_its_waking_for_health(
         )
         assert await repository.oldest_unfinished_age_s() is None  # it waits by design
 
-        await repository.watch_pairs(LEASE_S)
-        await repository.watch_pairs(LEASE_S)
-        await repository.watched_price("SOL", "USDC", Decimal(150), 50)
+        await repository.watches.watch_pairs(LEASE_S)
+        await repository.watches.watch_pairs(LEASE_S)
+        await repository.watches.watched_price("SOL", "USDC", Decimal(150), 50)
         woken_age = await repository.oldest_unfinished_age_s()
 
         # An order accepted before orders knew when they became due counts from acceptance.

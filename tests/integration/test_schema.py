@@ -227,9 +227,9 @@ async def test_a_database_holding_orders_is_kept_for_the_venues_they_were_made_f
 
     repository = await Repository.connect(url, 2, 5.0)
     try:
-        await check_venues(repository, held_for)
+        await check_venues(repository.shared, held_for)
         with pytest.raises(OtherVenues) as refused:
-            await check_venues(repository, other)
+            await check_venues(repository.shared, other)
     finally:
         await repository.close()
 
@@ -241,9 +241,9 @@ async def test_the_first_engine_on_an_empty_database_records_its_venues(
 ) -> None:
     repository = await Repository.connect(database_url, 2, 5.0)
     try:
-        await check_venues(repository, "live")
-        await check_venues(repository, "live")
+        await check_venues(repository.shared, "live")
+        await check_venues(repository.shared, "live")
         with pytest.raises(OtherVenues):
-            await check_venues(repository, "simulated")
+            await check_venues(repository.shared, "simulated")
     finally:
         await repository.close()

@@ -24,7 +24,7 @@ SLACK = 1e-6
 
 
 class Answered:
-    """A repository's bucket, noting when each take was answered and when one first was."""
+    """A store of buckets, noting when each take was answered and when one first was."""
 
     def __init__(self, store: RateStore) -> None:
         self._store = store
@@ -48,9 +48,9 @@ async def test_a_new_bucket_starts_full_and_a_refill_stops_at_the_burst(
 ) -> None:
     slow = 0.001  # tokens a second: next to nothing refills while the test runs
 
-    taken = [await repository.take_rate_token("test", slow, 3) for _ in range(5)]
+    taken = [await repository.buckets.take_rate_token("test", slow, 3) for _ in range(5)]
     await asyncio.sleep(0.05)
-    refilled = await repository.take_rate_token("test", 1000, 3)
+    refilled = await repository.buckets.take_rate_token("test", 1000, 3)
 
     assert taken == pytest.approx([2, 1, 0, -1, -2], abs=0.01)
     assert refilled == 2
@@ -59,18 +59,18 @@ async def test_a_new_bucket_starts_full_and_a_refill_stops_at_the_burst(
 async def test_a_returned_token_is_taken_again(repository: Repository) -> None:
     slow = 0.001
     for _ in range(3):
-        await repository.take_rate_token("test", slow, 2)
+        await repository.buckets.take_rate_token("test", slow, 2)
 
-    await repository.return_rate_token("test")
+    await repository.buckets.return_rate_token("test")
 
-    assert await repository.take_rate_token("test", slow, 2) == pytest.approx(-1, abs=0.01)
-    assert await repository.take_rate_token("other", slow, 2) == 1
+    assert await repository.buckets.take_rate_token("test", slow, 2) == pytest.approx(-1, abs=0.01)
+    assert await repository.buckets.take_rate_token("other", slow, 2) == 1
 
 
 async def test_two_engines_together_start_no_more_attempts_than_one(
     engines: tuple[Repository, Repository],
 ) -> None:
-    stores = [Answered(repository) for repository in engines]
+    stores = [Answered(repository.buckets) for repository in engines]
     buckets = [SharedTokenBucket(store, RATE_PER_MINUTE, BURST) for store in stores]
     per_second = RATE_PER_MINUTE / 60
     started: list[float] = []
@@ -104,7 +104,7 @@ async def test_a_cancelled_wait_gives_its_token_back_to_every_engine(
 ) -> None:
     first, second = engines
     per_minute = 6  # one token every 10 s: the second attempt's wait outlasts the test
-    store = Answered(first)
+    store = Answered(first.buckets)
     bucket = SharedTokenBucket(store, per_minute, 1)
     assert await bucket.acquire() == 0
     store.took.clear()
@@ -114,7 +114,7 @@ async def test_a_cancelled_wait_gives_its_token_back_to_every_engine(
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    left = await second.take_rate_token(ATTEMPTS_BUCKET, per_minute / 60, 1)
+    left = await second.buckets.take_rate_token(ATTEMPTS_BUCKET, per_minute / 60, 1)
 
     # With the token back, the other engine owes one token (less what refilled since);
     # without it, it would owe two.
