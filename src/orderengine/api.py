@@ -161,6 +161,20 @@ def _reply(
     )
 
 
+def method_not_allowed(allowed: frozenset[str]) -> Handler:
+    """The handler of a path's other methods: a 405 whose `Allow` names `allowed`."""
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+    return refuse
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    """The handler of every path the engine does not serve: a 404."""
+    raise web.HTTPNotFound()
+
+
 FOLLOWING = frozenset({"orderId", "since"})
 """The query parameters of a GET that follows an order, refused on a POST."""
 

@@ -15,12 +15,12 @@ Part of the HTTP layer, as the composition root's table: only `app.py` imports i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import ConfigDict, Field, JsonValue
 
 from orderengine import api, asyncapi, console, docs, feed, listings, openapi, security, stream
@@ -68,6 +68,7 @@ from orderengine.wire import (
     MAX_JSON_DEPTH,
     QuotePreview,
     expect_continue,
+    without_continue,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -208,12 +209,15 @@ class Route:
     socket: bool = False
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does."""
-        path = self.path.replace("{order_id}", ORDER_ID_SEGMENT)
+        """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does.
+
+        Only a route that reads a body asks for it (`wire.expect_continue`).
+        """
+        expect = expect_continue if self.body is not None else without_continue
         if self.method == "GET":
-            router.add_get(path, self.handler, expect_handler=expect_continue)
+            router.add_get(_pattern(self.path), self.handler, expect_handler=expect)
         else:
-            router.add_route(self.method, path, self.handler, expect_handler=expect_continue)
+            router.add_route(self.method, _pattern(self.path), self.handler, expect_handler=expect)
 
     def answers(self) -> tuple[Reply, ...]:
         """Every status the route may answer with, its own and the shared ones, by status."""
@@ -222,6 +226,40 @@ class Route:
         for reply in (*self.replies, *shared):
             by_status.setdefault(reply.status, []).append(reply)
         return tuple(_merged(by_status[status]) for status in sorted(by_status))
+
+
+def _pattern(path: str) -> str:
+    """The path as aiohttp matches it."""
+    return path.replace("{order_id}", ORDER_ID_SEGMENT)
+
+
+def allowed_methods(routes: Iterable[Route]) -> frozenset[str]:
+    """The methods a path takes, by its routes: a GET's path also takes HEAD."""
+    methods = {route.method for route in routes}
+    return frozenset(methods | {"HEAD"} if "GET" in methods else methods)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Register every route, then the refusals of what no route takes.
+
+    aiohttp's own refusals (a 405 for another method, a 404 for another path) come with its
+    default expect handler, which asks for the body before refusing it. Registered here,
+    after the routes so that they match only what no route does, they refuse from the
+    headers alone (`wire.without_continue`).
+    """
+    for route in ROUTES:
+        route.add_to(router)
+    by_path: dict[str, list[Route]] = {}
+    for route in ROUTES:
+        by_path.setdefault(route.path, []).append(route)
+    for path, routes in by_path.items():
+        refuse = api.method_not_allowed(allowed_methods(routes))
+        router.add_route(hdrs.METH_ANY, _pattern(path), refuse, expect_handler=without_continue)
+    router.add_route(hdrs.METH_ANY, ANY_PATH, api.not_found, expect_handler=without_continue)
+
+
+ANY_PATH = "/{path:.*}"
+"""What the refusal of every path the engine does not serve matches."""
 
 
 def _merged(replies: list[Reply]) -> Reply:

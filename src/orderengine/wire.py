@@ -344,6 +344,15 @@ async def expect_continue(request: web.Request) -> None:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
+async def without_continue(request: web.Request) -> None:
+    """Never ask for the body (`100 Continue`): the expect handler of a route that reads none.
+
+    A route that reads no body, a method a path does not take (405) and a path the engine
+    does not serve (404) are answered from the headers alone, so a client waiting to send
+    its body gets the final answer instead.
+    """
+
+
 def _sent_as_json(request: web.Request) -> bool:
     charset = (request.charset or "utf-8").lower()
     return request.content_type == "application/json" and charset in ("utf-8", "utf8")
