@@ -175,22 +175,13 @@ async def not_found(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-FOLLOWING = frozenset({"orderId", "since"})
-"""The query parameters of a GET that follows an order, refused on a POST."""
-
-
 async def execute(request: web.Request) -> web.StreamResponse:
     """POST an order: 201 with its id once it is committed, or upgraded to its stream.
 
     A request asking for a WebSocket it may not have never gets here (`screening_middleware`).
-    Nor does a POST that names an order to follow: that is a GET's, and the POST would make
-    a new order instead.
+    Nor does a POST that names an order to follow (`orderId`, `since`: the POST takes no
+    query parameter), which would make a new order instead.
     """
-    if FOLLOWING & request.query.keys():
-        raise BadRequest(
-            "a POST submits the order in its body: orderId and since are for following an"
-            " existing order, with a GET"
-        )
     order_request = await read_order(request)
     if stream.upgrading(request):
         return await stream.upgrade_after_post(request, order_request)

@@ -35,6 +35,9 @@ routed to the venue that pays most, built, submitted and confirmed.
 - **Errors** all have one shape, `{"error": {"code", "message", "details"}}`; a refused
   request creates nothing. A path the engine does not serve is a 404 `not_found`, a method a
   path does not take a 405 `method_not_allowed` (with `Allow`).
+- **Query parameters**: a route takes the ones it lists, and no other: any other (a
+  misspelled `limit` or `cursor`, say) is a 422 `unknown_parameter` whose `details` names
+  each. The sockets' handshakes ignore other parameters (see the AsyncAPI document).
 - **Retries**: send an `Idempotency-Key` with a POST to make its retries safe.
 - **Keys**: while the engine has API keys in force, every `/api/...` route but this
   description needs `Authorization: Bearer KEY`.

@@ -15,6 +15,7 @@ Part of the HTTP layer, as the composition root's table: only `app.py` imports i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -54,6 +55,7 @@ from orderengine.errors import (
     TooManyRequests,
     TooManySockets,
     Unauthorized,
+    UnknownParameter,
     UnsupportedMediaType,
 )
 from orderengine.listings import Catalog, ListingRequest
@@ -68,6 +70,7 @@ from orderengine.wire import (
     MAX_JSON_DEPTH,
     QuotePreview,
     expect_continue,
+    refuse_unknown_parameters,
     without_continue,
 )
 
@@ -214,18 +217,45 @@ class Route:
         Only a route that reads a body asks for it (`wire.expect_continue`).
         """
         expect = expect_continue if self.body is not None else without_continue
+        handler = self.handler if self.socket else _known_parameters_only(self)
         if self.method == "GET":
-            router.add_get(_pattern(self.path), self.handler, expect_handler=expect)
+            router.add_get(_pattern(self.path), handler, expect_handler=expect)
         else:
-            router.add_route(self.method, _pattern(self.path), self.handler, expect_handler=expect)
+            router.add_route(self.method, _pattern(self.path), handler, expect_handler=expect)
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        """The query parameters the route takes, by their wire names."""
+        if self.query is None:
+            return frozenset()
+        return frozenset(field.alias or name for name, field in self.query.model_fields.items())
 
     def answers(self) -> tuple[Reply, ...]:
         """Every status the route may answer with, its own and the shared ones, by status."""
-        shared = COMMON if self.public else (*COMMON, UNAUTHORIZED)
+        shared = (
+            (*COMMON, UNKNOWN_PARAMETER)
+            if self.public
+            else (*COMMON, UNKNOWN_PARAMETER, UNAUTHORIZED)
+        )
         by_status: dict[int, list[Reply]] = {}
         for reply in (*self.replies, *shared):
             by_status.setdefault(reply.status, []).append(reply)
         return tuple(_merged(by_status[status]) for status in sorted(by_status))
+
+
+def _known_parameters_only(route: Route) -> Handler:
+    """The route's handler, behind the refusal of any query parameter it does not take.
+
+    Not a socket's: its handshake ignores other parameters, as a page or a proxy may add one.
+    """
+    handler, known = route.handler, route.parameters
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        refuse_unknown_parameters(request, known)
+        return await handler(request)
+
+    return checked
 
 
 def _pattern(path: str) -> str:
@@ -278,6 +308,8 @@ def _merged(replies: list[Reply]) -> Reply:
     )
 
 
+FIELD_REASONS = tuple[FieldReason, ...]
+
 COMMON = (
     refused(
         400,
@@ -321,6 +353,15 @@ COMMON = (
 )
 """What any route may answer: the server's own refusals and an internal error."""
 
+UNKNOWN_PARAMETER = refused(
+    422,
+    "A query parameter the route does not take (a misspelled one, say): `details` names each, "
+    "with the type `extra_forbidden`.",
+    UnknownParameter.code,
+    details=FIELD_REASONS,
+)
+"""What every HTTP route answers to a query parameter it does not take (`wire.py`)."""
+
 UNAUTHORIZED = refused(
     401,
     "Keys are in force and the request has no key, or a wrong or revoked one.",
@@ -352,8 +393,6 @@ BODY_REFUSED = (
     ),
 )
 """How a POST's body is refused before it is read as an order or a listing."""
-
-FIELD_REASONS = tuple[FieldReason, ...]
 
 ORDER_EXAMPLES: dict[str, dict[str, Any]] = {
     "market": {
