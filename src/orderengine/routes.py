@@ -75,12 +75,14 @@ from orderengine.wire import (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Method = Literal["GET", "POST", "DELETE"]
+Method = Literal["GET", "POST", "DELETE", "OPTIONS"]
 
 TOO_MANY_CONNECTIONS = "too_many_connections"
 """The code of the server's 503 at its connection cap (`server.py`)."""
 INTERNAL_ERROR = "internal_error"
 """The code of every 500."""
+METHOD_NOT_ALLOWED = "method_not_allowed"
+"""The code of a 405 for a method a path does not take."""
 NOT_FOUND = "not_found"
 """The code of a 404 for a path the engine does not serve (aiohttp's, in the error shape)."""
 
@@ -191,7 +193,7 @@ class Route:
     one request. The documents show them, Swagger UI fills them in, the Postman collection
     sends them, and schemathesis tries them first. `public` routes need no API key even
     while keys are in force. `socket` marks a WebSocket's GET, which the AsyncAPI document
-    describes instead.
+    describes instead. `allow` is what the `Allow` of the route's 405 names.
     """
 
     method: Method
@@ -210,6 +212,7 @@ class Route:
     query_example: Mapping[str, str | int] = field(default_factory=dict)
     public: bool = False
     socket: bool = False
+    allow: frozenset[str] = frozenset()
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does.
@@ -264,8 +267,11 @@ def _pattern(path: str) -> str:
 
 
 def allowed_methods(routes: Iterable[Route]) -> frozenset[str]:
-    """The methods a path takes, by its routes: a GET's path also takes HEAD."""
-    methods = {route.method for route in routes}
+    """The methods a path takes, by its routes: a GET's path also takes HEAD.
+
+    Not OPTIONS: only a CORS preflight is answered, and any other OPTIONS is refused.
+    """
+    methods = {route.method for route in routes if route.method != "OPTIONS"}
     return frozenset(methods | {"HEAD"} if "GET" in methods else methods)
 
 
@@ -759,5 +765,82 @@ CONSOLE_ROUTES = (
 )
 """The browser console and its files: open to all, as the page holds no data."""
 
-ROUTES: tuple[Route, ...] = (*API_ROUTES, *OPERATION_ROUTES, *DOCS_ROUTES, *CONSOLE_ROUTES)
-"""Every route the engine serves, in the order `app.py` registers them."""
+
+class PreflightHeaders(Model):
+    """What a browser's CORS preflight asks: whether its page may send a request."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    origin: str | None = Field(None, alias="Origin", description="The page's origin.")
+    method: str | None = Field(
+        None,
+        alias="Access-Control-Request-Method",
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        description="The method the page would send; with it, the OPTIONS is a preflight.",
+    )
+    headers: str | None = Field(
+        None,
+        alias="Access-Control-Request-Headers",
+        description="The headers the page would send.",
+    )
+
+
+def preflight(routes: tuple[Route, ...]) -> Route:
+    """The OPTIONS of the path of `routes`: a CORS preflight, answered by `security.py`.
+
+    An OPTIONS that is no preflight is a 405, as every method the path does not take.
+    """
+    first, allow = routes[0], allowed_methods(routes)
+    return Route(
+        "OPTIONS",
+        first.path,
+        api.method_not_allowed(allow),
+        f"{first.operation_id}Preflight",
+        "CORS preflight",
+        "A browser asks whether a page of another origin may send a request here. Answered "
+        "before any key is asked for: a preflight carries none.",
+        first.tag,
+        replies=(
+            Reply(
+                204,
+                "A preflight from an origin in `ORDERENGINE_CORS_ORIGINS`: what its pages may "
+                "send, for how long.",
+                headers=(
+                    "Access-Control-Allow-Origin",
+                    "Access-Control-Allow-Methods",
+                    "Access-Control-Allow-Headers",
+                    "Access-Control-Max-Age",
+                ),
+            ),
+            refused(403, "A preflight from any other origin.", ForeignOrigin.code),
+            refused(
+                405,
+                "An OPTIONS that is no preflight, as any method this path does not take: "
+                "`Allow` names those it takes.",
+                METHOD_NOT_ALLOWED,
+                headers=("Allow",),
+            ),
+        ),
+        path_parameters=first.path_parameters,
+        headers=PreflightHeaders,
+        public=first.public,
+        allow=allow,
+    )
+
+
+def _preflights(routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    """The preflight of each path with a route a client calls over HTTP (not a socket's)."""
+    by_path: dict[str, list[Route]] = {}
+    for route in routes:
+        by_path.setdefault(route.path, []).append(route)
+    return tuple(
+        preflight(tuple(served))
+        for served in by_path.values()
+        if any(not route.socket for route in served)
+    )
+
+
+SERVED = (*API_ROUTES, *OPERATION_ROUTES, *DOCS_ROUTES, *CONSOLE_ROUTES)
+ROUTES: tuple[Route, ...] = (*SERVED, *_preflights(SERVED))
+"""Every route the engine serves, in the order `app.py` registers them: each path's
+preflight last."""
