@@ -32,6 +32,7 @@ from orderengine.errors import (
     UnsupportedHttp,
 )
 from orderengine.keys import CALLER, ENGINE, METRICS, REPOSITORY, SETTINGS
+from orderengine.server import Http11Answer
 from orderengine.wire import (
     INT64_MAX,
     accepted,
@@ -86,7 +87,7 @@ def _answer_begun(request: web.Request) -> bool:
     return request.writer.output_size > 0
 
 
-def _answer(request: web.Request, error: Exception) -> web.Response:
+def _answer(request: web.Request, error: Exception) -> web.StreamResponse:
     """The error's answer: its own status and words, or a 500 that says nothing more."""
     if isinstance(error, Unavailable):
         request.app[METRICS].rejected.labels(error.code).inc()
@@ -104,9 +105,14 @@ def _answer(request: web.Request, error: Exception) -> web.Response:
     if isinstance(error, OrderEngineError):
         if error.status >= 500:
             log.error("request_failed", path=request.path, error=error.message)
-        response = _json(error_body(error.code, error.message, error.details), status=error.status)
-        if isinstance(error, RequestTimeout | UnsupportedHttp):
-            # The rest of the body may never come, or cannot be told from what follows it.
+        body = error_body(error.code, error.message, error.details)
+        if isinstance(error, UnsupportedHttp):
+            # In HTTP/1.1, not the request's version; what follows it cannot be read for sure,
+            # and the connection is closed after it.
+            return Http11Answer(error.status, body, {})
+        response = _json(body, status=error.status)
+        if isinstance(error, RequestTimeout):
+            # The rest of the body may never come.
             response.force_close()
         return response
     log.error("request_crashed", path=request.path, method=request.method, exc_info=error)

@@ -115,7 +115,7 @@ async def test_what_the_http_parser_refuses_is_answered_in_the_error_shape_witho
             writer.write(request_)
             answer = await read_answer(reader)
 
-            assert answer.status == status
+            assert (answer.version, answer.status) == ("HTTP/1.1", status)
             assert error_of(answer)["code"] == code
             assert b"<b>" not in answer.body
             assert {(name.lower(), value) for name, value in SECURITY_HEADERS.items()} <= set(
@@ -165,7 +165,7 @@ async def test_http_the_engine_does_not_serve_creates_nothing(
         finally:
             writer.close()
 
-        assert answer.status == 400
+        assert (answer.version, answer.status) == ("HTTP/1.1", 400)
         assert error_of(answer)["message"] == problem
         assert after == b"", "the connection is closed after the answer"
         assert await order_count(site) == 0
