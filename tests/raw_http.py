@@ -32,6 +32,8 @@ class Answer:
     status: int
     headers: dict[str, str]
     body: bytes
+    version: str = "HTTP/1.1"
+    """The status line's protocol."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -66,7 +68,8 @@ async def read_answer(reader: asyncio.StreamReader, limit_s: float = READ_LIMIT_
             for name, _, value in (line.partition(":") for line in lines if line)
         }
         body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return Answer(int(status_line.split()[1]), headers, body)
+    version, status = status_line.split()[:2]
+    return Answer(int(status), headers, body, version)
 
 
 async def exchange(port: int, request: bytes) -> Answer:

@@ -32,6 +32,7 @@ from orderengine.errors import (
     UnsupportedHttp,
 )
 from orderengine.keys import CALLER, ENGINE, METRICS, REPOSITORY, SETTINGS
+from orderengine.server import Http11Answer
 from orderengine.wire import (
     INT64_MAX,
     accepted,
@@ -86,7 +87,7 @@ def _answer_begun(request: web.Request) -> bool:
     return request.writer.output_size > 0
 
 
-def _answer(request: web.Request, error: Exception) -> web.Response:
+def _answer(request: web.Request, error: Exception) -> web.StreamResponse:
     """The error's answer: its own status and words, or a 500 that says nothing more."""
     if isinstance(error, Unavailable):
         request.app[METRICS].rejected.labels(error.code).inc()
@@ -104,9 +105,14 @@ def _answer(request: web.Request, error: Exception) -> web.Response:
     if isinstance(error, OrderEngineError):
         if error.status >= 500:
             log.error("request_failed", path=request.path, error=error.message)
-        response = _json(error_body(error.code, error.message, error.details), status=error.status)
-        if isinstance(error, RequestTimeout | UnsupportedHttp):
-            # The rest of the body may never come, or cannot be told from what follows it.
+        body = error_body(error.code, error.message, error.details)
+        if isinstance(error, UnsupportedHttp):
+            # In HTTP/1.1, not the request's version; what follows it cannot be read for sure,
+            # and the connection is closed after it.
+            return Http11Answer(error.status, body, {})
+        response = _json(body, status=error.status)
+        if isinstance(error, RequestTimeout):
+            # The rest of the body may never come.
             response.force_close()
         return response
     log.error("request_crashed", path=request.path, method=request.method, exc_info=error)
@@ -161,22 +167,27 @@ def _reply(
     )
 
 
-FOLLOWING = frozenset({"orderId", "since"})
-"""The query parameters of a GET that follows an order, refused on a POST."""
+def method_not_allowed(allowed: frozenset[str]) -> Handler:
+    """The handler of a path's other methods: a 405 whose `Allow` names `allowed`."""
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+    return refuse
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    """The handler of every path the engine does not serve: a 404."""
+    raise web.HTTPNotFound()
 
 
 async def execute(request: web.Request) -> web.StreamResponse:
     """POST an order: 201 with its id once it is committed, or upgraded to its stream.
 
     A request asking for a WebSocket it may not have never gets here (`screening_middleware`).
-    Nor does a POST that names an order to follow: that is a GET's, and the POST would make
-    a new order instead.
+    Nor does a POST that names an order to follow (`orderId`, `since`: the POST takes no
+    query parameter), which would make a new order instead.
     """
-    if FOLLOWING & request.query.keys():
-        raise BadRequest(
-            "a POST submits the order in its body: orderId and since are for following an"
-            " existing order, with a GET"
-        )
     order_request = await read_order(request)
     if stream.upgrading(request):
         return await stream.upgrade_after_post(request, order_request)

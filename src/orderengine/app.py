@@ -45,7 +45,7 @@ from orderengine.keys import (
 from orderengine.metrics import Metrics
 from orderengine.notifications import Listener
 from orderengine.repository import Repository
-from orderengine.routes import ROUTES
+from orderengine.routes import add_routes
 from orderengine.server import handler_args
 from orderengine.settings import Settings
 from orderengine.shared_values import SharedValues
@@ -80,8 +80,7 @@ def create_app(settings: Settings, venues: VenueFactory | None = None) -> web.Ap
     app[KEY_SOCKETS] = KeySockets(settings.key_max_sockets)
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_sockets)
-    for route in ROUTES:
-        route.add_to(app.router)
+    add_routes(app.router)
     return app
 
 

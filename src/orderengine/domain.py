@@ -16,7 +16,14 @@ from typing import Any, Literal, TypedDict
 from uuid import UUID
 
 import orjson
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from orderengine.model import Amount, Given, Model
@@ -212,6 +219,10 @@ class OrderKind(Model):
         return value
 
 
+_BEYOND_MICROSECONDS = re.compile(r"(?<=:[0-9]{2}\.[0-9]{6})[0-9]+")
+"""The digits of a time's seconds past the sixth after the point."""
+
+
 def _is_number(text: str) -> bool:
     try:
         Decimal(text)
@@ -233,7 +244,14 @@ class OrderRequest(QuoteRequest, OrderKind):
 
     slippage_bps: int = Field(default=50, ge=1, le=MAX_SLIPPAGE_BPS, strict=True)
     limit_price: Given | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = Field(
+        None,
+        description=(
+            "When a limit or sniper order stops waiting: ISO 8601 with its time zone. A time "
+            "finer than a microsecond is rounded up to the next one, so that the order never "
+            "expires before the time given."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -265,17 +283,25 @@ class OrderRequest(QuoteRequest, OrderKind):
             )
         return limit
 
-    @field_validator("expires_at", mode="before")
+    @field_validator("expires_at", mode="wrap")
     @classmethod
-    def iso_time(cls, value: object) -> object:
-        """An ISO 8601 string, as the API says: pydantic alone takes seconds since 1970 too."""
+    def iso_time(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        """An ISO 8601 string, as the API says: pydantic alone takes seconds since 1970 too.
+
+        Finer than a microsecond, it is rounded up to the next one: a datetime holds no finer,
+        and pydantic would cut the rest off, so that the order could expire before its time.
+        """
         if value is None:
-            return value
+            return handler(value)
         if not isinstance(value, str) or _is_number(value):
             raise PydanticCustomError(
                 "datetime_type", "expiresAt must be an ISO 8601 time with its time zone, as text"
             )
-        return value
+        finer = _BEYOND_MICROSECONDS.search(value)
+        if finer is None:
+            return handler(value)
+        at: datetime = handler(value[: finer.start()] + value[finer.end() :])
+        return at + timedelta(microseconds=1) if finer.group().strip("0") else at
 
     @field_validator("expires_at")
     @classmethod

@@ -74,6 +74,16 @@ class InvalidOrder(OrderEngineError):
     code = "invalid_order"
 
 
+class UnknownParameter(OrderEngineError):
+    """A query parameter the route does not take: `details` names each.
+
+    Ignored, a misspelled `limit` or `cursor` would answer another page than the one meant.
+    """
+
+    status = 422
+    code = "unknown_parameter"
+
+
 class OrderNotFound(OrderEngineError):
     status = 404
     code = "order_not_found"

@@ -34,7 +34,14 @@ routed to the venue that pays most, built, submitted and confirmed.
   give them as JSON numbers.
 - **Errors** all have one shape, `{"error": {"code", "message", "details"}}`; a refused
   request creates nothing. A path the engine does not serve is a 404 `not_found`, a method a
-  path does not take a 405 `method_not_allowed` (with `Allow`).
+  path does not take a 405 `method_not_allowed`, whose `Allow` each path's `options`
+  operation gives.
+- **Browsers**: every path answers a CORS preflight (`OPTIONS` with
+  `Access-Control-Request-Method`) from an origin in `ORDERENGINE_CORS_ORIGINS`; any other
+  origin's is a 403.
+- **Query parameters**: a route takes the ones it lists, and no other: any other (a
+  misspelled `limit` or `cursor`, say) is a 422 `unknown_parameter` whose `details` names
+  each. The sockets' handshakes ignore other parameters (see the AsyncAPI document).
 - **Retries**: send an `Idempotency-Key` with a POST to make its retries safe.
 - **Keys**: while the engine has API keys in force, every `/api/...` route but this
   description needs `Authorization: Bearer KEY`.
@@ -47,6 +54,14 @@ HEADERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Location": ("The order's URL.", {"type": "string", "format": "uri-reference"}),
     "Retry-After": ("Seconds to wait before trying again.", {"type": "integer", "minimum": 0}),
     "WWW-Authenticate": ("How to authenticate: `Bearer`, as RFC 6750.", {"type": "string"}),
+    "Allow": ("The methods the path takes.", {"type": "string"}),
+    "Access-Control-Allow-Origin": ("The origin asking, allowed.", {"type": "string"}),
+    "Access-Control-Allow-Methods": ("The methods its pages may send.", {"type": "string"}),
+    "Access-Control-Allow-Headers": ("The headers its pages may send.", {"type": "string"}),
+    "Access-Control-Max-Age": (
+        "Seconds the browser may keep this answer.",
+        {"type": "integer", "minimum": 0},
+    ),
 }
 """The answer headers a route's reply may name: their descriptions and schemas."""
 
@@ -178,6 +193,9 @@ def _operation(
     operation["responses"] = {
         str(reply.status): _response(reply, found) for reply in route.answers()
     }
+    if route.allow:
+        allow = operation["responses"]["405"]["headers"]["Allow"]
+        allow["schema"] = {**allow["schema"], "const": ",".join(sorted(route.allow))}
     return operation
 
 

@@ -15,12 +15,13 @@ Part of the HTTP layer, as the composition root's table: only `app.py` imports i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import ConfigDict, Field, JsonValue
 
 from orderengine import api, asyncapi, console, docs, feed, listings, openapi, security, stream
@@ -54,6 +55,7 @@ from orderengine.errors import (
     TooManyRequests,
     TooManySockets,
     Unauthorized,
+    UnknownParameter,
     UnsupportedMediaType,
 )
 from orderengine.listings import Catalog, ListingRequest
@@ -68,15 +70,19 @@ from orderengine.wire import (
     MAX_JSON_DEPTH,
     QuotePreview,
     expect_continue,
+    refuse_unknown_parameters,
+    without_continue,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Method = Literal["GET", "POST", "DELETE"]
+Method = Literal["GET", "POST", "DELETE", "OPTIONS"]
 
 TOO_MANY_CONNECTIONS = "too_many_connections"
 """The code of the server's 503 at its connection cap (`server.py`)."""
 INTERNAL_ERROR = "internal_error"
 """The code of every 500."""
+METHOD_NOT_ALLOWED = "method_not_allowed"
+"""The code of a 405 for a method a path does not take."""
 NOT_FOUND = "not_found"
 """The code of a 404 for a path the engine does not serve (aiohttp's, in the error shape)."""
 
@@ -187,7 +193,7 @@ class Route:
     one request. The documents show them, Swagger UI fills them in, the Postman collection
     sends them, and schemathesis tries them first. `public` routes need no API key even
     while keys are in force. `socket` marks a WebSocket's GET, which the AsyncAPI document
-    describes instead.
+    describes instead. `allow` is what the `Allow` of the route's 405 names.
     """
 
     method: Method
@@ -206,22 +212,90 @@ class Route:
     query_example: Mapping[str, str | int] = field(default_factory=dict)
     public: bool = False
     socket: bool = False
+    allow: frozenset[str] = frozenset()
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does."""
-        path = self.path.replace("{order_id}", ORDER_ID_SEGMENT)
+        """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does.
+
+        Only a route that reads a body asks for it (`wire.expect_continue`).
+        """
+        expect = expect_continue if self.body is not None else without_continue
+        handler = self.handler if self.socket else _known_parameters_only(self)
         if self.method == "GET":
-            router.add_get(path, self.handler, expect_handler=expect_continue)
+            router.add_get(_pattern(self.path), handler, expect_handler=expect)
         else:
-            router.add_route(self.method, path, self.handler, expect_handler=expect_continue)
+            router.add_route(self.method, _pattern(self.path), handler, expect_handler=expect)
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        """The query parameters the route takes, by their wire names."""
+        if self.query is None:
+            return frozenset()
+        return frozenset(field.alias or name for name, field in self.query.model_fields.items())
 
     def answers(self) -> tuple[Reply, ...]:
         """Every status the route may answer with, its own and the shared ones, by status."""
-        shared = COMMON if self.public else (*COMMON, UNAUTHORIZED)
+        shared = (
+            (*COMMON, UNKNOWN_PARAMETER)
+            if self.public
+            else (*COMMON, UNKNOWN_PARAMETER, UNAUTHORIZED)
+        )
         by_status: dict[int, list[Reply]] = {}
         for reply in (*self.replies, *shared):
             by_status.setdefault(reply.status, []).append(reply)
         return tuple(_merged(by_status[status]) for status in sorted(by_status))
+
+
+def _known_parameters_only(route: Route) -> Handler:
+    """The route's handler, behind the refusal of any query parameter it does not take.
+
+    Not a socket's: its handshake ignores other parameters, as a page or a proxy may add one.
+    """
+    handler, known = route.handler, route.parameters
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        refuse_unknown_parameters(request, known)
+        return await handler(request)
+
+    return checked
+
+
+def _pattern(path: str) -> str:
+    """The path as aiohttp matches it."""
+    return path.replace("{order_id}", ORDER_ID_SEGMENT)
+
+
+def allowed_methods(routes: Iterable[Route]) -> frozenset[str]:
+    """The methods a path takes, by its routes: a GET's path also takes HEAD.
+
+    Not OPTIONS: only a CORS preflight is answered, and any other OPTIONS is refused.
+    """
+    methods = {route.method for route in routes if route.method != "OPTIONS"}
+    return frozenset(methods | {"HEAD"} if "GET" in methods else methods)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Register every route, then the refusals of what no route takes.
+
+    aiohttp's own refusals (a 405 for another method, a 404 for another path) come with its
+    default expect handler, which asks for the body before refusing it. Registered here,
+    after the routes so that they match only what no route does, they refuse from the
+    headers alone (`wire.without_continue`).
+    """
+    for route in ROUTES:
+        route.add_to(router)
+    by_path: dict[str, list[Route]] = {}
+    for route in ROUTES:
+        by_path.setdefault(route.path, []).append(route)
+    for path, routes in by_path.items():
+        refuse = api.method_not_allowed(allowed_methods(routes))
+        router.add_route(hdrs.METH_ANY, _pattern(path), refuse, expect_handler=without_continue)
+    router.add_route(hdrs.METH_ANY, ANY_PATH, api.not_found, expect_handler=without_continue)
+
+
+ANY_PATH = "/{path:.*}"
+"""What the refusal of every path the engine does not serve matches."""
 
 
 def _merged(replies: list[Reply]) -> Reply:
@@ -239,6 +313,8 @@ def _merged(replies: list[Reply]) -> Reply:
         headers=tuple(dict.fromkeys(name for reply in replies for name in reply.headers)),
     )
 
+
+FIELD_REASONS = tuple[FieldReason, ...]
 
 COMMON = (
     refused(
@@ -283,6 +359,15 @@ COMMON = (
 )
 """What any route may answer: the server's own refusals and an internal error."""
 
+UNKNOWN_PARAMETER = refused(
+    422,
+    "A query parameter the route does not take (a misspelled one, say): `details` names each, "
+    "with the type `extra_forbidden`.",
+    UnknownParameter.code,
+    details=FIELD_REASONS,
+)
+"""What every HTTP route answers to a query parameter it does not take (`wire.py`)."""
+
 UNAUTHORIZED = refused(
     401,
     "Keys are in force and the request has no key, or a wrong or revoked one.",
@@ -314,8 +399,6 @@ BODY_REFUSED = (
     ),
 )
 """How a POST's body is refused before it is read as an order or a listing."""
-
-FIELD_REASONS = tuple[FieldReason, ...]
 
 ORDER_EXAMPLES: dict[str, dict[str, Any]] = {
     "market": {
@@ -682,5 +765,82 @@ CONSOLE_ROUTES = (
 )
 """The browser console and its files: open to all, as the page holds no data."""
 
-ROUTES: tuple[Route, ...] = (*API_ROUTES, *OPERATION_ROUTES, *DOCS_ROUTES, *CONSOLE_ROUTES)
-"""Every route the engine serves, in the order `app.py` registers them."""
+
+class PreflightHeaders(Model):
+    """What a browser's CORS preflight asks: whether its page may send a request."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    origin: str | None = Field(None, alias="Origin", description="The page's origin.")
+    method: str | None = Field(
+        None,
+        alias="Access-Control-Request-Method",
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        description="The method the page would send; with it, the OPTIONS is a preflight.",
+    )
+    headers: str | None = Field(
+        None,
+        alias="Access-Control-Request-Headers",
+        description="The headers the page would send.",
+    )
+
+
+def preflight(routes: tuple[Route, ...]) -> Route:
+    """The OPTIONS of the path of `routes`: a CORS preflight, answered by `security.py`.
+
+    An OPTIONS that is no preflight is a 405, as every method the path does not take.
+    """
+    first, allow = routes[0], allowed_methods(routes)
+    return Route(
+        "OPTIONS",
+        first.path,
+        api.method_not_allowed(allow),
+        f"{first.operation_id}Preflight",
+        "CORS preflight",
+        "A browser asks whether a page of another origin may send a request here. Answered "
+        "before any key is asked for: a preflight carries none.",
+        first.tag,
+        replies=(
+            Reply(
+                204,
+                "A preflight from an origin in `ORDERENGINE_CORS_ORIGINS`: what its pages may "
+                "send, for how long.",
+                headers=(
+                    "Access-Control-Allow-Origin",
+                    "Access-Control-Allow-Methods",
+                    "Access-Control-Allow-Headers",
+                    "Access-Control-Max-Age",
+                ),
+            ),
+            refused(403, "A preflight from any other origin.", ForeignOrigin.code),
+            refused(
+                405,
+                "An OPTIONS that is no preflight, as any method this path does not take: "
+                "`Allow` names those it takes.",
+                METHOD_NOT_ALLOWED,
+                headers=("Allow",),
+            ),
+        ),
+        path_parameters=first.path_parameters,
+        headers=PreflightHeaders,
+        public=first.public,
+        allow=allow,
+    )
+
+
+def _preflights(routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    """The preflight of each path with a route a client calls over HTTP (not a socket's)."""
+    by_path: dict[str, list[Route]] = {}
+    for route in routes:
+        by_path.setdefault(route.path, []).append(route)
+    return tuple(
+        preflight(tuple(served))
+        for served in by_path.values()
+        if any(not route.socket for route in served)
+    )
+
+
+SERVED = (*API_ROUTES, *OPERATION_ROUTES, *DOCS_ROUTES, *CONSOLE_ROUTES)
+ROUTES: tuple[Route, ...] = (*SERVED, *_preflights(SERVED))
+"""Every route the engine serves, in the order `app.py` registers them: each path's
+preflight last."""

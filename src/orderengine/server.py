@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, cast
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_request import BaseRequest
 from yarl import URL
@@ -109,7 +111,8 @@ def connection_cap(settings: Settings) -> int:
     return max(1, min(soft, 1 << 20) - reserved)
 
 
-def _http_answer(status: HTTPStatus, body: dict[str, Any], headers: dict[str, str]) -> bytes:
+def _http_answer(status: HTTPStatus, body: dict[str, Any], headers: Mapping[str, str]) -> bytes:
+    """A JSON answer as bytes, in HTTP/1.1, after which the connection is closed."""
     payload = json.dumps(body).encode()
     lines = [
         f"HTTP/1.1 {status.value} {status.phrase}",
@@ -119,6 +122,33 @@ def _http_answer(status: HTTPStatus, body: dict[str, Any], headers: dict[str, st
         "Connection: close",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+class Http11Answer(web.StreamResponse):
+    """A JSON error answer whose status line says HTTP/1.1, whatever the request's said.
+
+    aiohttp writes the request's version on the status line: `HTTP/1.0` for a request its
+    parser refused (it stands in a request of that version for it), `HTTP/2.0` for a request
+    line claiming a version the engine does not speak. The engine speaks HTTP/1.1, and says
+    so; the connection is closed after the answer. Its headers are those it is given and
+    those the app's middlewares add (`headers`) before it is written, whole, when prepared.
+    """
+
+    def __init__(self, status: int, body: dict[str, Any], headers: Mapping[str, str]) -> None:
+        super().__init__(status=status, headers=headers)
+        self._answer_body = body
+        self._written = False
+        self.force_close()
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        if not self._written:
+            self._written = True
+            answer = _http_answer(HTTPStatus(self.status), self._answer_body, self.headers)
+            await request.writer.write(answer)
+        return request.writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Nothing more: the answer was written whole by `prepare`."""
 
 
 TOO_MANY_CONNECTIONS = _http_answer(
@@ -268,10 +298,7 @@ class EngineRequestHandler(web.RequestHandler):
             log.error("request_failed_in_server", status=status, exc_info=exc)
         else:
             log.debug("request_refused_by_parser", status=status, code=code)
-        headers = SECURITY_HEADERS | API_HEADERS
-        response = web.json_response(error_body(code, text), status=status, headers=headers)
-        response.force_close()
-        return response
+        return Http11Answer(status, error_body(code, text), SECURITY_HEADERS | API_HEADERS)
 
 
 def explain(status: int, error: BaseException | None) -> tuple[int, str, str]:

@@ -48,6 +48,7 @@ from orderengine.errors import (
     NoRoute,
     OrderNotFound,
     RequestTimeout,
+    UnknownParameter,
     UnsupportedHttp,
     UnsupportedMediaType,
 )
@@ -225,8 +226,8 @@ def read_quote_request(request: web.Request) -> QuoteRequest:
     """A quote's parameters from the query, refused for the reasons an order's fields are.
 
     `tokenIn`, `tokenOut` and `amountIn` (a string of ASCII digits, as in an order): a missing
-    or invalid one, or any other parameter, is a 422 naming each (one given twice is a 400,
-    from `refuse_repeated`).
+    or invalid one is a 422 naming each (one given twice is a 400, from `refuse_repeated`;
+    any other parameter a 422 before, from `refuse_unknown_parameters`).
     """
     try:
         return QuoteRequest.model_validate(
@@ -344,6 +345,15 @@ async def expect_continue(request: web.Request) -> None:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
+async def without_continue(request: web.Request) -> None:
+    """Never ask for the body (`100 Continue`): the expect handler of a route that reads none.
+
+    A route that reads no body, a method a path does not take (405) and a path the engine
+    does not serve (404) are answered from the headers alone, so a client waiting to send
+    its body gets the final answer instead.
+    """
+
+
 def _sent_as_json(request: web.Request) -> bool:
     charset = (request.charset or "utf-8").lower()
     return request.content_type == "application/json" and charset in ("utf-8", "utf8")
@@ -456,6 +466,27 @@ def refuse_repeated(request: web.Request) -> None:
     for header in SINGLE_HEADERS:
         if len(request.headers.getall(header, ())) > 1:
             raise BadRequest(f"the request gives {header} more than once")
+
+
+SHOWN_NAME = 40
+"""The most characters of an unknown parameter's name that its refusal quotes back."""
+
+
+def refuse_unknown_parameters(request: web.Request, known: frozenset[str]) -> None:
+    """A 422 naming each query parameter of the request that is not in `known`."""
+    unknown = sorted(set(request.query) - known)
+    if unknown:
+        raise UnknownParameter(
+            "the query gives parameters this route does not take",
+            details=[
+                {
+                    "field": name[:SHOWN_NAME],
+                    "message": "not a query parameter of this route",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ],
+        )
 
 
 WEBSOCKET_VERSION: Final = "13"

@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 
 from orderengine.errors import DatabaseUnavailable
 from orderengine.postgres import create_pool
+from orderengine.routes import ROUTES, Route
 from tests.harness import UNKNOWN_ID, Client, StartApp
 from tests.raw_http import Answer, exchange, request_bytes, serving
 from tests.streams import (
@@ -336,7 +337,7 @@ async def test_a_query_parameter_given_twice_is_400_on_every_route(
     assert error_of(await response.json())["message"] == f"the query gives {named} more than once"
 
 
-async def test_a_post_naming_an_order_to_follow_is_400_and_creates_nothing(
+async def test_a_post_naming_an_order_to_follow_is_422_and_creates_nothing(
     client: Client,
 ) -> None:
     """Following is a GET's; the POST would have made a new order instead."""
@@ -346,13 +347,33 @@ async def test_a_post_naming_an_order_to_follow_is_400_and_creates_nothing(
     plain = await client.post(target, data=ORDER, headers=JSON)
     upgraded = await post_upgrade(client, ORDER, target)
 
-    assert plain.status == 400
-    assert error_of(await plain.json())["message"] == (
-        "a POST submits the order in its body: orderId and since are for following an"
-        " existing order, with a GET"
-    )
-    assert upgraded == (400, [])
+    assert plain.status == 422
+    error = error_of(await plain.json())
+    assert error["code"] == "unknown_parameter"
+    assert [reason["field"] for reason in error["details"]] == ["orderId", "since"]
+    assert upgraded == (422, [])
     assert await order_count(client) == 1
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if not r.socket], ids=lambda r: r.operation_id)
+async def test_every_http_route_refuses_a_query_parameter_it_does_not_take(
+    client: Client, route: Route
+) -> None:
+    """A misspelled `limit` or `cursor`, ignored, would answer another page than the one meant."""
+    path = route.path.replace("{order_id}", UNKNOWN_ID).replace("{file}", "console.js")
+    response = await client.request(route.method, path, params={"limt": "5"})
+
+    assert response.status == 422
+    error = error_of(await response.json())
+    assert error["code"] == "unknown_parameter"
+    assert error["details"] == [
+        {
+            "field": "limt",
+            "message": "not a query parameter of this route",
+            "type": "extra_forbidden",
+        }
+    ]
+    assert await order_count(client) == 0
 
 
 async def test_parse_errors_are_told_in_our_words_with_where(client: Client) -> None:

@@ -26,7 +26,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from orderengine import docs
-from tests.harness import Client, StartApp
+from orderengine.routes import ROUTES
+from tests.harness import UNKNOWN_ID, Client, StartApp
 from tests.recorded_traffic import documents
 
 CHECKS = [
@@ -109,6 +110,38 @@ async def test_the_description_is_open_while_keys_are_in_force(start_app: StartA
 
     assert [answer.status for answer in answers] == [200] * len(paths)
     assert refused.status == 401
+
+
+FRONT = "https://front.example"
+TRIED = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def test_every_method_answered_is_documented_and_every_405_with_its_allow(
+    start_app: StartApp,
+) -> None:
+    """Each path's `options` operation: the preflight, and the `Allow` of every 405 there.
+
+    A socket's GET is the AsyncAPI document's.
+    """
+    client = await start_app(cors_origins=(FRONT,))
+    for path, described in documents()[0]["paths"].items():
+        target = path.replace("{order_id}", UNKNOWN_ID).replace("{file}", "console.js")
+        refused = described["options"]["responses"]["405"]["headers"]["Allow"]["schema"]
+        asking = {"Origin": FRONT, "Access-Control-Request-Method": "GET"}
+
+        preflight = await client.options(target, headers=asking)
+        answers = {method: await client.request(method, target) for method in TRIED}
+
+        assert preflight.status == 204, path
+        sockets = {route.method for route in ROUTES if route.path == path and route.socket}
+        for method, answer in answers.items():
+            if method in sockets:
+                continue
+            if answer.status == 405:
+                assert answer.headers["Allow"] == refused["const"], (method, path)
+            else:
+                assert method.lower() in described, (method, path)
+        assert answers["OPTIONS"].status == 405, path
 
 
 def operations(described: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -115,7 +115,7 @@ async def test_what_the_http_parser_refuses_is_answered_in_the_error_shape_witho
             writer.write(request_)
             answer = await read_answer(reader)
 
-            assert answer.status == status
+            assert (answer.version, answer.status) == ("HTTP/1.1", status)
             assert error_of(answer)["code"] == code
             assert b"<b>" not in answer.body
             assert {(name.lower(), value) for name, value in SECURITY_HEADERS.items()} <= set(
@@ -165,7 +165,7 @@ async def test_http_the_engine_does_not_serve_creates_nothing(
         finally:
             writer.close()
 
-        assert answer.status == 400
+        assert (answer.version, answer.status) == ("HTTP/1.1", 400)
         assert error_of(answer)["message"] == problem
         assert after == b"", "the connection is closed after the answer"
         assert await order_count(site) == 0
@@ -444,6 +444,36 @@ async def test_a_body_the_headers_refuse_is_not_asked_for(
 
     assert answer.status == status
     assert error_of(answer)["code"] in ("request_entity_too_large", "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/api/quotes", 405),
+        ("PUT", "/api/orders/execute", 405),
+        ("POST", "/api/nowhere", 404),
+        ("DELETE", "/api/stream-tokens", 405),
+        ("POST", "/api/stream-tokens", 201),
+    ],
+    ids=["a method a path does not take", "PUT", "a path not served", "DELETE", "no body read"],
+)
+async def test_a_request_whose_body_no_route_reads_is_answered_without_asking_for_it(
+    database_url: str, method: str, path: str, status: int
+) -> None:
+    head = request_bytes(method, path, headers={**JSON, "Expect": "100-continue"})
+    head = head.replace(b"\r\n\r\n", f"\r\nContent-Length: {len(ORDER)}\r\n\r\n".encode())
+    async with serving(database_url) as site:
+        reader, writer = await connect(site.port)
+        try:
+            writer.write(head.replace(b"Content-Length: 0\r\n", b""))
+            answer = await read_answer(reader)
+        finally:
+            writer.close()
+
+    assert answer.status == status
+    if status == 405:
+        assert error_of(answer)["code"] == "method_not_allowed"
+        assert "allow" in answer.headers
 
 
 async def test_an_unknown_expectation_is_ignored(database_url: str) -> None:

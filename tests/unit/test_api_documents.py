@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, hdrs, web
 from jsonschema import Draft7Validator, Draft202012Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
@@ -48,12 +48,16 @@ def asyncapi_problems(document: dict[str, Any]) -> list[str]:
 
 
 def served_routes() -> set[tuple[str, str]]:
-    """Each (method, path) the app answers, HEAD (which every GET answers too) aside."""
+    """Each (method, path) the app answers, HEAD (which every GET answers too) aside.
+
+    The routes of any method (`*`) only refuse: a method a path does not take, a path the
+    engine does not serve.
+    """
     app = create_app(fast_settings("postgresql://localhost/unused"))
     return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
-        if route.method != "HEAD" and isinstance(route.resource, web.Resource)
+        if route.method not in ("HEAD", hdrs.METH_ANY) and isinstance(route.resource, web.Resource)
     }
 
 

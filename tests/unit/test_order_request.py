@@ -7,6 +7,7 @@ a `BadRequest` (unreadable JSON, a 400) or an `InvalidOrder` naming each bad fie
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -645,3 +646,23 @@ def test_an_unknown_type_is_quoted_back_no_longer_than_a_few_words() -> None:
     assert reason["field"] == "type"
     assert len(reason["message"]) < 120
     assert reason["message"].startswith("unknown order type 'xxxx")
+
+
+@pytest.mark.parametrize(
+    ("given", "read"),
+    [
+        ("T00:00:00.123456001Z", "T00:00:00.123457+00:00"),
+        ("T00:00:00.999999999+02:00", "T00:00:01+02:00"),
+        ("T00:00:00.123456000Z", "T00:00:00.123456+00:00"),
+        ("T00:00:00.123456Z", "T00:00:00.123456+00:00"),
+    ],
+    ids=["a nanosecond over", "into the next second", "zeros past the sixth digit", "microseconds"],
+)
+def test_an_expiry_finer_than_a_microsecond_is_rounded_up_never_down(given: str, read: str) -> None:
+    """A datetime holds microseconds; cut, the order could expire before the time asked."""
+    day = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+
+    order = parse_order(encoded({**LIMIT, "expiresAt": day + given}), max_order_ttl_s=7 * 86400)
+
+    assert order.expires_at is not None
+    assert order.expires_at.isoformat() == day + read
