@@ -469,6 +469,7 @@ async def test_a_request_whose_body_no_route_reads_is_answered_without_asking_fo
             answer = await read_answer(reader)
         finally:
             writer.close()
+            await writer.wait_closed()
 
     assert answer.status == status
     if status == 405:
