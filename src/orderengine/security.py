@@ -29,6 +29,7 @@ from orderengine.wire import (
     FEED,
     LISTINGS_PATH,
     SECURITY_HEADERS,
+    SERVED_HTTP,
     error_body,
 )
 
@@ -123,7 +124,9 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     origin = request.headers.get(hdrs.ORIGIN)
     allowed = origin is not None and origin in request.app[SETTINGS].cors_origins
     preflight = (
-        request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+        request.method == "OPTIONS"
+        and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+        and request.version in SERVED_HTTP
     )
     if preflight and not allowed:
         refused = error_body("forbidden_origin", "this origin may not call the API from a browser")

@@ -436,6 +436,10 @@ SINGLE_HEADERS = (hdrs.AUTHORIZATION, "Idempotency-Key")
 """Headers whose one value is the request's: who asks, which order it is."""
 
 
+SERVED_HTTP: Final = (HttpVersion10, HttpVersion11)
+"""The versions of HTTP the engine answers; any other is refused (`refuse_unsupported_http`)."""
+
+
 def refuse_unsupported_http(request: web.Request) -> None:
     """Refuse a request in HTTP other than 1.0 and 1.1, or with a body coded but chunked.
 
@@ -444,7 +448,7 @@ def refuse_unsupported_http(request: web.Request) -> None:
     reading a body sent as `gzip, chunked` as if it were not compressed. Either could have an
     order made of bytes its client meant otherwise.
     """
-    if request.version not in (HttpVersion10, HttpVersion11):
+    if request.version not in SERVED_HTTP:
         raise UnsupportedHttp("only HTTP/1.0 and HTTP/1.1 are served")
     codings = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
     if codings and [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"]:

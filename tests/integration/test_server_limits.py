@@ -150,8 +150,16 @@ def chunked(body: bytes) -> bytes:
             + chunked(ORDER),
             "Transfer-Encoding may only be chunked",
         ),
+        (
+            request_bytes(
+                "OPTIONS",
+                "/api/orders/execute",
+                headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+            ).replace(b"HTTP/1.1", b"HTTP/2.0", 1),
+            "only HTTP/1.0 and HTTP/1.1 are served",
+        ),
     ],
-    ids=["HTTP/2.0 in an HTTP/1 request line", "a coding besides chunked"],
+    ids=["HTTP/2.0 in an HTTP/1 request line", "a coding besides chunked", "an HTTP/2.0 preflight"],
 )
 async def test_http_the_engine_does_not_serve_creates_nothing(
     database_url: str, request_: bytes, problem: str
