@@ -219,7 +219,7 @@ class OrderKind(Model):
         return value
 
 
-_BEYOND_MICROSECONDS = re.compile(r"(?<=:[0-9]{2}\.[0-9]{6})[0-9]+")
+_BEYOND_MICROSECONDS = re.compile(r"(?<=:[0-9]{2}[.,][0-9]{6})[0-9]+")
 """The digits of a time's seconds past the sixth after the point."""
 
 
@@ -301,7 +301,14 @@ class OrderRequest(QuoteRequest, OrderKind):
         if finer is None:
             return handler(value)
         at: datetime = handler(value[: finer.start()] + value[finer.end() :])
-        return at + timedelta(microseconds=1) if finer.group().strip("0") else at
+        if not finer.group().strip("0"):
+            return at
+        try:
+            return at + timedelta(microseconds=1)
+        except OverflowError:
+            raise PydanticCustomError(
+                "too_far_ahead", "expiresAt is beyond the last time a date can hold"
+            ) from None
 
     @field_validator("expires_at")
     @classmethod

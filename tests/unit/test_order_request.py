@@ -169,6 +169,12 @@ INVALID_ORDERS: list[tuple[str, dict[str, Any], str, str]] = [
         "too_far_ahead",
     ),
     (
+        "expiry that rounds up past the last time a date holds",
+        {**LIMIT, "expiresAt": "9999-12-31T23:59:59.9999999Z"},
+        "expiresAt",
+        "too_far_ahead",
+    ),
+    (
         "expiry with no time zone",
         {**LIMIT, "expiresAt": "2099-01-01T00:00:00"},
         "expiresAt",
@@ -655,8 +661,15 @@ def test_an_unknown_type_is_quoted_back_no_longer_than_a_few_words() -> None:
         ("T00:00:00.999999999+02:00", "T00:00:01+02:00"),
         ("T00:00:00.123456000Z", "T00:00:00.123456+00:00"),
         ("T00:00:00.123456Z", "T00:00:00.123456+00:00"),
+        ("T00:00:00,123456789Z", "T00:00:00.123457+00:00"),
     ],
-    ids=["a nanosecond over", "into the next second", "zeros past the sixth digit", "microseconds"],
+    ids=[
+        "a nanosecond over",
+        "into the next second",
+        "zeros past the sixth digit",
+        "microseconds",
+        "a comma before the fraction",
+    ],
 )
 def test_an_expiry_finer_than_a_microsecond_is_rounded_up_never_down(given: str, read: str) -> None:
     """A datetime holds microseconds; cut, the order could expire before the time asked."""
