@@ -36,6 +36,8 @@ from orderengine.server import Http11Answer
 from orderengine.wire import (
     INT64_MAX,
     accepted,
+    answer_begun,
+    close_if_body_unasked,
     error_body,
     non_negative,
     order_id,
@@ -61,12 +63,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every error leaves in one shape; internal ones are logged, never shown.
 
     Once an answer has begun (a socket switched protocols, say) no HTTP answer may follow it
-    into the stream: the error goes on up, and aiohttp closes the connection.
+    into the stream: the error goes on up, and aiohttp closes the connection. An answer to a
+    client still holding back its body closes the connection after it
+    (`wire.close_if_body_unasked`).
     """
+    response = await _answered(request, handler)
+    close_if_body_unasked(request, response)
+    return response
+
+
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as error:
-        if error.status < 400 or _answer_begun(request):
+        if error.status < 400 or answer_begun(request):
             raise
         code = error.reason.lower().replace(" ", "_")
         message = "request body too large" if error.status == 413 else _message(error)
@@ -77,14 +87,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.info("client_left", path=request.path, method=request.method)
         return web.Response(status=HTTPStatus.BAD_REQUEST)
     except Exception as error:
-        if _answer_begun(request):
+        if answer_begun(request):
             log.warning("request_failed_after_answering", path=request.path, error=repr(error))
             raise
         return _answer(request, error)
-
-
-def _answer_begun(request: web.Request) -> bool:
-    return request.writer.output_size > 0
 
 
 def _answer(request: web.Request, error: Exception) -> web.StreamResponse:

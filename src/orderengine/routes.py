@@ -69,9 +69,8 @@ from orderengine.wire import (
     LISTINGS_PATH,
     MAX_JSON_DEPTH,
     QuotePreview,
-    expect_continue,
+    deferred_continue,
     refuse_unknown_parameters,
-    without_continue,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -217,10 +216,11 @@ class Route:
     def add_to(self, router: web.UrlDispatcher) -> None:
         """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does.
 
-        Only a route that reads a body asks for it (`wire.expect_continue`).
+        A body is asked for (`Expect: 100-continue`) only as it is read
+        (`wire.deferred_continue`).
         """
-        expect = expect_continue if self.body is not None else without_continue
         handler = self.handler if self.socket else _known_parameters_only(self)
+        expect = deferred_continue
         if self.method == "GET":
             router.add_get(_pattern(self.path), handler, expect_handler=expect)
         else:
@@ -281,7 +281,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     aiohttp's own refusals (a 405 for another method, a 404 for another path) come with its
     default expect handler, which asks for the body before refusing it. Registered here,
     after the routes so that they match only what no route does, they refuse from the
-    headers alone (`wire.without_continue`).
+    headers alone (`wire.deferred_continue`).
     """
     for route in ROUTES:
         route.add_to(router)
@@ -290,8 +290,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
         by_path.setdefault(route.path, []).append(route)
     for path, routes in by_path.items():
         refuse = api.method_not_allowed(allowed_methods(routes))
-        router.add_route(hdrs.METH_ANY, _pattern(path), refuse, expect_handler=without_continue)
-    router.add_route(hdrs.METH_ANY, ANY_PATH, api.not_found, expect_handler=without_continue)
+        router.add_route(hdrs.METH_ANY, _pattern(path), refuse, expect_handler=deferred_continue)
+    router.add_route(hdrs.METH_ANY, ANY_PATH, api.not_found, expect_handler=deferred_continue)
 
 
 ANY_PATH = "/{path:.*}"

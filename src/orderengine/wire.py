@@ -327,31 +327,56 @@ async def read_body(request: web.Request, what: str) -> bytes:
     coding = _content_coding(request)
     if _longer_than_allowed(request):
         raise BodyTooLarge(f"request body is larger than {settings.max_body_bytes} bytes")
+    await _ask_for_body(request)
     raw = await _read_body(request, settings.request_timeout_s)
     return _decoded(raw, coding, settings.max_body_bytes) if coding else raw
 
 
-async def expect_continue(request: web.Request) -> None:
-    """Ask for the body (`100 Continue`) only when the route may read it.
+async def deferred_continue(request: web.Request) -> None:
+    """Ask for no body yet: the expect handler of every route.
 
-    A client sending `Expect: 100-continue` waits before sending its body. A body the
-    headers already refuse (not JSON, longer than the limit) is not asked for: the route
-    answers from the headers alone. Any other expectation is ignored, as HTTP allows, and
-    the request answered as it stands (aiohttp would refuse it with a plain-text 417).
+    aiohttp runs it before the middlewares, which may still refuse the request from its
+    headers alone (a key missing, a parameter unknown, a foreign host), as may a route that
+    reads no body, a method a path does not take (405) and a path the engine does not serve
+    (404). A client waiting to send its body (`Expect: 100-continue`) is asked for it by
+    `read_body`, only when the body is about to be read; any other expectation is ignored,
+    as HTTP allows (aiohttp would refuse it with a plain-text 417).
     """
-    if request.version != HttpVersion11 or request.headers[hdrs.EXPECT].lower() != "100-continue":
-        return
-    if _sent_as_json(request) and not _longer_than_allowed(request):
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
-async def without_continue(request: web.Request) -> None:
-    """Never ask for the body (`100 Continue`): the expect handler of a route that reads none.
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+INTERIM_BYTES = web.RequestKey("interim_bytes", int)
+"""The bytes of an interim answer (`100 Continue`) written before the request's final one."""
 
-    A route that reads no body, a method a path does not take (405) and a path the engine
-    does not serve (404) are answered from the headers alone, so a client waiting to send
-    its body gets the final answer instead.
+
+def _expects_continue(request: web.Request) -> bool:
+    """Whether the client waits to be asked before it sends its body."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    return request.version == HttpVersion11 and expect.lower() == "100-continue"
+
+
+async def _ask_for_body(request: web.Request) -> None:
+    """`100 Continue`, if the client waits for it: the body is about to be read."""
+    if _expects_continue(request) and INTERIM_BYTES not in request:
+        await request.writer.write(CONTINUE)
+        request[INTERIM_BYTES] = len(CONTINUE)
+
+
+def answer_begun(request: web.Request) -> bool:
+    """Whether the request's final answer has begun to be written (an interim one aside)."""
+    written: int = request.writer.output_size
+    interim: int = request.get(INTERIM_BYTES, 0)
+    return written > interim
+
+
+def close_if_body_unasked(request: web.Request, response: web.StreamResponse) -> None:
+    """Close the connection after an answer to a client still holding back its body.
+
+    It was never asked for (`100 Continue`), so it will not follow, and whatever the client
+    sends next would be read as that body.
     """
+    if _expects_continue(request) and INTERIM_BYTES not in request and request.body_exists:
+        response.force_close()
 
 
 def _sent_as_json(request: web.Request) -> bool:

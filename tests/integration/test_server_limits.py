@@ -433,6 +433,50 @@ async def test_a_body_the_engine_will_read_is_asked_for_then_accepted(database_u
     assert accepted.status == 201
 
 
+async def test_a_body_asked_for_then_refused_gets_its_refusal(database_url: str) -> None:
+    """The interim `100 Continue` is no answer begun: the refusal after it is sent whole."""
+    invalid = b'{"type": "market", "tokenIn": "SOL", "tokenOut": "XXX", "amountIn": "1"}'
+    async with serving(database_url) as site:
+        reader, writer = await connect(site.port)
+        try:
+            writer.write(expecting(JSON, len(invalid)))
+            asked = await read_answer(reader)
+            writer.write(invalid)
+            refused = await read_answer(reader)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    assert asked.status == 100
+    assert refused.status == 422
+    assert error_of(refused)["code"] == "invalid_order"
+
+
+async def test_a_request_the_middlewares_refuse_is_not_asked_for_its_body(
+    database_url: str,
+) -> None:
+    """Refused from its headers (a parameter no route takes), before its body is asked for.
+
+    The connection closes after the answer: the body was never asked for, so it will not
+    come, and what the client sends next must not be read as it.
+    """
+    head = expecting(JSON, len(ORDER)).replace(b"/api/orders/execute", b"/api/orders/execute?x=1")
+    async with serving(database_url, keepalive_timeout_s=30) as site:
+        reader, writer = await connect(site.port)
+        try:
+            writer.write(head)
+            answer = await read_answer(reader)
+            after = await closed_by_server(reader, limit_s=10)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert await order_count(site) == 0
+
+    assert answer.status == 422
+    assert error_of(answer)["code"] == "unknown_parameter"
+    assert after == b""
+
+
 @pytest.mark.parametrize(
     ("headers", "length", "status"),
     [(JSON, 100_000, 413), ({"Content-Type": "text/plain"}, len(ORDER), 415)],
