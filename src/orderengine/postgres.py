@@ -62,6 +62,17 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+def session_settings(timeout_s: float) -> dict[str, str]:
+    """What the server enforces on the engine's sessions, for a statement timeout `timeout_s`.
+
+    A transaction idle for twice that is ended by the server, and its locks let go: its
+    engine is frozen (stopped, swapped out, cut off), since between its statements it never
+    waits for anything else. Held, its locks (an order's row, a pool's on the chain) would
+    stop every other engine's work on them for as long as it stays frozen.
+    """
+    return {"idle_in_transaction_session_timeout": str(int(2 * timeout_s * 1000))}
+
+
 async def create_pool(dsn: str, size: int, timeout_s: float) -> asyncpg.Pool:
     """A pool of `size` connections, all opened now, that survives the database restarting.
 
@@ -79,6 +90,7 @@ async def create_pool(dsn: str, size: int, timeout_s: float) -> asyncpg.Pool:
             reset=_keep_connection,
             command_timeout=timeout_s,
             timeout=timeout_s,
+            server_settings=session_settings(timeout_s),
         )
     except CONNECTION_ERRORS as error:
         raise DatabaseUnavailable("database unavailable") from error
@@ -207,6 +219,7 @@ class DedicatedConnection:
                 self._dsn,
                 timeout=self._timeout_s if timeout_s is None else timeout_s,
                 command_timeout=self._timeout_s,
+                server_settings=session_settings(self._timeout_s),
             )
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable("database unavailable") from error

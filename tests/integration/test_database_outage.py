@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from orderengine.errors import DatabaseUnavailable
-from orderengine.postgres import acquire, create_pool
+from orderengine.postgres import CONNECTION_ERRORS, acquire, create_pool
 from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
 from tests import database_server
@@ -161,3 +161,25 @@ async def test_a_statement_timed_out_on_a_frozen_server_gives_its_connection_up_
         pool.terminate()
 
     assert isinstance(outcome[0], DatabaseUnavailable), repr(outcome[0])
+
+
+async def test_a_transaction_its_engine_left_idle_is_ended_by_the_server(
+    database_url: str,
+) -> None:
+    """A frozen engine's open transaction would hold its locks from every other engine."""
+    pool = await create_pool(database_url, 1, 0.5)
+    admin = await asyncpg.connect(database_url)
+    try:
+        async with acquire(pool, 0.5) as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            await connection.execute("SELECT pg_advisory_xact_lock(4242)")
+            await asyncio.sleep(1.5)
+            taken = await admin.fetchval("SELECT pg_try_advisory_lock(4242)")
+            with pytest.raises(CONNECTION_ERRORS):
+                await transaction.rollback()
+    finally:
+        await admin.close()
+        pool.terminate()
+
+    assert taken
