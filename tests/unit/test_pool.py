@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import uuid
@@ -10,14 +11,14 @@ from decimal import Decimal
 import pytest
 from solders.keypair import Keypair
 
-from orderengine.errors import SlippageExceeded, SwapRejected
+from orderengine.errors import DatabaseUnavailable, SlippageExceeded, SwapRejected
 from orderengine.tokens import TOKENS
 from orderengine.transaction import Transaction, build, min_amount_out
 from orderengine.venues.market import STEP_S, Market
 from orderengine.venues.meteora import Meteora
 from orderengine.venues.pool import Pool, PoolState
 from orderengine.venues.raydium import Raydium
-from orderengine.venues.values import Execution, RecentBlockhash
+from orderengine.venues.values import Dex, Execution, RecentBlockhash, Reserves
 from tests.ledger import MemoryLedger
 
 SIGNER = Keypair.from_seed(bytes(32))
@@ -251,3 +252,36 @@ async def test_the_same_seed_and_clock_give_the_same_prices() -> None:
         return seen
 
     assert await run() == await run()
+
+
+class SilentLedger(MemoryLedger):
+    """A chain whose pools cannot be read: the database is down, or does not answer."""
+
+    def __init__(self, failure: type[BaseException] | None) -> None:
+        super().__init__()
+        self.failure = failure
+
+    async def pool_reserves(self, dex: Dex) -> dict[str, Reserves]:
+        if self.failure is not None:
+            raise self.failure("the database does not answer")
+        await asyncio.Event().wait()
+        raise AssertionError("never reached")
+
+
+@pytest.mark.parametrize("failure", [DatabaseUnavailable, None], ids=["refused", "silent"])
+async def test_a_quote_goes_on_with_the_pools_last_read_when_the_chain_cannot_be_read(
+    failure: type[BaseException] | None,
+) -> None:
+    venue = Raydium(
+        SilentLedger(failure),
+        latency_scale=0,
+        failure_rate=0,
+        volatility_bps=0,
+        seed=1,
+        clock=Clock(),
+    )
+
+    async with asyncio.timeout(5):
+        quote = await venue.quote("USDC", "SOL", Decimal(1_000))
+
+    assert quote.amount_out > 0

@@ -38,10 +38,17 @@ from decimal import Decimal
 from itertools import combinations
 from uuid import UUID
 
+import structlog
 from solders.keypair import Keypair
 from solders.transaction import Transaction as SolanaTransaction
 
-from orderengine.errors import AlreadyListed, NoRoute, SlippageExceeded, SwapRejected
+from orderengine.errors import (
+    AlreadyListed,
+    DatabaseUnavailable,
+    NoRoute,
+    SlippageExceeded,
+    SwapRejected,
+)
 from orderengine.model import plain_decimal
 from orderengine.tokens import FIXED_TOKENS, SYMBOL, TOKENS, Token, listed_token, register
 from orderengine.transaction import Swap, Transaction, build, find_swap
@@ -58,6 +65,10 @@ from orderengine.venues.values import (
     TransactionStatus,
 )
 
+log = structlog.get_logger(__name__)
+
+SYNC_LIMIT_S = 0.25
+"""The longest a quote waits to read its venue's pools from the chain before it goes without."""
 QUOTE_LATENCY_S = (0.15, 0.25)
 SWAP_LATENCY_S = (2.0, 3.0)
 LANDING_SHARE = (0.3, 0.7)
@@ -102,6 +113,8 @@ class SimulatedVenue(ABC):
         self._clock = clock
         self._pool_sync_s = pool_sync_s
         self._synced_at: float | None = None
+        self._sync_failing = False
+        """Whether the last read of the pools for a quote failed: said once, until one works."""
         self._rng = random.Random(f"{seed}:{self.name}" if seed is not None else None)
         self.market = Market(ledger.seed, volatility_bps)
         self._pools = {
@@ -128,7 +141,7 @@ class SimulatedVenue(ABC):
         await self._pause(self._latency(QUOTE_LATENCY_S))
         pool = await self._pool(token_in, token_out)
         if self._sync_due():
-            await self.sync_pools()
+            await self._sync_for_quote()
         now = self._clock()
         fee_rate = self.fee_rate(pool, now)
         result = self._state(pool, now).swap(token_in, amount_in, fee_rate)
@@ -221,6 +234,23 @@ class SimulatedVenue(ABC):
             reserves = moved.get(pool.address)
             if reserves is not None and reserves != pool.settled:
                 pool.adopt(reserves)
+
+    async def _sync_for_quote(self) -> None:
+        """Read the pools from the chain for a quote, within `SYNC_LIMIT_S`, or go without.
+
+        A quote needs no database: what it last read is the pools as of a moment ago, and a
+        database that does not answer must not cost the quotes too. A swap is always decided
+        against the chain as it is (`Ledger.record`).
+        """
+        try:
+            async with asyncio.timeout(SYNC_LIMIT_S):
+                await self.sync_pools()
+        except (DatabaseUnavailable, TimeoutError) as error:
+            if not self._sync_failing:
+                log.warning("pool_sync_failed", dex=self.name, error=type(error).__name__)
+            self._sync_failing = True
+        else:
+            self._sync_failing = False
 
     def _sync_due(self) -> bool:
         """Whether the pools were last read from the chain `pool_sync_s` ago, or never."""
