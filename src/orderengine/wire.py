@@ -468,6 +468,9 @@ SERVED_HTTP: Final = (HttpVersion10, HttpVersion11)
 def refuse_unsupported_http(request: web.Request) -> None:
     """Refuse a request in HTTP other than 1.0 and 1.1, or with a body coded but chunked.
 
+    An HTTP/1.0 request has no transfer codings: one that names any is framed faultily
+    (RFC 9112, section 6.1), and its body cannot be told from what follows it.
+
     aiohttp's parser takes `HTTP/2.0` (and `HTTP/0.9`, a request line with no version) and
     answers in its framing all the same; and of `Transfer-Encoding` it heeds `chunked` alone,
     reading a body sent as `gzip, chunked` as if it were not compressed. Either could have an
@@ -476,6 +479,8 @@ def refuse_unsupported_http(request: web.Request) -> None:
     if request.version not in SERVED_HTTP:
         raise UnsupportedHttp("only HTTP/1.0 and HTTP/1.1 are served")
     codings = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
+    if codings and request.version == HttpVersion10:
+        raise UnsupportedHttp("Transfer-Encoding is not HTTP/1.0")
     if codings and [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"]:
         raise UnsupportedHttp("Transfer-Encoding may only be chunked")
 

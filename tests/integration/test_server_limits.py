@@ -152,6 +152,17 @@ def chunked(body: bytes) -> bytes:
         ),
         (
             request_bytes(
+                "POST",
+                "/api/orders/execute",
+                headers={**JSON, "Transfer-Encoding": "chunked"},
+            )
+            .replace(b"Content-Length: 0\r\n", b"")
+            .replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+            + chunked(ORDER),
+            "Transfer-Encoding is not HTTP/1.0",
+        ),
+        (
+            request_bytes(
                 "OPTIONS",
                 "/api/orders/execute",
                 headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
@@ -159,7 +170,12 @@ def chunked(body: bytes) -> bytes:
             "only HTTP/1.0 and HTTP/1.1 are served",
         ),
     ],
-    ids=["HTTP/2.0 in an HTTP/1 request line", "a coding besides chunked", "an HTTP/2.0 preflight"],
+    ids=[
+        "HTTP/2.0 in an HTTP/1 request line",
+        "a coding besides chunked",
+        "chunked in HTTP/1.0",
+        "an HTTP/2.0 preflight",
+    ],
 )
 async def test_http_the_engine_does_not_serve_creates_nothing(
     database_url: str, request_: bytes, problem: str
