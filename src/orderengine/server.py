@@ -29,7 +29,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_request import BaseRequest
@@ -111,8 +111,13 @@ def connection_cap(settings: Settings) -> int:
     return max(1, min(soft, 1 << 20) - reserved)
 
 
-def _http_answer(status: HTTPStatus, body: dict[str, Any], headers: Mapping[str, str]) -> bytes:
-    """A JSON answer as bytes, in HTTP/1.1, after which the connection is closed."""
+def _http_answer(
+    status: HTTPStatus, body: dict[str, Any], headers: Mapping[str, str], *, head: bool = False
+) -> bytes:
+    """A JSON answer as bytes, in HTTP/1.1, after which the connection is closed.
+
+    To a HEAD, its headers alone: the body's length, and no body.
+    """
     payload = json.dumps(body).encode()
     lines = [
         f"HTTP/1.1 {status.value} {status.phrase}",
@@ -121,7 +126,7 @@ def _http_answer(status: HTTPStatus, body: dict[str, Any], headers: Mapping[str,
         *(f"{name}: {value}" for name, value in headers.items()),
         "Connection: close",
     ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head else payload)
 
 
 class Http11Answer(web.StreamResponse):
@@ -143,7 +148,12 @@ class Http11Answer(web.StreamResponse):
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
         if not self._written:
             self._written = True
-            answer = _http_answer(HTTPStatus(self.status), self._answer_body, self.headers)
+            answer = _http_answer(
+                HTTPStatus(self.status),
+                self._answer_body,
+                self.headers,
+                head=request.method == hdrs.METH_HEAD,
+            )
             await request.writer.write(answer)
         return request.writer
 

@@ -574,3 +574,20 @@ async def test_a_client_that_leaves_during_a_handshake_is_no_crash(database_url:
             await eventually(told, limit_s=10)
 
     assert [log["event"] for log in logs if log["log_level"] == "error"] == []
+
+
+async def test_a_refused_head_gets_the_refusals_headers_and_no_body(database_url: str) -> None:
+    async with serving(database_url) as site:
+        reader, writer = await connect(site.port)
+        try:
+            writer.write(request_bytes("HEAD", "/health").replace(b"HTTP/1.1", b"HTTP/2.0", 1))
+            async with asyncio.timeout(10):
+                received = await reader.read()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Content-Length: " in head
+    assert body == b""
