@@ -361,7 +361,8 @@ COMMON = (
 
 UNKNOWN_PARAMETER = refused(
     422,
-    "A query parameter the route does not take (a misspelled one, say): `details` names each, "
+    "A query parameter the route does not take (a misspelled one, say): `details` names each "
+    "(the first 20, by name), "
     "with the type `extra_forbidden`.",
     UnknownParameter.code,
     details=FIELD_REASONS,

@@ -210,15 +210,25 @@ def parse_order(
         raise InvalidOrder("invalid order", details=field_reasons(error)) from error
 
 
+SHOWN_NAME = 40
+"""The most characters of a field's or a parameter's name that a refusal quotes back."""
+MAX_REASONS: Final = 20
+"""The most reasons a 422 gives: a body of thousands of unknown keys must not make an answer
+ten times its size."""
+
+
 def field_reasons(error: ValidationError) -> list[dict[str, Any]]:
-    """Each bad field (by its wire name) and why: a 422's `details`."""
+    """Each bad field (by its wire name, cut to `SHOWN_NAME`) and why: a 422's `details`.
+
+    The first `MAX_REASONS` of them.
+    """
     return [
         {
-            "field": ".".join(str(part) for part in e["loc"]) or None,
+            "field": ".".join(str(part) for part in e["loc"])[:SHOWN_NAME] or None,
             "message": e["msg"].removeprefix("Value error, "),
             "type": e["type"],
         }
-        for e in error.errors(include_url=False, include_input=False)
+        for e in error.errors(include_url=False, include_input=False)[:MAX_REASONS]
     ]
 
 
@@ -502,12 +512,8 @@ def refuse_repeated(request: web.Request) -> None:
             raise BadRequest(f"the request gives {header} more than once")
 
 
-SHOWN_NAME = 40
-"""The most characters of an unknown parameter's name that its refusal quotes back."""
-
-
 def refuse_unknown_parameters(request: web.Request, known: frozenset[str]) -> None:
-    """A 422 naming each query parameter of the request that is not in `known`."""
+    """A 422 naming the query parameters of the request not in `known` (`MAX_REASONS` at most)."""
     unknown = sorted(set(request.query) - known)
     if unknown:
         raise UnknownParameter(
@@ -518,7 +524,7 @@ def refuse_unknown_parameters(request: web.Request, known: frozenset[str]) -> No
                     "message": "not a query parameter of this route",
                     "type": "extra_forbidden",
                 }
-                for name in unknown
+                for name in unknown[:MAX_REASONS]
             ],
         )
 

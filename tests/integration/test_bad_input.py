@@ -826,3 +826,20 @@ async def test_an_unreachable_database_is_named_without_the_drivers_words() -> N
         await create_pool("postgresql://nobody@127.0.0.1:1/none", 2, 1.0)
 
     assert caught.value.message == "database unavailable"
+
+
+async def test_a_refusal_names_at_most_twenty_reasons_each_cut_short(client: Client) -> None:
+    """Thousands of unknown keys or parameters must not make an answer many times their size."""
+    keys = {f"{n:04d}" + "k" * 60: 1 for n in range(100)}
+    body = json.dumps({**json.loads(ORDER), **keys}).encode()
+    params = {f"p{n:04d}": "1" for n in range(200)}
+
+    refused_body = await client.post("/api/orders/execute", data=body, headers=JSON)
+    refused_query = await client.get("/health", params=params)
+
+    for response in (refused_body, refused_query):
+        assert response.status == 422
+        reasons = error_of(await response.json())["details"]
+        assert len(reasons) == 20
+        assert all(len(reason["field"]) <= 40 for reason in reasons)
+    assert await order_count(client) == 0
