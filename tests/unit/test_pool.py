@@ -285,3 +285,44 @@ async def test_a_quote_goes_on_with_the_pools_last_read_when_the_chain_cannot_be
         quote = await venue.quote("USDC", "SOL", Decimal(1_000))
 
     assert quote.amount_out > 0
+
+
+class LateLedger(MemoryLedger):
+    """A chain whose reading of the pools answers only when let, with what it held when asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def pool_reserves(self, dex: Dex) -> dict[str, Reserves]:
+        held = await super().pool_reserves(dex)
+        await self.answer.wait()
+        return held
+
+
+async def test_a_reading_of_the_chain_older_than_the_engines_own_swap_is_not_taken() -> None:
+    ledger = LateLedger()
+    clock = Clock()
+    venue = Raydium(
+        ledger,
+        latency_scale=0,
+        failure_rate=0,
+        volatility_bps=0,
+        seed=1,
+        recovery_half_life_s=3600,
+        clock=clock,
+        pool_sync_s=3600,
+    )
+    ledger.answer.set()
+    await swap(venue, Decimal(100_000), slippage_bps=100)
+    ledger.answer.clear()
+
+    reading = asyncio.create_task(venue.sync_pools())
+    await asyncio.sleep(0)
+    await swap(venue, Decimal(300_000), slippage_bps=500)
+    after_swap = await venue.quote("USDC", "SOL", Decimal(1_000))
+    ledger.answer.set()
+    await reading
+    after_reading = await venue.quote("USDC", "SOL", Decimal(1_000))
+
+    assert after_reading.amount_out == after_swap.amount_out

@@ -433,7 +433,7 @@ class Chain:
     async def pool_reserves(self, dex: Dex) -> dict[str, Reserves]:
         async with acquire(self._pool, self._timeout_s) as connection:
             rows = await connection.fetch(
-                "SELECT pool, base_reserve, quote_reserve, settled_at FROM chain.pools"
+                "SELECT pool, base_reserve, quote_reserve, settled_at, swaps FROM chain.pools"
                 " WHERE dex = $1 AND settled_at IS NOT NULL",
                 dex,
             )
@@ -603,7 +603,7 @@ async def _locked_pools(
         INSERT INTO chain.pools (pool, dex)
         SELECT pool, dex FROM unnest($1::text[], $2::text[]) AS p (pool, dex) ORDER BY pool
         ON CONFLICT (pool) DO UPDATE SET dex = excluded.dex
-        RETURNING pool, base_reserve, quote_reserve, settled_at
+        RETURNING pool, base_reserve, quote_reserve, settled_at, swaps
         """,
         [pool for pool, _ in pools],
         [dex for _, dex in pools],
@@ -654,20 +654,26 @@ async def _write_pools(connection: AnyConnection, moved: dict[str, Reserves]) ->
     await connection.execute(
         """
         UPDATE chain.pools AS p
-        SET base_reserve = m.base, quote_reserve = m.quote, settled_at = m.at
-        FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::float8[])
-            AS m (pool, base, quote, at)
+        SET base_reserve = m.base, quote_reserve = m.quote, settled_at = m.at, swaps = m.swaps
+        FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::float8[], $5::bigint[])
+            AS m (pool, base, quote, at, swaps)
         WHERE p.pool = m.pool
         """,
         list(moved),
         [reserves.base for reserves in moved.values()],
         [reserves.quote for reserves in moved.values()],
         [reserves.at for reserves in moved.values()],
+        [reserves.swaps for reserves in moved.values()],
     )
 
 
 def _reserves(row: asyncpg.Record) -> Reserves:
-    return Reserves(base=row["base_reserve"], quote=row["quote_reserve"], at=row["settled_at"])
+    return Reserves(
+        base=row["base_reserve"],
+        quote=row["quote_reserve"],
+        at=row["settled_at"],
+        swaps=row["swaps"],
+    )
 
 
 async def _recorded_rows(connection: AnyConnection, group: Sequence[Sent]) -> list[asyncpg.Record]:

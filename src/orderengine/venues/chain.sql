@@ -74,3 +74,7 @@ CREATE TABLE IF NOT EXISTS chain.pools (
     quote_reserve numeric CHECK (quote_reserve > 0),
     settled_at    double precision
 );
+
+-- How many swaps each pool has settled: of two readings of a pool, the newer has more,
+-- whatever the clocks of the engines that wrote them said.
+ALTER TABLE chain.pools ADD COLUMN IF NOT EXISTS swaps bigint NOT NULL DEFAULT 0;

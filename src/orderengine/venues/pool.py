@@ -70,13 +70,14 @@ def remaining_share(elapsed_s: float, half_life_s: float) -> float:
 
 @dataclass(frozen=True)
 class PoolState:
-    """A pool at one moment: its reserves and the market price then."""
+    """A pool at one moment: its reserves and the market price then, after `swaps` swaps."""
 
     base: Token
     quote: Token
     base_reserve: Decimal
     quote_reserve: Decimal
     market: Decimal
+    swaps: int = 0
 
     @property
     def price(self) -> Decimal:
@@ -109,9 +110,12 @@ class PoolState:
 
     def settle(self, token_in: str, amount_in: Decimal, amount_out: Decimal, at: float) -> Reserves:
         """The reserves an executed swap leaves at `at`: its impact stays until time relaxes it."""
+        swaps = self.swaps + 1
         if token_in == self.base.symbol:
-            return Reserves(self.base_reserve + amount_in, self.quote_reserve - amount_out, at)
-        return Reserves(self.base_reserve - amount_out, self.quote_reserve + amount_in, at)
+            return Reserves(
+                self.base_reserve + amount_in, self.quote_reserve - amount_out, at, swaps
+            )
+        return Reserves(self.base_reserve - amount_out, self.quote_reserve + amount_in, at, swaps)
 
 
 class Pool:
@@ -200,7 +204,8 @@ class Pool:
             left = remaining_share(now - settled.at, half_life_s)
             if left > 0:
                 base, quote = self._moved(settled, (base, quote), left)
-        return PoolState(self.base, self.quote, base, quote, market)
+        swaps = settled.swaps if settled is not None else 0
+        return PoolState(self.base, self.quote, base, quote, market, swaps)
 
     def _moved(
         self, settled: Reserves, reference: tuple[Decimal, Decimal], left: float
@@ -217,9 +222,18 @@ class Pool:
             return reference[0] * base_gap, reference[1] * quote_gap
 
     def adopt(self, settled: Reserves | None) -> None:
-        """Take `settled` as what the last swap left, unless it settled before a `reprice`."""
+        """Take `settled` as what the last swap left, unless it is older than what was taken.
+
+        Older: fewer swaps than the reserves held (a reading of the chain that began before
+        this engine's own swap and answered after it), or settled before a `reprice`.
+        """
+        if settled is None:
+            self.settled = None
+            return
         repriced_at = self._repriced_at
-        if settled is not None and repriced_at is not None and settled.at < repriced_at:
+        if repriced_at is not None and settled.at < repriced_at:
+            return
+        if self.settled is not None and settled.swaps < self.settled.swaps:
             return
         self.settled = settled
 

@@ -121,9 +121,12 @@ class Reserves:
     """A pool's reserves as its last swap left them, as the chain keeps them for every engine.
 
     `base` and `quote` are in the pool's base and quote tokens; `at` is when the swap settled,
-    in seconds on the clock the engines share (the Unix epoch's).
+    in seconds on the clock the engines share (the Unix epoch's). `swaps` counts the swaps the
+    pool has settled, this one included: of two readings, the one with more is the newer,
+    whatever the engines' clocks say.
     """
 
     base: Decimal
     quote: Decimal
     at: float
+    swaps: int = 1
