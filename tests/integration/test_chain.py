@@ -523,3 +523,18 @@ async def test_blockhashes_long_expired_are_deleted_as_slots_go_by(database_url:
     assert still_there == 2, "not pruned again within PRUNE_EVERY_S of the first issue"
     assert first.blockhash not in {row["blockhash"] for row in left}
     assert kept.blockhash in {row["blockhash"] for row in left}
+
+
+async def test_a_chain_opened_behind_a_reader_of_its_transactions_does_not_wait_for_it(
+    chain: Chain, database_url: str
+) -> None:
+    """Its schema is up to date: opening it takes no lock a reading transaction holds off."""
+    reader = await asyncpg.connect(database_url)
+    try:
+        async with reader.transaction():
+            await reader.fetchval("SELECT count(*) FROM chain.transactions")
+            async with asyncio.timeout(10):
+                opened = await Chain.open(database_url, 1, 30.0)
+            await opened.close()
+    finally:
+        await reader.close()

@@ -31,6 +31,7 @@ agree on what has landed and what has expired.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections import defaultdict
@@ -300,7 +301,7 @@ class Chain:
         try:
             async with acquire(pool, timeout_s) as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-                await connection.execute(ddl)
+                await _bring_up_to_date(connection, ddl)
                 stored = await _market_seed(connection, seed)
         except BaseException:
             await pool.close()
@@ -571,6 +572,28 @@ def _amounts(execution: Execution | None) -> tuple[Decimal | None, ...]:
 
 class _DecidedOnARefusal(Exception):
     """A refused transaction had moved a pool that a later one of its group was decided on."""
+
+
+async def _bring_up_to_date(connection: AnyConnection, ddl: str) -> None:
+    """Apply `ddl` (chain.sql) unless the chain says it was applied as it is.
+
+    Even when they change nothing, its statements take locks (`ALTER TABLE` an exclusive one
+    on the transactions), and an engine starting behind any transaction that reads the chain
+    would stop every engine's swaps until that transaction ends.
+    """
+    fingerprint = hashlib.sha256(ddl.encode()).hexdigest()
+    if await connection.fetchval("SELECT to_regclass('chain.schema') IS NOT NULL"):
+        applied = await connection.fetchval("SELECT fingerprint FROM chain.schema")
+        if applied == fingerprint:
+            return
+    await connection.execute(ddl)
+    await connection.execute(
+        """
+        INSERT INTO chain.schema (fingerprint) VALUES ($1)
+        ON CONFLICT (single) DO UPDATE SET fingerprint = excluded.fingerprint
+        """,
+        fingerprint,
+    )
 
 
 async def _market_seed(connection: AnyConnection, seed: int | None) -> int:

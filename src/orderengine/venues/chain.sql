@@ -1,8 +1,16 @@
 -- The simulated chain: the blockhashes it issued and every transaction it took, by signature.
 -- It lives in a schema of its own, apart from the engine's tables, and outlives the engine
--- as a real chain would. Idempotent: applied whenever the chain is opened.
+-- as a real chain would. Idempotent: applied when the chain is opened and the fingerprint
+-- of this file in chain.schema is not this file's (its statements take locks that would stop
+-- every engine's swaps behind any transaction reading the chain, even when they change
+-- nothing).
 
 CREATE SCHEMA IF NOT EXISTS chain;
+
+CREATE TABLE IF NOT EXISTS chain.schema (
+    single      boolean PRIMARY KEY DEFAULT true CHECK (single),
+    fingerprint text NOT NULL
+);
 
 -- Earlier versions kept the transactions beside the engine's tables as venue_transactions.
 ALTER TABLE IF EXISTS public.venue_transactions SET SCHEMA chain;
