@@ -107,7 +107,8 @@ def decimal_places(amount: Decimal) -> int:
 DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 """An amount sent as a string: a JSON number's grammar (no leading zero), ASCII only."""
 SHOWN = 40
-"""The most characters of a value a client gave that a reason quotes back."""
+"""The most characters of a value, a field's or a parameter's name a client gave that a
+reason quotes back."""
 MAX_AMOUNTS = "max_amounts"
 """The validation context's key for each token's largest order (`Settings.max_amounts`)."""
 MAX_ORDER_TTL_S = "max_order_ttl_s"

@@ -129,9 +129,9 @@ class Intake:
             task.cancel()
         await asyncio.gather(*settling, return_exceptions=True)
         for batch, ids in settling.values():
-            for (_, answer, _), order_id in zip(batch, ids, strict=True):
-                if not answer.done():
-                    answer.set_exception(
+            for waiter, order_id in zip(batch, ids, strict=True):
+                if not waiter.answer.done():
+                    waiter.answer.set_exception(
                         OrderEngineError(
                             "the engine stopped before it learnt whether this order was "
                             "stored; look it up by its id",
@@ -189,7 +189,8 @@ class Intake:
             self._answer(batch, outcomes)
 
     def _answer(self, batch: Sequence[Waiter], outcomes: Sequence[Outcome]) -> None:
-        for (_, answer, _), outcome in zip(batch, outcomes, strict=True):
+        for waiter, outcome in zip(batch, outcomes, strict=True):
+            answer = waiter.answer
             if isinstance(outcome, OrderEngineError):
                 if not answer.done():
                     answer.set_exception(outcome)
@@ -254,9 +255,9 @@ class Intake:
 
 
 def _fail(batch: Sequence[Waiter], error: BaseException) -> None:
-    for _, answer, _ in batch:
-        if not answer.done():
-            answer.set_exception(error)
+    for waiter in batch:
+        if not waiter.answer.done():
+            waiter.answer.set_exception(error)
 
 
 def _refusal(error: Exception, order_id: UUID) -> Exception:

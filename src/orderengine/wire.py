@@ -34,6 +34,7 @@ from orderengine.answers import (
 from orderengine.domain import (
     MAX_AMOUNTS,
     MAX_ORDER_TTL_S,
+    SHOWN,
     Order,
     OrderRequest,
     OrderStatus,
@@ -210,21 +211,19 @@ def parse_order(
         raise InvalidOrder("invalid order", details=field_reasons(error)) from error
 
 
-SHOWN_NAME = 40
-"""The most characters of a field's or a parameter's name that a refusal quotes back."""
 MAX_REASONS: Final = 20
 """The most reasons a 422 gives: a body of thousands of unknown keys must not make an answer
 ten times its size."""
 
 
 def field_reasons(error: ValidationError) -> list[dict[str, Any]]:
-    """Each bad field (by its wire name, cut to `SHOWN_NAME`) and why: a 422's `details`.
+    """Each bad field (by its wire name, cut to `SHOWN`) and why: a 422's `details`.
 
     The first `MAX_REASONS` of them.
     """
     return [
         {
-            "field": ".".join(str(part) for part in e["loc"])[:SHOWN_NAME] or None,
+            "field": ".".join(str(part) for part in e["loc"])[:SHOWN] or None,
             "message": e["msg"].removeprefix("Value error, "),
             "type": e["type"],
         }
@@ -520,7 +519,7 @@ def refuse_unknown_parameters(request: web.Request, known: frozenset[str]) -> No
             "the query gives parameters this route does not take",
             details=[
                 {
-                    "field": name[:SHOWN_NAME],
+                    "field": name[:SHOWN],
                     "message": "not a query parameter of this route",
                     "type": "extra_forbidden",
                 }

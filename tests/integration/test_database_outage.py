@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from uuid import UUID
 
@@ -103,6 +105,22 @@ async def test_a_statement_asyncpg_refuses_mid_operation_is_an_outage(database_u
         await pool.close()
 
 
+@asynccontextmanager
+async def frozen_pool(database_url: str, timeout_s: float) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of one connection whose server process is stopped (SIGSTOP), as if hung."""
+    pool = await create_pool(database_url, 1, timeout_s)
+    frozen: int | None = None
+    try:
+        async with acquire(pool, timeout_s) as connection:
+            frozen = await connection.fetchval("SELECT pg_backend_pid()")
+        os.kill(frozen, signal.SIGSTOP)
+        yield pool
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        pool.terminate()
+
+
 async def test_a_statement_cancelled_on_a_frozen_server_ends_cancelled(database_url: str) -> None:
     """Its connection cannot be given back in time: that is no outage to carry on through.
 
@@ -110,12 +128,7 @@ async def test_a_statement_cancelled_on_a_frozen_server_ends_cancelled(database_
     on through outages (the price watcher, the renewer) would keep an engine told to stop
     running for ever.
     """
-    pool = await create_pool(database_url, 1, 0.5)
-    frozen: int | None = None
-    try:
-        async with acquire(pool, 0.5) as connection:
-            frozen = await connection.fetchval("SELECT pg_backend_pid()")
-        os.kill(frozen, signal.SIGSTOP)
+    async with frozen_pool(database_url, 0.5) as pool:
 
         async def query() -> None:
             async with acquire(pool, 0.5) as connection:
@@ -126,10 +139,6 @@ async def test_a_statement_cancelled_on_a_frozen_server_ends_cancelled(database_
         task.cancel()
         async with asyncio.timeout(10):
             outcome = await asyncio.gather(task, return_exceptions=True)
-    finally:
-        if frozen is not None:
-            os.kill(frozen, signal.SIGCONT)
-        pool.terminate()
 
     assert isinstance(outcome[0], asyncio.CancelledError), repr(outcome[0])
 
@@ -142,12 +151,7 @@ async def test_a_statement_timed_out_on_a_frozen_server_gives_its_connection_up_
     A read during a database stall was then answered after twice the timeout: its statement's,
     then the pool's wait to take the connection back.
     """
-    pool = await create_pool(database_url, 1, 60.0)
-    frozen: int | None = None
-    try:
-        async with acquire(pool, 60.0) as connection:
-            frozen = await connection.fetchval("SELECT pg_backend_pid()")
-        os.kill(frozen, signal.SIGSTOP)
+    async with frozen_pool(database_url, 60.0) as pool:
 
         async def query() -> None:
             async with acquire(pool, 60.0) as connection:
@@ -155,10 +159,6 @@ async def test_a_statement_timed_out_on_a_frozen_server_gives_its_connection_up_
 
         async with asyncio.timeout(10):
             outcome = await asyncio.gather(query(), return_exceptions=True)
-    finally:
-        if frozen is not None:
-            os.kill(frozen, signal.SIGCONT)
-        pool.terminate()
 
     assert isinstance(outcome[0], DatabaseUnavailable), repr(outcome[0])
 

@@ -434,16 +434,23 @@ def expecting(headers: dict[str, str], length: int, expect: str = "100-continue"
     return head.replace(b"Content-Length: 0", f"Content-Length: {length}".encode())
 
 
-async def test_a_body_the_engine_will_read_is_asked_for_then_accepted(database_url: str) -> None:
+async def asked_then_answered(database_url: str, body: bytes) -> tuple[Answer, Answer]:
+    """A POST of `body` announced with `Expect: 100-continue`: the ask, then the answer."""
     async with serving(database_url) as site:
         reader, writer = await connect(site.port)
         try:
-            writer.write(expecting(JSON, len(ORDER)))
+            writer.write(expecting(JSON, len(body)))
             asked = await read_answer(reader)
-            writer.write(ORDER)
-            accepted = await read_answer(reader)
+            writer.write(body)
+            answer = await read_answer(reader)
         finally:
             writer.close()
+            await writer.wait_closed()
+    return asked, answer
+
+
+async def test_a_body_the_engine_will_read_is_asked_for_then_accepted(database_url: str) -> None:
+    asked, accepted = await asked_then_answered(database_url, ORDER)
 
     assert asked.status == 100
     assert accepted.status == 201
@@ -452,16 +459,8 @@ async def test_a_body_the_engine_will_read_is_asked_for_then_accepted(database_u
 async def test_a_body_asked_for_then_refused_gets_its_refusal(database_url: str) -> None:
     """The interim `100 Continue` is no answer begun: the refusal after it is sent whole."""
     invalid = b'{"type": "market", "tokenIn": "SOL", "tokenOut": "XXX", "amountIn": "1"}'
-    async with serving(database_url) as site:
-        reader, writer = await connect(site.port)
-        try:
-            writer.write(expecting(JSON, len(invalid)))
-            asked = await read_answer(reader)
-            writer.write(invalid)
-            refused = await read_answer(reader)
-        finally:
-            writer.close()
-            await writer.wait_closed()
+
+    asked, refused = await asked_then_answered(database_url, invalid)
 
     assert asked.status == 100
     assert refused.status == 422

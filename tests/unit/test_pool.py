@@ -167,15 +167,22 @@ def test_recovery_returns_to_the_market_price_as_it_drifts() -> None:
     assert float(later.price / later.market) == pytest.approx(1, abs=1e-9)
 
 
-def whale_venue(clock: Clock, half_life_s: float) -> Raydium:
+def whale_venue(
+    clock: Clock,
+    half_life_s: float,
+    ledger: MemoryLedger | None = None,
+    pool_sync_s: float = 0.0,
+) -> Raydium:
+    """Raydium with no drift, latency or failures, on `ledger` (a new one by default)."""
     return Raydium(
-        MemoryLedger(),
+        ledger or MemoryLedger(),
         latency_scale=0,
         failure_rate=0,
         volatility_bps=0,
         seed=1,
         recovery_half_life_s=half_life_s,
         clock=clock,
+        pool_sync_s=pool_sync_s,
     )
 
 
@@ -272,14 +279,7 @@ class SilentLedger(MemoryLedger):
 async def test_a_quote_goes_on_with_the_pools_last_read_when_the_chain_cannot_be_read(
     failure: type[BaseException] | None,
 ) -> None:
-    venue = Raydium(
-        SilentLedger(failure),
-        latency_scale=0,
-        failure_rate=0,
-        volatility_bps=0,
-        seed=1,
-        clock=Clock(),
-    )
+    venue = whale_venue(Clock(), half_life_s=0, ledger=SilentLedger(failure))
 
     async with asyncio.timeout(5):
         quote = await venue.quote("USDC", "SOL", Decimal(1_000))
@@ -302,17 +302,7 @@ class LateLedger(MemoryLedger):
 
 async def test_a_reading_of_the_chain_older_than_the_engines_own_swap_is_not_taken() -> None:
     ledger = LateLedger()
-    clock = Clock()
-    venue = Raydium(
-        ledger,
-        latency_scale=0,
-        failure_rate=0,
-        volatility_bps=0,
-        seed=1,
-        recovery_half_life_s=3600,
-        clock=clock,
-        pool_sync_s=3600,
-    )
+    venue = whale_venue(Clock(), half_life_s=3600, ledger=ledger, pool_sync_s=3600)
     ledger.answer.set()
     await swap(venue, Decimal(100_000), slippage_bps=100)
     ledger.answer.clear()
