@@ -467,6 +467,10 @@ class Engine:
         log.info("engine_stopped")
 
     async def _release_all(self, keep: set[UUID] | None = None) -> None:
+        try:
+            await self._give_back_unreleased()
+        except OrderEngineError as error:
+            log.warning("leases_not_released", error=error.message)
         held = [order_id for order_id in self._leases.held() if order_id not in (keep or ())]
         if not held:
             return
@@ -484,12 +488,14 @@ class Engine:
     async def _dispatch(self) -> None:
         """Claim due orders for idle workers until the engine stops.
 
-        Between claims it sleeps until woken, until the next retry falls due, or for one sweep
-        at most: a lost wake-up costs latency, never an order.
+        Before each claim it gives back the leases whose release the database missed. Between
+        claims it sleeps until woken, until the next retry falls due, or for one sweep at most:
+        a lost wake-up costs latency, never an order.
         """
         while not self._closing:
             self._wake.clear()
             try:
+                await self._give_back_unreleased()
                 idle, claimed = await self._claim()
                 if idle and claimed == idle:
                     continue
@@ -620,8 +626,22 @@ class Engine:
             await self._repository.release([order_id], delay_s)
         except OrderEngineError as error:
             log.warning("lease_not_released", error=error.message)
-        self._leases.released(order_id)
+            self._leases.release_failed(order_id, delay_s)
+        else:
+            self._leases.released(order_id)
         self.wake()
+
+    async def _give_back_unreleased(self) -> None:
+        """Release the leases given up while the database was out of reach.
+
+        Until then the database holds them for this engine, and nobody would take their
+        orders up before the leases ran out. A lease that ran out and was taken since, here
+        or elsewhere, is not this engine's any more: the release leaves it alone.
+        """
+        for delay_s, order_ids in self._leases.unreleased().items():
+            await self._repository.release(order_ids, delay_s)
+            for order_id in order_ids:
+                self._leases.released(order_id)
 
     # ---- workers ------------------------------------------------------------------------
 

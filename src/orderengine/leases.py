@@ -7,6 +7,10 @@ of its leases runs out, on a monotonic clock, counting from before the statement
 or renewed it, so the view never outlives the lease. A lease that a renewal did not extend is
 lost: another engine may take the order over, and every later status change from this engine
 would be refused as stale anyway.
+
+A lease the engine gave up while the database was out of reach stays the engine's in the
+database: it is kept here as unreleased, and given back once the database answers, so that
+its order is taken up again then rather than when the lease runs out.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class Leases:
         self.lease_s = lease_s
         self._clock = clock
         self._until: dict[UUID, float] = {}
+        self._unreleased: dict[UUID, float | None] = {}
 
     @property
     def renew_every_s(self) -> float:
@@ -39,6 +44,7 @@ class Leases:
         """Leases taken by a statement sent at `asked_at`."""
         for order_id in order_ids:
             self._until[order_id] = asked_at + self.lease_s
+            self._unreleased.pop(order_id, None)
 
     def renewed(self, kept: Iterable[UUID], asked: Iterable[UUID], asked_at: float) -> set[UUID]:
         """Record a renewal of `asked`, sent at `asked_at`, that extended `kept`; the lost ones.
@@ -61,6 +67,23 @@ class Leases:
 
     def released(self, order_id: UUID) -> None:
         self._until.pop(order_id, None)
+        self._unreleased.pop(order_id, None)
+
+    def release_failed(self, order_id: UUID, delay_s: float | None) -> None:
+        """The engine gave the lease up, but the database did not hear it.
+
+        The order is no longer worked on here; its release, due again after `delay_s` (or
+        when its stored retry time says, if None), waits for the database to answer.
+        """
+        self._until.pop(order_id, None)
+        self._unreleased[order_id] = delay_s
+
+    def unreleased(self) -> dict[float | None, list[UUID]]:
+        """The leases given up that the database still holds for this engine, by their delay."""
+        by_delay: dict[float | None, list[UUID]] = {}
+        for order_id, delay_s in self._unreleased.items():
+            by_delay.setdefault(delay_s, []).append(order_id)
+        return by_delay
 
     def holds(self, order_id: UUID) -> bool:
         """Whether this engine still surely holds the order's lease now."""

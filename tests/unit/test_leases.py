@@ -181,3 +181,33 @@ def test_a_claim_taken_again_counts_from_the_new_claim(leases: Leases, clock: Fa
     assert leases.holds(order)
     assert leases.expired() == []
     assert leases.held() == [order]
+
+
+def test_a_release_the_database_missed_is_kept_by_its_delay_until_it_is_heard(
+    leases: Leases, clock: FakeClock
+) -> None:
+    first, second, third = uuid4(), uuid4(), uuid4()
+    take(leases, clock, first, second, third)
+
+    leases.release_failed(first, 0.5)
+    leases.release_failed(second, 0.5)
+    leases.release_failed(third, None)
+
+    assert leases.held() == []
+    assert leases.unreleased() == {0.5: [first, second], None: [third]}
+    leases.released(first)
+    assert leases.unreleased() == {0.5: [second], None: [third]}
+
+
+def test_an_order_claimed_again_has_no_release_left_to_give(
+    leases: Leases, clock: FakeClock
+) -> None:
+    """Claimed again once its lease ran out, the order is worked on: no late release ends that."""
+    order_id = uuid4()
+    take(leases, clock, order_id)
+    leases.release_failed(order_id, 0.5)
+
+    take(leases, clock, order_id)
+
+    assert leases.unreleased() == {}
+    assert leases.held() == [order_id]
