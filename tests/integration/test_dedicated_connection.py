@@ -86,10 +86,20 @@ async def test_a_use_cancelled_mid_statement_leaves_no_statement_under_way_for_t
 async def test_a_connection_the_server_ended_is_replaced_by_the_next_use(
     dedicated: DedicatedConnection, admin: asyncpg.Connection
 ) -> None:
-    before = await backend(dedicated)
+    """Once the client has read the server's goodbye, the next use opens another connection.
+
+    A use between the server's goodbye and its reading fails (`CONNECTION_ERRORS`); so the
+    test waits for the reading, not only for the server process to be gone.
+    """
+    async with dedicated.use() as connection:
+        before = await connection.fetchval("SELECT pg_backend_pid()")
     assert await admin.fetchval("SELECT pg_terminate_backend($1)", before)
     await until_backend(admin, before, None)
 
+    async def closed() -> bool:
+        return connection.is_closed()
+
+    await eventually(closed)
     assert await backend(dedicated) != before
 
 
