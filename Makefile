@@ -22,9 +22,12 @@ run: $(INSTALLED)
 
 # Three workers, each with its own embedded PostgreSQL: most tests wait on the network or a
 # clock rather than a core, so three share the two cores well. Tests that must share a
-# process (the browser) are grouped with `xdist_group`.
+# process (the browser) are grouped with `xdist_group`. Compiled bytecode is kept even where
+# PYTHONDONTWRITEBYTECODE is set: each worker, and each engine process a test starts, would
+# otherwise compile the sources (and pytest rewrite the tests) again, about half a minute of
+# the two cores in all.
 test: lint
-	$(BIN)/python -m pytest -n 3 --dist loadgroup --cov=orderengine --cov-report=term-missing:skip-covered \
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n 3 --dist loadgroup --cov=orderengine --cov-report=term-missing:skip-covered \
 		--cov-fail-under=$(COVERAGE_FLOOR)
 
 # The console's tests in a real browser: Debian's chromium and chromedriver, installed first

@@ -102,7 +102,10 @@ async def _admin(server_url: str, *statements: str) -> None:
 
 @pytest.fixture(scope="session")
 def template_url(server_url: str) -> Iterator[str]:
-    """A database holding the schema and nothing else, to clone for each test.
+    """A database holding the schemas (the engine's and the chain's) and nothing else.
+
+    The chain's market is left out: each test's chain takes its seed from the first engine
+    or chain opened on it, as a new database does.
 
     Clones are left for the embedded server, whose whole data directory goes at the end
     of the session; on a server of TEST_DATABASE_URL they are dropped then.
@@ -114,8 +117,12 @@ def template_url(server_url: str) -> Iterator[str]:
             f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)",
             f"CREATE DATABASE {TEMPLATE}",
         )
-        repository = await Repository.connect(with_database(server_url, TEMPLATE), 2, 5.0)
+        url = with_database(server_url, TEMPLATE)
+        repository = await Repository.connect(url, 2, 5.0)
         await repository.close()
+        chain = await Chain.open(url, 1, 5.0)
+        await chain.close()
+        await _admin(url, "DELETE FROM chain.market")
 
     async def drop_clones() -> None:
         connection = await asyncpg.connect(server_url)

@@ -45,9 +45,14 @@ def with_database(url: str, name: str) -> str:
 
 
 def fast_settings(database_url: str, **overrides: Any) -> Settings:
-    """Fast, deterministic settings: no simulated delays, no random failures, a fixed seed."""
+    """Fast, deterministic settings: no simulated delays, no random failures, a fixed seed.
+
+    A pool of five connections: an app opens every connection of its pool as it starts, and
+    the twenty of the default cost the database more than most tests do.
+    """
     values: dict[str, Any] = {
         "database_url": database_url,
+        "db_pool_size": 5,
         "latency_scale": 0,
         "failure_rate": 0,
         "seed": 7,

@@ -326,6 +326,7 @@ async def test_a_ledger_of_the_previous_version_is_upgraded_in_place(database_ur
     try:
         await old.execute(
             """
+            DROP SCHEMA chain CASCADE;
             CREATE SCHEMA chain;
             CREATE TABLE chain.transactions (
                 signature text PRIMARY KEY, dex text NOT NULL, order_id uuid NOT NULL,
