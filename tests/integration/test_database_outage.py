@@ -4,50 +4,80 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from orderengine.app import create_app
+from orderengine.embedded_db import embedded_postgres
 from orderengine.errors import DatabaseUnavailable
 from orderengine.postgres import CONNECTION_ERRORS, acquire, create_pool
 from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
 from tests import database_server
-from tests.harness import StartApp
+from tests.harness import Client, embedded_scratch_dir, fast_settings
 from tests.polling import eventually
 from tests.streams import MARKET, submit
 
 
+@pytest.fixture
+def own_server() -> Iterator[tuple[Path, str]]:
+    """An embedded server of the test's own: its data directory and URL.
+
+    Stopping the worker's server would write a checkpoint of every database the tests before
+    made (15 s after two hundred tests), and stop the next tests' clones meanwhile.
+    """
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("restarts only an embedded server, not the one of TEST_DATABASE_URL")
+    scratch = embedded_scratch_dir("oe-restart-")
+    try:
+        with embedded_postgres(scratch / "data", throwaway=True) as url:
+            yield scratch / "data", url
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 async def test_a_database_restart_under_load_loses_no_order(
-    start_app: StartApp,
-    repository: Repository,
-    chain: Chain,
-    embedded_data_dir: Path | None,
+    own_server: tuple[Path, str], aiohttp_client: AiohttpClient
 ) -> None:
     """The orders set aside during the restart are taken up once the database is back.
 
     Their leases, a minute long here, were given up while it was away: they are given back
     when it answers, not left to run out.
     """
-    if embedded_data_dir is None:
-        pytest.skip("restarts only the embedded server, not one of TEST_DATABASE_URL")
-    client = await start_app(latency_scale=0.05, concurrency=4, db_timeout_s=0.5, lease_s=60)
+    data_dir, url = own_server
+    settings = fast_settings(url, latency_scale=0.05, concurrency=4, db_timeout_s=0.5, lease_s=60)
+    client = await aiohttp_client(create_app(settings))
+    repository = await Repository.connect(url, 2, 5.0)
+    chain = await Chain.open(url, 1, 5.0)
+    try:
+        await restart_under_load(client, repository, chain, data_dir)
+    finally:
+        await chain.close()
+        await repository.close()
+
+
+async def restart_under_load(
+    client: Client, repository: Repository, chain: Chain, data_dir: Path
+) -> None:
     ids = [UUID(await submit(client)) for _ in range(12)]
     unfinished_at_outage = await repository.unfinished()
 
-    await asyncio.to_thread(database_server.stop, embedded_data_dir)
+    await asyncio.to_thread(database_server.stop, data_dir)
     try:
         refused = await client.post("/api/orders/execute", json=MARKET)
         health = await client.get("/health")
         refused_body = await refused.json()
     finally:
-        await asyncio.to_thread(database_server.start, embedded_data_dir)
+        await asyncio.to_thread(database_server.start, data_dir)
 
     assert unfinished_at_outage
     assert refused.status == 503
