@@ -112,17 +112,18 @@ async def test_oversized_body_is_413_and_creates_nothing(client: Client) -> None
     assert await order_count(client) == 0
 
 
-@pytest.mark.parametrize(
-    "order_id", [UNKNOWN_ID, "not-a-uuid", "1", f"{{{UNKNOWN_ID}}}", f"%7B{UNKNOWN_ID}%7D"]
-)
-@pytest.mark.parametrize("method", ["GET", "DELETE"])
-async def test_unknown_or_malformed_order_is_404(
-    client: Client, order_id: str, method: str
-) -> None:
-    response = await client.request(method, f"/api/orders/{order_id}")
+NO_ORDER_IDS = [UNKNOWN_ID, "not-a-uuid", "1", f"{{{UNKNOWN_ID}}}", f"%7B{UNKNOWN_ID}%7D"]
 
-    assert response.status == 404
-    assert error_of(await response.json())["code"] == "order_not_found"
+
+async def test_unknown_or_malformed_order_is_404(client: Client, subtests: pytest.Subtests) -> None:
+    """One engine answers every case: none of them finds an order, and a DELETE cancels none."""
+    for method in ("GET", "DELETE"):
+        for order_id in NO_ORDER_IDS:
+            with subtests.test(f"{method}-{order_id}"):
+                response = await client.request(method, f"/api/orders/{order_id}")
+
+                assert response.status == 404
+                assert error_of(await response.json())["code"] == "order_not_found"
 
 
 async def test_websocket_for_an_unknown_order_is_refused_with_404(client: Client) -> None:
@@ -171,14 +172,24 @@ async def test_pings_do_not_put_off_the_deadline_of_the_first_message(
     assert [error_of(message)["code"] for message in messages] == ["bad_request"]
 
 
-@pytest.mark.parametrize(
-    "query", ["status=lost", "status=", "limit=0", "limit=999", "limit=ten", "limit=", "cursor=-1"]
-)
-async def test_bad_listing_queries_are_400(client: Client, query: str) -> None:
-    response = await client.get(f"/api/orders?{query}")
+BAD_LISTING_QUERIES = [
+    "status=lost",
+    "status=",
+    "limit=0",
+    "limit=999",
+    "limit=ten",
+    "limit=",
+    "cursor=-1",
+]
 
-    assert response.status == 400
-    error_of(await response.json())
+
+async def test_bad_listing_queries_are_400(client: Client, subtests: pytest.Subtests) -> None:
+    for query in BAD_LISTING_QUERIES:
+        with subtests.test(query):
+            response = await client.get(f"/api/orders?{query}")
+
+            assert response.status == 400
+            error_of(await response.json())
 
 
 async def test_a_bad_page_size_is_told_the_range_it_must_be_in(client: Client) -> None:
@@ -318,23 +329,25 @@ async def test_an_idempotency_key_given_twice_is_400_and_creates_nothing(client:
     assert await order_count(client) == 0
 
 
-@pytest.mark.parametrize(
-    ("path", "named"),
-    [
-        ("/api/orders?limit=1&limit=2", "limit"),
-        ("/api/orders?status=confirmed&status=failed", "status"),
-        ("/api/orders?x=1&x=2", "a parameter"),
-        (f"/api/orders/execute?orderId={UNKNOWN_ID}&orderId={UNKNOWN_ID}", "orderId"),
-        ("/api/events?after=0&after=5", "after"),
-    ],
-)
-async def test_a_query_parameter_given_twice_is_400_on_every_route(
-    client: Client, path: str, named: str
-) -> None:
-    response = await client.get(path)
+PARAMETERS_GIVEN_TWICE = [
+    ("/api/orders?limit=1&limit=2", "limit"),
+    ("/api/orders?status=confirmed&status=failed", "status"),
+    ("/api/orders?x=1&x=2", "a parameter"),
+    (f"/api/orders/execute?orderId={UNKNOWN_ID}&orderId={UNKNOWN_ID}", "orderId"),
+    ("/api/events?after=0&after=5", "after"),
+]
 
-    assert response.status == 400
-    assert error_of(await response.json())["message"] == f"the query gives {named} more than once"
+
+async def test_a_query_parameter_given_twice_is_400_on_every_route(
+    client: Client, subtests: pytest.Subtests
+) -> None:
+    for path, named in PARAMETERS_GIVEN_TWICE:
+        with subtests.test(path):
+            response = await client.get(path)
+
+            assert response.status == 400
+            message = error_of(await response.json())["message"]
+            assert message == f"the query gives {named} more than once"
 
 
 async def test_a_post_naming_an_order_to_follow_is_422_and_creates_nothing(
@@ -355,25 +368,32 @@ async def test_a_post_naming_an_order_to_follow_is_422_and_creates_nothing(
     assert await order_count(client) == 1
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if not r.socket], ids=lambda r: r.operation_id)
-async def test_every_http_route_refuses_a_query_parameter_it_does_not_take(
-    client: Client, route: Route
-) -> None:
-    """A misspelled `limit` or `cursor`, ignored, would answer another page than the one meant."""
-    path = route.path.replace("{order_id}", UNKNOWN_ID).replace("{file}", "console.js")
-    response = await client.request(route.method, path, params={"limt": "5"})
+HTTP_ROUTES: list[Route] = [route for route in ROUTES if not route.socket]
 
-    assert response.status == 422
-    error = error_of(await response.json())
-    assert error["code"] == "unknown_parameter"
-    assert error["details"] == [
-        {
-            "field": "limt",
-            "message": "not a query parameter of this route",
-            "type": "extra_forbidden",
-        }
-    ]
-    assert await order_count(client) == 0
+
+async def test_every_http_route_refuses_a_query_parameter_it_does_not_take(
+    client: Client, subtests: pytest.Subtests
+) -> None:
+    """A misspelled `limit` or `cursor`, ignored, would answer another page than the one meant.
+
+    One engine answers every route: refused, no request leaves anything for the next to see.
+    """
+    for route in HTTP_ROUTES:
+        with subtests.test(route.operation_id):
+            path = route.path.replace("{order_id}", UNKNOWN_ID).replace("{file}", "console.js")
+            response = await client.request(route.method, path, params={"limt": "5"})
+
+            assert response.status == 422
+            error = error_of(await response.json())
+            assert error["code"] == "unknown_parameter"
+            assert error["details"] == [
+                {
+                    "field": "limt",
+                    "message": "not a query parameter of this route",
+                    "type": "extra_forbidden",
+                }
+            ]
+            assert await order_count(client) == 0
 
 
 async def test_parse_errors_are_told_in_our_words_with_where(client: Client) -> None:
@@ -394,56 +414,57 @@ async def test_a_field_given_twice_is_400_not_last_wins(client: Client) -> None:
     assert await order_count(client) == 0
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"amountIn": "1_000"},
-        {"amountIn": "１"},
-        {"amountIn": "١"},
-        {"amountIn": " 1"},
-        {"tokenIn": "ſol"},
-        {"tokenOut": "usdc\u200b"},
-    ],
-    ids=["underscore", "full-width digit", "Arabic-Indic digit", "space", "long s", "zero width"],
-)
-async def test_lookalike_amounts_and_symbols_are_422(
-    client: Client, change: dict[str, str]
-) -> None:
-    response = await client.post("/api/orders/execute", json={**MARKET, **change})
+LOOKALIKES = {
+    "underscore": {"amountIn": "1_000"},
+    "full-width digit": {"amountIn": "１"},
+    "Arabic-Indic digit": {"amountIn": "١"},
+    "space": {"amountIn": " 1"},
+    "long s": {"tokenIn": "ſol"},
+    "zero width": {"tokenOut": "usdc\u200b"},
+}
 
-    assert response.status == 422
-    assert error_of(await response.json())["details"][0]["field"] == next(iter(change))
-    assert await order_count(client) == 0
+
+async def test_lookalike_amounts_and_symbols_are_422(
+    client: Client, subtests: pytest.Subtests
+) -> None:
+    for name, change in LOOKALIKES.items():
+        with subtests.test(name):
+            response = await client.post("/api/orders/execute", json={**MARKET, **change})
+
+            assert response.status == 422
+            assert error_of(await response.json())["details"][0]["field"] == next(iter(change))
+            assert await order_count(client) == 0
 
 
 # ---- content types and codings --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    [
-        None,
-        "text/plain",
-        "text/plain; charset=utf-8",
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=x",
-        "application/json; charset=latin-1",
-        "application/jsonp",
-        "application/octet-stream",
-    ],
-)
+NOT_JSON: list[str | None] = [
+    None,
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "application/json; charset=latin-1",
+    "application/jsonp",
+    "application/octet-stream",
+]
+
+
 async def test_a_body_not_sent_as_json_is_415_and_creates_nothing(
-    client: Client, content_type: str | None
+    client: Client, subtests: pytest.Subtests
 ) -> None:
-    headers = {"Content-Type": content_type} if content_type else {}
+    for content_type in NOT_JSON:
+        with subtests.test(str(content_type)):
+            headers = {"Content-Type": content_type} if content_type else {}
 
-    answer = await exchange(
-        client_port(client), request_bytes("POST", "/api/orders/execute", ORDER, headers)
-    )
+            answer = await exchange(
+                client_port(client), request_bytes("POST", "/api/orders/execute", ORDER, headers)
+            )
 
-    assert answer.status == 415
-    assert error_of(answer.json())["code"] == "unsupported_media_type"
-    assert await order_count(client) == 0
+            assert answer.status == 415
+            assert error_of(answer.json())["code"] == "unsupported_media_type"
+            assert await order_count(client) == 0
 
 
 @pytest.mark.parametrize(
@@ -457,60 +478,70 @@ async def test_json_with_its_charset_is_accepted(client: Client, content_type: s
     assert response.status == 201
 
 
-@pytest.mark.parametrize(
-    ("coding", "body"),
-    [
-        ("gzip", gzip.compress(ORDER)),
-        ("x-gzip", gzip.compress(ORDER)),
-        ("deflate", zlib.compress(ORDER)),
-        ("deflate", zlib.compress(ORDER)[2:-4]),
-        ("identity", ORDER),
-    ],
-    ids=["gzip", "x-gzip", "deflate", "raw deflate", "identity"],
-)
-async def test_a_compressed_order_is_accepted(client: Client, coding: str, body: bytes) -> None:
-    response = await client.post(
-        "/api/orders/execute", data=body, headers={**JSON, "Content-Encoding": coding}
-    )
-
-    assert response.status == 201, await response.text()
+COMPRESSED = {
+    "gzip": ("gzip", gzip.compress(ORDER)),
+    "x-gzip": ("x-gzip", gzip.compress(ORDER)),
+    "deflate": ("deflate", zlib.compress(ORDER)),
+    "raw deflate": ("deflate", zlib.compress(ORDER)[2:-4]),
+    "identity": ("identity", ORDER),
+}
 
 
-@pytest.mark.parametrize(
-    ("coding", "body"),
-    [
-        ("gzip", ORDER),
-        ("gzip", gzip.compress(ORDER)[:-8]),
-        ("gzip", gzip.compress(ORDER) + b"trailing"),
-        ("gzip", b""),
-        ("deflate", ORDER),
-    ],
-    ids=["not gzip", "truncated gzip", "gzip with trailing bytes", "empty gzip", "not deflate"],
-)
+async def test_a_compressed_order_is_accepted(client: Client, subtests: pytest.Subtests) -> None:
+    """Each case adds its one order to those the cases before it left on the one engine."""
+    for name, (coding, body) in COMPRESSED.items():
+        with subtests.test(name):
+            before = await order_count(client)
+
+            response = await client.post(
+                "/api/orders/execute", data=body, headers={**JSON, "Content-Encoding": coding}
+            )
+
+            assert response.status == 201, await response.text()
+            assert await order_count(client) == before + 1
+
+
+MISENCODED = {
+    "not gzip": ("gzip", ORDER),
+    "truncated gzip": ("gzip", gzip.compress(ORDER)[:-8]),
+    "gzip with trailing bytes": ("gzip", gzip.compress(ORDER) + b"trailing"),
+    "empty gzip": ("gzip", b""),
+    "not deflate": ("deflate", ORDER),
+}
+
+
 async def test_a_body_that_is_not_what_its_encoding_says_is_400(
-    client: Client, coding: str, body: bytes
+    client: Client, subtests: pytest.Subtests
 ) -> None:
-    response = await client.post(
-        "/api/orders/execute", data=body, headers={**JSON, "Content-Encoding": coding}
-    )
+    for name, (coding, body) in MISENCODED.items():
+        with subtests.test(name):
+            response = await client.post(
+                "/api/orders/execute", data=body, headers={**JSON, "Content-Encoding": coding}
+            )
 
-    assert response.status == 400
-    error = error_of(await response.json())
-    assert error["message"] == "request body is not valid for its Content-Encoding"
-    assert await order_count(client) == 0
+            assert response.status == 400
+            error = error_of(await response.json())
+            assert error["message"] == "request body is not valid for its Content-Encoding"
+            assert await order_count(client) == 0
 
 
-@pytest.mark.parametrize("coding", ["br", "zstd", "compress", "rot13", "gzip, gzip", "gzip, br"])
-async def test_an_encoding_the_engine_does_not_decode_is_415(client: Client, coding: str) -> None:
-    response = await client.post(
-        "/api/orders/execute",
-        data=gzip.compress(ORDER),
-        headers={**JSON, "Content-Encoding": coding},
-    )
+UNDECODED = ["br", "zstd", "compress", "rot13", "gzip, gzip", "gzip, br"]
 
-    assert response.status == 415
-    assert error_of(await response.json())["code"] == "unsupported_media_type"
-    assert await order_count(client) == 0
+
+async def test_an_encoding_the_engine_does_not_decode_is_415(
+    client: Client, subtests: pytest.Subtests
+) -> None:
+    for coding in UNDECODED:
+        with subtests.test(coding):
+            response = await client.post(
+                "/api/orders/execute",
+                data=gzip.compress(ORDER),
+                headers={**JSON, "Content-Encoding": coding},
+            )
+
+            assert response.status == 415
+            assert error_of(await response.json())["code"] == "unsupported_media_type"
+            assert await order_count(client) == 0
 
 
 async def test_a_gzip_bomb_stops_at_the_body_limit_once_decompressed(client: Client) -> None:
@@ -531,28 +562,29 @@ async def test_a_gzip_bomb_stops_at_the_body_limit_once_decompressed(client: Cli
 # ---- numbers in queries -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "limit=²",
-        "limit=١٠",
-        "limit=99999999999999999999",
-        "limit=+5",
-        "limit= 5",
-        "cursor=²",
-        "cursor=٣",
-        "cursor=9223372036854775808",
-        "cursor=99999999999999999999999999",
-        "cursor=1e3",
-    ],
-)
-async def test_query_numbers_are_ascii_digits_within_their_column(
-    client: Client, query: str
-) -> None:
-    response = await client.get(f"/api/orders?{query}")
+NOT_QUERY_NUMBERS = [
+    "limit=²",
+    "limit=١٠",
+    "limit=99999999999999999999",
+    "limit=+5",
+    "limit= 5",
+    "cursor=²",
+    "cursor=٣",
+    "cursor=9223372036854775808",
+    "cursor=99999999999999999999999999",
+    "cursor=1e3",
+]
 
-    assert response.status == 400
-    error_of(await response.json())
+
+async def test_query_numbers_are_ascii_digits_within_their_column(
+    client: Client, subtests: pytest.Subtests
+) -> None:
+    for query in NOT_QUERY_NUMBERS:
+        with subtests.test(query):
+            response = await client.get(f"/api/orders?{query}")
+
+            assert response.status == 400
+            error_of(await response.json())
 
 
 async def test_the_largest_cursor_is_a_cursor(client: Client) -> None:
@@ -561,18 +593,23 @@ async def test_the_largest_cursor_is_a_cursor(client: Client) -> None:
     assert response.status == 200
 
 
-@pytest.mark.parametrize("since", ["²", "٣", "2147483648", "99999999999999999999", "-1"])
+NOT_SEQS = ["²", "٣", "2147483648", "99999999999999999999", "-1"]
+
+
 async def test_a_socket_since_that_is_no_seq_is_400_before_upgrading(
-    client: Client, since: str
+    client: Client, subtests: pytest.Subtests
 ) -> None:
-    order_id = await submit(client)
+    """Each case follows an order of its own, submitted just before."""
+    for since in NOT_SEQS:
+        with subtests.test(since):
+            order_id = await submit(client)
 
-    response = await client.get(
-        f"/api/orders/execute?orderId={order_id}&since={since}", headers=WEBSOCKET
-    )
+            response = await client.get(
+                f"/api/orders/execute?orderId={order_id}&since={since}", headers=WEBSOCKET
+            )
 
-    assert response.status == 400
-    assert "since" in error_of(await response.json())["message"]
+            assert response.status == 400
+            assert "since" in error_of(await response.json())["message"]
 
 
 # ---- handshakes ---------------------------------------------------------------------------------
@@ -602,25 +639,28 @@ BAD_HANDSHAKES: list[dict[str, str]] = [
 HANDSHAKE_IDS = ["key", "short key", "empty key", "version 8", "version 14", "no Connection", "two"]
 
 
-@pytest.mark.parametrize("bad", BAD_HANDSHAKES, ids=HANDSHAKE_IDS)
 async def test_a_post_with_a_bad_websocket_handshake_is_400_and_creates_nothing(
-    client: Client, bad: dict[str, str]
+    client: Client, subtests: pytest.Subtests
 ) -> None:
-    answer = await post_with_upgrade(client, **bad)
+    for name, bad in zip(HANDSHAKE_IDS, BAD_HANDSHAKES, strict=True):
+        with subtests.test(name):
+            answer = await post_with_upgrade(client, **bad)
 
-    assert answer.status == 400
-    assert error_of(answer.json())["message"].startswith("invalid WebSocket handshake")
-    assert await order_count(client) == 0
+            assert answer.status == 400
+            assert error_of(answer.json())["message"].startswith("invalid WebSocket handshake")
+            assert await order_count(client) == 0
 
 
-@pytest.mark.parametrize("bad", BAD_HANDSHAKES, ids=HANDSHAKE_IDS)
 async def test_a_get_with_a_bad_websocket_handshake_is_400(
-    client: Client, bad: dict[str, str]
+    client: Client, subtests: pytest.Subtests
 ) -> None:
-    response = await client.get("/api/orders/execute", headers={**WEBSOCKET, **bad})
+    for name, bad in zip(HANDSHAKE_IDS, BAD_HANDSHAKES, strict=True):
+        with subtests.test(name):
+            response = await client.get("/api/orders/execute", headers={**WEBSOCKET, **bad})
 
-    assert response.status == 400
-    assert error_of(await response.json())["message"].startswith("invalid WebSocket handshake")
+            assert response.status == 400
+            message = error_of(await response.json())["message"]
+            assert message.startswith("invalid WebSocket handshake")
 
 
 @pytest.mark.parametrize("path", ["/api/orders/execute", "/api/events"])
@@ -671,12 +711,17 @@ FOREIGN = [
 ]
 
 
-@pytest.mark.parametrize("origin", FOREIGN)
-async def test_a_socket_opened_from_another_sites_page_is_403(client: Client, origin: str) -> None:
-    response = await client.get("/api/orders/execute", headers={**WEBSOCKET, "Origin": origin})
+async def test_a_socket_opened_from_another_sites_page_is_403(
+    client: Client, subtests: pytest.Subtests
+) -> None:
+    for origin in FOREIGN:
+        with subtests.test(origin):
+            response = await client.get(
+                "/api/orders/execute", headers={**WEBSOCKET, "Origin": origin}
+            )
 
-    assert response.status == 403
-    assert error_of(await response.json())["code"] == "forbidden_origin"
+            assert response.status == 403
+            assert error_of(await response.json())["code"] == "forbidden_origin"
 
 
 async def test_a_host_that_does_not_decode_makes_no_origin_the_engine_s_own(

@@ -110,43 +110,37 @@ def without_amount() -> dict[str, str]:
     return {key: value for key, value in QUOTE.items() if key != "amountIn"}
 
 
-@pytest.mark.parametrize(
-    ("params", "fields"),
-    [
-        ({**QUOTE, "tokenIn": "DOGE"}, ["tokenIn"]),
-        ({**QUOTE, "tokenOut": "sol"}, ["tokenOut"]),
-        ({**QUOTE, "amountIn": "0.0000000001"}, ["amountIn"]),
-        (without_amount(), ["amountIn"]),
-        ({**QUOTE, "amountIn": "1_000"}, ["amountIn"]),
-        ({**QUOTE, "amountIn": "-1"}, ["amountIn"]),
-        ({**QUOTE, "amountIn": "10001"}, ["amountIn"]),
-        ({"tokenIn": "DOGE", "tokenOut": "SOL", "amountIn": "0"}, ["tokenIn", "amountIn"]),
-    ],
-    ids=[
-        "unknown token",
-        "same token",
-        "too many decimals",
-        "missing amountIn",
-        "amount not in plain digits",
-        "negative amount",
-        "more than one order may sell",
-        "several at once",
-    ],
-)
-async def test_bad_parameters_are_422_with_the_reasons_an_order_would_get(
-    client: Client, params: dict[str, str], fields: list[str]
-) -> None:
-    status, body = await quote(client, params)
+BAD_PARAMETERS = {
+    "unknown token": ({**QUOTE, "tokenIn": "DOGE"}, ["tokenIn"]),
+    "same token": ({**QUOTE, "tokenOut": "sol"}, ["tokenOut"]),
+    "too many decimals": ({**QUOTE, "amountIn": "0.0000000001"}, ["amountIn"]),
+    "missing amountIn": (without_amount(), ["amountIn"]),
+    "amount not in plain digits": ({**QUOTE, "amountIn": "1_000"}, ["amountIn"]),
+    "negative amount": ({**QUOTE, "amountIn": "-1"}, ["amountIn"]),
+    "more than one order may sell": ({**QUOTE, "amountIn": "10001"}, ["amountIn"]),
+    "several at once": (
+        {"tokenIn": "DOGE", "tokenOut": "SOL", "amountIn": "0"},
+        ["tokenIn", "amountIn"],
+    ),
+}
 
-    assert status == 422
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert error["code"] == "invalid_quote"
-    assert [reason["field"] for reason in error["details"]] == fields
-    as_order = await client.post("/api/orders/execute", json={**params, "type": "market"})
-    assert as_order.status == 422
-    assert error["details"] == (await as_order.json())["error"]["details"]
-    assert await orders(client) == []
+
+async def test_bad_parameters_are_422_with_the_reasons_an_order_would_get(
+    client: Client, subtests: pytest.Subtests
+) -> None:
+    for name, (params, fields) in BAD_PARAMETERS.items():
+        with subtests.test(name):
+            status, body = await quote(client, params)
+
+            assert status == 422
+            assert set(body) == {"error"}
+            error = body["error"]
+            assert error["code"] == "invalid_quote"
+            assert [reason["field"] for reason in error["details"]] == fields
+            as_order = await client.post("/api/orders/execute", json={**params, "type": "market"})
+            assert as_order.status == 422
+            assert error["details"] == (await as_order.json())["error"]["details"]
+            assert await orders(client) == []
 
 
 async def test_a_parameter_given_twice_is_400(client: Client) -> None:
