@@ -467,10 +467,7 @@ class Engine:
         log.info("engine_stopped")
 
     async def _release_all(self, keep: set[UUID] | None = None) -> None:
-        try:
-            await self._give_back_unreleased()
-        except OrderEngineError as error:
-            log.warning("leases_not_released", error=error.message)
+        await self._give_back_unreleased()
         held = [order_id for order_id in self._leases.held() if order_id not in (keep or ())]
         if not held:
             return
@@ -488,9 +485,10 @@ class Engine:
     async def _dispatch(self) -> None:
         """Claim due orders for idle workers until the engine stops.
 
-        Before each claim it gives back the leases whose release the database missed. Between
-        claims it sleeps until woken, until the next retry falls due, or for one sweep at most:
-        a lost wake-up costs latency, never an order.
+        Before each claim it gives back the leases whose release the database missed, and
+        while some are left it sleeps `ORDERENGINE_DB_TIMEOUT_S` at most. Between claims it
+        sleeps until woken, until the next retry falls due, or for one sweep at most: a lost
+        wake-up costs latency, never an order.
         """
         while not self._closing:
             self._wake.clear()
@@ -500,6 +498,8 @@ class Engine:
                 if idle and claimed == idle:
                     continue
                 sleep_s = await self._tend_backlog(idle)
+                if self._leases.unreleased():
+                    sleep_s = min(sleep_s, self._settings.db_timeout_s)
             except DatabaseUnavailable as error:
                 log.warning("claim_failed", error=error.message)
                 await asyncio.sleep(self._settings.db_timeout_s)
@@ -636,10 +636,15 @@ class Engine:
 
         Until then the database holds them for this engine, and nobody would take their
         orders up before the leases ran out. A lease that ran out and was taken since, here
-        or elsewhere, is not this engine's any more: the release leaves it alone.
+        or elsewhere, is not this engine's any more: the release leaves it alone. A release
+        that fails again is tried before the next claim.
         """
         for delay_s, order_ids in self._leases.unreleased().items():
-            await self._repository.release(order_ids, delay_s)
+            try:
+                await self._repository.release(order_ids, delay_s)
+            except OrderEngineError as error:
+                log.warning("leases_not_released", count=len(order_ids), error=error.message)
+                return
             for order_id in order_ids:
                 self._leases.released(order_id)
 

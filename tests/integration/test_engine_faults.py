@@ -229,6 +229,57 @@ async def test_a_worker_survives_a_database_error_that_is_not_a_lost_connection(
         await repository.close()
 
 
+class ReleasesLost(Repository):
+    """The real repository, whose first status change and first two releases meet an outage."""
+
+    outages_left = 1
+    releases_lost = 2
+
+    async def transition_through(
+        self,
+        order: Order,
+        passed: Sequence[tuple[OrderStatus, EventDetails]],
+        status: OrderStatus,
+        details: EventDetails,
+        **fields: Unpack[TransitionFields],
+    ) -> tuple[Order, list[OrderEvent]]:
+        if self.outages_left > 0:
+            self.outages_left -= 1
+            raise DatabaseUnavailable("database unavailable")
+        return await super().transition_through(order, passed, status, details, **fields)
+
+    async def release(self, order_ids: Sequence[UUID], retry_after_s: float | None = None) -> None:
+        if self.releases_lost > 0:
+            self.releases_lost -= 1
+            raise DatabaseUnavailable("database unavailable")
+        await super().release(order_ids, retry_after_s)
+
+
+async def test_a_lease_given_up_in_an_outage_is_given_back_when_the_database_answers(
+    database_url: str,
+) -> None:
+    """The order is taken up again then, not when its lease (a minute here) runs out.
+
+    The release is tried again before each claim, and while it fails the dispatcher sleeps
+    no longer than the database timeout, not a whole sweep (half a minute here).
+    """
+    repository = await ReleasesLost.connect(database_url, 4, 5.0)
+    try:
+        with capture_logs() as logs:
+            async with engine_on(
+                repository, database_url, concurrency=1, lease_s=60, sweep_s=30, db_timeout_s=0.2
+            ) as engine:
+                order, _ = await engine.submit(REQUEST)
+                done = await finished(repository, order.order_id)
+    finally:
+        await repository.close()
+
+    assert done.status is S.CONFIRMED
+    assert repository.releases_lost == 0
+    lost = [line["event"] for line in logs if line["event"].endswith("not_released")]
+    assert lost == ["lease_not_released", "leases_not_released"]
+
+
 class HeldClaims(Repository):
     """The real repository, whose claims commit, then keep their answer until it is let go.
 
