@@ -168,7 +168,7 @@ def _operation(
         "summary": route.summary,
         "description": route.description,
         "tags": [route.tag],
-        "security": [] if route.public else [{"bearerAuth": []}],
+        "security": _security(route),
     }
     parameters = [
         parameter
@@ -197,6 +197,19 @@ def _operation(
         allow = operation["responses"]["405"]["headers"]["Allow"]
         allow["schema"] = {**allow["schema"], "const": ",".join(sorted(route.allow))}
     return operation
+
+
+def _security(route: Route) -> list[dict[str, list[str]]]:
+    """What the route asks of its caller: none, or a key.
+
+    A path's OPTIONS on a path behind a key takes either: a browser's preflight carries no
+    key and is answered without one; any other OPTIONS is a 401 without one.
+    """
+    if route.public:
+        return []
+    if route.method == "OPTIONS":
+        return [{}, {"bearerAuth": []}]
+    return [{"bearerAuth": []}]
 
 
 def _parameters(

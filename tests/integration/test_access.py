@@ -325,6 +325,20 @@ async def test_cors_preflights_are_answered_for_listed_origins_only(
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+async def test_with_keys_a_preflight_needs_none_and_any_other_options_is_a_401(
+    start_app: StartApp,
+) -> None:
+    """As the OpenAPI document says of each path's OPTIONS: no key, or a key."""
+    client = await start_app(**KEYS, cors_origins=("https://front.example",))
+    asking = {"Origin": "https://front.example", "Access-Control-Request-Method": "GET"}
+
+    preflight = await client.options("/api/orders", headers=asking)
+    plain = await client.options("/api/orders")
+
+    assert preflight.status == 204
+    assert plain.status == 401
+
+
 async def test_answers_carry_the_security_headers(client: Client) -> None:
     api = await client.get("/api/orders")
     health = await client.get("/health")

@@ -123,12 +123,15 @@ def test_every_parameter_example_is_valid_by_its_own_schema() -> None:
 
 
 def test_every_api_route_but_the_description_needs_a_key_and_may_answer_401() -> None:
+    """A preflight, which carries no key, is served without one: its OPTIONS takes either."""
     for path, methods in openapi_document()["paths"].items():
-        for operation in methods.values():
-            keyed = operation["security"] == [{"bearerAuth": []}]
+        for method, operation in methods.items():
             described = operation["tags"] == ["documentation"]
-            assert keyed == (path.startswith("/api/") and not described), path
-            assert ("401" in operation["responses"]) == keyed, path
+            keyed = path.startswith("/api/") and not described
+            key: dict[str, list[str]] = {"bearerAuth": []}
+            asked = [{}, key] if method == "options" else [key]
+            assert operation["security"] == (asked if keyed else []), (method, path)
+            assert ("401" in operation["responses"]) == keyed, (method, path)
 
 
 def test_only_submitting_an_order_may_answer_429() -> None:
