@@ -101,3 +101,6 @@ class MemoryLedger:
 
     async def listings(self, dex: Dex | None = None) -> list[Listing]:
         return [listing for listing in self.listed if dex is None or listing.dex == dex]
+
+    async def listing_count(self) -> int:
+        return len(self.listed)

@@ -61,6 +61,7 @@ async def test_a_venue_lists_a_pair_once_whichever_way_round(chain: Chain) -> No
     assert again.value.details == {"dex": "meteora", "tokens": sorted(("SOL", symbol))}
     assert await chain.listings("meteora") == [first]
     assert await chain.listings() == [first, elsewhere]
+    assert await chain.listing_count() == 2, "the refused listings are not counted"
 
 
 async def test_of_engines_listing_one_pair_at_once_exactly_one_succeeds(

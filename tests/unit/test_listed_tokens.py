@@ -33,7 +33,7 @@ from orderengine.venues.meteora import Meteora
 from orderengine.venues.pool import Pool, pool_address
 from orderengine.venues.raydium import Raydium
 from orderengine.venues.simulated import SimulatedVenue
-from orderengine.venues.values import Listing
+from orderengine.venues.values import Dex, Listing
 from orderengine.venues.venue import Listable
 from tests.ledger import MemoryLedger, utc_now
 
@@ -206,6 +206,42 @@ async def test_a_venue_learns_what_another_venue_of_its_name_listed_on_the_chain
     assert {frozenset((quoting, "SOL")), frozenset((asked, "SOL"))} <= pairs
     with pytest.raises(AlreadyListed):
         await other.list_pool(asked, "SOL", Decimal("0.02"), Decimal(100))
+
+
+class CountedReads(MemoryLedger):
+    """A chain that counts the reads of its listings."""
+
+    reads = 0
+
+    async def listings(self, dex: Dex | None = None) -> list[Listing]:
+        self.reads += 1
+        return await super().listings(dex)
+
+
+async def test_a_pair_with_no_pool_here_reads_the_listings_only_once_there_are_new_ones() -> None:
+    """The chain's listings are read again only once it holds more of them.
+
+    Each quote of a token the other venue listed looks for its pool here, and finds none.
+    """
+    ledger = CountedReads()
+    meteora, raydium, other_raydium = (
+        venue(Meteora, ledger),
+        venue(Raydium, ledger),
+        venue(Raydium, ledger),
+    )
+    elsewhere, later = fresh_symbol(), fresh_symbol()
+    await meteora.list_pool(elsewhere, "SOL", Decimal("0.0001"), Decimal("5000"))
+
+    for _ in range(3):
+        with pytest.raises(NoRoute):
+            await raydium.quote("SOL", elsewhere, Decimal("0.5"))
+    reads_while_nothing_new = ledger.reads
+    await other_raydium.list_pool(later, "SOL", Decimal("0.01"), Decimal(100))
+    quote = await raydium.quote(later, "SOL", Decimal(10))
+
+    assert reads_while_nothing_new == 1
+    assert ledger.reads == 2
+    assert quote.pool == pool_address("raydium", later, "SOL")
 
 
 async def test_a_token_may_be_priced_in_a_token_listed_before() -> None:

@@ -175,6 +175,13 @@ class Ledger(Protocol):
         """Every listing `dex` made (every venue's when None), oldest first."""
         ...
 
+    async def listing_count(self) -> int:
+        """How many listings every venue made.
+
+        None is ever removed: a count that has not changed says that nothing was listed since.
+        """
+        ...
+
 
 class AlreadyProcessed(VenueError):
     """The signature was taken before: its first outcome stands, whatever it was."""
@@ -516,6 +523,11 @@ class Chain:
                 dex,
             )
         return [_listing(row) for row in rows]
+
+    async def listing_count(self) -> int:
+        async with acquire(self._pool, self._timeout_s) as connection:
+            count: int = await connection.fetchval("SELECT count(*) FROM chain.listings")
+        return count
 
     async def landed_signatures(self, order_ids: Sequence[UUID]) -> dict[UUID, list[str]]:
         """For each order, the signatures that landed for it, or are taken and will land.

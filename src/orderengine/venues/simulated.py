@@ -113,6 +113,8 @@ class SimulatedVenue(ABC):
         self._clock = clock
         self._pool_sync_s = pool_sync_s
         self._synced_at: float | None = None
+        self._listings_read = 0
+        """How many listings the chain held when this venue last read them."""
         self._sync_failing = False
         """Whether the last read of the pools for a quote failed: said once, until one works."""
         self._rng = random.Random(f"{seed}:{self.name}" if seed is not None else None)
@@ -293,10 +295,16 @@ class SimulatedVenue(ABC):
         """Learn what was listed on the chain, by any engine, that this venue does not know.
 
         Every venue's listings, oldest first: a listing's quote token may be a token another
-        venue listed before, which must be registered first.
+        venue listed before, which must be registered first. They are read only when the
+        chain holds more than at the last read: a pair this venue has no pool for (a token
+        the other venue listed) is looked for at every quote of it.
         """
-        for listing in await self._ledger.listings():
+        if await self._ledger.listing_count() == self._listings_read:
+            return
+        listings = await self._ledger.listings()
+        for listing in listings:
             self._learn(listing)
+        self._listings_read = len(listings)
 
     def _learn(self, listing: Listing) -> None:
         """Register the listing's token if it is new; open its pool if it is this venue's."""
