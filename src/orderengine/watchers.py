@@ -80,14 +80,25 @@ class PriceWatcher:
         return RECHECK_POLLS * self._poll_s
 
     async def run(self) -> None:
-        """Poll until cancelled; a failed poll is logged, and the next one tries again."""
+        """Poll until cancelled; the next poll tries again after a failed one.
+
+        A failure is logged when polls start failing, and once again when one works: an
+        outage of the database costs one warning, not one per poll.
+        """
+        failing = False
         while True:
             try:
                 await self.poll()
             except OrderEngineError as error:
-                log.warning("price_watch_failed", error=error.message)
+                if not failing:
+                    log.warning("price_watch_failed", error=error.message)
+                failing = True
             except Exception:
                 log.exception("price_watch_crashed")
+            else:
+                if failing:
+                    log.info("price_watch_recovered")
+                failing = False
             await asyncio.sleep(self._poll_s)
 
     async def poll(self) -> None:

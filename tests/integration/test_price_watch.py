@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from uuid import uuid4
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from orderengine.domain import Awaited, Expired, NewOrder, Order, OrderRequest
+from orderengine.errors import DatabaseUnavailable
+from orderengine.postgres import create_pool
 from orderengine.repository import Repository
+from orderengine.router import Router
+from orderengine.watch_store import WatchStore
+from orderengine.watchers import PriceWatcher
+from tests.polling import eventually
 
 LEASE_S = 10.0
 
@@ -212,3 +221,49 @@ async def test_a_woken_order_is_as_old_as_its_waking_for_health(
     assert woken_age is not None
     assert woken_age < 60
     assert accepted_age == pytest.approx(86_400, abs=60)
+
+
+class WatchesLost(WatchStore):
+    """The real store, whose first three leases of the pairs to watch meet an outage."""
+
+    outages_left = 3
+    polls = 0
+
+    async def watch_pairs(self, lease_s: float) -> list[tuple[str, str]]:
+        self.polls += 1
+        if self.outages_left > 0:
+            self.outages_left -= 1
+            raise DatabaseUnavailable("database unavailable")
+        return await super().watch_pairs(lease_s)
+
+
+async def test_an_outage_of_the_price_watch_is_told_once_and_its_end_once(
+    database_url: str,
+) -> None:
+    """Not once per poll: at its interval, that would be a warning every second or less."""
+    pool = await create_pool(database_url, 2, 5.0)
+    watches = WatchesLost(pool, 5.0, uuid4())
+    watcher = PriceWatcher(
+        watches,
+        Router([], deadline_s=1),
+        poll_s=0,
+        lease_s=LEASE_S,
+        event_bps=10,
+        on_events=lambda events: None,
+        on_woken=lambda: None,
+    )
+
+    async def polled_after_the_outage() -> bool:
+        return watches.polls >= 6
+
+    try:
+        with capture_logs() as logs:
+            running = asyncio.create_task(watcher.run())
+            await eventually(polled_after_the_outage)
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    finally:
+        await pool.close()
+
+    told = [line["event"] for line in logs if line["event"].startswith("price_watch")]
+    assert told == ["price_watch_failed", "price_watch_recovered"]
