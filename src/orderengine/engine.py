@@ -622,13 +622,14 @@ class Engine:
 
         It is due again after `delay_s`, or when its stored retry time says if that is None.
         """
+        claim = self._leases.claim(order_id)
         try:
             await self._repository.release([order_id], delay_s)
         except OrderEngineError as error:
             log.warning("lease_not_released", error=error.message)
-            self._leases.release_failed(order_id, delay_s)
+            self._leases.release_failed(order_id, delay_s, claim)
         else:
-            self._leases.released(order_id)
+            self._leases.released(order_id, claim)
         self.wake()
 
     async def _give_back_unreleased(self) -> None:
@@ -642,8 +643,8 @@ class Engine:
         for delay_s, order_ids in self._leases.unreleased().items():
             try:
                 await self._repository.release(order_ids, delay_s)
-            except OrderEngineError as error:
-                log.warning("leases_not_released", count=len(order_ids), error=error.message)
+            except Exception as error:
+                log.warning("leases_not_released", count=len(order_ids), error=repr(error))
                 return
             for order_id in order_ids:
                 self._leases.released(order_id)
@@ -1018,12 +1019,13 @@ class Engine:
         change, and the repository hands them to the watchers as its statement returns
         (`Repository.on_committed`), before this resumes.
         """
+        claim = self._leases.claim(order.order_id)
         moved, events = await self._repository.transition_through(
             order, passed, status, details, **fields
         )
         self._count_end(moved, events)
         if fields.get("release", False):
-            self._leases.released(order.order_id)
+            self._leases.released(order.order_id, claim)
             self.wake()
         return moved
 

@@ -11,10 +11,15 @@ would be refused as stale anyway.
 A lease the engine gave up while the database was out of reach stays the engine's in the
 database: it is kept here as unreleased, and given back once the database answers, so that
 its order is taken up again then rather than when the lease runs out.
+
+Each claim of an order has a number. A release whose answer comes late may find the order
+claimed again meanwhile (its statement committed, and the order fell due): what it says of
+the lease it gave up must not end the newer one, so it names the claim it gave up.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from uuid import UUID
@@ -31,6 +36,8 @@ class Leases:
         self._clock = clock
         self._until: dict[UUID, float] = {}
         self._unreleased: dict[UUID, float | None] = {}
+        self._claims = itertools.count(1)
+        self._claim: dict[UUID, int] = {}
 
     @property
     def renew_every_s(self) -> float:
@@ -44,7 +51,12 @@ class Leases:
         """Leases taken by a statement sent at `asked_at`."""
         for order_id in order_ids:
             self._until[order_id] = asked_at + self.lease_s
+            self._claim[order_id] = next(self._claims)
             self._unreleased.pop(order_id, None)
+
+    def claim(self, order_id: UUID) -> int | None:
+        """The number of the claim this engine's lease on the order comes from, if it has one."""
+        return self._claim.get(order_id)
 
     def renewed(self, kept: Iterable[UUID], asked: Iterable[UUID], asked_at: float) -> set[UUID]:
         """Record a renewal of `asked`, sent at `asked_at`, that extended `kept`; the lost ones.
@@ -65,17 +77,25 @@ class Leases:
                 del self._until[order_id]
         return lost
 
-    def released(self, order_id: UUID) -> None:
+    def released(self, order_id: UUID, claim: int | None = None) -> None:
+        """The lease was given up: the one of `claim`, or whichever this engine holds if None."""
+        if claim is not None and self._claim.get(order_id) != claim:
+            return
         self._until.pop(order_id, None)
+        self._claim.pop(order_id, None)
         self._unreleased.pop(order_id, None)
 
-    def release_failed(self, order_id: UUID, delay_s: float | None) -> None:
-        """The engine gave the lease up, but the database did not hear it.
+    def release_failed(self, order_id: UUID, delay_s: float | None, claim: int | None) -> None:
+        """The engine gave up the lease of `claim`, but the database did not hear it.
 
         The order is no longer worked on here; its release, due again after `delay_s` (or
-        when its stored retry time says, if None), waits for the database to answer.
+        when its stored retry time says, if None), waits for the database to answer. If the
+        order was claimed again since, the database heard the release after all.
         """
+        if claim is not None and self._claim.get(order_id) != claim:
+            return
         self._until.pop(order_id, None)
+        self._claim.pop(order_id, None)
         self._unreleased[order_id] = delay_s
 
     def unreleased(self) -> dict[float | None, list[UUID]]:

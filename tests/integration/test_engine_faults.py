@@ -7,7 +7,7 @@ stop while an attempt waits for a rate token.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -278,6 +278,81 @@ async def test_a_lease_given_up_in_an_outage_is_given_back_when_the_database_ans
     assert repository.releases_lost == 0
     lost = [line["event"] for line in logs if line["event"].endswith("not_released")]
     assert lost == ["lease_not_released", "leases_not_released"]
+
+
+class AnswerLostAfterTheReclaim(Repository):
+    """The real repository, whose release after an outage commits but is answered too late.
+
+    The first status change meets an outage; the release that sets the order aside commits,
+    and its answer, lost, comes only once the order was claimed again.
+    """
+
+    outages_left = 1
+    answer_lost = True
+    claimed = 0
+    released_since = 0
+    wake: Callable[[], None] = staticmethod(lambda: None)
+    owners_at_submit: list[UUID | None]
+
+    async def claim(self, limit: int, lease_s: float) -> list[Order]:
+        orders = await super().claim(limit, lease_s)
+        self.claimed += len(orders)
+        return orders
+
+    async def transition_through(
+        self,
+        order: Order,
+        passed: Sequence[tuple[OrderStatus, EventDetails]],
+        status: OrderStatus,
+        details: EventDetails,
+        **fields: Unpack[TransitionFields],
+    ) -> tuple[Order, list[OrderEvent]]:
+        if self.outages_left > 0:
+            self.outages_left -= 1
+            raise DatabaseUnavailable("database unavailable")
+        if status is OrderStatus.SUBMITTED:
+            # Time for a release sent after the lost answer, if any, to land first.
+            for _ in range(25):
+                if self.released_since:
+                    break
+                await asyncio.sleep(0.02)
+            async with self._connection() as connection:
+                owner = await connection.fetchval(
+                    "SELECT lease_owner FROM orders WHERE id = $1", order.order_id
+                )
+            self.owners_at_submit.append(owner)
+        return await super().transition_through(order, passed, status, details, **fields)
+
+    async def release(self, order_ids: Sequence[UUID], retry_after_s: float | None = None) -> None:
+        await super().release(order_ids, retry_after_s)
+        if not self.answer_lost:
+            self.released_since += 1
+            return
+        self.answer_lost = False
+        while self.claimed < 2:
+            self.wake()
+            await asyncio.sleep(0.02)
+        raise DatabaseUnavailable("database unavailable")
+
+
+async def test_a_release_whose_answer_comes_after_the_order_was_claimed_again_ends_nothing(
+    database_url: str,
+) -> None:
+    """The newer lease stays the engine's: in the database when its swap is submitted."""
+    repository = await AnswerLostAfterTheReclaim.connect(database_url, 4, 5.0)
+    repository.owners_at_submit = []
+    try:
+        async with engine_on(
+            repository, database_url, concurrency=2, lease_s=60, db_timeout_s=0.2
+        ) as engine:
+            repository.wake = engine.wake
+            order, _ = await engine.submit(REQUEST)
+            done = await finished(repository, order.order_id)
+    finally:
+        await repository.close()
+
+    assert done.status is S.CONFIRMED
+    assert repository.owners_at_submit == [repository.owner]
 
 
 class HeldClaims(Repository):

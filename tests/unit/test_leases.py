@@ -189,9 +189,9 @@ def test_a_release_the_database_missed_is_kept_by_its_delay_until_it_is_heard(
     first, second, third = uuid4(), uuid4(), uuid4()
     take(leases, clock, first, second, third)
 
-    leases.release_failed(first, 0.5)
-    leases.release_failed(second, 0.5)
-    leases.release_failed(third, None)
+    leases.release_failed(first, 0.5, leases.claim(first))
+    leases.release_failed(second, 0.5, leases.claim(second))
+    leases.release_failed(third, None, leases.claim(third))
 
     assert leases.held() == []
     assert leases.unreleased() == {0.5: [first, second], None: [third]}
@@ -205,9 +205,28 @@ def test_an_order_claimed_again_has_no_release_left_to_give(
     """Claimed again once its lease ran out, the order is worked on: no late release ends that."""
     order_id = uuid4()
     take(leases, clock, order_id)
-    leases.release_failed(order_id, 0.5)
+    leases.release_failed(order_id, 0.5, leases.claim(order_id))
 
     take(leases, clock, order_id)
 
     assert leases.unreleased() == {}
     assert leases.held() == [order_id]
+
+
+def test_what_a_late_answer_says_of_a_release_leaves_a_newer_claim_alone(
+    leases: Leases, clock: FakeClock
+) -> None:
+    """The release committed, the order fell due and was claimed again before the answer came."""
+    order_id, other = uuid4(), uuid4()
+    take(leases, clock, order_id, other)
+    given_up, other_given_up = leases.claim(order_id), leases.claim(other)
+
+    take(leases, clock, order_id, other)
+    leases.release_failed(order_id, 0.5, given_up)
+    leases.released(other, other_given_up)
+
+    assert leases.holds(order_id)
+    assert leases.holds(other)
+    assert leases.unreleased() == {}
+    assert given_up is not None
+    assert leases.claim(order_id) != given_up
