@@ -202,8 +202,8 @@ def _operation(
 def _security(route: Route) -> list[dict[str, list[str]]]:
     """What the route asks of its caller: none, or a key.
 
-    A path's OPTIONS on a path behind a key takes either: a browser's preflight carries no
-    key and is answered without one; any other OPTIONS is a 401 without one.
+    The OPTIONS of a path behind a key takes either: a browser's preflight carries no key
+    and is answered without one; any other OPTIONS is a 401 without one.
     """
     if route.public:
         return []
