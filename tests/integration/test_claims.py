@@ -70,9 +70,9 @@ async def test_a_retry_that_fell_due_since_the_claim_is_counted_as_due_now(
     """
     await create_market_order(repository)
     (order,) = await repository.claim(10, 30.0)
-    await repository.release([order.order_id], retry_after_s=0.05)
+    await repository.release([order.order_id], retry_after_s=0.5)
     assert await repository.claim(10, 30.0) == []  # not due yet
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.55)
 
     backlog = await repository.waiting()
 
