@@ -267,7 +267,7 @@ async def test_a_lease_given_up_in_an_outage_is_given_back_when_the_database_ans
     try:
         with capture_logs() as logs:
             async with engine_on(
-                repository, database_url, concurrency=1, lease_s=60, sweep_s=30, db_timeout_s=0.2
+                repository, database_url, concurrency=1, lease_s=60, sweep_s=30, db_timeout_s=1.0
             ) as engine:
                 order, _ = await engine.submit(REQUEST)
                 done = await finished(repository, order.order_id)
@@ -343,7 +343,7 @@ async def test_a_release_whose_answer_comes_after_the_order_was_claimed_again_en
     repository.owners_at_submit = []
     try:
         async with engine_on(
-            repository, database_url, concurrency=2, lease_s=60, db_timeout_s=0.2
+            repository, database_url, concurrency=2, lease_s=60, db_timeout_s=1.0
         ) as engine:
             repository.wake = engine.wake
             order, _ = await engine.submit(REQUEST)
