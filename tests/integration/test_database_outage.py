@@ -54,7 +54,7 @@ async def test_a_database_restart_under_load_loses_no_order(
     when it answers, not left to run out.
     """
     data_dir, url = own_server
-    settings = fast_settings(url, latency_scale=0.05, concurrency=4, db_timeout_s=0.5, lease_s=60)
+    settings = fast_settings(url, latency_scale=0.05, concurrency=4, db_timeout_s=1.0, lease_s=60)
     client = await aiohttp_client(create_app(settings))
     repository = await Repository.connect(url, 2, 5.0)
     chain = await Chain.open(url, 1, 5.0)
