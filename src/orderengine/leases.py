@@ -54,9 +54,13 @@ class Leases:
             self._claim[order_id] = next(self._claims)
             self._unreleased.pop(order_id, None)
 
-    def claim(self, order_id: UUID) -> int | None:
-        """The number of the claim this engine's lease on the order comes from, if it has one."""
-        return self._claim.get(order_id)
+    def claim(self, order_id: UUID) -> int:
+        """The number of the claim this engine's lease on the order comes from.
+
+        0 when it holds none (its lease ran out unrenewed, say): no claim has that number, so
+        what a release then says ends no lease taken later.
+        """
+        return self._claim.get(order_id, 0)
 
     def renewed(self, kept: Iterable[UUID], asked: Iterable[UUID], asked_at: float) -> set[UUID]:
         """Record a renewal of `asked`, sent at `asked_at`, that extended `kept`; the lost ones.
@@ -85,14 +89,14 @@ class Leases:
         self._claim.pop(order_id, None)
         self._unreleased.pop(order_id, None)
 
-    def release_failed(self, order_id: UUID, delay_s: float | None, claim: int | None) -> None:
+    def release_failed(self, order_id: UUID, delay_s: float | None, claim: int) -> None:
         """The engine gave up the lease of `claim`, but the database did not hear it.
 
         The order is no longer worked on here; its release, due again after `delay_s` (or
         when its stored retry time says, if None), waits for the database to answer. If the
         order was claimed again since, the database heard the release after all.
         """
-        if claim is not None and self._claim.get(order_id) != claim:
+        if self._claim.get(order_id) != claim:
             return
         self._until.pop(order_id, None)
         self._claim.pop(order_id, None)

@@ -228,5 +228,21 @@ def test_what_a_late_answer_says_of_a_release_leaves_a_newer_claim_alone(
     assert leases.holds(order_id)
     assert leases.holds(other)
     assert leases.unreleased() == {}
-    assert given_up is not None
+    assert given_up > 0
     assert leases.claim(order_id) != given_up
+
+
+def test_a_release_sent_without_a_lease_ends_none_taken_later(
+    leases: Leases, clock: FakeClock
+) -> None:
+    """Its lease had run out unrenewed and been forgotten when the release was sent."""
+    order_id = uuid4()
+    held_none = leases.claim(order_id)
+
+    take(leases, clock, order_id)
+    leases.released(order_id, held_none)
+    leases.release_failed(order_id, 0.5, held_none)
+
+    assert held_none == 0
+    assert leases.holds(order_id)
+    assert leases.unreleased() == {}
