@@ -164,10 +164,16 @@ async def test_a_swap_the_venue_cannot_build_is_a_failed_attempt_never_sent(
     assert landed[UUID(events[0]["orderId"])] == []
 
 
-class FlakyRepository(Repository):
-    """The real repository, whose first few status changes fail with a data error."""
+class FailingChanges(Repository):
+    """The real repository, whose first `failures_left` status changes fail (`failure`)."""
 
-    failures_left = 2
+    failures_left = 0
+
+    def failure(self) -> Exception:
+        return DatabaseUnavailable("database unavailable")
+
+    async def changing(self, order: Order, status: OrderStatus) -> None:
+        """Before each status change that does not fail, what a test would see then."""
 
     async def transition_through(
         self,
@@ -179,8 +185,18 @@ class FlakyRepository(Repository):
     ) -> tuple[Order, list[OrderEvent]]:
         if self.failures_left > 0:
             self.failures_left -= 1
-            raise asyncpg.DataError("value out of range for type numeric")
+            raise self.failure()
+        await self.changing(order, status)
         return await super().transition_through(order, passed, status, details, **fields)
+
+
+class FlakyRepository(FailingChanges):
+    """The real repository, whose first few status changes fail with a data error."""
+
+    failures_left = 2
+
+    def failure(self) -> Exception:
+        return asyncpg.DataError("value out of range for type numeric")
 
 
 @asynccontextmanager
@@ -229,24 +245,11 @@ async def test_a_worker_survives_a_database_error_that_is_not_a_lost_connection(
         await repository.close()
 
 
-class ReleasesLost(Repository):
+class ReleasesLost(FailingChanges):
     """The real repository, whose first status change and first two releases meet an outage."""
 
-    outages_left = 1
+    failures_left = 1
     releases_lost = 2
-
-    async def transition_through(
-        self,
-        order: Order,
-        passed: Sequence[tuple[OrderStatus, EventDetails]],
-        status: OrderStatus,
-        details: EventDetails,
-        **fields: Unpack[TransitionFields],
-    ) -> tuple[Order, list[OrderEvent]]:
-        if self.outages_left > 0:
-            self.outages_left -= 1
-            raise DatabaseUnavailable("database unavailable")
-        return await super().transition_through(order, passed, status, details, **fields)
 
     async def release(self, order_ids: Sequence[UUID], retry_after_s: float | None = None) -> None:
         if self.releases_lost > 0:
@@ -280,14 +283,14 @@ async def test_a_lease_given_up_in_an_outage_is_given_back_when_the_database_ans
     assert lost == ["lease_not_released", "leases_not_released"]
 
 
-class AnswerLostAfterTheReclaim(Repository):
+class AnswerLostAfterTheReclaim(FailingChanges):
     """The real repository, whose release after an outage commits but is answered too late.
 
     The first status change meets an outage; the release that sets the order aside commits,
     and its answer, lost, comes only once the order was claimed again.
     """
 
-    outages_left = 1
+    failures_left = 1
     answer_lost = True
     claimed = 0
     released_since = 0
@@ -299,17 +302,7 @@ class AnswerLostAfterTheReclaim(Repository):
         self.claimed += len(orders)
         return orders
 
-    async def transition_through(
-        self,
-        order: Order,
-        passed: Sequence[tuple[OrderStatus, EventDetails]],
-        status: OrderStatus,
-        details: EventDetails,
-        **fields: Unpack[TransitionFields],
-    ) -> tuple[Order, list[OrderEvent]]:
-        if self.outages_left > 0:
-            self.outages_left -= 1
-            raise DatabaseUnavailable("database unavailable")
+    async def changing(self, order: Order, status: OrderStatus) -> None:
         if status is OrderStatus.SUBMITTED:
             # Time for a release sent after the lost answer, if any, to land first.
             for _ in range(25):
@@ -321,7 +314,6 @@ class AnswerLostAfterTheReclaim(Repository):
                     "SELECT lease_owner FROM orders WHERE id = $1", order.order_id
                 )
             self.owners_at_submit.append(owner)
-        return await super().transition_through(order, passed, status, details, **fields)
 
     async def release(self, order_ids: Sequence[UUID], retry_after_s: float | None = None) -> None:
         await super().release(order_ids, retry_after_s)
