@@ -216,12 +216,13 @@ class Route:
     def add_to(self, router: web.UrlDispatcher) -> None:
         """Register the route; a GET also answers HEAD, as aiohttp's `add_get` does.
 
-        A body is asked for (`Expect: 100-continue`) only as it is read
+        A socket's GET does not: a HEAD cannot upgrade, so it is refused with the path's
+        other methods. A body is asked for (`Expect: 100-continue`) only as it is read
         (`wire.deferred_continue`).
         """
         handler = self.handler if self.socket else _known_parameters_only(self)
         expect = deferred_continue
-        if self.method == "GET":
+        if self.method == "GET" and not self.socket:
             router.add_get(_pattern(self.path), handler, expect_handler=expect)
         else:
             router.add_route(self.method, _pattern(self.path), handler, expect_handler=expect)
@@ -269,10 +270,14 @@ def _pattern(path: str) -> str:
 def allowed_methods(routes: Iterable[Route]) -> frozenset[str]:
     """The methods a path takes, by its routes: a GET's path also takes HEAD.
 
-    Not OPTIONS: only a CORS preflight is answered, and any other OPTIONS is refused.
+    Not a socket's GET's path: a HEAD cannot open a socket. Not OPTIONS: only a CORS
+    preflight is answered, and any other OPTIONS is refused.
     """
-    methods = {route.method for route in routes if route.method != "OPTIONS"}
-    return frozenset(methods | {"HEAD"} if "GET" in methods else methods)
+    taken = list(routes)
+    methods: set[str] = {route.method for route in taken if route.method != "OPTIONS"}
+    if any(route.method == "GET" and not route.socket for route in taken):
+        methods.add("HEAD")
+    return frozenset(methods)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
