@@ -45,6 +45,29 @@ MIN_POLL_S = 0.05
 leave the database and the venues time for everything else."""
 
 
+class Outage:
+    """A watcher's failures, logged once when they start and once when a run works again.
+
+    A watcher runs at its interval or more often, and an outage of the database would
+    otherwise cost a warning at every run.
+    """
+
+    def __init__(self, failed: str, recovered: str) -> None:
+        self._failed = failed
+        self._recovered = recovered
+        self._failing = False
+
+    def failed(self, error: OrderEngineError) -> None:
+        if not self._failing:
+            log.warning(self._failed, error=error.message)
+        self._failing = True
+
+    def worked(self) -> None:
+        if self._failing:
+            log.info(self._recovered)
+        self._failing = False
+
+
 def reference_amount(symbol: str) -> Decimal:
     """The amount of `symbol` a price watcher quotes: `REFERENCE_USD` worth, at least a unit."""
     token = TOKENS[symbol]
@@ -82,23 +105,19 @@ class PriceWatcher:
     async def run(self) -> None:
         """Poll until cancelled; the next poll tries again after a failed one.
 
-        A failure is logged when polls start failing, and once again when one works: an
-        outage of the database costs one warning, not one per poll.
+        A failure is logged when polls start failing, and once again when one works
+        (`Outage`).
         """
-        failing = False
+        outage = Outage("price_watch_failed", "price_watch_recovered")
         while True:
             try:
                 await self.poll()
             except OrderEngineError as error:
-                if not failing:
-                    log.warning("price_watch_failed", error=error.message)
-                failing = True
+                outage.failed(error)
             except Exception:
                 log.exception("price_watch_crashed")
             else:
-                if failing:
-                    log.info("price_watch_recovered")
-                failing = False
+                outage.worked()
             await asyncio.sleep(self._poll_s)
 
     async def poll(self) -> None:
@@ -171,16 +190,20 @@ class ListingWatcher:
     async def run(self) -> None:
         """Check now, then when poked and every `every_s` at least, until cancelled.
 
-        The first check finds what was listed while no engine ran.
+        The first check finds what was listed while no engine ran. A failure is logged when
+        checks start failing, and once again when one works (`Outage`).
         """
+        outage = Outage("listing_check_failed", "listing_check_recovered")
         while True:
             self._poke.clear()
             try:
                 await self.check()
             except OrderEngineError as error:
-                log.warning("listing_check_failed", error=error.message)
+                outage.failed(error)
             except Exception:
                 log.exception("listing_check_crashed")
+            else:
+                outage.worked()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self._every_s)
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
+from structlog.testing import capture_logs
+
+from orderengine.errors import DatabaseUnavailable
 from orderengine.keys import ENGINE
+from orderengine.postgres import create_pool
 from orderengine.venues.chain import Chain
 from orderengine.venues.pool import pool_address
+from orderengine.watch_store import WatchStore
+from orderengine.watchers import ListingWatcher
 from tests.harness import Client, StartApp
 from tests.polling import eventually
 from tests.streams import submit, wait_terminal
@@ -186,3 +193,41 @@ async def test_a_listing_made_while_no_engine_ran_fires_the_sniper_at_start(
 
     assert done["status"] == "confirmed"
     assert done["dex"] == "raydium"
+
+
+class ListingsLost(WatchStore):
+    """The real store, whose first three reads of the awaited listings meet an outage."""
+
+    outages_left = 3
+    checks = 0
+
+    async def awaited_listings(self) -> set[frozenset[str]]:
+        self.checks += 1
+        if self.outages_left > 0:
+            self.outages_left -= 1
+            raise DatabaseUnavailable("database unavailable")
+        return await super().awaited_listings()
+
+
+async def test_an_outage_of_the_listing_check_is_told_once_and_its_end_once(
+    database_url: str,
+) -> None:
+    """Not once per check: each sniper accepted and each listing heard of pokes one."""
+    pool = await create_pool(database_url, 2, 5.0)
+    watches = ListingsLost(pool, 5.0, uuid4())
+    watcher = ListingWatcher(watches, [], every_s=0, on_woken=lambda: None)
+
+    async def checked_after_the_outage() -> bool:
+        return watches.checks >= 6
+
+    try:
+        with capture_logs() as logs:
+            running = asyncio.create_task(watcher.run())
+            await eventually(checked_after_the_outage)
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    finally:
+        await pool.close()
+
+    told = [line["event"] for line in logs if line["event"].startswith("listing_check")]
+    assert told == ["listing_check_failed", "listing_check_recovered"]
