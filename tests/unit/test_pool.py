@@ -78,6 +78,23 @@ def test_the_drift_is_a_function_of_the_seed_and_the_moment_alone() -> None:
     assert jumping.deviation("another", 300.0) != jumping.deviation("pool", 300.0)
 
 
+def test_the_moves_are_the_moment_s_however_each_market_was_asked_before() -> None:
+    """A market keeps each pool's last moves for their step.
+
+    Never past it, nor for another count or another pool.
+    """
+    asking = Market(7, volatility_bps=20)
+    moments = (100.2, 100.9, 101.0, 99.5, 100.3, 5000.0)
+
+    for moment in moments:
+        for count in (32, 3):
+            for key in ("pool", "another"):
+                fresh = Market(7, volatility_bps=20)
+                assert asking.moves(key, moment, count) == fresh.moves(key, moment, count)
+    assert asking.moves("pool", 100.2, 32) != asking.moves("pool", 101.0, 32), "steps move"
+    assert len(asking.moves("pool", 101.0, 3)) == 3
+
+
 def test_venues_sit_two_to_five_percent_apart() -> None:
     for seed in range(20):
         unused_ledger = MemoryLedger(seed=seed)

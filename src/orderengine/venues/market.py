@@ -85,16 +85,28 @@ class Market:
         self.seed = seed
         self._scale = volatility_bps / 10_000
         self._walks: dict[str, _Walk] = {}
+        self._moves: dict[str, tuple[int, tuple[float, ...]]] = {}
+        """Each pool's last moves asked for, by the step they were asked in."""
 
     def deviation(self, key: str, now: float) -> float:
         """`log(market / anchor)` for the pool `key` at `now`."""
         return self._at(key, step_of(now))
 
-    def moves(self, key: str, now: float, count: int) -> list[float]:
-        """The relative moves of the pool's market in its last `count` steps, newest first."""
+    def moves(self, key: str, now: float, count: int) -> tuple[float, ...]:
+        """The relative moves of the pool's market in its last `count` steps, newest first.
+
+        They change only when the market takes a step, and a pool's quotes, and the swaps
+        after them, ask for them many times within one: each pool's last are kept for their
+        step. Working them out again was most of a quote's time on a venue whose fee they set.
+        """
         step = step_of(now)
+        kept = self._moves.get(key)
+        if kept is not None and kept[0] == step and len(kept[1]) == count:
+            return kept[1]
         deviations = [self._at(key, step - back) for back in range(count + 1)]
-        return [math.expm1(deviations[n] - deviations[n + 1]) for n in range(count)]
+        moves = tuple(math.expm1(deviations[n] - deviations[n + 1]) for n in range(count))
+        self._moves[key] = (step, moves)
+        return moves
 
     def draw(self, *names: str) -> random.Random:
         """A generator of its own for a choice the seed fixes, named by `names`."""

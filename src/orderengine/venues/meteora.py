@@ -14,6 +14,8 @@ VOLATILITY_DECAY = 0.5
 """How much of the record of moves is left one step of the market later."""
 VOLATILITY_STEPS = 32
 """The market's steps the record counts: the oldest weighs `0.5 ** 31`, about 5e-10."""
+VOLATILITY_WEIGHTS = tuple(VOLATILITY_DECAY**age for age in range(VOLATILITY_STEPS))
+"""What each move of the record weighs, the newest first."""
 VOLATILITY_FEE_FACTOR = Decimal(2)
 PRICE_GAP = (0.02, 0.05)
 """How far Meteora's prices sit from Raydium's, each pair in either direction."""
@@ -40,5 +42,7 @@ class Meteora(SimulatedVenue):
         after it, so that it is a function of the moment, as the price is.
         """
         moves = self.market.moves(pool.address, now, VOLATILITY_STEPS)
-        accumulated = sum(VOLATILITY_DECAY**age * abs(move) for age, move in enumerate(moves))
+        accumulated = sum(
+            weight * abs(move) for weight, move in zip(VOLATILITY_WEIGHTS, moves, strict=True)
+        )
         return min(MAX_FEE, BASE_FEE + VOLATILITY_FEE_FACTOR * Decimal(repr(accumulated)))
