@@ -1,9 +1,12 @@
-"""Waiting on another process: poll a condition at a short interval, within a limit."""
+"""Waiting on another process or a loop: poll a condition at a short interval, within a limit."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from structlog.testing import capture_logs
 
 
 async def eventually(
@@ -19,3 +22,22 @@ async def eventually(
         if loop.time() >= deadline:
             raise AssertionError(f"condition not met within {limit_s}s")
         await asyncio.sleep(interval_s)
+
+
+async def told_while_running(
+    run: Callable[[], Coroutine[Any, Any, None]],
+    until: Callable[[], Awaitable[bool]],
+    prefix: str,
+) -> list[str]:
+    """The log events named `prefix…` that `run()` writes until `until()` holds, then stopped.
+
+    For a loop that runs until cancelled, such as a watcher's.
+    """
+    with capture_logs() as logs:
+        running = asyncio.create_task(run())
+        try:
+            await eventually(until)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    return [line["event"] for line in logs if line["event"].startswith(prefix)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,7 +9,6 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from structlog.testing import capture_logs
 
 from orderengine.domain import Awaited, Expired, NewOrder, Order, OrderRequest
 from orderengine.errors import DatabaseUnavailable
@@ -19,7 +17,7 @@ from orderengine.repository import Repository
 from orderengine.router import Router
 from orderengine.watch_store import WatchStore
 from orderengine.watchers import PriceWatcher
-from tests.polling import eventually
+from tests.polling import told_while_running
 
 LEASE_S = 10.0
 
@@ -257,13 +255,8 @@ async def test_an_outage_of_the_price_watch_is_told_once_and_its_end_once(
         return watches.polls >= 6
 
     try:
-        with capture_logs() as logs:
-            running = asyncio.create_task(watcher.run())
-            await eventually(polled_after_the_outage)
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+        told = await told_while_running(watcher.run, polled_after_the_outage, "price_watch")
     finally:
         await pool.close()
 
-    told = [line["event"] for line in logs if line["event"].startswith("price_watch")]
     assert told == ["price_watch_failed", "price_watch_recovered"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
-
-from structlog.testing import capture_logs
 
 from orderengine.errors import DatabaseUnavailable
 from orderengine.keys import ENGINE
@@ -17,7 +14,7 @@ from orderengine.venues.pool import pool_address
 from orderengine.watch_store import WatchStore
 from orderengine.watchers import ListingWatcher
 from tests.harness import Client, StartApp
-from tests.polling import eventually
+from tests.polling import eventually, told_while_running
 from tests.streams import submit, wait_terminal
 
 
@@ -221,13 +218,8 @@ async def test_an_outage_of_the_listing_check_is_told_once_and_its_end_once(
         return watches.checks >= 6
 
     try:
-        with capture_logs() as logs:
-            running = asyncio.create_task(watcher.run())
-            await eventually(checked_after_the_outage)
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+        told = await told_while_running(watcher.run, checked_after_the_outage, "listing_check")
     finally:
         await pool.close()
 
-    told = [line["event"] for line in logs if line["event"].startswith("listing_check")]
     assert told == ["listing_check_failed", "listing_check_recovered"]
