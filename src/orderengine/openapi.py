@@ -36,7 +36,7 @@ routed to the venue that pays most, built, submitted and confirmed.
   request creates nothing. A path the engine does not serve is a 404 `not_found`, a method a
   path does not take a 405 `method_not_allowed`, whose `Allow` each path's `options`
   operation gives.
-- **Browsers**: every path answers a CORS preflight (`OPTIONS` with
+- **Browsers**: every path here answers a CORS preflight (`OPTIONS` with
   `Access-Control-Request-Method`) from an origin in `ORDERENGINE_CORS_ORIGINS`; any other
   origin's is a 403.
 - **Query parameters**: a route takes the ones it lists, and no other: any other (a

@@ -119,7 +119,9 @@ async def stream_token(request: web.Request) -> web.Response:
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer a preflight from an allowed origin; mark the answers that origin may read.
 
-    Outside the error middleware, so that an error's answer is marked too.
+    A preflight is answered on the paths the engine serves, each of which has its OPTIONS
+    route; on any other path it is the 404 every request there gets. Outside the error
+    middleware, so that an error's answer is marked too.
     """
     origin = request.headers.get(hdrs.ORIGIN)
     allowed = origin is not None and origin in request.app[SETTINGS].cors_origins
@@ -127,6 +129,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request.method == "OPTIONS"
         and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
         and request.version in SERVED_HTTP
+        and request.match_info.route.method == hdrs.METH_OPTIONS
     )
     if preflight and not allowed:
         refused = error_body("forbidden_origin", "this origin may not call the API from a browser")

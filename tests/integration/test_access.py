@@ -325,6 +325,22 @@ async def test_cors_preflights_are_answered_for_listed_origins_only(
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+async def test_a_preflight_on_a_path_the_engine_does_not_serve_is_its_404(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(cors_origins=("https://front.example",))
+    asking = {"Origin": "https://front.example", "Access-Control-Request-Method": "POST"}
+
+    served = await client.options("/api/orders/execute", headers=asking)
+    unknown = await client.options("/api/no-such-path", headers=asking)
+
+    assert served.status == 204
+    assert unknown.status == 404
+    assert (await unknown.json())["error"]["code"] == "not_found"
+    assert "Access-Control-Allow-Methods" not in unknown.headers
+    assert unknown.headers["Access-Control-Allow-Origin"] == "https://front.example"
+
+
 async def test_with_keys_a_preflight_needs_none_and_any_other_options_is_a_401(
     start_app: StartApp,
 ) -> None:
