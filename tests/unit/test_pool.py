@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from solders.keypair import Keypair
+from structlog.testing import capture_logs
 
 from orderengine.errors import DatabaseUnavailable, SlippageExceeded, SwapRejected
 from orderengine.tokens import TOKENS
@@ -279,13 +280,16 @@ async def test_the_same_seed_and_clock_give_the_same_prices() -> None:
 
 
 class SilentLedger(MemoryLedger):
-    """A chain whose pools cannot be read: the database is down, or does not answer."""
+    """A chain whose pools cannot be read until `readable`: the database is down, or silent."""
 
     def __init__(self, failure: type[BaseException] | None) -> None:
         super().__init__()
         self.failure = failure
+        self.readable = False
 
     async def pool_reserves(self, dex: Dex) -> dict[str, Reserves]:
+        if self.readable:
+            return await super().pool_reserves(dex)
         if self.failure is not None:
             raise self.failure("the database does not answer")
         await asyncio.Event().wait()
@@ -302,6 +306,23 @@ async def test_a_quote_goes_on_with_the_pools_last_read_when_the_chain_cannot_be
         quote = await venue.quote("USDC", "SOL", Decimal(1_000))
 
     assert quote.amount_out > 0
+
+
+async def test_a_chain_that_cannot_be_read_is_logged_once_until_it_can_again() -> None:
+    ledger = SilentLedger(DatabaseUnavailable)
+    venue = whale_venue(Clock(), half_life_s=0, ledger=ledger)
+
+    with capture_logs() as logs:
+        for _ in range(3):
+            await venue.quote("USDC", "SOL", Decimal(1_000))
+        ledger.readable = True
+        for _ in range(2):
+            await venue.quote("USDC", "SOL", Decimal(1_000))
+
+    assert [log["event"] for log in logs if log["event"].startswith("pool_sync")] == [
+        "pool_sync_failed",
+        "pool_sync_recovered",
+    ]
 
 
 class LateLedger(MemoryLedger):

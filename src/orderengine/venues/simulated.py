@@ -240,6 +240,10 @@ class SimulatedVenue(ABC):
     async def _sync_for_quote(self) -> None:
         """Read the pools from the chain for a quote, within `SYNC_LIMIT_S`, or go without.
 
+        A reading that fails is logged once (`pool_sync_failed`) until one works again
+        (`pool_sync_recovered`): quotes come many a second, and an outage would otherwise cost
+        a warning each.
+
         A quote needs no database: what it last read is the pools as of a moment ago, and a
         database that does not answer must not cost the quotes too. A swap is always decided
         against the chain as it is (`Ledger.record`).
@@ -252,6 +256,8 @@ class SimulatedVenue(ABC):
                 log.warning("pool_sync_failed", dex=self.name, error=type(error).__name__)
             self._sync_failing = True
         else:
+            if self._sync_failing:
+                log.info("pool_sync_recovered", dex=self.name)
             self._sync_failing = False
 
     def _sync_due(self) -> bool:
