@@ -314,7 +314,11 @@ class OrderRequest(QuoteRequest, OrderKind):
     @field_validator("expires_at")
     @classmethod
     def within_order_ttl(cls, expires_at: datetime | None, info: ValidationInfo) -> datetime | None:
-        """Ahead of now, and no further than the longest an order may wait; not for market."""
+        """Ahead of now, and no further than the longest an order may wait; not for market.
+
+        In UTC: the moment is the order's, whatever offset the client wrote it in, so that a
+        resend written in another (`Idempotency-Key`) is the same order.
+        """
         if expires_at is None:
             return None
         if info.data.get("type") == "market":
@@ -331,7 +335,7 @@ class OrderRequest(QuoteRequest, OrderKind):
                 "expiresAt is more than {seconds} seconds ahead, the longest an order may wait",
                 {"seconds": int(max_ttl_s)},
             )
-        return expires_at
+        return expires_at.astimezone(UTC)
 
     @property
     def waits(self) -> bool:

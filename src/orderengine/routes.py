@@ -455,9 +455,9 @@ SUBMIT = Route(
         Reply(201, "Committed.", AcceptedOrder, headers=("Location",)),
         Reply(
             200,
-            "Already committed under this `Idempotency-Key`, with this body: the same answer, "
-            "even while a new order would be refused (429, 503 `queue_full` or "
-            "`shutting_down`).",
+            "Already committed under this `Idempotency-Key`, with this body: the same answer "
+            "(while keys are in force, its `ws` URL carries a new stream token), even while a "
+            "new order would be refused (429, 503 `queue_full` or `shutting_down`).",
             AcceptedOrder,
             headers=("Location",),
         ),

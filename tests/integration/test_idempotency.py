@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -61,6 +62,27 @@ async def test_an_amount_written_another_way_is_the_same_body(start_app: StartAp
     assert [answer.status for answer in again] == [200] * 4
     order_id = (await first.json())["orderId"]
     assert [(await answer.json())["orderId"] for answer in again] == [order_id] * 4
+
+
+async def test_an_expiry_written_in_another_offset_is_the_same_body(
+    start_app: StartApp,
+) -> None:
+    client = await start_app()
+    headers = {"Idempotency-Key": "order-46"}
+    expiry = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    body = {**MARKET, "type": "limit", "limitPrice": "1000000"}
+    first = await client.post(
+        "/api/orders/execute", json={**body, "expiresAt": expiry.isoformat()}, headers=headers
+    )
+
+    elsewhere = expiry.astimezone(timezone(timedelta(hours=2))).isoformat()
+    again = await client.post(
+        "/api/orders/execute", json={**body, "expiresAt": elsewhere}, headers=headers
+    )
+
+    assert first.status == 201
+    assert again.status == 200
+    assert (await again.json())["orderId"] == (await first.json())["orderId"]
 
 
 async def test_keys_outlive_a_restart(start_app: StartApp) -> None:
