@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from functools import partial
 from typing import Unpack
 from uuid import UUID
@@ -91,6 +92,16 @@ COUNT_EVERY_S = 1.0
 worker is busy; between counts it follows the orders accepted and claimed here."""
 FRESH_COUNT_S = 0.1
 """How young a count must be for an order to be refused for a full queue without another."""
+
+
+class Paced(Enum):
+    """How a worker's wait for a rate token ended (`Engine._pace`)."""
+
+    TAKEN = "taken"
+    EXPIRED = "expired"
+    """The order's expiry came first."""
+    DROPPED = "dropped"
+    """The order is no longer this engine's to work."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,8 @@ class Engine:
         """The order each busy worker holds."""
         self._pacing: set[asyncio.Task[None]] = set()
         """Workers waiting for a rate token: at shutdown they stop, their order untouched."""
+        self._dropping: dict[asyncio.Task[None], str] = {}
+        """Pacing workers told to give their order up (`_drop_paced`), and why."""
         self._background: list[asyncio.Task[None]] = []
         self._claiming: asyncio.Future[list[Order]] | None = None
         """The claim under way, if any: `stop` waits for it, so that its leases are known."""
@@ -601,9 +614,11 @@ class Engine:
         """
         while True:
             await asyncio.sleep(self._leases.renew_every_s)
-            for order_id in self._leases.expired():
+            expired = self._leases.expired()
+            for order_id in expired:
                 log.warning("lease_expired_unrenewed", order_id=str(order_id))
                 self._leases.released(order_id)
+            self._drop_paced(expired, "lease expired unrenewed")
             held = self._leases.held()
             if not held:
                 continue
@@ -616,6 +631,7 @@ class Engine:
             lost = self._leases.renewed(kept, held, asked_at)
             if lost:
                 log.warning("leases_lost", count=len(lost))
+                self._drop_paced(lost, "lease lost")
 
     async def _set_aside(self, order_id: UUID, delay_s: float | None) -> None:
         """Give the order's lease back, to be claimed here or on another engine.
@@ -733,9 +749,9 @@ class Engine:
         untaken: the rate may keep a worker waiting far longer than the order may wait.
         """
         paced = await self._pace(order.expires_at)
-        if self._closing:
+        if self._closing or paced is Paced.DROPPED:
             return
-        if not paced:
+        if paced is Paced.EXPIRED:
             await self._expire(order)
             return
         if order.status is not OrderStatus.PENDING:
@@ -744,26 +760,46 @@ class Engine:
         if decision is not None:
             await self._send(order, decision)
 
-    async def _pace(self, deadline: datetime | None) -> bool:
-        """Wait for a rate token until `deadline` at most; whether one was taken.
+    async def _pace(self, deadline: datetime | None) -> Paced:
+        """Wait for a rate token until `deadline` at most.
 
-        At shutdown the wait is cancelled and nothing was written; a wait that reaches the
-        deadline is given up, and the limiter takes no token for it.
+        At shutdown the wait is cancelled and nothing was written. A wait that reaches the
+        deadline is given up, as is one whose order is no longer this engine's to work
+        (`_drop_paced`): the limiter takes no token for either.
         """
         task = asyncio.current_task()
         assert task is not None
         self._pacing.add(task)
         try:
-            if deadline is None:
+            left_s = None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()
+            async with asyncio.timeout(None if left_s is None else max(0.0, left_s)):
                 await self._limiter.acquire()
-                return True
-            left_s = (deadline - datetime.now(UTC)).total_seconds()
-            await asyncio.wait_for(self._limiter.acquire(), timeout=max(0.0, left_s))
-            return True
+            return Paced.TAKEN
         except TimeoutError:
-            return False
+            return Paced.EXPIRED
+        except asyncio.CancelledError:
+            if task not in self._dropping or self._closing:
+                raise
+            task.uncancel()
+            log.info("attempt_dropped", reason=self._dropping[task])
+            return Paced.DROPPED
         finally:
             self._pacing.discard(task)
+            self._dropping.pop(task, None)
+
+    def _drop_paced(self, order_ids: Collection[UUID], reason: str) -> None:
+        """Stop the workers waiting for a rate token for orders no longer this engine's.
+
+        `order_ids` were cancelled, or their leases lost. Their workers' tokens stay in the
+        bucket, for the orders after them; no venue is asked for a quote, and no worker kept
+        waiting, for an order that will not be sent.
+        """
+        if self._closing:
+            return
+        for task in self._pacing:
+            if self._holding.get(task) in order_ids and task not in self._dropping:
+                self._dropping[task] = reason
+                task.cancel()
 
     async def _route(self, order: Order) -> Decision | None:
         """Ask every venue; the decision, or None when the attempt goes no further.
@@ -1054,6 +1090,7 @@ class Engine:
     async def cancel(self, order_id: UUID) -> Order:
         """End an order nothing was sent for `failed`, for its client (`Repository.cancel`)."""
         order, event = await self._repository.cancel(order_id)
+        self._drop_paced({order_id}, "cancelled")
         self._committed(order, [event])
         log.info("order_cancelled", order_id=str(order_id), attempt=order.attempt)
         return order

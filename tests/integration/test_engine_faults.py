@@ -391,16 +391,21 @@ async def test_a_stop_while_a_claim_is_answered_gives_its_leases_back(
 
 
 class WatchedBucket(TokenBucket):
-    """A token bucket that says when a caller starts waiting for a token."""
+    """A token bucket that says when a caller starts waiting, and when a wait is given up."""
 
     def __init__(self) -> None:
         super().__init__(rate_per_minute=1, burst=1)
         self.waiting = asyncio.Event()
+        self.given_up = asyncio.Event()
 
     async def acquire(self) -> float:
         if self._tokens < 1:
             self.waiting.set()
-        return await super().acquire()
+        try:
+            return await super().acquire()
+        except asyncio.CancelledError:
+            self.given_up.set()
+            raise
 
 
 async def test_a_stop_leaves_an_attempt_waiting_for_a_rate_token_untouched(
@@ -421,6 +426,52 @@ async def test_a_stop_leaves_an_attempt_waiting_for_a_rate_token_untouched(
     order = await repository.get_order(second.order_id)
     assert order.status is S.PENDING
     assert [event.seq for event in await repository.events(second.order_id)] == [1]
+
+
+async def test_a_cancel_ends_the_wait_for_a_rate_token_of_its_order(
+    repository: Repository, database_url: str
+) -> None:
+    """The rate would keep the worker waiting a minute for an order that will not be sent."""
+    bucket = WatchedBucket()
+    async with engine_on(repository, database_url, limiter=bucket, concurrency=2) as engine:
+        first, _ = await engine.submit(REQUEST)
+        await finished(repository, first.order_id)
+        second, _ = await engine.submit(REQUEST)
+        await asyncio.wait_for(bucket.waiting.wait(), 10)
+
+        with capture_logs() as logs:
+            await engine.cancel(second.order_id)
+            await asyncio.wait_for(bucket.given_up.wait(), 5)
+
+    dropped = [log for log in logs if log["event"] == "attempt_dropped"]
+    assert [log["reason"] for log in dropped] == ["cancelled"]
+    assert [event.status for event in await repository.events(second.order_id)] == [
+        S.PENDING,
+        S.FAILED,
+    ]
+
+
+async def test_a_lease_lost_ends_the_wait_for_a_rate_token_of_its_order(
+    repository: Repository, database_url: str
+) -> None:
+    """Another engine holds the order now: it is not this one's to route."""
+    bucket = WatchedBucket()
+    async with engine_on(
+        repository, database_url, limiter=bucket, concurrency=2, lease_s=0.6
+    ) as engine:
+        first, _ = await engine.submit(REQUEST)
+        await finished(repository, first.order_id)
+        second, _ = await engine.submit(REQUEST)
+        await asyncio.wait_for(bucket.waiting.wait(), 10)
+
+        await read_once(
+            database_url,
+            "UPDATE orders SET lease_owner = gen_random_uuid() WHERE id = $1 RETURNING id",
+            second.order_id,
+        )
+        await asyncio.wait_for(bucket.given_up.wait(), 5)
+
+    assert [event.status for event in await repository.events(second.order_id)] == [S.PENDING]
 
 
 class HeldBucket(TokenBucket):
