@@ -93,8 +93,8 @@ class FeedQuery(SocketQuery):
         None,
         ge=0,
         le=INT64_MAX,
-        description="Send the events after this position (ASCII digits); without it, those "
-        "committed from the moment the socket opens.",
+        description="Send the events after this position (ASCII digits), at most the newest "
+        "one given; without it, those committed from the moment the socket opens.",
     )
     token: str | None = Field(
         None, description="A stream token from `POST /api/stream-tokens`, while keys are in force."
@@ -434,6 +434,6 @@ resume with nothing missed; without `after`, the feed starts with the events com
 the moment it opens. What the client sends is ignored.
 
 Refused before the upgrade, with an HTTP answer in the error shape: 400 (`after` not ASCII
-digits), 401 (keys in force and no key), 403 (a page of another site), 426
-`upgrade_required` (a GET that does not upgrade; `Upgrade: websocket`), 429
-(`too_many_sockets`), 503."""
+digits, or beyond the newest position: not one this feed gave), 401 (keys in force and no
+key), 403 (a page of another site), 426 `upgrade_required` (a GET that does not upgrade;
+`Upgrade: websocket`), 429 (`too_many_sockets`), 503."""

@@ -21,7 +21,7 @@ import asyncio
 
 from aiohttp import hdrs, web
 
-from orderengine.errors import OrderEngineError
+from orderengine.errors import BadRequest, OrderEngineError
 from orderengine.feed_store import FeedEntry
 from orderengine.frames import send_texts
 from orderengine.keys import CALLER, FEED_TAIL, HUB, KEY_SOCKETS, REPOSITORY, SETTINGS
@@ -45,16 +45,30 @@ async def follow_all(request: web.Request) -> web.StreamResponse:
         raise web.HTTPUpgradeRequired(
             headers={hdrs.UPGRADE: "websocket"}, text="GET here must upgrade to a WebSocket"
         )
+    after = await _resumed_after(request)
+    with request.app[KEY_SOCKETS].held(caller.holder()):
+        await ws.prepare(request)
+        return await send_until_done(request, ws, _send(request, ws, after, caller.owner))
+
+
+async def _resumed_after(request: web.Request) -> int:
+    """The position the feed starts after: `after`, or the newest given when there is none.
+
+    A position beyond the newest was never given here (one from another database, say):
+    the feed would skip every event until positions reach it, so it is a 400.
+    """
     given = request.query.get("after")
     feed = request.app[REPOSITORY].feed
     if given is None:
         await feed.sequence()
-        after = await feed.position()
-    else:
-        after = non_negative("after", given, 0, maximum=INT64_MAX)
-    with request.app[KEY_SOCKETS].held(caller.holder()):
-        await ws.prepare(request)
-        return await send_until_done(request, ws, _send(request, ws, after, caller.owner))
+        return await feed.position()
+    after = non_negative("after", given, 0, maximum=INT64_MAX)
+    newest = await feed.position()
+    if after > newest:
+        raise BadRequest(
+            f"after is beyond the newest position, {newest}: it is not a position of this feed"
+        )
+    return after
 
 
 async def _send(

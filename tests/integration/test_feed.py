@@ -75,6 +75,25 @@ async def test_the_feed_resumes_after_a_position_with_nothing_missed(client: Cli
     assert rest == everything[5:]
 
 
+async def test_a_position_beyond_the_newest_is_refused_not_waited_for(client: Client) -> None:
+    """It was never given here: the feed would skip every event until positions reached it."""
+    await wait_terminal(client, await submit(client, MARKET))
+    async with client.ws_connect("/api/events?after=0") as ws:
+        newest = (await read(ws, 5))[-1]["position"]
+
+    beyond = await client.get(
+        f"/api/events?after={newest + 1}",
+        headers=UPGRADE,
+    )
+    async with client.ws_connect(f"/api/events?after={newest}") as ws:
+        order_id = await submit(client, MARKET)
+        live = await read(ws, 1)
+
+    assert beyond.status == 400
+    assert "beyond the newest position" in (await beyond.json())["error"]["message"]
+    assert live[0]["orderId"] == order_id
+
+
 async def test_the_feed_shows_a_key_only_its_own_orders(start_app: StartApp) -> None:
     client = await start_app(api_keys={"alice": ALICE, "bob": BOB})
     alice = {"Authorization": f"Bearer {ALICE}"}
