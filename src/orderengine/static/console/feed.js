@@ -4,9 +4,12 @@
 // came before it; events committed meanwhile arrive on both paths, and the order book merges
 // them by seq. After a disconnect the socket is opened again with `?after=POSITION`, so no
 // event is missed; if none had come yet, there is no position to resume from, and `onOpen`
-// reads the orders again.
+// reads the orders again. So it does after `RESUMES` failed resumes in a row: the engine
+// refuses a position it never gave (its database was replaced, say), and a browser cannot
+// tell that refusal from a network that is down.
 
 const RETRY_MS = [500, 1000, 2000, 5000, 10000];
+const RESUMES = 3;
 
 export class Feed {
   constructor({ url, onEvent, onOpen, onState }) {
@@ -56,6 +59,7 @@ export class Feed {
 
   retry() {
     this.onState("reconnecting");
+    if (this.failures >= RESUMES) this.position = null;
     const wait = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)];
     this.failures += 1;
     setTimeout(() => {
