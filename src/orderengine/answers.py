@@ -280,7 +280,12 @@ class Health(Answer):
     status: HealthStatus
     database: Literal["ok"] = "ok"
     workers: Workers
-    backlog: int = Field(description="Accepted orders waiting for a worker or a retry.")
+    backlog: int = Field(
+        description=(
+            "Accepted orders waiting for a worker or a retry; not those a worker holds, "
+            "waiting for a rate token or executing."
+        )
+    )
     oldest_unfinished_age_s: float | None = Field(
         description="Seconds since the order due longest, not yet confirmed or failed, became "
         "due: its acceptance, or for an order that waited for its price or a listing, its "

@@ -29,6 +29,7 @@ CLOSE_CODES = {
     "last event).",
     1001: "The server is shutting down; reconnect, to another engine if need be.",
     1002: "The client sent a frame not masked, or a close code no endpoint may send (RFC 6455).",
+    1007: "The client sent a text message, or a close reason, that is not UTF-8 (RFC 6455).",
     1008: "The first message was refused (not a valid order, none within "
     "`ORDERENGINE_WS_FIRST_MESSAGE_TIMEOUT_S`, or not allowed), or the key the socket was "
     "opened with (or its stream token was made for) was revoked; the error object is sent "
@@ -45,6 +46,7 @@ CLOSE_CODES = {
 FEED_CLOSE_CODES = {
     1001: CLOSE_CODES[1001],
     1002: CLOSE_CODES[1002],
+    1007: CLOSE_CODES[1007],
     1008: "The key the feed was opened with (or its stream token was made for) was revoked; "
     "the error object is sent first. Also a client that sent more than 100 frames a second "
     "after a burst of 600, or took longer than `ORDERENGINE_WS_HEARTBEAT_S` to send a frame "

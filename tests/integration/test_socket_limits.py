@@ -193,8 +193,9 @@ async def closed_with(client: socket.socket, answer: bytes = b"") -> int:
         (client_frame(0x1, b"hello", masked=False), 1002),
         (client_frame(0x8, struct.pack("!H", 5000)), 1002),
         (client_frame(0x8, struct.pack("!H", 4999)), 1000),
+        (client_frame(0x1, b"\xff\xfe"), 1007),
     ],
-    ids=["a frame not masked", "close code 5000", "close code 4999"],
+    ids=["a frame not masked", "close code 5000", "close code 4999", "text not UTF-8"],
 )
 async def test_what_no_client_may_send_is_answered_with_1002_and_the_rest_is_not(
     sent: bytes, code: int

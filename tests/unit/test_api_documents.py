@@ -226,6 +226,7 @@ def test_the_close_codes_are_the_ones_the_streams_use() -> None:
         WSCloseCode.OK,
         WSCloseCode.GOING_AWAY,
         WSCloseCode.PROTOCOL_ERROR,
+        WSCloseCode.INVALID_TEXT,
         WSCloseCode.POLICY_VIOLATION,
         WSCloseCode.MESSAGE_TOO_BIG,
         WSCloseCode.TRY_AGAIN_LATER,
