@@ -961,7 +961,8 @@ class Engine:
             assert status.execution is not None
             await self._confirm(order, status.execution, reconciled=True)
         elif status.state is TransactionState.PENDING:
-            await self._set_aside(order.order_id, self._retry.backoff_s(1))
+            sent_ago_s = (datetime.now(UTC) - order.updated_at).total_seconds()
+            await self._set_aside(order.order_id, self._retry.pending_s(sent_ago_s))
         elif status.state is TransactionState.REJECTED:
             reason = status.error or f"transaction {order.tx_hash} was rejected"
             waits = status.slipped and order.limit_price is not None

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from orderengine.settings import Settings
 
+PENDING_SHARE = 0.25
+"""A sent swap that has not landed is asked after again in this share of its time since sent."""
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -52,6 +55,18 @@ class RetryPolicy:
         """The delay after attempt `attempt` (1 for the first)."""
         ceiling = min(self._cap_ms, self._base_ms * 2 ** (attempt - 1))
         return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2)) / 1000
+
+    def pending_s(self, sent_ago_s: float) -> float:
+        """The wait before asking again after a swap sent `sent_ago_s` ago that has not landed.
+
+        A share of the time since it was sent (`PENDING_SHARE`), from the first retry's backoff
+        to the longest. A swap usually lands within seconds, so it is soon asked after again;
+        one that has not for a while (sent late by an engine that was frozen, or never to land
+        before its blockhash expires) is asked after less often, since each question costs a
+        claim, the venue's answer (on a live cluster a request of the node's budget) and a
+        release.
+        """
+        return min(self._cap_ms / 1000, max(self.backoff_s(1), sent_ago_s * PENDING_SHARE))
 
     def gives_up_after_crashes(self, crashes: int) -> bool:
         """Whether an order that crashed this often, before its swap was sent, should fail.

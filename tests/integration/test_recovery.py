@@ -12,7 +12,8 @@ from orderengine.repository import Repository
 from orderengine.transaction import build, min_amount_out
 from orderengine.venues.chain import Chain
 from orderengine.venues.raydium import Raydium
-from tests.harness import StartApp
+from tests.harness import StartApp, read_once
+from tests.polling import eventually
 from tests.streams import statuses, stream
 
 S = OrderStatus
@@ -105,6 +106,46 @@ async def test_a_sent_swap_that_never_landed_is_retried_with_a_new_signature(
     assert len(landed) == 1
     assert landed != [dropped]
     assert landed == [events[-1]["txHash"]]
+
+
+async def test_a_sent_swap_long_unlanded_is_asked_after_less_often(
+    start_app: StartApp, repository: Repository, chain: Chain, database_url: str
+) -> None:
+    """Sent 40 s ago, still able to land: asked after in about 10 s, not in 20 ms."""
+    order_id, _ = await sent(repository, chain, landed=False)
+    await read_once(
+        database_url,
+        """
+        UPDATE orders SET updated_at = clock_timestamp() - interval '40 seconds',
+                          tx_expires_at = clock_timestamp() + interval '1 hour'
+        WHERE id = $1 RETURNING id
+        """,
+        order_id,
+    )
+
+    await start_app(retry_base_ms=20, retry_cap_ms=60_000)
+
+    async def asked_again_in_s() -> float | None:
+        row = await read_once(
+            database_url,
+            """
+            SELECT EXTRACT(EPOCH FROM next_attempt_at - clock_timestamp()) AS wait_s, lease_owner
+            FROM orders WHERE id = $1
+            """,
+            order_id,
+        )
+        set_aside = row["lease_owner"] is None and row["wait_s"] is not None
+        return float(row["wait_s"]) if set_aside else None
+
+    async def set_aside() -> bool:
+        return await asked_again_in_s() is not None
+
+    await eventually(set_aside, limit_s=10)
+    wait_s = await asked_again_in_s()
+
+    assert wait_s is not None
+    assert 9 < wait_s < 15
+    assert (await repository.get_order(order_id)).status is S.SUBMITTED
 
 
 async def test_unfinished_orders_are_taken_up_in_the_order_they_were_accepted(
