@@ -415,6 +415,7 @@ class Repository(Store):
         }
         limited = _limited(batch, rows, rate)
         outcomes: list[Outcome] = []
+        uncreated: Counter[str] = Counter()
         for n, (order_id, new) in enumerate(zip(ids, batch, strict=True)):
             if order_id in created:
                 outcomes.append((created[order_id], True))
@@ -424,7 +425,34 @@ class Repository(Store):
                 earlier = await self.resent(new)
                 assert earlier is not None, "only an idempotency key keeps an order from being made"
                 outcomes.append(earlier)
+                if rate is not None and new.owner is not None:
+                    uncreated[new.owner] += 1
+        if uncreated:
+            await self._give_back_submissions(uncreated)
         return outcomes
+
+    async def _give_back_submissions(self, owners: Counter[str]) -> None:
+        """Give back to each owner's bucket the submissions its orders took but did not use.
+
+        An order under an `Idempotency-Key` already taken (a resend, or a conflict) takes a
+        submission in the batch's statement, before the statement finds the key taken: a
+        client resending a lost answer must not spend its rate on it. The refund cannot
+        overflow a bucket, which gave those submissions in the same batch; one that fails
+        leaves them spent, so a key submits less, never more.
+        """
+        try:
+            async with self._connection() as connection:
+                await connection.execute(
+                    """
+                    UPDATE submission_buckets AS b SET tokens = b.tokens + r.count
+                    FROM unnest($1::text[], $2::integer[]) AS r (owner, count)
+                    WHERE b.owner = r.owner
+                    """,
+                    list(owners),
+                    list(owners.values()),
+                )
+        except DatabaseUnavailable as error:
+            log.warning("submissions_not_returned", owners=len(owners), error=error.message)
 
     async def resent(self, new: NewOrder) -> Outcome | None:
         """The order that already holds `new`'s idempotency key, if the bodies agree.

@@ -137,6 +137,24 @@ async def test_a_resend_over_its_key_s_rate_is_answered_with_its_order(
     assert (await resent.json())["orderId"] == (await first.json())["orderId"]
 
 
+async def test_a_resend_does_not_spend_its_key_s_rate(start_app: StartApp) -> None:
+    """Three submissions at once, then one every two seconds: the resends take none."""
+    key = "alice-key-0123456789"
+    client = await start_app(api_keys={"alice": key}, key_submit_per_minute=30)
+    auth = {"Authorization": f"Bearer {key}"}
+    resend = {**auth, "Idempotency-Key": "lost-answer"}
+    first = await client.post("/api/orders/execute", json=MARKET, headers=resend)
+    resent = [
+        await client.post("/api/orders/execute", json=MARKET, headers=resend) for _ in range(2)
+    ]
+
+    new = [await client.post("/api/orders/execute", json=MARKET, headers=auth) for _ in range(2)]
+
+    assert first.status == 201
+    assert [answer.status for answer in resent] == [200, 200]
+    assert [answer.status for answer in new] == [201, 201]
+
+
 async def test_a_resend_to_a_full_queue_is_answered_with_its_order(start_app: StartApp) -> None:
     gate = Gate()
     client = await start_app(venues=gate.venues, concurrency=1, queue_limit=2)
