@@ -436,9 +436,9 @@ class Repository(Store):
 
         An order under an `Idempotency-Key` already taken (a resend, or a conflict) takes a
         submission in the batch's statement, before the statement finds the key taken: a
-        client resending a lost answer must not spend its rate on it. The refund cannot
-        overflow a bucket, which gave those submissions in the same batch; one that fails
-        leaves them spent, so a key submits less, never more.
+        client resending a lost answer must not spend its rate on it. A bucket's next take
+        caps it at its burst, so no refund overflows it; one that fails leaves the
+        submissions spent, so a key submits less, never more.
         """
         try:
             async with self._connection() as connection:
