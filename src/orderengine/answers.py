@@ -109,8 +109,9 @@ class AcceptedWaitingOrder(_AcceptedOrder):
     limit_price: Amount | None
     expires_at: datetime | None
     waiting: Awaited | None = Field(
-        description="What it waits for; null for a sniper whose pair is listed already (and "
-        "no limit): it is due."
+        description="What it waits for; null for a sniper whose pair is listed already: it "
+        "is due (one with a limit goes back to waiting for its price if the first quote is "
+        "under it)."
     )
     created_at: datetime
 

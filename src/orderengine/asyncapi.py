@@ -437,5 +437,5 @@ the moment it opens. What the client sends is ignored.
 
 Refused before the upgrade, with an HTTP answer in the error shape: 400 (`after` not ASCII
 digits, or beyond the newest position: not one this feed gave), 401 (keys in force and no
-key), 403 (a page of another site), 426 `upgrade_required` (a GET that does not upgrade;
-`Upgrade: websocket`), 429 (`too_many_sockets`), 503."""
+key), 403 (a page of another site, or a stream token for one order), 426 `upgrade_required`
+(a GET that does not upgrade; `Upgrade: websocket`), 429 (`too_many_sockets`), 503."""
