@@ -182,6 +182,7 @@ class ListingWatcher:
         self._every_s = every_s
         self._on_woken = on_woken
         self._poke = asyncio.Event()
+        self._checking = asyncio.Lock()
 
     def poke(self) -> None:
         """Check soon: a pair may have been listed, or a sniper started waiting."""
@@ -208,7 +209,17 @@ class ListingWatcher:
                 await asyncio.wait_for(self._poke.wait(), self._every_s)
 
     async def check(self) -> None:
-        """Wake the snipers waiting for a pair some venue lists now."""
+        """Wake the snipers waiting for a pair some venue lists now; one check at a time.
+
+        A listing's own check and the watcher's, poked by the news of that listing, would
+        otherwise try to wake the same snipers at once. The second, finding them woken, still
+        holds their rows' locks for a moment, and a claim in that moment, which skips locked
+        rows, would pass them over with no wake-up to follow: a sweep late.
+        """
+        async with self._checking:
+            await self._wake_listed()
+
+    async def _wake_listed(self) -> None:
         awaited = await self._watches.awaited_listings()
         if not awaited:
             return

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
+from orderengine.domain import NewOrder, OrderRequest
 from orderengine.errors import DatabaseUnavailable
 from orderengine.keys import ENGINE
 from orderengine.postgres import create_pool
+from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
 from orderengine.venues.pool import pool_address
+from orderengine.venues.venue import Venue
 from orderengine.watch_store import WatchStore
 from orderengine.watchers import ListingWatcher
 from tests.harness import Client, StartApp
@@ -204,6 +209,53 @@ class ListingsLost(WatchStore):
             self.outages_left -= 1
             raise DatabaseUnavailable("database unavailable")
         return await super().awaited_listings()
+
+
+class CountedWakes(WatchStore):
+    """The real store, counting the wakes of listed snipers under way at once."""
+
+    under_way = 0
+    most = 0
+
+    async def wake_listed(self, pairs: Collection[frozenset[str]]) -> int:
+        self.under_way += 1
+        self.most = max(self.most, self.under_way)
+        try:
+            await asyncio.sleep(0.05)
+            return await super().wake_listed(pairs)
+        finally:
+            self.under_way -= 1
+
+
+class Listed:
+    """A venue that lists the pairs it is given, and nothing else."""
+
+    def __init__(self, *pairs: frozenset[str]) -> None:
+        self.listed = frozenset(pairs)
+
+    async def pairs(self) -> frozenset[frozenset[str]]:
+        return self.listed
+
+
+async def test_checks_for_listings_run_one_at_a_time(
+    repository: Repository, database_url: str
+) -> None:
+    """Two at once would each lock the woken snipers' rows, and a claim skips locked rows."""
+    token = new_symbol()
+    request = OrderRequest.model_validate(sniper(token))
+    await repository.create_orders([NewOrder(request=request, awaits="listing")])
+    pool = await create_pool(database_url, 4, 5.0)
+    watches = CountedWakes(pool, 5.0, uuid4())
+    venue = cast(Venue, Listed(frozenset((token, "SOL"))))
+    watcher = ListingWatcher(watches, [venue], every_s=60, on_woken=lambda: None)
+
+    try:
+        await asyncio.gather(*(watcher.check() for _ in range(3)))
+    finally:
+        await pool.close()
+
+    assert watches.most == 1
+    assert (await repository.watches.awaited_listings()) == set()
 
 
 async def test_an_outage_of_the_listing_check_is_told_once_and_its_end_once(
