@@ -1,4 +1,7 @@
-"""structlog set-up: JSON lines in production, readable colours in a terminal."""
+"""structlog set-up: JSON lines in production, readable colours in a terminal.
+
+Also `Outage`: a loop's failures logged once, rather than at every run.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import sys
 
 import orjson
 import structlog
+
+log = structlog.get_logger(__name__)
 
 HANDLER_NAME = "orderengine"
 """The name of the handler this module gives the standard library's root logger: configuring
@@ -92,3 +97,27 @@ class StandardErrorHandler(logging.Handler):
             sys.stderr.write(self.format(record) + "\n")
         except Exception:
             self.handleError(record)
+
+
+class Outage:
+    """A loop's failures, logged once when they start and once when a run works again.
+
+    The watchers run at their interval or more often, and a venue reads its pools for its
+    quotes, many a second: an outage of the database would otherwise cost a warning at every
+    run. `fields` go with each line.
+    """
+
+    def __init__(self, failed: str, recovered: str) -> None:
+        self._failed = failed
+        self._recovered = recovered
+        self._failing = False
+
+    def failed(self, **fields: object) -> None:
+        if not self._failing:
+            log.warning(self._failed, **fields)
+        self._failing = True
+
+    def worked(self, **fields: object) -> None:
+        if self._failing:
+            log.info(self._recovered, **fields)
+        self._failing = False

@@ -26,6 +26,7 @@ import structlog
 
 from orderengine.domain import OrderEvent
 from orderengine.errors import NoRoute, OrderEngineError
+from orderengine.logs import Outage
 from orderengine.router import Router
 from orderengine.tokens import TOKENS
 from orderengine.venues.venue import Venue
@@ -43,29 +44,6 @@ RECHECK_POLLS = 5
 MIN_POLL_S = 0.05
 """The shortest poll interval, whatever the latency scale: at a scale of 0 the watchers still
 leave the database and the venues time for everything else."""
-
-
-class Outage:
-    """A watcher's failures, logged once when they start and once when a run works again.
-
-    A watcher runs at its interval or more often, and an outage of the database would
-    otherwise cost a warning at every run.
-    """
-
-    def __init__(self, failed: str, recovered: str) -> None:
-        self._failed = failed
-        self._recovered = recovered
-        self._failing = False
-
-    def failed(self, error: OrderEngineError) -> None:
-        if not self._failing:
-            log.warning(self._failed, error=error.message)
-        self._failing = True
-
-    def worked(self) -> None:
-        if self._failing:
-            log.info(self._recovered)
-        self._failing = False
 
 
 def reference_amount(symbol: str) -> Decimal:
@@ -113,7 +91,7 @@ class PriceWatcher:
             try:
                 await self.poll()
             except OrderEngineError as error:
-                outage.failed(error)
+                outage.failed(error=error.message)
             except Exception:
                 log.exception("price_watch_crashed")
             else:
@@ -200,7 +178,7 @@ class ListingWatcher:
             try:
                 await self.check()
             except OrderEngineError as error:
-                outage.failed(error)
+                outage.failed(error=error.message)
             except Exception:
                 log.exception("listing_check_crashed")
             else:

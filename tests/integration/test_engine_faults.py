@@ -408,6 +408,17 @@ class WatchedBucket(TokenBucket):
             raise
 
 
+async def waiting_for_a_token(
+    engine: Engine, repository: Repository, bucket: WatchedBucket
+) -> Order:
+    """An order whose worker waits a minute for a rate token: the first took the only one."""
+    first, _ = await engine.submit(REQUEST)
+    await finished(repository, first.order_id)
+    second, _ = await engine.submit(REQUEST)
+    await asyncio.wait_for(bucket.waiting.wait(), 10)
+    return second
+
+
 async def test_a_stop_leaves_an_attempt_waiting_for_a_rate_token_untouched(
     repository: Repository, database_url: str
 ) -> None:
@@ -415,10 +426,7 @@ async def test_a_stop_leaves_an_attempt_waiting_for_a_rate_token_untouched(
     async with engine_on(
         repository, database_url, limiter=bucket, concurrency=2, shutdown_grace_s=600
     ) as engine:
-        first, _ = await engine.submit(REQUEST)
-        await finished(repository, first.order_id)
-        second, _ = await engine.submit(REQUEST)
-        await asyncio.wait_for(bucket.waiting.wait(), 10)
+        second = await waiting_for_a_token(engine, repository, bucket)
 
         async with asyncio.timeout(30):
             await engine.stop()
@@ -434,10 +442,7 @@ async def test_a_cancel_ends_the_wait_for_a_rate_token_of_its_order(
     """The rate would keep the worker waiting a minute for an order that will not be sent."""
     bucket = WatchedBucket()
     async with engine_on(repository, database_url, limiter=bucket, concurrency=2) as engine:
-        first, _ = await engine.submit(REQUEST)
-        await finished(repository, first.order_id)
-        second, _ = await engine.submit(REQUEST)
-        await asyncio.wait_for(bucket.waiting.wait(), 10)
+        second = await waiting_for_a_token(engine, repository, bucket)
 
         with capture_logs() as logs:
             await engine.cancel(second.order_id)
@@ -459,10 +464,7 @@ async def test_a_lease_lost_ends_the_wait_for_a_rate_token_of_its_order(
     async with engine_on(
         repository, database_url, limiter=bucket, concurrency=2, lease_s=0.6
     ) as engine:
-        first, _ = await engine.submit(REQUEST)
-        await finished(repository, first.order_id)
-        second, _ = await engine.submit(REQUEST)
-        await asyncio.wait_for(bucket.waiting.wait(), 10)
+        second = await waiting_for_a_token(engine, repository, bucket)
 
         await read_once(
             database_url,

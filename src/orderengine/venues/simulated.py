@@ -38,7 +38,6 @@ from decimal import Decimal
 from itertools import combinations
 from uuid import UUID
 
-import structlog
 from solders.keypair import Keypair
 from solders.transaction import Transaction as SolanaTransaction
 
@@ -49,6 +48,7 @@ from orderengine.errors import (
     SlippageExceeded,
     SwapRejected,
 )
+from orderengine.logs import Outage
 from orderengine.model import plain_decimal
 from orderengine.tokens import FIXED_TOKENS, SYMBOL, TOKENS, Token, listed_token, register
 from orderengine.transaction import Swap, Transaction, build, find_swap
@@ -64,8 +64,6 @@ from orderengine.venues.values import (
     Reserves,
     TransactionStatus,
 )
-
-log = structlog.get_logger(__name__)
 
 SYNC_LIMIT_S = 0.25
 """The longest a quote waits to read its venue's pools from the chain before it goes without."""
@@ -115,7 +113,7 @@ class SimulatedVenue(ABC):
         self._synced_at: float | None = None
         self._listings_read = 0
         """How many listings the chain held when this venue last read them."""
-        self._sync_failing = False
+        self._sync = Outage("pool_sync_failed", "pool_sync_recovered")
         """Whether the last read of the pools for a quote failed: said once, until one works."""
         self._rng = random.Random(f"{seed}:{self.name}" if seed is not None else None)
         self.market = Market(ledger.seed, volatility_bps)
@@ -252,13 +250,9 @@ class SimulatedVenue(ABC):
             async with asyncio.timeout(SYNC_LIMIT_S):
                 await self.sync_pools()
         except (DatabaseUnavailable, TimeoutError) as error:
-            if not self._sync_failing:
-                log.warning("pool_sync_failed", dex=self.name, error=type(error).__name__)
-            self._sync_failing = True
+            self._sync.failed(dex=self.name, error=type(error).__name__)
         else:
-            if self._sync_failing:
-                log.info("pool_sync_recovered", dex=self.name)
-            self._sync_failing = False
+            self._sync.worked(dex=self.name)
 
     def _sync_due(self) -> bool:
         """Whether the pools were last read from the chain `pool_sync_s` ago, or never."""
