@@ -102,29 +102,17 @@ def _order(row: Mapping[str, Any] | asyncpg.Record) -> Order:
     return Order.model_validate(dict(row))
 
 
-def _places(batch: Sequence[NewOrder]) -> list[int]:
-    """Each order's place among the orders of its owner in `batch`, from 1."""
-    seen: Counter[str | None] = Counter()
-    places: list[int] = []
-    for new in batch:
-        seen[new.owner] += 1
-        places.append(seen[new.owner])
-    return places
-
-
-def _limited(
-    batch: Sequence[NewOrder], rows: Sequence[asyncpg.Record], rate: SubmitRate | None
-) -> dict[int, TooManyRequests]:
-    """The orders of `batch`, by index, that their owner's bucket refused."""
+def _submissions(
+    rows: Sequence[asyncpg.Record], rate: SubmitRate | None
+) -> dict[int, TooManyRequests | None]:
+    """The orders of a batch, by index, that took a submission: refused, or None if granted."""
     if rate is None:
         return {}
-    buckets = {row["owner"]: (row["granted"], row["tokens"]) for row in rows if row["id"] is None}
-    limited: dict[int, TooManyRequests] = {}
-    for n, (new, place) in enumerate(zip(batch, _places(batch), strict=True)):
-        if new.owner is None or place <= buckets[new.owner][0]:
-            continue
-        limited[n] = rate.refusal(buckets[new.owner][1])
-    return limited
+    return {
+        row["n"] - 1: rate.refusal(row["tokens"]) if row["refused"] else None
+        for row in rows
+        if row["id"] is None
+    }
 
 
 def _new_order(
@@ -413,19 +401,20 @@ class Repository(Store):
             for row in rows
             if row["id"] is not None
         }
-        limited = _limited(batch, rows, rate)
+        submissions = _submissions(rows, rate)
         outcomes: list[Outcome] = []
         uncreated: Counter[str] = Counter()
         for n, (order_id, new) in enumerate(zip(ids, batch, strict=True)):
+            refusal = submissions.get(n)
             if order_id in created:
                 outcomes.append((created[order_id], True))
-            elif n in limited:
-                outcomes.append(limited[n])
+            elif refusal is not None:
+                outcomes.append(refusal)
             else:
                 earlier = await self.resent(new)
                 assert earlier is not None, "only an idempotency key keeps an order from being made"
                 outcomes.append(earlier)
-                if rate is not None and new.owner is not None:
+                if n in submissions and new.owner is not None:
                     uncreated[new.owner] += 1
         if uncreated:
             await self._give_back_submissions(uncreated)
@@ -434,11 +423,13 @@ class Repository(Store):
     async def _give_back_submissions(self, owners: Counter[str]) -> None:
         """Give back to each owner's bucket the submissions its orders took but did not use.
 
-        An order under an `Idempotency-Key` already taken (a resend, or a conflict) takes a
-        submission in the batch's statement, before the statement finds the key taken: a
-        client resending a lost answer must not spend its rate on it. A bucket's next take
-        caps it at its burst, so no refund overflows it; one that fails leaves the
-        submissions spent, so a key submits less, never more.
+        The batch's statement takes none for an order under an `Idempotency-Key` already
+        taken when the statement began, or taken by an earlier order of the batch. A key
+        another statement commits meanwhile (another engine's batch) is only found by the
+        insert, after the order took its submission: that order, a resend or a conflict,
+        gives it back here, as a client resending a lost answer must not spend its rate on
+        it. A bucket's next take caps it at its burst, so no refund overflows it; one that
+        fails leaves the submissions spent, so a key submits less, never more.
         """
         try:
             async with self._connection() as connection:
@@ -495,19 +486,49 @@ class Repository(Store):
         The engines are told how many of the new orders are due at once, for their backlogs.
 
         It also takes a lock named after the batch's first id, held until it commits, which
-        `created_orders` waits for. With a `rate`, it takes from the owners' buckets first,
-        and stores an owner's order only if its place among the owner's orders of the batch
-        is within what was granted; a row per owner (with no id) tells what was.
+        `created_orders` waits for. With a `rate`, each owner's orders that may be created
+        (under no `Idempotency-Key` already taken, by an order stored or earlier in the
+        batch) first take a submission each from the owner's bucket, in the batch's order,
+        and an order is stored only if the bucket granted it one. A row with no id tells, for
+        each order (`n`, from 1) that took a submission, whether it was `refused`, and the
+        tokens its bucket holds.
         """
-        asked = Counter(new.owner for new in batch if new.owner is not None) if rate else {}
         return await connection.fetch(
             f"""
             WITH batch AS (
                 SELECT pg_advisory_xact_lock(hashtextextended((($1::uuid[])[1])::text, 0))
+            ), new AS (
+                SELECT *
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                            $6::integer[], $7::text[], $8::text[], $9::numeric[],
+                            $10::timestamptz[], $11::text[], $12::text[])
+                     WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
+                                             slippage_bps, idempotency_key, request_digest,
+                                             limit_price, expires_at, awaits, owner, n)
+            ), counted AS (
+                SELECT n, owner, row_number() OVER (PARTITION BY owner ORDER BY n) AS place
+                FROM (
+                    SELECT n, owner, idempotency_key,
+                           row_number() OVER (PARTITION BY owner, idempotency_key
+                                              ORDER BY n) AS use
+                    FROM new WHERE owner IS NOT NULL AND $13::float8 IS NOT NULL
+                ) AS owned
+                WHERE idempotency_key IS NULL
+                   OR (use = 1 AND NOT EXISTS (
+                       SELECT FROM orders
+                       WHERE COALESCE(orders.owner, '') = owned.owner
+                         AND orders.idempotency_key = owned.idempotency_key))
             ), limits AS (
                 SELECT taken.owner, taken.granted, taken.tokens
-                FROM batch, take_submissions($14::text[], $15::integer[], $16::float8,
-                                             $17::float8) AS taken
+                FROM batch,
+                     (SELECT array_agg(owner) AS owners, array_agg(asked) AS asked
+                      FROM (SELECT owner, count(*)::integer AS asked
+                            FROM counted GROUP BY owner) AS per_owner) AS wanted,
+                     take_submissions(wanted.owners, wanted.asked, $13::float8,
+                                      $14::float8) AS taken
+            ), submissions AS (
+                SELECT counted.n, counted.place > limits.granted AS refused, limits.tokens
+                FROM counted JOIN limits USING (owner)
             ), o AS (
                 INSERT INTO orders (id, type, token_in, token_out, amount_in, slippage_bps,
                                     status, idempotency_key, request_digest, limit_price,
@@ -517,31 +538,25 @@ class Repository(Store):
                        awaits, CASE WHEN awaits = 'price' AND watch.lease_expires_at
                                          >= clock_timestamp() THEN watch.reported_price END,
                        CASE WHEN awaits IS NULL THEN 0 END, new.owner
-                FROM batch,
-                     unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[],
-                            $6::integer[], $7::text[], $8::text[], $9::numeric[],
-                            $10::timestamptz[], $11::text[], $12::text[], $18::integer[])
-                     WITH ORDINALITY AS new (id, type, token_in, token_out, amount_in,
-                                             slippage_bps, idempotency_key, request_digest,
-                                             limit_price, expires_at, awaits, owner, place, n)
+                FROM batch, new
                      LEFT JOIN price_watch AS watch
                        ON (watch.token_in, watch.token_out) = (new.token_in, new.token_out)
-                     LEFT JOIN limits ON limits.owner = new.owner
-                WHERE limits.owner IS NULL OR new.place <= limits.granted
-                ORDER BY n
+                     LEFT JOIN submissions ON submissions.n = new.n
+                WHERE submissions.refused IS NOT TRUE
+                ORDER BY new.n
                 ON CONFLICT ((COALESCE(owner, '')), idempotency_key) DO NOTHING
                 RETURNING *
             ), e AS (
                 INSERT INTO order_events (order_id, seq, status, attempt, at, details)
                 SELECT id, 1, status, attempt, created_at, {FIRST_DETAILS} FROM o
             ), accepted AS (
-                SELECT $13::text || ' ' || count(*) AS payload FROM o WHERE awaits IS NULL
+                SELECT $15::text || ' ' || count(*) AS payload FROM o WHERE awaits IS NULL
             )
             SELECT id, created_at, best_price, pg_notify('{ORDERS_CHANNEL}', payload) AS woken,
-                   NULL::text AS owner, NULL::integer AS granted, NULL::float8 AS tokens
+                   NULL::bigint AS n, NULL::boolean AS refused, NULL::float8 AS tokens
             FROM o, accepted
             UNION ALL
-            SELECT NULL, NULL, NULL, NULL, owner, granted, tokens FROM limits
+            SELECT NULL, NULL, NULL, NULL, n, refused, tokens FROM submissions
             """,
             ids,
             [new.request.type for new in batch],
@@ -555,12 +570,9 @@ class Repository(Store):
             [new.expires_at for new in batch],
             [new.awaits for new in batch],
             [new.owner for new in batch],
-            str(self.owner),
-            list(asked),
-            list(asked.values()),
             rate.per_second if rate else None,
             rate.burst if rate else None,
-            _places(batch),
+            str(self.owner),
         )
 
     @staticmethod
