@@ -572,7 +572,7 @@ class Recovered(EventDetails):
     """`pending` again: the attempt was put back before its swap was sent.
 
     Either a run was interrupted (a crash, a database outage) and the order is found in
-    `routing` or `building`, or the engine stopped, or its lease ran out, before sending.
+    `routing` or `building`, or the engine stopped, or lost the order's lease, before sending.
     """
 
     recovered: str

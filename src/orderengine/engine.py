@@ -885,8 +885,10 @@ class Engine:
             await self._stand_down(order, "the engine stopped", routed)
             return
         if not self._leases.holds(order.order_id):
-            log.warning("lease_ran_out_before_sending")
-            await self._stand_down(order, "the lease ran out unrenewed", routed)
+            # It ran out unrenewed, or a renewal found it gone: the order was cancelled, or
+            # taken over once it ran out. The renewal loop has warned of either.
+            log.info("lease_lost_before_sending")
+            await self._stand_down(order, "its lease was lost", routed)
             return
         if order.expired(datetime.now(UTC)):
             # Its expiry came while the attempt waited for a rate token, routed or built.

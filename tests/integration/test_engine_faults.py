@@ -687,6 +687,6 @@ async def test_no_swap_is_sent_on_a_lease_that_ran_out_unrenewed(database_url: s
         *(S.PENDING, S.ROUTING, S.PENDING),
         *(S.ROUTING, S.BUILDING, S.SUBMITTED, S.CONFIRMED),
     ]
-    assert "lease ran out unrenewed while routing" in events[2].details["recovered"]
+    assert "its lease was lost while routing" in events[2].details["recovered"]
     assert events[2].attempt == events[3].attempt == 1
     assert events[5].details["txHash"] == events[4].details["transaction"]["signature"]
