@@ -128,8 +128,11 @@ class KeyRing:
     stored: dict[str, str] = field(default_factory=dict)
     """Owner by key hash, from `api_keys`, as last loaded."""
     required: bool = False
-    """Keys are needed even when none exists: the engine serves a network (`exposed`), so
-    revoking its last key shuts everyone out rather than letting everyone in."""
+    """Keys are needed even when none exists: the engine serves a network (`exposed`)."""
+    revoked_all: bool = False
+    """Keys were created on the database, and every one of them is revoked: keys are still
+    needed, so that revoking the last one shuts everyone out rather than letting everyone
+    in, on any address, and on every engine of the database alike."""
     _loaded: bool = False
     _keys: frozenset[str] = frozenset()
     """The hashes of the keys in force, for `admits`, asked before every socket write."""
@@ -147,18 +150,26 @@ class KeyRing:
 
     @property
     def in_force(self) -> bool:
-        """Whether a key is needed: one exists, or the engine is exposed (`required`)."""
-        return self.required or bool(self.configured or self.stored)
+        """Whether a key is needed: one admits, all were revoked, or the engine is exposed."""
+        return self.required or self.revoked_all or self.holds_keys
+
+    @property
+    def holds_keys(self) -> bool:
+        """Whether any key admits a caller."""
+        return bool(self.configured or self.stored)
 
     async def load(self, keys: KeyStore) -> None:
         """Read the database's active keys; log them when they changed.
 
         At start, when one is created or revoked, and every sweep.
         """
-        stored = await keys.active()
-        if stored != self.stored or not self._loaded:
+        stored, created = await keys.key_set()
+        revoked_all = created and not stored
+        if stored != self.stored or revoked_all != self.revoked_all or not self._loaded:
             log.info("keys_loaded", stored=len(stored), configured=len(self.configured))
-        self.stored, self._loaded = stored, True
+            if revoked_all and not self.configured:
+                log.warning("every_key_revoked", hint=EVERY_KEY_REVOKED)
+        self.stored, self.revoked_all, self._loaded = stored, revoked_all, True
         self._index_keys()
 
     def admits(self, caller: Caller) -> bool:
@@ -288,6 +299,12 @@ def _decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+EVERY_KEY_REVOKED = (
+    "every API key of the database is revoked: the API lets nobody in until one is created"
+    " with `python -m orderengine keys create NAME`"
+)
+
+
 class Exposed(Exception):
     """The engine would serve a network with no key in force, and was not told it may."""
 
@@ -299,7 +316,7 @@ def exposed(host: str, allow_anonymous: bool) -> bool:
 
 def check_exposure(host: str, allow_anonymous: bool, ring: KeyRing) -> None:
     """Refuse to serve on an address other than loopback with no key, unless told it may."""
-    if ring.in_force or not exposed(host, allow_anonymous):
+    if ring.holds_keys or not exposed(host, allow_anonymous):
         return
     raise Exposed(
         f"refusing to serve on {host} with no API key: anyone who can reach it could trade."

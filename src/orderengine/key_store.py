@@ -25,6 +25,15 @@ class StoredKey(NamedTuple):
     revoked_at: datetime | None
 
 
+class KeySet(NamedTuple):
+    """The keys an engine admits, and whether the database ever held one."""
+
+    active: dict[str, str]
+    """The name of every key not revoked, by the key's hash."""
+    created: bool
+    """Whether a key was ever created on the database, revoked since or not."""
+
+
 class KeyStore(Store):
     """The table `api_keys`."""
 
@@ -69,10 +78,11 @@ class KeyStore(Store):
             )
         return [StoredKey(row["name"], row["created_at"], row["revoked_at"]) for row in rows]
 
-    async def active(self) -> dict[str, str]:
-        """The hash of every key not revoked, and its name."""
+    async def key_set(self) -> KeySet:
+        """The keys not revoked, and whether any key, revoked or not, was ever created."""
         async with self._connection() as connection:
             rows = await connection.fetch(
-                "SELECT key_hash, name FROM api_keys WHERE revoked_at IS NULL"
+                "SELECT key_hash, name, revoked_at IS NULL AS active FROM api_keys"
             )
-        return {row["key_hash"]: row["name"] for row in rows}
+        active = {row["key_hash"]: row["name"] for row in rows if row["active"]}
+        return KeySet(active, created=bool(rows))

@@ -38,7 +38,7 @@ async def test_a_key_is_printed_once_stored_as_its_hash_listed_and_revoked(
     assert status == 0
     assert key.startswith(KEY_PREFIX)
     assert len(key) > 40
-    assert await repository.keys.active() == {key_hash(key): "ops"}
+    assert (await repository.keys.key_set()).active == {key_hash(key): "ops"}
 
     again, _, _ = await keys(database_url, "create", "ops")
     listed, listing, _ = await keys(database_url, "list")
@@ -51,4 +51,4 @@ async def test_a_key_is_printed_once_stored_as_its_hash_listed_and_revoked(
     assert key not in listing
     assert revoked == 0
     assert unknown == 1
-    assert await repository.keys.active() == {}
+    assert (await repository.keys.key_set()).active == {}

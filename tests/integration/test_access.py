@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError, web
 from multidict import CIMultiDict
+from structlog.testing import capture_logs
 
 from orderengine import cli
 from orderengine.access import Exposed, StreamTokens, key_hash
@@ -278,7 +279,7 @@ async def test_a_key_is_not_made_under_a_name_no_setting_could_name(
 
     assert await create(repository.keys, name, out) == REFUSED
     assert "a key's name is" in out.getvalue()
-    assert await repository.keys.active() == {}
+    assert (await repository.keys.key_set()).active == {}
 
 
 async def test_keys_created_and_revoked_in_the_database_apply_at_once(
@@ -558,19 +559,34 @@ async def test_engines_starting_together_share_one_stream_secret(database_url: s
     assert secrets_[0] in {bytes([n]) * 32 for n in range(4)}
 
 
-async def test_an_exposed_engine_whose_last_key_is_revoked_lets_nobody_in(
-    start_app: StartApp, repository: Repository
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+async def test_an_engine_whose_last_key_is_revoked_lets_nobody_in(
+    start_app: StartApp, repository: Repository, host: str
 ) -> None:
+    """On loopback too: revoking a key must not open the API to anyone who reaches it."""
     out = io.StringIO()
     await create(repository.keys, "gina", out)
     key = out.getvalue().strip()
-    client = await start_app(host="0.0.0.0")
+    client = await start_app(host=host)
     assert (await client.get("/api/orders", headers=bearer(key))).status == 200
 
     await revoke(repository.keys, "gina", io.StringIO())
 
     await eventually(lambda: _status_is(client, bearer(key), 401))
     assert (await client.get("/api/orders")).status == 401
+
+
+async def test_an_engine_started_with_every_key_revoked_lets_nobody_in(
+    start_app: StartApp, repository: Repository
+) -> None:
+    await create(repository.keys, "hal", io.StringIO())
+    await revoke(repository.keys, "hal", io.StringIO())
+
+    with capture_logs() as logs:
+        client = await start_app()
+
+    assert (await client.get("/api/orders")).status == 401
+    assert "every_key_revoked" in [line["event"] for line in logs]
 
 
 async def test_list_token_sends_its_key(keyed: Client) -> None:
