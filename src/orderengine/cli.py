@@ -73,8 +73,20 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--key", help="an API key (an admin's for --sniper), when keys are in force")
     demo.add_argument("--count", type=int, default=5, help="how many orders (default 5)")
     kinds = demo.add_mutually_exclusive_group()
-    kinds.add_argument("--limit", action="store_const", const="limit", dest="kind")
-    kinds.add_argument("--sniper", action="store_const", const="sniper", dest="kind")
+    kinds.add_argument(
+        "--limit",
+        action="store_const",
+        const="limit",
+        dest="kind",
+        help="limit orders around the current price: some fill, the others wait, then expire",
+    )
+    kinds.add_argument(
+        "--sniper",
+        action="store_const",
+        const="sniper",
+        dest="kind",
+        help="sniper orders for a token no venue lists, which the demo then lists",
+    )
     return parser
 
 

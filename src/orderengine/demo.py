@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -97,7 +98,7 @@ async def run(url: str, key: str | None, kind: Kind, count: int, console: Consol
     """Place `count` orders of `kind` on the engine at `url` and show them until all end.
 
     Starts an engine if none answers there. 0 when every order ended; 1 if the engine
-    refused one.
+    refused one, or the quote or the listing the demo needs.
     """
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with (
@@ -106,7 +107,7 @@ async def run(url: str, key: str | None, kind: Kind, count: int, console: Consol
     ):
         orders = await _place(session, kind, count)
         if orders is None:
-            console.print("the engine refused an order; see its answer above")
+            console.print("the engine refused the demo; see its answer above")
             return 1
         rows = [Row(order["orderId"], kind) for order in orders]
         with Live(table(rows), console=console, refresh_per_second=8) as live:
@@ -123,17 +124,29 @@ async def run(url: str, key: str | None, kind: Kind, count: int, console: Consol
 async def _place(
     session: aiohttp.ClientSession, kind: Kind, count: int
 ) -> list[dict[str, Any]] | None:
-    """Submit the orders at once; None if one was refused."""
+    """Submit the orders at once; None if the engine refused one, the others then cancelled.
+
+    Sniper orders are placed first, then their token is listed: were the listing refused,
+    they would wait for it until they expire, so they are cancelled.
+    """
     bodies = await _bodies(session, kind, count)
-    answers = await asyncio.gather(*(_submit(session, body) for body in bodies))
-    if any(answer is None for answer in answers):
+    if bodies is None:
         return None
-    if kind == "sniper":
-        await _list(session, bodies[0]["tokenOut"])
-    return [answer for answer in answers if answer is not None]
+    answers = await asyncio.gather(*(_submit(session, body) for body in bodies))
+    placed = [answer for answer in answers if answer is not None]
+    refused = len(placed) < len(answers)
+    if not refused and kind == "sniper":
+        refused = not await _list(session, bodies[0]["tokenOut"])
+    if refused:
+        await asyncio.gather(*(_cancel(session, answer["orderId"]) for answer in placed))
+        return None
+    return placed
 
 
-async def _bodies(session: aiohttp.ClientSession, kind: Kind, count: int) -> list[dict[str, Any]]:
+async def _bodies(
+    session: aiohttp.ClientSession, kind: Kind, count: int
+) -> list[dict[str, Any]] | None:
+    """The orders' bodies; None if the engine refused to quote the limit orders' price."""
     base = {
         "type": kind,
         "tokenIn": "SOL",
@@ -147,6 +160,8 @@ async def _bodies(session: aiohttp.ClientSession, kind: Kind, count: int) -> lis
         token = "DEMO" + secrets.token_hex(3).upper()
         return [{**base, "tokenOut": token, "amountIn": "0.5", "slippageBps": 500}] * count
     best = await _best_price(session)
+    if best is None:
+        return None
     expires_at = (datetime.now(UTC) + timedelta(seconds=LIMIT_EXPIRY_S)).isoformat()
     return [
         {
@@ -158,23 +173,28 @@ async def _bodies(session: aiohttp.ClientSession, kind: Kind, count: int) -> lis
     ]
 
 
-async def _best_price(session: aiohttp.ClientSession) -> Decimal:
+async def _best_price(session: aiohttp.ClientSession) -> Decimal | None:
+    """The best venue's price of the demo's swap now; None if the engine did not quote it."""
     query = {"tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "1.5"}
     async with session.get("/api/quotes", params=query) as response:
-        preview = await response.json()
+        preview = await _answer(response)
+    if response.status != 200 or not preview["quotes"]:
+        _show_refusal(preview)
+        return None
     return max(Decimal(quote["price"]) for quote in preview["quotes"])
 
 
 async def _submit(session: aiohttp.ClientSession, body: dict[str, Any]) -> dict[str, Any] | None:
     async with session.post("/api/orders/execute", json=body) as response:
-        answer: dict[str, Any] = await response.json()
-        if response.status in (200, 201):
-            return answer
-    print(answer, file=sys.stderr)
+        answer = await _answer(response)
+    if response.status in (200, 201):
+        return dict(answer)
+    _show_refusal(answer)
     return None
 
 
-async def _list(session: aiohttp.ClientSession, token: str) -> None:
+async def _list(session: aiohttp.ClientSession, token: str) -> bool:
+    """List `token` on the simulated venues; whether the engine did."""
     listing = {
         "dex": "meteora",
         "token": token,
@@ -183,7 +203,29 @@ async def _list(session: aiohttp.ClientSession, token: str) -> None:
         "liquidity": "5000",
     }
     async with session.post("/api/simulation/listings", json=listing) as response:
-        response.raise_for_status()
+        answer = await _answer(response)
+    if response.status != 201:
+        _show_refusal(answer)
+    return response.status == 201
+
+
+async def _cancel(session: aiohttp.ClientSession, order_id: str) -> None:
+    """Cancel a placed order; one that has gone too far to be is left to end."""
+    async with session.delete(f"/api/orders/{order_id}"):
+        pass
+
+
+async def _answer(response: aiohttp.ClientResponse) -> Any:
+    """The answer's JSON, or its text when it is not JSON (a proxy's error page, say)."""
+    text = await response.text()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _show_refusal(answer: Any) -> None:
+    print(answer if isinstance(answer, str) else json.dumps(answer), file=sys.stderr)
 
 
 async def _follow(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -67,3 +68,34 @@ async def test_the_demo_sends_its_key(start_app: StartApp) -> None:
     assert shown.getvalue().count("confirmed") >= 2
     mine = await client.get("/api/orders", headers={"Authorization": f"Bearer {key}"})
     assert len((await mine.json())["orders"]) == 2
+
+
+async def test_a_demo_whose_listing_is_refused_cancels_its_snipers(
+    start_app: StartApp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Their token would never be listed: left alone, they would wait until they expire."""
+    key = "demo-trader-key-0123456789"
+    client = await start_app(api_keys={"trader": key, "ops": "demo-admin-key-0123456789"})
+    screen, shown = console()
+
+    status = await demo.run(url(client), key, "sniper", 2, screen)
+
+    assert status == 1
+    assert "refused the demo" in shown.getvalue()
+    assert json.loads(capsys.readouterr().err)["error"]["code"] == "forbidden"
+    mine = await client.get("/api/orders", headers={"Authorization": f"Bearer {key}"})
+    orders = (await mine.json())["orders"]
+    assert [order["status"] for order in orders] == ["failed", "failed"]
+
+
+async def test_a_limit_demo_without_a_key_says_why_it_cannot_quote(
+    start_app: StartApp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = await start_app(api_keys={"trader": "demo-trader-key-0123456789"})
+    screen, shown = console()
+
+    status = await demo.run(url(client), None, "limit", 2, screen)
+
+    assert status == 1
+    assert "refused the demo" in shown.getvalue()
+    assert json.loads(capsys.readouterr().err)["error"]["code"] == "unauthorized"
