@@ -85,7 +85,7 @@ class ListingRequest(Model):
         names: list[str] = (info.context or {}).get(LISTABLE, [])
         if dex not in names:
             which = ", ".join(names) or "none"
-            raise ValueError(f"unknown venue {dex!r}; venues that take listings: {which}")
+            raise ValueError(f"{dex!r} takes no listings here; venues that do: {which}")
         return dex
 
     @field_validator("token")

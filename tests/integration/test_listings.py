@@ -255,7 +255,7 @@ async def test_an_unknown_venue_is_refused_naming_those_that_take_listings(
 
     assert status == 422
     [reason] = body["error"]["details"]
-    assert reason["message"] == "unknown venue 'orca'; venues that take listings: meteora, raydium"
+    assert reason["message"] == "'orca' takes no listings here; venues that do: meteora, raydium"
 
 
 async def test_a_venue_that_takes_no_listings_is_refused(start_app: StartApp) -> None:
@@ -269,7 +269,7 @@ async def test_a_venue_that_takes_no_listings_is_refused(start_app: StartApp) ->
 
     assert status == 422
     [reason] = body["error"]["details"]
-    assert reason["message"] == "unknown venue 'raydium'; venues that take listings: meteora"
+    assert reason["message"] == "'raydium' takes no listings here; venues that do: meteora"
     assert listed == 201
 
 
