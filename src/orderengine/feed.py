@@ -91,7 +91,7 @@ async def _send(
             news.cancel()
             return await error_ending(ws, error)
         if page.entries:
-            await send_texts(request, ws, [_message(entry) for entry in page.entries])
+            await send_texts(request, ws, (_message(entry) for entry in page.entries))
         after = page.through
         if page.more:
             news.cancel()

@@ -22,7 +22,11 @@ from typing import Final, NamedTuple
 from orderengine.feed_store import FeedEntry, FeedStore
 
 PAGE: Final = 500
-"""The most events read from the store at once, and handed to a follower at once."""
+"""The most events read from the store at once into the window, and handed to a follower at
+once from it."""
+BEHIND_PAGE: Final = 100
+"""The most events a follower behind the window reads from the store at once. They are its
+own, held until its client has taken them: a client that stops reading holds this many."""
 WINDOW: Final = 5_000
 """The most events kept in memory, the newest."""
 
@@ -69,8 +73,8 @@ class FeedTail:
         if not self._window or position < self._window[0].position - 1:
             # Every position up to `last` was visible to this read: positions are given one
             # run at a time, each committed before the next.
-            entries = await self._feed.read(position, PAGE, owner)
-            if len(entries) == PAGE:
+            entries = await self._feed.read(position, BEHIND_PAGE, owner)
+            if len(entries) == BEHIND_PAGE:
                 return Page(entries, True, entries[-1].position)
             return Page(entries, self._behind, max(last, entries[-1].position) if entries else last)
         start = position - (self._window[0].position - 1)

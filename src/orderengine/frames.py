@@ -11,13 +11,14 @@ opcode 1, the payload's length, no mask, and no compression, which the engine's 
 agree to (`sockets.server_socket`). aiohttp writes the same frames; here they are written to the
 request's transport, which aiohttp's socket writes to, and flow control is aiohttp's own: a
 client that stops reading fills the transport's buffer, which pauses the connection's
-protocol, and `send_texts` then waits for the buffer to drain, as `send_str` does.
+protocol, and `send_texts` then waits for the buffer to drain, as `send_str` does, before it
+makes and writes its next chunk.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Final
 
 from aiohttp import ClientConnectionResetError, web
@@ -28,6 +29,9 @@ LENGTH_16: Final = 126
 """The length field's value saying that the length follows in 16 bits."""
 LENGTH_64: Final = 127
 """... in 64 bits."""
+CHUNK_BYTES: Final = 64 * 1024
+"""About the most bytes of frames written at once: as much as a connection's kernel buffer
+holds (`sockets.SEND_BUFFER_BYTES`), so that a chunk costs one system call or so."""
 
 
 def text_frame(text: str) -> bytes:
@@ -43,15 +47,34 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
-async def send_texts(request: web.Request, ws: web.WebSocketResponse, texts: Sequence[str]) -> None:
-    """Send each of `texts`, in order, as a message of its own, in one write.
+async def send_texts(request: web.Request, ws: web.WebSocketResponse, texts: Iterable[str]) -> None:
+    """Send each of `texts`, in order, as a message of its own, a chunk of them per write.
 
-    `ws` is the prepared socket of `request`. Raises `ClientConnectionResetError`, as
-    `send_str` does, once the socket is closing or its connection is gone: nothing is written
-    after the socket's close frame.
+    `ws` is the prepared socket of `request`. Each write carries `CHUNK_BYTES` of frames or
+    so, and the next chunk is made only once the connection has taken what was written: a
+    client that stops reading holds one chunk of the engine's memory, beyond what the
+    connection's buffers hold, not every message it is owed (a page of the feed, or an
+    order's whole history). Raises `ClientConnectionResetError`, as `send_str` does, once the
+    socket is closing or its connection is gone: nothing is written after the socket's close
+    frame.
     """
+    chunk: list[bytes] = []
+    size = 0
+    for text in texts:
+        frame = text_frame(text)
+        chunk.append(frame)
+        size += len(frame)
+        if size >= CHUNK_BYTES:
+            await _write(request, ws, chunk)
+            chunk, size = [], 0
+    if chunk:
+        await _write(request, ws, chunk)
+
+
+async def _write(request: web.Request, ws: web.WebSocketResponse, frames: list[bytes]) -> None:
+    """Write `frames` at once, then wait until the connection has taken them."""
     transport = request.transport
     if ws.closed or transport is None or transport.is_closing():
         raise ClientConnectionResetError("Cannot write to closing transport")
-    transport.writelines([text_frame(text) for text in texts])
+    transport.writelines(frames)
     await request.writer.drain()

@@ -213,7 +213,7 @@ async def _send_events(
         async with aclosing(events):
             async for run in events:
                 still_admitted(request)
-                await send_texts(request, ws, [event.message for event in run])
+                await send_texts(request, ws, (event.message for event in run))
                 last = run[-1].seq
     except FellBehind:
         return FELL_BEHIND, f"fell behind; resume with since={last}".encode()

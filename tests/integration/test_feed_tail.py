@@ -11,7 +11,7 @@ import pytest
 from orderengine.domain import NewOrder, OrderRequest
 from orderengine.errors import DatabaseUnavailable
 from orderengine.feed_store import FeedEntry, FeedStore
-from orderengine.feed_tail import PAGE, FeedTail
+from orderengine.feed_tail import BEHIND_PAGE, PAGE, FeedTail
 from orderengine.postgres import create_pool
 from orderengine.repository import Repository
 
@@ -93,6 +93,25 @@ async def test_a_follower_behind_the_window_reads_the_store(
     assert positions(from_window.entries) == [3, 4]
     assert reads_behind == 2  # the tail's look for news, and the follower's own read
     assert feed.reads == 1  # the tail's look for news alone
+
+
+async def test_a_follower_behind_the_window_reads_a_short_page_at_a_time(
+    feed: CountedFeed, repository: Repository
+) -> None:
+    """What it reads is its own until its client takes it: a stalled client holds a page.
+
+    A short one, of the engine's memory, not a page as long as the window's.
+    """
+    tail = FeedTail(feed, window=2)
+    await tail.after(0, None)
+    await place(repository, BEHIND_PAGE + 3)
+
+    first = await tail.after(0, None)
+    rest = await tail.after(first.through, None)
+
+    assert positions(first.entries) == list(range(1, BEHIND_PAGE + 1))
+    assert first.more
+    assert positions(rest.entries) == [BEHIND_PAGE + 1, BEHIND_PAGE + 2, BEHIND_PAGE + 3]
 
 
 async def test_a_follower_sees_only_its_owners_events(

@@ -9,7 +9,8 @@ import pytest
 from aiohttp import ClientConnectionResetError, WSMsgType, web
 from pytest_aiohttp import AiohttpClient
 
-from orderengine.frames import send_texts, text_frame
+from orderengine.frames import CHUNK_BYTES, send_texts, text_frame
+from tests.polling import eventually
 
 TEXTS = ["", "é" * 3, "x" * 125, "y" * 126, "z" * 65_535, "w" * 65_536, '{"seq": 1}']
 """Every length encoding: up to 125 bytes, 16 bits from 126, 64 bits from 65,536."""
@@ -91,3 +92,35 @@ async def test_the_sender_waits_for_a_client_that_stops_reading(
                 if sent == before:
                     break
         assert 0 < sent < batches // 2, "about 25 MB went nowhere: the sender did not wait"
+
+
+async def test_a_client_that_stops_reading_is_owed_its_messages_a_chunk_at_a_time(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Twenty megabytes owed hold a chunk in the engine's buffers, not twenty megabytes."""
+    owed = ["x" * 50_000] * 400
+    transports: list[asyncio.Transport] = []
+
+    async def send_all(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        assert isinstance(request.transport, asyncio.Transport)
+        transports.append(request.transport)
+        with contextlib.suppress(ClientConnectionResetError, ConnectionResetError):
+            await send_texts(request, ws, owed)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", send_all)
+    client = await aiohttp_client(app)
+    sizes: list[int] = []
+
+    async def settled() -> bool:
+        """Whether the sender stopped writing: the buffered bytes did not change."""
+        sizes.append(transports[0].get_write_buffer_size() if transports else -1)
+        return len(sizes) > 1 and sizes[-1] == sizes[-2] >= 0
+
+    async with client.ws_connect("/"):
+        await eventually(settled, limit_s=5, interval_s=0.2)
+
+    assert sizes[-1] <= 3 * CHUNK_BYTES
