@@ -100,6 +100,9 @@ async def watch(request: web.Request) -> web.StreamResponse:
                 return await _stream(request, ws, following)
     if "since" in request.query:
         raise BadRequest("since is for following an order: give its orderId too")
+    # Before the upgrade: such a socket would only wait to refuse the order it is sent, and
+    # a token for one order holds no place among its owner's sockets (`Caller.holder`).
+    request[CALLER].refuse_token_for_one_order()
     with request.app[KEY_SOCKETS].held(request[CALLER].holder()):
         return await _stream_first_message(request, ws)
 

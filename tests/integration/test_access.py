@@ -180,6 +180,17 @@ async def test_a_token_for_one_order_shows_no_other(keyed: Client) -> None:
     assert listing.status == 401  # a token opens sockets only
 
 
+async def test_a_token_for_one_order_opens_no_socket_to_submit_on(keyed: Client) -> None:
+    """Refused before the upgrade: such a socket would hold a connection only to refuse."""
+    order = await submit(keyed, ALICE)
+    token = order["ws"].split("&token=")[1]
+
+    refused = await keyed.get(f"/api/orders/execute?token={token}", headers=UPGRADE)
+
+    assert refused.status == 403
+    assert (await refused.json())["error"]["code"] == "forbidden"
+
+
 async def test_a_stream_token_lets_a_socket_submit_for_its_owner(keyed: Client) -> None:
     minted = await keyed.post("/api/stream-tokens", headers=bearer(ALICE))
     body = await minted.json()
