@@ -59,12 +59,6 @@ class Reader(Protocol):
     def feed_eof(self) -> None: ...
 
 
-class Messages(Protocol):
-    """The queue the reader puts messages in, whence `receive` takes them, or an error."""
-
-    def set_exception(self, exc: BaseException) -> None: ...
-
-
 class FrameHead(NamedTuple):
     """A frame's header, as far as judging the frame needs."""
 
@@ -99,21 +93,21 @@ def frame_head(data: bytes) -> FrameHead | None:
 class ClientFrames:
     """Stands before a server socket's reader: sees each frame's header, then passes the bytes.
 
-    A frame that breaks a rule fails the socket as aiohttp's reader fails it for its own
-    checks: the error goes to the socket's messages, whose `receive` closes the socket with
-    the error's code, and nothing more is read.
+    A frame that breaks a rule fails the socket with `fail`, as aiohttp's reader fails it
+    for its own checks: the error goes to the socket's messages, whose `receive` closes the
+    socket with the error's code, and nothing more is read.
     """
 
     def __init__(
         self,
         reader: Reader,
-        messages: Messages,
+        fail: Callable[[WebSocketError], None],
         allowance: TokenBucket,
         frame_deadline_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reader = reader
-        self._messages = messages
+        self._fail = fail
         self._allowance = allowance
         self._deadline_s = frame_deadline_s
         self._clock = clock
@@ -131,7 +125,7 @@ class ClientFrames:
         error = self._late() or self._breach(bytes(data))
         if error is not None:
             self._failed = True
-            self._messages.set_exception(error)
+            self._fail(error)
             return True, b""
         return self._reader.feed_data(data)
 

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Coroutine
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketWriter
 
 from orderengine.client_frames import FRAMES_BURST, FRAMES_PER_MINUTE, ClientFrames
@@ -61,12 +61,22 @@ class ServerSocket(web.WebSocketResponse):
         assert self._heartbeat is not None
         handler._payload_parser = ClientFrames(
             handler._payload_parser,
-            self._reader,
+            self._fail_at_once,
             TokenBucket(FRAMES_PER_MINUTE, FRAMES_BURST),
             frame_deadline_s=self._heartbeat,
         )
         if early:
             handler.data_received(early)
+
+    def _fail_at_once(self, error: WebSocketError) -> None:
+        """Fail the socket with `error` before any message its client sent is read.
+
+        The messages waiting are dropped: a client flooding its socket has hundreds queued
+        for a reader that takes ten a second, and its close would wait behind them.
+        """
+        assert self._reader is not None
+        self._reader._buffer.clear()
+        self._reader.set_exception(error)
 
     def _close_transport(self) -> None:
         transport = self._req.transport if self._req is not None else None

@@ -228,6 +228,28 @@ async def test_a_client_sending_a_message_of_endless_empty_fragments_is_closed_w
             client.close()
 
 
+async def test_a_client_flooding_messages_is_closed_with_1008_before_they_are_read() -> None:
+    """Its messages wait for a reader that takes ten a second: its close may not wait too.
+
+    They come in two writes, the first within the frames' burst, so that the engine has
+    queued hundreds of them when it counts too many.
+    """
+    loop = asyncio.get_running_loop()
+    messages = client_frame(0x1, b"x") * 500
+    async with serving(600, until_client_leaves) as served:
+        client = await a_client_that_never_reads(served.port)
+        try:
+            await loop.sock_sendall(client, messages)
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(ConnectionError):
+                await loop.sock_sendall(client, messages)
+
+            assert await closed_with(client) == 1008
+            await asyncio.wait_for(served.ended.wait(), 5)
+        finally:
+            client.close()
+
+
 async def test_frames_sent_with_the_handshake_are_judged_from_the_first_byte() -> None:
     """What came with the handshake goes through the same checks, and keeps frames apart.
 

@@ -55,13 +55,13 @@ class Reader:
 
 
 class Messages:
-    """The socket's messages as the frames see them: where a failure goes."""
+    """The socket's messages as the frames see them: where a failure goes (`fail`)."""
 
     def __init__(self) -> None:
-        self.errors: list[BaseException] = []
+        self.errors: list[WebSocketError] = []
 
-    def set_exception(self, exc: BaseException) -> None:
-        self.errors.append(exc)
+    def fail(self, error: WebSocketError) -> None:
+        self.errors.append(error)
 
 
 def checked(
@@ -69,7 +69,7 @@ def checked(
 ) -> tuple[Reader, Messages, list[tuple[bool, bytes]]]:
     """`data` fed to `ClientFrames` in one piece, or `step` bytes at a time."""
     reader, messages = Reader(), Messages()
-    frames = ClientFrames(reader, messages, allowance or TokenBucket(6000, 600), 30)
+    frames = ClientFrames(reader, messages.fail, allowance or TokenBucket(6000, 600), 30)
     step = step or len(data)
     answers = [frames.feed_data(data[at : at + step]) for at in range(0, len(data), step)]
     return reader, messages, answers
@@ -158,7 +158,7 @@ def test_a_message_of_endless_empty_fragments_fails_the_socket_with_1008() -> No
 
 def test_nothing_is_read_once_the_socket_has_failed() -> None:
     reader, messages = Reader(), Messages()
-    frames = ClientFrames(reader, messages, TokenBucket(6000, 600), 30)
+    frames = ClientFrames(reader, messages.fail, TokenBucket(6000, 600), 30)
 
     frames.feed_data(frame(TEXT, b"x", masked=False))
     later = frames.feed_data(frame(TEXT, b"y"))
@@ -181,7 +181,7 @@ class Clock:
 def test_a_frame_trickled_past_its_deadline_fails_the_socket_with_1008() -> None:
     clock = Clock()
     reader, messages = Reader(), Messages()
-    frames = ClientFrames(reader, messages, TokenBucket(6000, 600), 30, clock=clock)
+    frames = ClientFrames(reader, messages.fail, TokenBucket(6000, 600), 30, clock=clock)
     slow = frame(TEXT, b"x" * 100)
 
     frames.feed_data(slow[:10])
@@ -197,7 +197,7 @@ def test_a_frame_trickled_past_its_deadline_fails_the_socket_with_1008() -> None
 def test_time_between_frames_is_no_frame_s_time() -> None:
     clock = Clock()
     reader, messages = Reader(), Messages()
-    frames = ClientFrames(reader, messages, TokenBucket(6000, 600), 30, clock=clock)
+    frames = ClientFrames(reader, messages.fail, TokenBucket(6000, 600), 30, clock=clock)
     data = frame(PING, b"are you there") + frame(TEXT, b"x" * 100)
 
     for at in range(len(data)):
