@@ -26,7 +26,11 @@ class Metrics:
             registry=self.registry,
         )
         self.routed = Counter(
-            "orderengine_routed", "Routing decisions by venue.", ["dex"], registry=self.registry
+            "orderengine_routed",
+            "Routing decisions made, by venue; those not acted on (the order cancelled, or its"
+            " attempt put back before its swap was sent) included.",
+            ["dex"],
+            registry=self.registry,
         )
         self.rejected = Counter(
             "orderengine_requests_rejected",
