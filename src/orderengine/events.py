@@ -39,7 +39,7 @@ from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Final, Protocol, TypeAlias
 from uuid import UUID
 
 import structlog
@@ -50,6 +50,12 @@ from orderengine.errors import OrderEngineError
 log = structlog.get_logger(__name__)
 
 
+REPLAY_PAGE: Final = 100
+"""The most events a watcher reads from the store at once. They are its own until its client
+has taken them: a client that stops reading holds a page of its order's history, not all
+of it."""
+
+
 class FellBehind(Exception):
     """The subscriber's buffer overflowed; events after its last one were not kept."""
 
@@ -57,7 +63,9 @@ class FellBehind(Exception):
 class EventStore(Protocol):
     """Where committed events are read back: the repository, or a test's wrapper of it."""
 
-    async def events(self, order_id: UUID, after: int = 0) -> list[OrderEvent]: ...
+    async def events(
+        self, order_id: UUID, after: int = 0, limit: int | None = None
+    ) -> list[OrderEvent]: ...
 
     async def latest_event(self, order_id: UUID) -> OrderEvent | None: ...
 
@@ -261,7 +269,8 @@ async def follow(
 
     `subscription` is the order's, opened before this is called, so that nothing committed after
     the first read of the store can be missed. `stored`, when given, is that first read, made by
-    the caller after the subscription opened. Live events are yielded as they come when each is
+    the caller after the subscription opened. The store is read `REPLAY_PAGE` events at a time,
+    and read again at once after a full page. Live events are yielded as they come when each is
     the next seq; a `Hint` or a `Doubt` is never yielded, only makes the store be read (see
     `_take`). The generator ends after the terminal event, or at once when the order
     finished at or before `since` (a client resuming past the end). Raises `FellBehind` when the
@@ -271,12 +280,14 @@ async def follow(
     from_store = True
     while True:
         if from_store:
-            run = await store.events(order_id, after=last) if stored is None else stored
-            stored = None
+            if stored is None:
+                run = await store.events(order_id, after=last, limit=REPLAY_PAGE)
+            else:
+                run, stored = stored, None
             if not run and last == since and await _finished_by(store, order_id, since):
                 return
-            # After a read of the store, wait for live events.
-            from_store = False
+            # After a read of the store that a page held, wait for live events.
+            from_store = len(run) >= REPLAY_PAGE
         else:
             run, from_store = await _live_run(subscription, last, since)
         run = _through_terminal(run)

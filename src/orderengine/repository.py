@@ -57,6 +57,7 @@ from orderengine.errors import (
     TooManyRequests,
 )
 from orderengine.event_rows import EVENT_COLUMNS, JOINED_EVENT_COLUMNS, event_from
+from orderengine.events import REPLAY_PAGE
 from orderengine.feed_store import FeedStore
 from orderengine.grouping import Grouped, each_alone
 from orderengine.key_store import KeyStore
@@ -610,14 +611,17 @@ class Repository(Store):
             raise OrderNotFound(f"no order {order_id}")
         return _order(row)
 
-    async def events(self, order_id: UUID, after: int = 0) -> list[OrderEvent]:
-        """The order's events with a seq above `after`, in order."""
+    async def events(
+        self, order_id: UUID, after: int = 0, limit: int | None = None
+    ) -> list[OrderEvent]:
+        """The order's events with a seq above `after`, in order; the first `limit` of them."""
         async with self._connection() as connection:
             rows = await connection.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM order_events WHERE order_id = $1 AND seq > $2"
-                " ORDER BY seq",
+                " ORDER BY seq LIMIT $3",
                 order_id,
                 after,
+                limit,
             )
         return [event_from(row) for row in rows]
 
@@ -625,7 +629,8 @@ class Repository(Store):
         """The order's owner, and its events with a seq above `after` in order, in one read.
 
         What a socket opening on a known order needs before it answers: whether its caller
-        may see the order, and what to send first. `OrderNotFound` when there is no order.
+        may see the order, and what to send first: the first `REPLAY_PAGE` events, as a
+        watcher reads them (`events.follow`). `OrderNotFound` when there is no order.
         Sockets opening meanwhile are read in the same statement (`Grouped`).
         """
         return await self._openings((order_id, after))
@@ -649,10 +654,12 @@ class Repository(Store):
                 JOIN orders AS o ON o.id = w.id AND o.id = ANY($1::uuid[])
                 LEFT JOIN order_events AS e
                   ON e.order_id = w.id AND e.order_id = ANY($1::uuid[]) AND e.seq > w.after
+                 AND e.seq <= w.after + $3
                 ORDER BY w.n, e.seq
                 """,
                 [order_id for order_id, _ in distinct],
                 [after for _, after in distinct],
+                REPLAY_PAGE,
             )
         found: dict[int, Opening] = {}
         for row in rows:

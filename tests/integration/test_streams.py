@@ -17,10 +17,12 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import aiohttp
+import asyncpg
 import pytest
 
 from orderengine.domain import NewOrder, Order, OrderEvent, OrderRequest, OrderStatus
 from orderengine.errors import DatabaseUnavailable, OrderNotFound
+from orderengine.events import REPLAY_PAGE
 from orderengine.keys import HUB, REPOSITORY
 from orderengine.repository import Repository
 from tests.harness import Client, StartApp
@@ -262,10 +264,12 @@ async def test_a_database_out_of_reach_at_the_check_of_followed_orders_closes_10
     app_repository: Repository = client.app[REPOSITORY]
     reads = app_repository.events
 
-    async def first_read_only(order_id: UUID, after: int = 0) -> list[OrderEvent]:
+    async def first_read_only(
+        order_id: UUID, after: int = 0, limit: int | None = None
+    ) -> list[OrderEvent]:
         if after > 0:
             raise DatabaseUnavailable("database unavailable: the test took it away")
-        return await reads(order_id, after)
+        return await reads(order_id, after, limit)
 
     async def out_of_reach(order_ids: Sequence[UUID]) -> dict[UUID, int]:
         raise DatabaseUnavailable("database unavailable: the test took it away")
@@ -295,6 +299,40 @@ async def test_a_socket_opens_on_one_read_of_the_order_s_owner_and_its_events(
     assert await repository.owner_and_events(order.order_id, after=3) == ("alice", [])
     with pytest.raises(OrderNotFound):
         await repository.owner_and_events(uuid4())
+
+
+async def test_a_long_history_is_replayed_whole_a_page_at_a_time(
+    start_app: StartApp, database_url: str
+) -> None:
+    """Read a page at a time, so that a client that stops reading holds a page of it."""
+    client = await quiet_app(start_app)
+    repository = client.app[REPOSITORY]
+    order = await accepted(repository)
+    last = 2 * REPLAY_PAGE + 5
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            """
+            INSERT INTO order_events (order_id, seq, status, attempt, at, details)
+            SELECT $1, seq, 'pending', 1, clock_timestamp(), '{}' FROM generate_series(2, $2) AS seq
+            """,
+            order.order_id,
+            last,
+        )
+        await connection.execute(
+            "UPDATE orders SET last_seq = $2 WHERE id = $1", order.order_id, last
+        )
+    finally:
+        await connection.close()
+    first_page = await repository.owner_and_events(order.order_id)
+
+    async with watch(client, order) as ws:
+        replayed = await receive(ws, last)
+        await client.delete(f"/api/orders/{order.order_id}")
+        ended = await read_until_closed(ws)
+
+    assert len(first_page[1]) == REPLAY_PAGE
+    assert seqs(replayed + ended) == list(range(1, last + 2))
 
 
 async def test_sockets_opening_together_are_read_together_each_with_its_own_answer(

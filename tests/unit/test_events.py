@@ -15,7 +15,15 @@ import pytest
 
 from orderengine.domain import OrderEvent, OrderStatus
 from orderengine.errors import DatabaseUnavailable
-from orderengine.events import Doubt, EventHub, FellBehind, Hint, checking_followed, follow
+from orderengine.events import (
+    REPLAY_PAGE,
+    Doubt,
+    EventHub,
+    FellBehind,
+    Hint,
+    checking_followed,
+    follow,
+)
 
 ORDER = uuid.uuid4()
 
@@ -44,10 +52,12 @@ class MemoryStore:
         self.checks = 0
         self.down = False
 
-    async def events(self, order_id: uuid.UUID, after: int = 0) -> list[OrderEvent]:
+    async def events(
+        self, order_id: uuid.UUID, after: int = 0, limit: int | None = None
+    ) -> list[OrderEvent]:
         self.reads += 1
         self._reach()
-        return [e for e in self.stored if e.order_id == order_id and e.seq > after]
+        return [e for e in self.stored if e.order_id == order_id and e.seq > after][:limit]
 
     async def latest_event(self, order_id: uuid.UUID) -> OrderEvent | None:
         self._reach()
@@ -121,6 +131,19 @@ async def test_a_lost_publish_is_filled_from_the_store_in_order() -> None:
         store.stored.append(done)
         hub.publish(done)
         assert await rest(feed) == [5]
+
+
+async def test_a_long_history_is_read_from_the_store_a_page_at_a_time() -> None:
+    """A client that stops reading holds a page of it, not the whole history."""
+    hub = EventHub(buffer=8)
+    count = 2 * REPLAY_PAGE + 5
+    store = MemoryStore(*events(*range(1, count + 1), last=OrderStatus.CONFIRMED))
+    with hub.subscribe(ORDER) as subscription:
+        feed = follow(store, subscription, ORDER, since=0)
+        runs = [len(run) async for run in feed]
+
+    assert runs == [REPLAY_PAGE, REPLAY_PAGE, 5]
+    assert store.reads == 3
 
 
 async def test_live_events_waiting_together_come_as_one_run() -> None:
