@@ -23,7 +23,8 @@ A statement whose answer is lost (the connection dropped, or a timeout, after it
 leaves the batch's outcome unknown. The order ids are chosen here before the statement, so the
 outcome is read back by id before anyone is answered; the statement holds a lock until it
 commits, which the read-back waits for, so a commit still under way is seen rather than
-missed. Orders
+missed; and the read-back waits first for the server process the statement was sent to to
+end, so that one still unread there (a frozen server) cannot begin after it. Orders
 found are handed on and answered `201` exactly as after an acknowledged commit; when none is
 found, the batch answers `503`.
 
@@ -57,7 +58,7 @@ from orderengine.errors import (
     OrderEngineError,
 )
 from orderengine.limiter import SubmitRate
-from orderengine.repository import Outcome, Repository
+from orderengine.repository import CommitUnanswered, Outcome, Repository
 
 log = structlog.get_logger(__name__)
 
@@ -173,9 +174,9 @@ class Intake:
             outcomes = await self._repository.create_orders(
                 [waiter.new for waiter in batch], ids, self._rate
             )
-        except asyncpg.TransactionResolutionUnknownError as error:
+        except CommitUnanswered as error:
             log.warning("intake_commit_unanswered", orders=len(batch), error=repr(error.__cause__))
-            self._settle_later(batch, ids)
+            self._settle_later(batch, ids, error.server_pid)
         except DatabaseUnavailable as error:
             _fail(batch, error)
         except Exception as error:
@@ -210,14 +211,14 @@ class Intake:
 
     # ---- a commit whose answer was lost -------------------------------------------------
 
-    def _settle_later(self, batch: list[Waiter], ids: list[UUID]) -> None:
-        task = asyncio.create_task(self._settle(batch, ids), name="intake-settle")
+    def _settle_later(self, batch: list[Waiter], ids: list[UUID], server_pid: int) -> None:
+        task = asyncio.create_task(self._settle(batch, ids, server_pid), name="intake-settle")
         self._settling[task] = (batch, ids)
         task.add_done_callback(lambda done: self._settling.pop(done, None))
 
-    async def _settle(self, batch: list[Waiter], ids: list[UUID]) -> None:
+    async def _settle(self, batch: list[Waiter], ids: list[UUID], server_pid: int) -> None:
         """Answer a batch whose statement went unanswered by what the store holds."""
-        found = await self._read_back(ids)
+        found = await self._read_back(ids, server_pid)
         log.info("intake_commit_read_back", orders=len(batch), committed=bool(found))
         if not found:
             _fail(
@@ -240,12 +241,12 @@ class Intake:
         for waiter in retry:
             await self._commit_batch([waiter])
 
-    async def _read_back(self, ids: list[UUID]) -> dict[UUID, Order]:
+    async def _read_back(self, ids: list[UUID], server_pid: int) -> dict[UUID, Order]:
         """The orders of `ids` that exist, asking until the store answers."""
         delay = SETTLE_RETRY_S
         while True:
             try:
-                return await self._repository.created_orders(ids)
+                return await self._repository.created_orders(ids, server_pid)
             except DatabaseUnavailable as error:
                 log.warning("intake_read_back_failed", error=error.message, retry_in_s=delay)
             except Exception:

@@ -21,6 +21,7 @@ committed events are announced after their commit, many at once (`notify`, `Anno
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -81,6 +82,8 @@ ORDER_COLUMNS = """
     last_seq, dex, tx_hash, tx_expires_at, tx_last_valid_block_height, tx_blockhash,
     executed_price, amount_out, error, next_attempt_at, limit_price, expires_at, awaits,
     best_price, owner, created_at, updated_at"""
+ENDED_POLL_S = 0.02
+"""How often a read-back looks whether the server process of an unanswered batch has ended."""
 CHANGE_BATCH = 100
 """The most status changes committed in one statement."""
 OPENING_BATCH = 100
@@ -296,6 +299,18 @@ def _too_late(order_id: UUID, status: OrderStatus) -> str:
     return f"order {order_id} has already ended ({status})"
 
 
+class CommitUnanswered(asyncpg.TransactionResolutionUnknownError):
+    """A batch's statement was sent and its answer lost: whether it committed is unknown."""
+
+    def __init__(self, server_pid: int) -> None:
+        super().__init__(
+            "the answer to the batch's statement was lost: whether the orders were created "
+            "is unknown"
+        )
+        self.server_pid = server_pid
+        """The server process the statement was sent to, where it may still run."""
+
+
 class Repository(Store):
     """The orders' store; it opens the pool, and the engine's other stores, on it."""
 
@@ -382,20 +397,18 @@ class Repository(Store):
 
         When this raises, nothing was created, with one exception: when the statement may
         have run but its answer was lost (the connection dropped, a timeout), it raises
-        `asyncpg.TransactionResolutionUnknownError`, and `created_orders(ids)` tells which of
-        the orders exist.
+        `CommitUnanswered`, and `created_orders(ids, error.server_pid)` tells which of the
+        orders exist.
         """
         ids = list(ids) if ids is not None else [uuid4() for _ in batch]
         async with self._intake_connection() as connection:
+            server_pid = connection.get_server_pid()
             try:
                 rows = await self._insert_orders(connection, batch, ids, rate)
             except Exception as error:
                 if self._nothing_committed(error):
                     raise
-                raise asyncpg.TransactionResolutionUnknownError(
-                    "the answer to the batch's statement was lost: whether the orders were "
-                    "created is unknown"
-                ) from error
+                raise CommitUnanswered(server_pid) from error
         asked = dict(zip(ids, batch, strict=True))
         created = {
             row["id"]: _new_order(row["id"], asked[row["id"]], row["created_at"], row["best_price"])
@@ -586,12 +599,19 @@ class Repository(Store):
         """
         return isinstance(error, asyncpg.exceptions._base.DataError) or refused_by_server(error)
 
-    async def created_orders(self, ids: Sequence[UUID]) -> dict[UUID, Order]:
+    async def created_orders(
+        self, ids: Sequence[UUID], server_pid: int | None = None
+    ) -> dict[UUID, Order]:
         """Those of `ids` that exist, by id, once any transaction creating them has ended.
 
-        Reads back a batch whose COMMIT went unanswered (`ids` as given to `create_orders`):
-        it waits for the batch's lock, so a commit still under way is seen, not missed.
+        Reads back a batch whose COMMIT went unanswered (`ids` as given to `create_orders`,
+        `server_pid` the server process its statement was sent to). A statement under way
+        holds the batch's lock, which the read waits for. One not begun yet (the server was
+        frozen with it unread, say) could begin after the read found nothing, and commit:
+        so the process it was sent to must have ended first (`_ended`).
         """
+        if server_pid is not None:
+            await self._ended(server_pid)
         async with self._connection() as connection, connection.transaction():
             await connection.execute(
                 "SELECT pg_advisory_xact_lock_shared(hashtextextended($1::uuid::text, 0))",
@@ -601,6 +621,32 @@ class Repository(Store):
                 f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1::uuid[])", list(ids)
             )
         return {row["order_id"]: _order(row) for row in rows}
+
+    async def _ended(self, server_pid: int) -> None:
+        """Return once the server process `server_pid` has ended, ending it if it is idle.
+
+        Idle, it waits for a statement: whatever was sent to it is either done or still
+        unread, and ending it settles which. One running a statement is left to finish it.
+        Each look at `pg_stat_activity` is a statement of its own, as within a transaction
+        the server shows the same snapshot of it every time. `DatabaseUnavailable` if it is
+        still there after the store's timeout (the server may be frozen): the caller asks
+        again.
+        """
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        async with self._connection() as connection:
+            while True:
+                state = await connection.fetchval(
+                    "SELECT COALESCE(state, '') FROM pg_stat_activity WHERE pid = $1", server_pid
+                )
+                if state is None:
+                    return
+                if state == "idle":
+                    await connection.execute("SELECT pg_terminate_backend($1)", server_pid)
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise DatabaseUnavailable(
+                        "the connection a batch of new orders was sent on has not ended yet"
+                    )
+                await asyncio.sleep(ENDED_POLL_S)
 
     async def get_order(self, order_id: UUID) -> Order:
         async with self._connection() as connection:

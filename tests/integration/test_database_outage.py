@@ -10,22 +10,27 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 from pytest_aiohttp import AiohttpClient
 
 from orderengine.app import create_app
+from orderengine.domain import NewOrder, OrderRequest
 from orderengine.embedded_db import embedded_postgres
 from orderengine.errors import DatabaseUnavailable
 from orderengine.postgres import CONNECTION_ERRORS, acquire, create_pool
-from orderengine.repository import Repository
+from orderengine.repository import CommitUnanswered, Repository
 from orderengine.venues.chain import Chain
 from tests import database_server
 from tests.harness import Client, embedded_scratch_dir, fast_settings
 from tests.polling import eventually
 from tests.streams import MARKET, submit
+
+REQUEST = OrderRequest.model_validate(
+    {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amountIn": "1", "slippageBps": 50}
+)
 
 
 @pytest.fixture
@@ -218,3 +223,35 @@ async def test_a_transaction_its_engine_left_idle_is_ended_by_the_server(
         pool.terminate()
 
     assert taken
+
+
+async def test_a_batch_left_unread_by_a_frozen_server_is_read_back_once_its_process_ended(
+    database_url: str,
+) -> None:
+    """Its statement waits in the frozen process's socket, and may still run when it thaws.
+
+    Were the read-back to look before that process ended, it could find nothing, answer 503,
+    and the batch commit after: an order made behind a "nothing was created".
+    """
+    repository = await Repository.connect(database_url, 2, 1.0)
+    ids = [uuid4()]
+    frozen: int | None = None
+    try:
+        async with repository._intake_connection() as connection:
+            frozen = connection.get_server_pid()
+        os.kill(frozen, signal.SIGSTOP)
+        with pytest.raises(CommitUnanswered) as unanswered:
+            await repository.create_orders([NewOrder(request=REQUEST)], ids)
+        reading = asyncio.create_task(repository.created_orders(ids, unanswered.value.server_pid))
+        await asyncio.sleep(0.3)
+        assert not reading.done(), "read back while the batch could still commit"
+        os.kill(frozen, signal.SIGCONT)
+        frozen = None
+        found = await reading
+        stored = await repository.created_orders(ids)
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        await repository.close()
+
+    assert found.keys() == stored.keys()

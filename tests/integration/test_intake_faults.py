@@ -119,11 +119,13 @@ class FaultyRepository(Repository):
         self._armed = self.faults.pop(0) if self.faults else None
         return await super().create_orders(batch, ids, rate)
 
-    async def created_orders(self, ids: Sequence[UUID]) -> dict[UUID, Order]:
+    async def created_orders(
+        self, ids: Sequence[UUID], server_pid: int | None = None
+    ) -> dict[UUID, Order]:
         if self.read_back_outages:
             self.read_back_outages -= 1
             raise DatabaseUnavailable("injected: database unavailable for the read-back")
-        return await super().created_orders(ids)
+        return await super().created_orders(ids, server_pid)
 
     @asynccontextmanager
     async def _intake_connection(self) -> AsyncIterator[AnyConnection]:
