@@ -83,6 +83,27 @@ def _route_standard_logging(json: bool, level: str) -> None:
     # aiohttp warns of every handshake offering subprotocols the engine does not speak,
     # quoting them: a client's doing, not the operator's, and a flood for the asking.
     logging.getLogger("aiohttp.websocket").setLevel(logging.ERROR)
+    pool = logging.getLogger("asyncpg.pool")
+    for added in [f for f in pool.filters if isinstance(f, ErrorWithoutTraceback)]:
+        pool.removeFilter(added)
+    pool.addFilter(ErrorWithoutTraceback())
+
+
+class ErrorWithoutTraceback(logging.Filter):
+    """A warning's error named in its line, without its traceback.
+
+    asyncpg's pool warns of every attempt to reopen a connection that fails, with the whole
+    traceback: while the database is away, a line a second (backing off to one a minute)
+    that reads like a crash of the engine, for what is an outage it already reports.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and record.exc_info and record.exc_info[1]:
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 class StandardErrorHandler(logging.Handler):

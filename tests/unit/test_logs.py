@@ -22,6 +22,9 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
         root.removeHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("aiohttp.websocket").setLevel(logging.NOTSET)
+    pool = logging.getLogger("asyncpg.pool")
+    for added in list(pool.filters):
+        pool.removeFilter(added)
     structlog.reset_defaults()
 
 
@@ -30,19 +33,38 @@ def test_a_library_warning_with_a_traceback_is_one_json_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     try:
-        raise ConnectionRefusedError("the database went away")
-    except ConnectionRefusedError:
-        logging.getLogger("asyncpg.pool").warning("pool floor not restored", exc_info=True)
-    logging.getLogger("asyncpg.pool").debug("below the level: not written")
+        raise ConnectionResetError("the client went away")
+    except ConnectionResetError:
+        logging.getLogger("aiohttp.server").warning("request not answered", exc_info=True)
+    logging.getLogger("aiohttp.server").debug("below the level: not written")
 
     lines = capsys.readouterr().err.splitlines()
 
     assert len(lines) == 1
     line = json.loads(lines[0])
-    assert line["event"] == "pool floor not restored"
-    assert line["logger"] == "asyncpg.pool"
+    assert line["event"] == "request not answered"
+    assert line["logger"] == "aiohttp.server"
     assert line["level"] == "warning"
-    assert "ConnectionRefusedError: the database went away" in line["exception"]
+    assert "ConnectionResetError: the client went away" in line["exception"]
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_the_pools_warning_of_a_failed_reconnect_names_its_error_without_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It comes every second or so while the database is away: a traceback reads like a crash."""
+    try:
+        raise ConnectionRefusedError("the database went away")
+    except ConnectionRefusedError:
+        logging.getLogger("asyncpg.pool").warning("pool floor not restored", exc_info=True)
+
+    [line] = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+
+    assert line["event"] == (
+        "pool floor not restored: ConnectionRefusedError('the database went away')"
+    )
+    assert line["level"] == "warning"
+    assert "exception" not in line
 
 
 @pytest.mark.usefixtures("json_logs")
