@@ -7,6 +7,7 @@ no test imports conftest.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,20 @@ def with_database(url: str, name: str) -> str:
     """The same server URL, pointing at another database."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def new_database(server_url: str) -> str:
+    """The URL of a new database with nothing in it, on the tests' server.
+
+    Named as the tests' own databases are, so that it is dropped with them.
+    """
+    name = f"test_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    return with_database(server_url, name)
 
 
 def fast_settings(database_url: str, **overrides: Any) -> Settings:

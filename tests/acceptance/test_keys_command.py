@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
-
-import asyncpg
 
 from orderengine.access import KEY_PREFIX, key_hash
 from orderengine.repository import Repository
-from tests.harness import with_database, without_engine_settings
+from tests.harness import new_database, without_engine_settings
 
 
 async def keys(database_url: str, *arguments: str) -> tuple[int, str, str]:
@@ -69,8 +66,8 @@ async def test_a_command_writes_only_its_answer_unless_a_log_level_is_given(
 
     Their lines are written only when `ORDERENGINE_LOG_LEVEL` asks for them.
     """
-    quiet = await empty_database(server_url)
-    told = await empty_database(server_url)
+    quiet = await new_database(server_url)
+    told = await new_database(server_url)
 
     status, out, err = await keys(quiet, "create", "ops")
     told_status, _, told_err = await keys_with(
@@ -82,14 +79,3 @@ async def test_a_command_writes_only_its_answer_unless_a_log_level_is_given(
     assert err == ""
     assert told_status == 0
     assert "migration_applied" in told_err
-
-
-async def empty_database(server_url: str) -> str:
-    """A new database with no schema on the tests' server, dropped with the tests' own."""
-    name = f"test_{uuid.uuid4().hex}"
-    connection = await asyncpg.connect(server_url)
-    try:
-        await connection.execute(f"CREATE DATABASE {name}")
-    finally:
-        await connection.close()
-    return with_database(server_url, name)

@@ -19,7 +19,7 @@ from orderengine.domain import OrderStatus
 from orderengine.migrations import migrate, migrations
 from orderengine.repository import Repository
 from orderengine.venues.chain import Chain
-from tests.harness import with_database
+from tests.harness import new_database, with_database
 
 SCHEMA_SQL = Path(__file__).parents[2] / "schema.sql"
 
@@ -54,13 +54,7 @@ CATALOG: dict[str, str] = {
 @pytest.fixture
 async def empty_database(server_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to a new database with nothing in it."""
-    name = f"test_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    connection = await asyncpg.connect(with_database(server_url, name))
+    connection = await asyncpg.connect(await new_database(server_url))
     yield connection
     await connection.close()
 
